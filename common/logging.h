@@ -23,7 +23,8 @@ enum class Level { kDebug, kInfo, kWarn, kError };
 
 // One key=value pair of a log line.
 struct Field {
-  Field(std::string_view k, const absl::AlphaNum& v) : key(k), value(v.Piece().data(), v.Piece().size()) {}
+  Field(std::string_view k, const absl::AlphaNum& v)
+      : key(k), value(v.Piece().data(), v.Piece().size()) {}
   // A template so that ints and string literals do not narrow to bool.
   template <typename B, std::enable_if_t<std::is_same_v<B, bool>, int> = 0>
   Field(std::string_view k, B v) : key(k), value(v ? "true" : "false") {}

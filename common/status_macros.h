@@ -9,10 +9,10 @@
 #include "absl/status/statusor.h"
 
 // Returns the status of `expr` from the enclosing function when it is not OK.
-#define RETURN_IF_ERROR(expr)                            \
-  do {                                                   \
-    ::absl::Status swarm_status_ = (expr);               \
-    if (!swarm_status_.ok()) return swarm_status_;       \
+#define RETURN_IF_ERROR(expr)                      \
+  do {                                             \
+    ::absl::Status swarm_status_ = (expr);         \
+    if (!swarm_status_.ok()) return swarm_status_; \
   } while (0)
 
 #define SWARM_STATUS_CONCAT_INNER_(a, b) a##b
@@ -22,8 +22,8 @@
 #define ASSIGN_OR_RETURN(lhs, expr) \
   SWARM_ASSIGN_OR_RETURN_IMPL_(SWARM_STATUS_CONCAT_(swarm_statusor_, __LINE__), lhs, expr)
 
-#define SWARM_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr) \
-  auto statusor = (expr);                                 \
+#define SWARM_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr)  \
+  auto statusor = (expr);                                  \
   if (!statusor.ok()) return std::move(statusor).status(); \
   lhs = std::move(statusor).value()
 

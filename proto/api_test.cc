@@ -363,8 +363,8 @@ TEST(UnsetFieldsTest, UnsetFields_ListsMissingNestedFieldsAndOneofs) {
 
 TEST(TaskStateTest, Values_IncreaseInLifecycleOrder) {
   const std::vector<std::string> lifecycle = {
-      "NEW",      "PENDING",  "ASSIGNED", "ACCEPTED", "PREPARING", "READY",  "STARTING",
-      "RUNNING",  "COMPLETE", "SHUTDOWN", "FAILED",   "REJECTED",  "REMOVE", "ORPHANED"};
+      "NEW",     "PENDING",  "ASSIGNED", "ACCEPTED", "PREPARING", "READY",  "STARTING",
+      "RUNNING", "COMPLETE", "SHUTDOWN", "FAILED",   "REJECTED",  "REMOVE", "ORPHANED"};
   const google::protobuf::EnumDescriptor* states = TaskState_descriptor();
   ASSERT_EQ(states->value_count(), static_cast<int>(lifecycle.size()));
   for (int i = 0; i < states->value_count(); ++i) {
@@ -425,8 +425,8 @@ TEST(GrpcStubsTest, NewStub_CreatesStubForEveryService) {
 }
 
 TEST(GrpcStubsTest, Call_UnreachableServerFailsUnavailable) {
-  std::unique_ptr<Health::Stub> stub = Health::NewStub(
-      grpc::CreateChannel("unix:/nonexistent", grpc::InsecureChannelCredentials()));
+  std::unique_ptr<Health::Stub> stub =
+      Health::NewStub(grpc::CreateChannel("unix:/nonexistent", grpc::InsecureChannelCredentials()));
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
   HealthCheckResponse response;
@@ -437,8 +437,7 @@ TEST(GrpcStubsTest, Call_UnreachableServerFailsUnavailable) {
 // A Control server that echoes the spec it is given, as a created service.
 class EchoControl final : public Control::Service {
  public:
-  grpc::Status CreateService(grpc::ServerContext* /*context*/,
-                             const CreateServiceRequest* request,
+  grpc::Status CreateService(grpc::ServerContext* /*context*/, const CreateServiceRequest* request,
                              CreateServiceResponse* response) override {
     // Inside a gRPC service class, `Service` names the generated base: qualify the object.
     swarm::api::Service* service = response->mutable_service();

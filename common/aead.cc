@@ -1,0 +1,132 @@
+#include "common/aead.h"
+
+#include <openssl/evp.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+
+namespace swarm {
+namespace {
+
+constexpr uint8_t kVersion = 1;
+constexpr size_t kNonceSize = 12;
+constexpr size_t kTagSize = 16;
+constexpr size_t kHeaderSize = 1 + 4 + kNonceSize;
+
+struct CtxDeleter {
+  void operator()(EVP_CIPHER_CTX* c) const { EVP_CIPHER_CTX_free(c); }
+};
+using Ctx = std::unique_ptr<EVP_CIPHER_CTX, CtxDeleter>;
+
+[[noreturn]] void CipherFailure(const char* what) {
+  // Only a broken OpenSSL gets here (the sizes are all fixed): do not write data we could not
+  // read back.
+  std::fprintf(stderr, "FATAL: AES-256-GCM %s failed\n", what);
+  std::abort();
+}
+
+const unsigned char* U(std::string_view s) {
+  return reinterpret_cast<const unsigned char*>(s.data());
+}
+
+}  // namespace
+
+DataKey NewDataKey(uint32_t id, Random& random) {
+  DataKey k{id, std::string(kAeadKeySize, '\0')};
+  random.Fill(k.key.data(), k.key.size());
+  return k;
+}
+
+KeyRing::KeyRing(DataKey current) : current_(std::move(current)) {}
+
+void KeyRing::AddOld(DataKey key) {
+  const uint32_t id = key.id;
+  old_[id] = std::move(key);
+}
+
+const DataKey* KeyRing::Find(uint32_t id) const {
+  if (id == current_.id) return &current_;
+  auto it = old_.find(id);
+  return it == old_.end() ? nullptr : &it->second;
+}
+
+std::string SealRecord(const DataKey& key, std::string_view plaintext, std::string_view aad,
+                       Random& random) {
+  if (key.key.size() != kAeadKeySize) CipherFailure("key size check");
+  std::string out(kHeaderSize + plaintext.size() + kTagSize, '\0');
+  auto* p = reinterpret_cast<unsigned char*>(out.data());
+  p[0] = kVersion;
+  p[1] = static_cast<unsigned char>(key.id >> 24);
+  p[2] = static_cast<unsigned char>(key.id >> 16);
+  p[3] = static_cast<unsigned char>(key.id >> 8);
+  p[4] = static_cast<unsigned char>(key.id);
+  unsigned char* nonce = p + 5;
+  random.Fill(nonce, kNonceSize);
+
+  Ctx ctx(EVP_CIPHER_CTX_new());
+  int len = 0;
+  if (!ctx || EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, U(key.key), nonce) != 1) {
+    CipherFailure("encrypt init");
+  }
+  if (!aad.empty() &&
+      EVP_EncryptUpdate(ctx.get(), nullptr, &len, U(aad), static_cast<int>(aad.size())) != 1) {
+    CipherFailure("encrypt aad");
+  }
+  unsigned char* ct = p + kHeaderSize;
+  if (EVP_EncryptUpdate(ctx.get(), ct, &len, U(plaintext), static_cast<int>(plaintext.size())) !=
+      1) {
+    CipherFailure("encrypt");
+  }
+  if (EVP_EncryptFinal_ex(ctx.get(), ct + len, &len) != 1) CipherFailure("encrypt final");
+  if (EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kTagSize, ct + plaintext.size()) != 1) {
+    CipherFailure("get tag");
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> OpenRecord(const KeyRing& keys, std::string_view record,
+                                       std::string_view aad) {
+  if (record.size() < kHeaderSize + kTagSize) {
+    return absl::DataLossError("encrypted record is truncated");
+  }
+  const unsigned char* p = U(record);
+  if (p[0] != kVersion) {
+    return absl::DataLossError("encrypted record has unknown version " + std::to_string(p[0]));
+  }
+  const uint32_t id =
+      (uint32_t{p[1]} << 24) | (uint32_t{p[2]} << 16) | (uint32_t{p[3]} << 8) | uint32_t{p[4]};
+  const DataKey* key = keys.Find(id);
+  if (key == nullptr) {
+    return absl::NotFoundError("encrypted record uses key " + std::to_string(id) +
+                               ", which this node does not have");
+  }
+  const unsigned char* nonce = p + 5;
+  const size_t ct_size = record.size() - kHeaderSize - kTagSize;
+  std::string out(ct_size, '\0');
+  Ctx ctx(EVP_CIPHER_CTX_new());
+  int len = 0;
+  if (!ctx || EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, U(key->key), nonce) != 1) {
+    CipherFailure("decrypt init");
+  }
+  if (!aad.empty() &&
+      EVP_DecryptUpdate(ctx.get(), nullptr, &len, U(aad), static_cast<int>(aad.size())) != 1) {
+    CipherFailure("decrypt aad");
+  }
+  auto* o = reinterpret_cast<unsigned char*>(out.data());
+  if (EVP_DecryptUpdate(ctx.get(), o, &len, p + kHeaderSize, static_cast<int>(ct_size)) != 1) {
+    CipherFailure("decrypt");
+  }
+  std::string tag(record.substr(kHeaderSize + ct_size));
+  if (EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTagSize, tag.data()) != 1) {
+    CipherFailure("set tag");
+  }
+  if (EVP_DecryptFinal_ex(ctx.get(), o + len, &len) != 1) {
+    return absl::DataLossError(
+        "encrypted record failed authentication (corrupted, moved, or "
+        "sealed with another key)");
+  }
+  return out;
+}
+
+}  // namespace swarm

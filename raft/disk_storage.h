@@ -1,0 +1,100 @@
+// DiskStorage: the durable Raft log of one manager in RocksDB, encrypted at rest.
+//
+// The core reads a MemoryStorage (the log between two snapshots fits in memory, since the node
+// snapshots and compacts every few thousand entries); DiskStorage is what makes it survive a
+// crash: the node writes each Ready here, in one synced WriteBatch, before it acknowledges
+// anything, and loads everything back at start.
+//
+// On-disk format (one RocksDB database, directory `path`):
+//   column family "log":      key = index (8 bytes, big-endian) -> sealed raftpb.Entry
+//   column family "meta":     "hardstate" -> sealed raftpb.HardState; other keys are the
+//                              node's own (PutMeta)
+//   column family "snapshot": "meta" -> sealed SnapshotRecord (metadata, chunk count);
+//                              "chunk/<index>/<n>" (n 8 bytes, big-endian) -> sealed data chunk
+// Every value is sealed with AES-256-GCM (common/aead.h) with its column family and key as
+// associated data, so a corrupted, truncated or moved record is detected at load; RocksDB
+// itself runs with paranoid checks and refuses a corrupted write-ahead log instead of
+// silently dropping its tail. Any such failure makes Load() return DATA_LOSS naming the
+// database and the record: a node never starts on a log it cannot fully trust.
+//
+// Crash recovery: each Save() is one atomic WriteBatch, so after a crash the database holds a
+// prefix of the Saves in order (synced ones all of them).
+//
+// Thread-safety: not thread-safe; the node's Ready loop is the only caller.
+#ifndef SWARM_RAFT_DISK_STORAGE_H_
+#define SWARM_RAFT_DISK_STORAGE_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/aead.h"
+#include "common/random.h"
+#include "raft/types.h"
+
+namespace rocksdb {
+class DB;
+class ColumnFamilyHandle;
+}  // namespace rocksdb
+
+namespace swarm::raft {
+
+class DiskStorage {
+ public:
+  // Opens (or creates) the database at path.
+  static absl::StatusOr<std::unique_ptr<DiskStorage>> Open(const std::string& path, KeyRing keys,
+                                                           Random& random);
+  ~DiskStorage();
+
+  struct State {
+    HardState hard_state;
+    // empty() when no snapshot was ever stored.
+    Snapshot snapshot;
+    // The log after the snapshot, contiguous.
+    std::vector<Entry> entries;
+  };
+  // Reads everything back. DATA_LOSS when a record fails to open or the log has a gap.
+  absl::StatusOr<State> Load();
+
+  // Persists one Ready: an optional snapshot received from the leader (which replaces the
+  // whole log), entries (replacing any conflicting suffix), and the hard state when not
+  // empty. sync = the Ready's must_sync.
+  absl::Status Save(const HardState& hs, const std::vector<Entry>& entries,
+                    const Snapshot* snapshot, bool sync);
+  // Stores a snapshot made by this node (the log is kept; see Compact).
+  absl::Status SaveSnapshot(const Snapshot& snapshot);
+  // Deletes the log entries below index.
+  absl::Status Compact(uint64_t index);
+
+  absl::Status PutMeta(const std::string& key, const std::string& value);
+  // nullopt when absent.
+  absl::StatusOr<std::optional<std::string>> GetMeta(const std::string& key);
+
+  const std::string& path() const { return path_; }
+
+ private:
+  DiskStorage(std::string path, KeyRing keys, Random& random);
+  std::string SealValue(const std::string& aad, const std::string& plaintext);
+  absl::Status SnapshotToBatch(const Snapshot& snapshot, void* batch);
+  absl::Status Write(void* batch, bool sync);
+
+  std::string path_;
+  KeyRing keys_;
+  Random& random_;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  rocksdb::ColumnFamilyHandle* log_ = nullptr;
+  rocksdb::ColumnFamilyHandle* meta_ = nullptr;
+  rocksdb::ColumnFamilyHandle* snap_ = nullptr;
+  // Last index in the log (0 when empty), so Save can delete a replaced suffix.
+  uint64_t last_index_ = 0;
+  // Index of the stored snapshot, whose chunks a newer snapshot deletes.
+  uint64_t snapshot_index_ = 0;
+  uint64_t snapshot_chunks_ = 0;
+};
+
+}  // namespace swarm::raft
+
+#endif  // SWARM_RAFT_DISK_STORAGE_H_

@@ -7,6 +7,8 @@ SWARM_COPTS = [
     "-Wextra",
     "-Werror",
     "-Wno-sign-compare",
+    # Designated initializers that leave fields at their defaults are intended.
+    "-Wno-missing-field-initializers",
 ]
 
 def swarm_cc_library(name, copts = [], visibility = None, **kwargs):

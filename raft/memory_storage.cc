@@ -43,11 +43,14 @@ void MemoryStorage::SetHardState(const HardState& hs) {
   hard_state_ = hs;
 }
 
-std::vector<Entry> BootstrapEntries(const ConfState& cs) {
+std::vector<Entry> BootstrapEntries(const ConfState& cs,
+                                    const std::map<uint64_t, std::string>& contexts) {
   std::vector<Entry> ents;
   auto add = [&](ConfChangeType type, uint64_t id) {
+    auto it = contexts.find(id);
+    const std::string context = it == contexts.end() ? "" : it->second;
     ents.push_back(Entry{ents.size() + 1, 1, EntryType::kConfChange,
-                         Payload(ConfChange{type, id, ""}.Encode())});
+                         Payload(ConfChange{type, id, context}.Encode())});
   };
   for (uint64_t id : cs.voters) add(ConfChangeType::kAddNode, id);
   for (uint64_t id : cs.learners) add(ConfChangeType::kAddLearnerNode, id);

@@ -9,6 +9,8 @@
 #define SWARM_RAFT_STORAGE_H_
 
 #include <cstdint>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -42,7 +44,9 @@ struct InitialState {
 // committed. Every initial member starts from this same log, and members added later learn the
 // initial membership from it like any other change. The hard state to store with it is
 // {term 1, no vote, commit = entries.size()}.
-std::vector<Entry> BootstrapEntries(const ConfState& cs);
+// contexts optionally gives each member's conf change context (for example its address).
+std::vector<Entry> BootstrapEntries(const ConfState& cs,
+                                    const std::map<uint64_t, std::string>& contexts = {});
 
 class Storage {
  public:

@@ -1,0 +1,683 @@
+#include "raft/node.h"
+
+#include <filesystem>
+
+#include "common/logging.h"
+#include "proto/raft_service.grpc.pb.h"
+#include "raft/codec.h"
+#include "raft/raft.h"
+
+namespace swarm::raft {
+namespace {
+
+constexpr size_t kRequestIdSize = 8;
+constexpr char kLog[] = "raft";
+
+std::string EncodeRequest(uint64_t id, const std::string& data) {
+  std::string out(kRequestIdSize, '\0');
+  for (int i = 7; i >= 0; --i) {
+    out[i] = static_cast<char>(id & 0xff);
+    id >>= 8;
+  }
+  return out + data;
+}
+
+// Splits a proposal into its request ID and the caller's data.
+bool DecodeRequest(std::string_view entry, uint64_t* id, std::string_view* data) {
+  if (entry.size() < kRequestIdSize) return false;
+  uint64_t v = 0;
+  for (size_t i = 0; i < kRequestIdSize; ++i) v = (v << 8) | static_cast<uint8_t>(entry[i]);
+  *id = v;
+  *data = entry.substr(kRequestIdSize);
+  return true;
+}
+
+std::string EncodeMember(const Member& m) {
+  api::RaftMember pb;
+  pb.set_raft_id(m.raft_id);
+  pb.set_addr(m.addr);
+  return pb.SerializeAsString();
+}
+
+[[noreturn]] void Die(const std::string& what, const absl::Status& s) {
+  Fatal(what + ": " + std::string(s.message()));
+}
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(static_cast<int>(s.code())),
+                      std::string(s.message()));
+}
+
+}  // namespace
+
+struct Node::Waiter {
+  std::promise<absl::StatusOr<uint64_t>> promise;
+  absl::Time deadline;
+  // Reads: the index to wait for (0 until the ReadState arrives).
+  uint64_t read_index = 0;
+  void Finish(absl::StatusOr<uint64_t> v) { promise.set_value(std::move(v)); }
+};
+
+struct Node::Inbox {
+  int ticks = 0;
+  std::vector<Message> messages;
+  std::vector<std::pair<std::string, std::shared_ptr<Waiter>>> proposals;
+  std::vector<std::pair<std::string, std::shared_ptr<Waiter>>> reads;
+  std::vector<std::pair<ConfChange, std::shared_ptr<Waiter>>> conf_changes;
+  std::vector<uint64_t> transfers;
+  std::vector<uint64_t> unreachable;
+  std::vector<std::pair<uint64_t, bool>> snapshot_status;
+  bool empty() const {
+    return ticks == 0 && messages.empty() && proposals.empty() && reads.empty() &&
+           conf_changes.empty() && transfers.empty() && unreachable.empty() &&
+           snapshot_status.empty();
+  }
+};
+
+// ---- gRPC services ----
+
+class Node::RaftServiceImpl final : public api::Raft::Service {
+ public:
+  explicit RaftServiceImpl(Node* node) : node_(node) {}
+
+  grpc::Status ProcessRaftMessage(grpc::ServerContext*,
+                                  grpc::ServerReader<api::ProcessRaftMessageRequest>* reader,
+                                  api::ProcessRaftMessageResponse*) override {
+    api::ProcessRaftMessageRequest req;
+    while (reader->Read(&req)) {
+      Message m = FromProto(req.message());
+      if (m.to != node_->id() || IsLocalMessage(m.type)) {
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            "raft message is not for this member");
+      }
+      node_->Deliver(std::move(m));
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status StreamRaftSnapshot(grpc::ServerContext*,
+                                  grpc::ServerReader<api::SnapshotChunk>* reader,
+                                  api::StreamRaftSnapshotResponse*) override {
+    api::SnapshotChunk chunk;
+    std::optional<Message> m;
+    std::string data;
+    while (reader->Read(&chunk)) {
+      if (!m) {
+        m = FromProto(chunk.message());
+        if (m->type != MessageType::kSnap || !m->snapshot || m->to != node_->id()) {
+          return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "not a snapshot for us");
+        }
+        data.reserve(chunk.total_size());
+      }
+      if (chunk.offset() != data.size()) {
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "snapshot chunk out of order");
+      }
+      data += chunk.data();
+      if (chunk.last()) {
+        m->snapshot->data = Payload(std::move(data));
+        node_->Deliver(*std::move(m));
+        return grpc::Status::OK;
+      }
+    }
+    return grpc::Status(grpc::StatusCode::CANCELLED, "snapshot stream ended early");
+  }
+
+  grpc::Status ResolveAddress(grpc::ServerContext*, const api::ResolveAddressRequest* req,
+                              api::ResolveAddressResponse* resp) override {
+    NodeStatus st = node_->Status();
+    auto it = st.members.find(req->raft_id());
+    if (it == st.members.end()) {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND, "no such raft member");
+    }
+    resp->set_addr(it->second.addr);
+    return grpc::Status::OK;
+  }
+
+ private:
+  Node* node_;
+};
+
+class Node::MembershipServiceImpl final : public api::RaftMembership::Service {
+ public:
+  explicit MembershipServiceImpl(Node* node) : node_(node) {}
+
+  grpc::Status Join(grpc::ServerContext*, const api::JoinRequest* req,
+                    api::JoinResponse* resp) override {
+    if (req->addr().empty()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "join: the address is empty");
+    }
+    NodeStatus st = node_->Status();
+    // A member that rejoins from the same address keeps its ID.
+    uint64_t id = kNone;
+    for (const auto& [mid, m] : st.members) {
+      if (m.addr == req->addr()) id = mid;
+    }
+    if (id == kNone) {
+      do {
+        id = SecureRandom::Get().Next64() >> 1;
+      } while (id == kNone || st.members.count(id));
+      absl::Status s = node_->AddMember(id, req->addr(), absl::Seconds(10));
+      if (!s.ok()) return ToGrpc(s);
+      st = node_->Status();
+    }
+    resp->set_raft_id(id);
+    for (const auto& [mid, m] : st.members) {
+      api::RaftMember* pb = resp->add_members();
+      pb->set_raft_id(mid);
+      pb->set_addr(m.addr);
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Leave(grpc::ServerContext*, const api::LeaveRequest* req,
+                     api::LeaveResponse*) override {
+    return ToGrpc(node_->RemoveMember(req->node().raft_id(), absl::Seconds(10)));
+  }
+
+ private:
+  Node* node_;
+};
+
+// ---- Construction and loading ----
+
+Node::Node(NodeConfig config)
+    : config_(std::move(config)),
+      raft_service_(std::make_unique<RaftServiceImpl>(this)),
+      membership_service_(std::make_unique<MembershipServiceImpl>(this)),
+      inbox_(std::make_unique<Inbox>()) {}
+
+Node::~Node() { Stop(); }
+
+grpc::Service* Node::raft_service() { return raft_service_.get(); }
+grpc::Service* Node::membership_service() { return membership_service_.get(); }
+
+absl::StatusOr<std::unique_ptr<Node>> Node::Create(NodeConfig config) {
+  if (config.id == kNone) return absl::InvalidArgumentError("raft node: the ID must not be 0");
+  if (config.state_machine == nullptr) {
+    return absl::InvalidArgumentError("raft node: a state machine is required");
+  }
+  std::unique_ptr<Node> node(new Node(std::move(config)));
+  absl::Status s = node->Load();
+  if (!s.ok()) return s;
+  return node;
+}
+
+absl::Status Node::Load() {
+  const std::string path = config_.state_dir + "/raft";
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  if (ec) {
+    return absl::UnavailableError("creating the raft state directory " + path + ": " +
+                                  ec.message());
+  }
+  KeyRing keys(config_.key);
+  for (const DataKey& k : config_.old_keys) keys.AddOld(k);
+  auto disk = DiskStorage::Open(path, std::move(keys), SecureRandom::Get());
+  if (!disk.ok()) return disk.status();
+  disk_ = *std::move(disk);
+  auto state = disk_->Load();
+  if (!state.ok()) return state.status();
+
+  if (state->hard_state.empty() && state->entries.empty() && state->snapshot.empty() &&
+      !config_.bootstrap_members.empty()) {
+    // A brand-new cluster: every initial member writes the same first entries.
+    ConfState cs;
+    std::map<uint64_t, std::string> contexts;
+    for (const auto& [id, addr] : config_.bootstrap_members) {
+      cs.voters.push_back(id);
+      contexts[id] = EncodeMember(Member{id, addr});
+    }
+    std::vector<Entry> ents = BootstrapEntries(cs, contexts);
+    HardState hs{1, kNone, ents.size()};
+    absl::Status s = disk_->Save(hs, ents, nullptr, /*sync=*/true);
+    if (!s.ok()) return s;
+    state->hard_state = hs;
+    state->entries = std::move(ents);
+    log::Info(kLog, "bootstrapped a new cluster",
+              {{"id", config_.id}, {"members", cs.voters.size()}});
+  }
+
+  if (!state->snapshot.empty()) {
+    if (absl::Status s = mem_.ApplySnapshot(state->snapshot); !s.ok()) return s;
+    RestoreSnapshot(state->snapshot);
+  }
+  if (absl::Status s = mem_.Append(state->entries); !s.ok()) return s;
+  mem_.SetHardState(state->hard_state);
+  NoteMembers(state->entries);
+
+  Config c;
+  c.id = config_.id;
+  c.election_tick = config_.election_ticks;
+  c.heartbeat_tick = config_.heartbeat_ticks;
+  c.storage = &mem_;
+  c.applied = state->snapshot.metadata.index;
+  c.max_inflight_msgs = 1024;
+  c.max_uncommitted_entries_size = 256 << 20;
+  c.seed = SecureRandom::Get().Next64();
+  auto raw = RawNode::Create(c);
+  if (!raw.ok()) return raw.status();
+  raw_ = *std::move(raw);
+
+  Transport::Options topts;
+  topts.self = config_.id;
+  topts.credentials = config_.channel_credentials;
+  transport_ = std::make_unique<Transport>(
+      topts, Transport::Callbacks{[this](uint64_t id) {
+                                    absl::MutexLock lock(&mu_);
+                                    inbox_->unreachable.push_back(id);
+                                    wake_.Signal();
+                                  },
+                                  [this](uint64_t id, bool failed) {
+                                    absl::MutexLock lock(&mu_);
+                                    inbox_->snapshot_status.emplace_back(id, failed);
+                                    wake_.Signal();
+                                  }});
+  for (const auto& [id, m] : members_) transport_->SetPeer(id, m.addr);
+  {
+    absl::MutexLock lock(&mu_);
+    next_request_ = SecureRandom::Get().Next64();
+  }
+  UpdateStatus();
+  log::Info(kLog, "loaded the log",
+            {{"id", config_.id},
+             {"term", state->hard_state.term},
+             {"commit", state->hard_state.commit},
+             {"snapshot", state->snapshot.metadata.index},
+             {"entries", state->entries.size()}});
+  return absl::OkStatus();
+}
+
+void Node::Start() {
+  loop_ = std::thread([this] { Run(); });
+  ticker_ = std::thread([this] {
+    while (true) {
+      config_.clock->SleepFor(config_.tick_interval);
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+      ++inbox_->ticks;
+      wake_.Signal();
+    }
+  });
+}
+
+void Node::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_ && !loop_.joinable()) return;
+    stopping_ = true;
+    wake_.SignalAll();
+  }
+  if (loop_.joinable()) loop_.join();
+  if (ticker_.joinable()) ticker_.join();
+  if (transport_) transport_->Stop();
+  FailAll(absl::UnavailableError("raft node is shutting down"));
+  // Anything still in the inbox never reached the loop.
+  std::unique_ptr<Inbox> in;
+  {
+    absl::MutexLock lock(&mu_);
+    in = std::exchange(inbox_, std::make_unique<Inbox>());
+  }
+  const absl::Status down = absl::UnavailableError("raft node is shutting down");
+  for (auto& [d, w] : in->proposals) w->Finish(down);
+  for (auto& [c, w] : in->reads) w->Finish(down);
+  for (auto& [cc, w] : in->conf_changes) w->Finish(down);
+}
+
+// ---- The public API ----
+
+std::future<absl::StatusOr<uint64_t>> Node::Propose(std::string data, absl::Duration timeout) {
+  auto w = std::make_shared<Waiter>();
+  w->deadline = config_.clock->Now() + timeout;
+  auto f = w->promise.get_future();
+  absl::MutexLock lock(&mu_);
+  if (stopping_) {
+    w->Finish(absl::UnavailableError("raft node is shutting down"));
+    return f;
+  }
+  inbox_->proposals.emplace_back(EncodeRequest(next_request_++, data), std::move(w));
+  wake_.Signal();
+  return f;
+}
+
+absl::StatusOr<uint64_t> Node::ProposeAndWait(std::string data, absl::Duration timeout) {
+  return Propose(std::move(data), timeout).get();
+}
+
+absl::Status Node::LinearizableRead(absl::Duration timeout) {
+  auto w = std::make_shared<Waiter>();
+  w->deadline = config_.clock->Now() + timeout;
+  auto f = w->promise.get_future();
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return absl::UnavailableError("raft node is shutting down");
+    inbox_->reads.emplace_back(std::to_string(next_request_++), std::move(w));
+    wake_.Signal();
+  }
+  return f.get().status();
+}
+
+absl::Status Node::ProposeConfChange(ConfChange cc, absl::Duration timeout) {
+  auto w = std::make_shared<Waiter>();
+  w->deadline = config_.clock->Now() + timeout;
+  auto f = w->promise.get_future();
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return absl::UnavailableError("raft node is shutting down");
+    inbox_->conf_changes.emplace_back(std::move(cc), std::move(w));
+    wake_.Signal();
+  }
+  return f.get().status();
+}
+
+absl::Status Node::AddMember(uint64_t raft_id, const std::string& addr, absl::Duration timeout) {
+  return ProposeConfChange(
+      ConfChange{ConfChangeType::kAddLearnerNode, raft_id, EncodeMember(Member{raft_id, addr})},
+      timeout);
+}
+
+absl::Status Node::RemoveMember(uint64_t raft_id, absl::Duration timeout) {
+  return ProposeConfChange(ConfChange{ConfChangeType::kRemoveNode, raft_id, ""}, timeout);
+}
+
+absl::Status Node::TransferLeadership(uint64_t to, absl::Duration timeout) {
+  {
+    absl::MutexLock lock(&mu_);
+    inbox_->transfers.push_back(to);
+    wake_.Signal();
+  }
+  const absl::Time deadline = config_.clock->Now() + timeout;
+  while (config_.clock->Now() < deadline) {
+    if (Status().leader == to) return absl::OkStatus();
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return absl::DeadlineExceededError("leadership did not move to " + std::to_string(to) +
+                                     " in time");
+}
+
+NodeStatus Node::Status() const {
+  absl::MutexLock lock(&status_mu_);
+  return status_;
+}
+
+void Node::Deliver(Message m) {
+  absl::MutexLock lock(&mu_);
+  if (stopping_) return;
+  inbox_->messages.push_back(std::move(m));
+  wake_.Signal();
+}
+
+std::string Node::LeaderHint() const {
+  const raft::Status s = raw_->GetStatus();
+  if (s.soft_state.lead == kNone) return "there is no leader now; retry shortly";
+  auto it = members_.find(s.soft_state.lead);
+  return "the leader is member " + std::to_string(s.soft_state.lead) +
+         (it != members_.end() ? " at " + it->second.addr : std::string());
+}
+
+// ---- The loop ----
+
+void Node::Run() {
+  while (true) {
+    std::unique_ptr<Inbox> in;
+    {
+      absl::MutexLock lock(&mu_);
+      while (inbox_->empty() && !stopping_) wake_.Wait(&mu_);
+      if (stopping_) return;
+      in = std::exchange(inbox_, std::make_unique<Inbox>());
+    }
+    for (int i = 0; i < in->ticks; ++i) Tick();
+    for (Message& m : in->messages) (void)raw_->Step(std::move(m));
+    for (uint64_t id : in->unreachable) raw_->ReportUnreachable(id);
+    for (auto [id, failed] : in->snapshot_status) raw_->ReportSnapshot(id, failed);
+    for (uint64_t to : in->transfers) raw_->TransferLeadership(to);
+
+    if (!in->proposals.empty()) {
+      if (!leader_) {
+        const absl::Status s =
+            absl::FailedPreconditionError("this manager is not the raft leader: " + LeaderHint());
+        for (auto& [d, w] : in->proposals) w->Finish(s);
+      } else {
+        // Everything that arrived while the last Ready was being written goes in one batch.
+        std::vector<std::string> batch;
+        batch.reserve(in->proposals.size());
+        for (auto& [d, w] : in->proposals) {
+          uint64_t id;
+          std::string_view unused;
+          DecodeRequest(d, &id, &unused);
+          proposals_[id] = std::move(w);
+          batch.push_back(std::move(d));
+        }
+        absl::Status s = raw_->ProposeBatch(std::move(batch));
+        if (!s.ok()) {
+          for (auto& [d, w] : in->proposals) {
+            uint64_t id;
+            std::string_view unused;
+            DecodeRequest(d, &id, &unused);
+            auto it = proposals_.find(id);
+            if (it != proposals_.end()) {
+              it->second->Finish(s);
+              proposals_.erase(it);
+            }
+          }
+        }
+      }
+    }
+    for (auto& [ctx, w] : in->reads) {
+      reads_[ctx] = w;
+      raw_->ReadIndex(ctx);
+    }
+    for (auto& [cc, w] : in->conf_changes) {
+      if (!leader_) {
+        w->Finish(absl::FailedPreconditionError("membership changes go through the raft leader: " +
+                                                LeaderHint()));
+        continue;
+      }
+      absl::Status s = raw_->ProposeConfChange(cc);
+      if (!s.ok()) {
+        w->Finish(s);
+        continue;
+      }
+      conf_changes_[cc.node_id] = w;
+    }
+    while (raw_->HasReady()) HandleReady();
+  }
+}
+
+void Node::Tick() {
+  raw_->Tick();
+  const absl::Time now = config_.clock->Now();
+  auto expire = [&](auto& waiters) {
+    for (auto it = waiters.begin(); it != waiters.end();) {
+      if (it->second->deadline <= now) {
+        it->second->Finish(absl::DeadlineExceededError(
+            "raft: timed out waiting for the cluster (is a quorum of managers reachable?)"));
+        it = waiters.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  };
+  expire(proposals_);
+  expire(reads_);
+  expire(conf_changes_);
+  if (!leader_ || !config_.auto_promote_learners) return;
+  // Promote one caught-up learner at a time.
+  const raft::Status s = raw_->GetStatus();
+  for (const auto& [id, pr] : s.progress) {
+    if (pr.learner && pr.match >= s.hard_state.commit && pr.recent_active) {
+      if (raw_->ProposeConfChange(ConfChange{ConfChangeType::kAddNode, id, ""}).ok()) {
+        log::Info(kLog, "promoting a caught-up learner", {{"member", id}});
+      }
+      break;
+    }
+  }
+}
+
+void Node::HandleReady() {
+  Ready rd = raw_->GetReady();
+  for (Message& m : rd.messages) transport_->Send(std::move(m));
+
+  // Nothing is acknowledged before it is durable; a node that cannot write stops here
+  // rather than run on with a log that differs from what it told others.
+  const Snapshot* snap = rd.snapshot.empty() ? nullptr : &rd.snapshot;
+  if (absl::Status s = disk_->Save(rd.hard_state, rd.entries, snap, rd.must_sync); !s.ok()) {
+    Die("cannot persist the raft log", s);
+  }
+  if (snap != nullptr) {
+    if (absl::Status s = mem_.ApplySnapshot(*snap); !s.ok()) Die("applying a snapshot", s);
+    RestoreSnapshot(*snap);
+    log::Info(kLog, "installed a snapshot from the leader",
+              {{"index", snap->metadata.index}, {"bytes", snap->data.size()}});
+  }
+  NoteMembers(rd.entries);
+  if (absl::Status s = mem_.Append(std::move(rd.entries)); !s.ok()) Die("appending", s);
+  if (!rd.hard_state.empty()) mem_.SetHardState(rd.hard_state);
+  for (Message& m : rd.messages_after_persist) transport_->Send(std::move(m));
+
+  if (rd.soft_state) {
+    const bool leader = rd.soft_state->state == StateType::kLeader;
+    if (leader != leader_) {
+      leader_ = leader;
+      const uint64_t term = raw_->GetStatus().hard_state.term;
+      log::Info(kLog, leader ? "became leader" : "lost leadership",
+                {{"id", config_.id}, {"term", term}});
+      if (!leader) {
+        FailAll(absl::UnavailableError(
+            "raft leadership was lost before the request committed; it may or may not take "
+            "effect"));
+      }
+      if (config_.on_leadership_change) config_.on_leadership_change(leader, term);
+    }
+  }
+  for (const Entry& e : rd.committed_entries) ApplyEntry(e);
+  for (const ReadState& rs : rd.read_states) {
+    auto it = reads_.find(rs.context);
+    if (it != reads_.end()) it->second->read_index = rs.index;
+  }
+  raw_->Advance();
+  for (auto it = reads_.begin(); it != reads_.end();) {
+    if (it->second->read_index != 0 && it->second->read_index <= applied_) {
+      it->second->Finish(it->second->read_index);
+      it = reads_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  MaybeSnapshot();
+  UpdateStatus();
+}
+
+void Node::ApplyEntry(const Entry& e) {
+  applied_ = e.index;
+  if (e.type == EntryType::kConfChange) {
+    ConfChange cc;
+    if (!ConfChange::Decode(e.data.view(), &cc)) Fatal("malformed conf change in the log");
+    applied_conf_ = ApplyConfChange(applied_conf_, cc);
+    if (cc.type == ConfChangeType::kRemoveNode) {
+      members_.erase(cc.node_id);
+      transport_->RemovePeer(cc.node_id);
+      if (cc.node_id == config_.id) {
+        removed_ = true;
+        log::Warn(kLog, "this member was removed from the cluster", {{"id", config_.id}});
+      }
+    }
+    auto it = conf_changes_.find(cc.node_id);
+    if (it != conf_changes_.end()) {
+      it->second->Finish(e.index);
+      conf_changes_.erase(it);
+    }
+    return;
+  }
+  if (e.data.empty()) return;  // a leader's no-op
+  uint64_t id;
+  std::string_view data;
+  if (!DecodeRequest(e.data.view(), &id, &data)) Fatal("malformed proposal in the log");
+  config_.state_machine->Apply(e.index, data);
+  auto it = proposals_.find(id);
+  if (it != proposals_.end()) {
+    it->second->Finish(e.index);
+    proposals_.erase(it);
+  }
+}
+
+void Node::NoteMembers(const std::vector<Entry>& entries) {
+  // Addresses are needed as soon as a member is in the configuration (at append), not only
+  // once the change commits: the leader replicates to a new learner right away.
+  for (const Entry& e : entries) {
+    if (e.type != EntryType::kConfChange) continue;
+    ConfChange cc;
+    if (!ConfChange::Decode(e.data.view(), &cc) || cc.context.empty()) continue;
+    api::RaftMember pb;
+    if (!pb.ParseFromString(cc.context)) continue;
+    members_[cc.node_id] = Member{cc.node_id, pb.addr()};
+    if (transport_) transport_->SetPeer(cc.node_id, pb.addr());
+  }
+}
+
+void Node::RestoreSnapshot(const Snapshot& snap) {
+  api::RaftSnapshotData data;
+  if (!data.ParseFromArray(snap.data.view().data(), static_cast<int>(snap.data.size()))) {
+    Fatal("the snapshot at index " + std::to_string(snap.metadata.index) + " does not parse");
+  }
+  if (absl::Status s = config_.state_machine->Restore(data.state()); !s.ok()) {
+    Die("restoring the state machine from a snapshot", s);
+  }
+  members_.clear();
+  for (const api::RaftMember& m : data.membership().members()) {
+    members_[m.raft_id()] = Member{m.raft_id(), m.addr()};
+    if (transport_) transport_->SetPeer(m.raft_id(), m.addr());
+  }
+  applied_conf_ = Sorted(snap.metadata.conf_state);
+  applied_ = snap.metadata.index;
+  snapshot_index_ = snap.metadata.index;
+}
+
+void Node::MaybeSnapshot() {
+  if (applied_ < snapshot_index_ + config_.snapshot_interval) return;
+  api::RaftSnapshotData data;
+  for (const auto& [id, m] : members_) {
+    api::RaftMember* pb = data.mutable_membership()->add_members();
+    pb->set_raft_id(id);
+    pb->set_addr(m.addr);
+  }
+  data.set_state(config_.state_machine->Snapshot());
+  auto snap = mem_.CreateSnapshot(applied_, applied_conf_, Payload(data.SerializeAsString()));
+  if (!snap.ok()) Die("creating a snapshot", snap.status());
+  if (absl::Status s = disk_->SaveSnapshot(*snap); !s.ok()) Die("storing a snapshot", s);
+  snapshot_index_ = applied_;
+  if (applied_ > config_.log_entries_for_slow_followers) {
+    const uint64_t compact = applied_ - config_.log_entries_for_slow_followers;
+    if (compact > mem_.FirstIndex()) {
+      if (absl::Status s = mem_.Compact(compact); !s.ok()) Die("compacting the log", s);
+      if (absl::Status s = disk_->Compact(compact); !s.ok()) Die("compacting the log", s);
+    }
+  }
+  log::Info(kLog, "took a snapshot", {{"index", applied_}, {"bytes", snap->data.size()}});
+}
+
+void Node::FailAll(const absl::Status& status) {
+  for (auto& [id, w] : proposals_) w->Finish(status);
+  proposals_.clear();
+  for (auto& [ctx, w] : reads_) w->Finish(status);
+  reads_.clear();
+  for (auto& [id, w] : conf_changes_) w->Finish(status);
+  conf_changes_.clear();
+}
+
+void Node::UpdateStatus() {
+  const raft::Status s = raw_->GetStatus();
+  absl::MutexLock lock(&status_mu_);
+  status_.id = config_.id;
+  status_.term = s.hard_state.term;
+  status_.leader = s.soft_state.lead;
+  status_.state = s.soft_state.state;
+  status_.commit = s.hard_state.commit;
+  status_.applied = applied_;
+  status_.conf_state = s.conf_state;
+  status_.members = members_;
+  status_.snapshot_index = snapshot_index_;
+  status_.removed = removed_;
+}
+
+}  // namespace swarm::raft

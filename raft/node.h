@@ -1,0 +1,195 @@
+// Node: a replicated log that survives crashes, driven by the Raft core. It owns the core
+// (RawNode), the durable log (DiskStorage, with the core reading its MemoryStorage twin), the
+// Transport to the other members, and two threads: a ticker, and the Ready loop that persists,
+// sends, applies and advances. Callers on any thread propose data, wait for linearizable reads,
+// and change the membership; the loop does the rest.
+//
+// Proposals carry an 8-byte request ID in front of the caller's data, so the proposer can tell
+// when its own entry is applied; the state machine sees the data only.
+//
+// Members are known by Raft ID and address; addresses travel in the conf change entries
+// (RaftMember in the ConfChange context) and in snapshots (RaftSnapshotData), so every member
+// learns them from the log.
+//
+// Thread-safety: every public method is thread-safe. The StateMachine is called from the loop
+// thread only. Lock order: mu_ (the inbox) and status_mu_ are leaves; neither is held across
+// I/O or a call into the state machine.
+#ifndef SWARM_RAFT_NODE_H_
+#define SWARM_RAFT_NODE_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <functional>
+#include <future>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/aead.h"
+#include "common/clock.h"
+#include "raft/disk_storage.h"
+#include "raft/raw_node.h"
+#include "raft/storage.h"
+#include "raft/transport.h"
+
+namespace swarm::raft {
+
+// What the replicated state machine provides. Called from the node's loop thread only.
+class StateMachine {
+ public:
+  virtual ~StateMachine() = default;
+  // Applies a committed proposal.
+  virtual void Apply(uint64_t index, std::string_view data) = 0;
+  // The state as of the last applied entry, for a snapshot.
+  virtual std::string Snapshot() = 0;
+  // Replaces the state with a snapshot's.
+  virtual absl::Status Restore(std::string_view data) = 0;
+};
+
+struct NodeConfig {
+  uint64_t id = kNone;
+  // This node's address as the other members dial it.
+  std::string advertise_addr;
+  // The log lives in state_dir/raft.
+  std::string state_dir;
+  // Seals the log; comes from the caller (the key manager wraps it).
+  DataKey key;
+  std::vector<DataKey> old_keys;
+  // Only for a brand-new log: the initial members (ID -> address), this node included. Empty
+  // for a node that joins an existing cluster and waits for the leader to add it.
+  std::map<uint64_t, std::string> bootstrap_members;
+  // Timing: the defaults elect a new leader within about 2 s of a leader's death.
+  absl::Duration tick_interval = absl::Milliseconds(100);
+  int election_ticks = 10;
+  int heartbeat_ticks = 1;
+  // Snapshot every this many applied entries, keeping this many behind for slow followers.
+  uint64_t snapshot_interval = 10000;
+  uint64_t log_entries_for_slow_followers = 500;
+  // Learners become voters once caught up.
+  bool auto_promote_learners = true;
+  std::shared_ptr<grpc::ChannelCredentials> channel_credentials;
+  Clock* clock = &Clock::Real();
+  StateMachine* state_machine = nullptr;
+  // Called from the loop thread when this node gains or loses leadership.
+  std::function<void(bool leader, uint64_t term)> on_leadership_change;
+};
+
+struct Member {
+  uint64_t raft_id = kNone;
+  std::string addr;
+  friend bool operator==(const Member&, const Member&) = default;
+};
+
+struct NodeStatus {
+  uint64_t id = kNone;
+  uint64_t term = 0;
+  uint64_t leader = kNone;
+  StateType state = StateType::kFollower;
+  uint64_t commit = 0;
+  uint64_t applied = 0;
+  ConfState conf_state;
+  std::map<uint64_t, Member> members;
+  // The last snapshot taken or installed.
+  uint64_t snapshot_index = 0;
+  // Set once this node has applied its own removal.
+  bool removed = false;
+};
+
+class Node {
+ public:
+  // Opens the log in config.state_dir and restores the state machine; DATA_LOSS when the log
+  // cannot be trusted.
+  static absl::StatusOr<std::unique_ptr<Node>> Create(NodeConfig config);
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  void Start();
+  // Stops the threads; pending proposals fail with UNAVAILABLE.
+  void Stop();
+
+  // Register these on the gRPC server that listens on advertise_addr.
+  grpc::Service* raft_service();
+  grpc::Service* membership_service();
+
+  // Proposes data. The future completes with the entry's index once applied locally, or
+  // with FAILED_PRECONDITION (not the leader: the message names it), UNAVAILABLE (leadership
+  // lost or a transfer in progress: the outcome is unknown) or DEADLINE_EXCEEDED.
+  std::future<absl::StatusOr<uint64_t>> Propose(std::string data, absl::Duration timeout);
+  absl::StatusOr<uint64_t> ProposeAndWait(std::string data, absl::Duration timeout);
+  // Returns once the state machine has applied everything committed before the call, as
+  // confirmed by a quorum (ReadIndex).
+  absl::Status LinearizableRead(absl::Duration timeout);
+  // Adds a learner (promoted automatically once caught up when configured).
+  absl::Status AddMember(uint64_t raft_id, const std::string& addr, absl::Duration timeout);
+  absl::Status RemoveMember(uint64_t raft_id, absl::Duration timeout);
+  absl::Status TransferLeadership(uint64_t to, absl::Duration timeout);
+
+  NodeStatus Status() const;
+  uint64_t id() const { return config_.id; }
+  // Hands a message received from a peer to the loop (the gRPC service calls this).
+  void Deliver(Message m);
+
+ private:
+  struct Waiter;
+  struct Inbox;
+  class RaftServiceImpl;
+  class MembershipServiceImpl;
+
+  explicit Node(NodeConfig config);
+  absl::Status Load();
+  void Run();
+  void Tick();
+  void HandleReady();
+  void ApplyEntry(const Entry& e);
+  void RestoreSnapshot(const Snapshot& snap);
+  void MaybeSnapshot();
+  void NoteMembers(const std::vector<Entry>& entries);
+  void FailAll(const absl::Status& status);
+  void UpdateStatus();
+  absl::Status ProposeConfChange(ConfChange cc, absl::Duration timeout);
+  std::string LeaderHint() const;
+
+  NodeConfig config_;
+  std::unique_ptr<DiskStorage> disk_;
+  MemoryStorage mem_;
+  std::unique_ptr<RawNode> raw_;
+  std::unique_ptr<Transport> transport_;
+  std::unique_ptr<RaftServiceImpl> raft_service_;
+  std::unique_ptr<MembershipServiceImpl> membership_service_;
+
+  // The inbox: everything other threads hand to the loop.
+  mutable absl::Mutex mu_;
+  // Signalled whenever the inbox gains something or stopping_ is set.
+  absl::CondVar wake_;
+  std::unique_ptr<Inbox> inbox_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t next_request_ ABSL_GUARDED_BY(mu_) = 0;
+
+  mutable absl::Mutex status_mu_;
+  NodeStatus status_ ABSL_GUARDED_BY(status_mu_);
+
+  // Loop thread only.
+  std::map<uint64_t, std::shared_ptr<Waiter>> proposals_;
+  std::map<std::string, std::shared_ptr<Waiter>> reads_;
+  std::map<uint64_t, std::shared_ptr<Waiter>> conf_changes_;  // by node ID
+  std::map<uint64_t, Member> members_;
+  ConfState applied_conf_;
+  uint64_t applied_ = 0;
+  uint64_t snapshot_index_ = 0;
+  bool leader_ = false;
+  bool removed_ = false;
+
+  std::thread loop_;
+  std::thread ticker_;
+};
+
+}  // namespace swarm::raft
+
+#endif  // SWARM_RAFT_NODE_H_

@@ -1,0 +1,220 @@
+#include "raft/tools/kv_cluster.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <grpcpp/grpcpp.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+
+namespace swarm::raft {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A port the kernel considers free right now on 127.0.0.1.
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+absl::Status FromGrpc(const grpc::Status& s) {
+  if (s.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(static_cast<int>(s.error_code())),
+                      s.error_message());
+}
+
+void SetDeadline(grpc::ClientContext* ctx, absl::Duration timeout) {
+  ctx->set_deadline(std::chrono::system_clock::now() +
+                    std::chrono::microseconds(absl::ToInt64Microseconds(timeout)));
+}
+
+}  // namespace
+
+KvCluster::KvCluster(Options options) : options_(std::move(options)) {
+  if (options_.binary.empty()) options_.binary = "raft/tools/raftkv";
+  if (options_.dir.empty()) {
+    const char* tmp = std::getenv("TEST_TMPDIR");
+    std::string tmpl = std::string(tmp ? tmp : "/tmp") + "/kvcluster-XXXXXX";
+    if (mkdtemp(tmpl.data()) == nullptr) std::abort();
+    options_.dir = tmpl;
+  }
+  fs::create_directories(options_.dir);
+  for (int i = 1; i <= options_.size; ++i) addrs_[i] = absl::StrCat("127.0.0.1:", FreePort());
+}
+
+KvCluster::~KvCluster() {
+  for (auto& [i, pid] : pids_) {
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+  }
+}
+
+std::string KvCluster::state_dir(int i) const { return absl::StrCat(options_.dir, "/node-", i); }
+
+void KvCluster::StartAll() {
+  for (int i = 1; i <= options_.size; ++i) Start(i);
+}
+
+void KvCluster::Start(int i) {
+  std::string peers;
+  for (const auto& [id, addr] : addrs_) {
+    absl::StrAppend(&peers, peers.empty() ? "" : ",", id, "=", addr);
+  }
+  std::vector<std::string> args = {
+      options_.binary,
+      "--id=" + std::to_string(i),
+      "--listen=" + addrs_.at(i),
+      "--state-dir=" + state_dir(i),
+      "--peers=" + peers,
+      "--snapshot-interval=" + std::to_string(options_.snapshot_interval),
+      "--tick-ms=" + std::to_string(options_.tick_ms)};
+  const std::string log = absl::StrCat(options_.dir, "/node-", i, ".log");
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  pids_[i] = pid;
+}
+
+void KvCluster::Kill(int i) {
+  auto it = pids_.find(i);
+  if (it == pids_.end()) return;
+  kill(it->second, SIGKILL);
+  waitpid(it->second, nullptr, 0);
+  pids_.erase(it);
+}
+
+void KvCluster::Terminate(int i) {
+  auto it = pids_.find(i);
+  if (it == pids_.end()) return;
+  kill(it->second, SIGTERM);
+  waitpid(it->second, nullptr, 0);
+  pids_.erase(it);
+}
+
+int KvCluster::WaitExit(int i, absl::Duration timeout) {
+  auto it = pids_.find(i);
+  if (it == pids_.end()) return -1;
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    int status = 0;
+    if (waitpid(it->second, &status, WNOHANG) == it->second) {
+      pids_.erase(it);
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return -1;
+}
+
+std::string KvCluster::Output(int i) const {
+  std::ifstream in(absl::StrCat(options_.dir, "/node-", i, ".log"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+raftkv::RaftKV::Stub* KvCluster::Stub(int i) {
+  auto& stub = stubs_[i];
+  if (!stub) {
+    stub = raftkv::RaftKV::NewStub(
+        grpc::CreateChannel(addrs_.at(i), grpc::InsecureChannelCredentials()));
+  }
+  return stub.get();
+}
+
+absl::StatusOr<raftkv::StatusResponse> KvCluster::Status(int i, absl::Duration timeout) {
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, timeout);
+  raftkv::StatusResponse resp;
+  grpc::Status s = Stub(i)->Status(&ctx, raftkv::StatusRequest(), &resp);
+  if (!s.ok()) return FromGrpc(s);
+  return resp;
+}
+
+absl::StatusOr<int> KvCluster::WaitForLeader(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    std::map<uint64_t, int> votes;
+    for (const auto& [i, pid] : pids_) {
+      auto st = Status(i, absl::Milliseconds(500));
+      if (st.ok() && st->leader() != 0) ++votes[st->leader()];
+    }
+    for (auto [leader, n] : votes) {
+      const int li = static_cast<int>(leader);
+      if (n > options_.size / 2 && pids_.count(li)) {
+        auto st = Status(li, absl::Milliseconds(500));
+        if (st.ok() && st->state() == "leader") return li;
+      }
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return absl::DeadlineExceededError("no leader elected in time");
+}
+
+absl::StatusOr<uint64_t> KvCluster::Put(int i, const std::string& key, const std::string& value,
+                                        absl::Duration timeout) {
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, timeout);
+  raftkv::PutRequest req;
+  req.set_key(key);
+  req.set_value(value);
+  raftkv::PutResponse resp;
+  grpc::Status s = Stub(i)->Put(&ctx, req, &resp);
+  if (!s.ok()) return FromGrpc(s);
+  return resp.index();
+}
+
+absl::StatusOr<std::vector<raftkv::Op>> KvCluster::Dump(int i) {
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, absl::Seconds(30));
+  auto reader = Stub(i)->Dump(&ctx, raftkv::DumpRequest());
+  std::vector<raftkv::Op> ops;
+  raftkv::DumpResponse resp;
+  while (reader->Read(&resp)) ops.insert(ops.end(), resp.ops().begin(), resp.ops().end());
+  grpc::Status s = reader->Finish();
+  if (!s.ok()) return FromGrpc(s);
+  return ops;
+}
+
+absl::Status KvCluster::WaitForApplied(uint64_t index, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    bool all = true;
+    for (const auto& [i, pid] : pids_) {
+      auto st = Status(i, absl::Milliseconds(500));
+      if (!st.ok() || st->applied() < index) all = false;
+    }
+    if (all) return absl::OkStatus();
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return absl::DeadlineExceededError("members did not apply index " + std::to_string(index) +
+                                     " in time");
+}
+
+}  // namespace swarm::raft

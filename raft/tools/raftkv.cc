@@ -1,0 +1,271 @@
+// raftkv: one member of a replicated key-value log, for testing and benchmarking the Raft node
+// in real processes. Usage:
+//   raftkv --id 1 --listen 127.0.0.1:7001 --state-dir /tmp/kv1
+//          --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003
+//   raftkv --listen 127.0.0.1:7004 --state-dir /tmp/kv4 --join 127.0.0.1:7001
+// The data encryption key is kept in STATE_DIR/dek (this tool's stand-in for the key manager).
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <mutex>
+
+#include "absl/strings/str_split.h"
+#include "common/logging.h"
+#include "common/random.h"
+#include "proto/raft_service.grpc.pb.h"
+#include "raft/node.h"
+#include "raft/tools/raftkv.grpc.pb.h"
+
+namespace swarm::raft {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The replicated state: every write in order, and the latest value of each key.
+class KvStateMachine final : public StateMachine {
+ public:
+  void Apply(uint64_t index, std::string_view data) override {
+    raftkv::Op op;
+    if (!op.ParseFromArray(data.data(), static_cast<int>(data.size()))) {
+      Fatal("raftkv: an applied entry does not parse");
+    }
+    op.set_index(index);
+    std::lock_guard<std::mutex> lock(mu_);
+    values_[op.key()] = op.value();
+    ops_.push_back(std::move(op));
+  }
+  std::string Snapshot() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    raftkv::KVSnapshot snap;
+    snap.mutable_ops()->Assign(ops_.begin(), ops_.end());
+    return snap.SerializeAsString();
+  }
+  absl::Status Restore(std::string_view data) override {
+    raftkv::KVSnapshot snap;
+    if (!snap.ParseFromArray(data.data(), static_cast<int>(data.size()))) {
+      return absl::DataLossError("raftkv snapshot does not parse");
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    ops_.assign(snap.ops().begin(), snap.ops().end());
+    values_.clear();
+    for (const raftkv::Op& op : ops_) values_[op.key()] = op.value();
+    return absl::OkStatus();
+  }
+  std::optional<std::string> Get(const std::string& key) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = values_.find(key);
+    if (it == values_.end()) return std::nullopt;
+    return it->second;
+  }
+  std::vector<raftkv::Op> Ops() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return ops_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<raftkv::Op> ops_;
+  std::map<std::string, std::string> values_;
+};
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(static_cast<int>(s.code())),
+                      std::string(s.message()));
+}
+
+class KvService final : public raftkv::RaftKV::Service {
+ public:
+  KvService(Node* node, KvStateMachine* sm) : node_(node), sm_(sm) {}
+
+  grpc::Status Put(grpc::ServerContext*, const raftkv::PutRequest* req,
+                   raftkv::PutResponse* resp) override {
+    raftkv::Op op;
+    op.set_key(req->key());
+    op.set_value(req->value());
+    auto index = node_->ProposeAndWait(op.SerializeAsString(), absl::Seconds(5));
+    if (!index.ok()) return ToGrpc(index.status());
+    resp->set_index(*index);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Get(grpc::ServerContext*, const raftkv::GetRequest* req,
+                   raftkv::GetResponse* resp) override {
+    if (absl::Status s = node_->LinearizableRead(absl::Seconds(5)); !s.ok()) return ToGrpc(s);
+    if (auto v = sm_->Get(req->key())) {
+      resp->set_found(true);
+      resp->set_value(*v);
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Status(grpc::ServerContext*, const raftkv::StatusRequest*,
+                      raftkv::StatusResponse* resp) override {
+    NodeStatus s = node_->Status();
+    resp->set_id(s.id);
+    resp->set_term(s.term);
+    resp->set_leader(s.leader);
+    resp->set_state(StateTypeName(s.state));
+    resp->set_commit(s.commit);
+    resp->set_applied(s.applied);
+    resp->set_snapshot_index(s.snapshot_index);
+    resp->mutable_voters()->Assign(s.conf_state.voters.begin(), s.conf_state.voters.end());
+    resp->mutable_learners()->Assign(s.conf_state.learners.begin(), s.conf_state.learners.end());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Dump(grpc::ServerContext*, const raftkv::DumpRequest*,
+                    grpc::ServerWriter<raftkv::DumpResponse>* writer) override {
+    std::vector<raftkv::Op> ops = sm_->Ops();
+    for (size_t i = 0; i < ops.size(); i += 10000) {
+      raftkv::DumpResponse resp;
+      for (size_t j = i; j < std::min(ops.size(), i + 10000); ++j) *resp.add_ops() = ops[j];
+      if (!writer->Write(resp)) break;
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  Node* node_;
+  KvStateMachine* sm_;
+};
+
+absl::StatusOr<std::string> ReadOrCreateFile(const fs::path& path, size_t random_bytes) {
+  if (fs::exists(path)) {
+    std::ifstream in(path, std::ios::binary);
+    std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (!in.good() && !in.eof()) return absl::UnavailableError("reading " + path.string());
+    return data;
+  }
+  std::string data(random_bytes, '\0');
+  SecureRandom::Get().Fill(data.data(), data.size());
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << data;
+  out.close();
+  fs::permissions(path, fs::perms::owner_read | fs::perms::owner_write);
+  if (!out) return absl::UnavailableError("writing " + path.string());
+  return data;
+}
+
+std::atomic<bool> g_stop{false};
+
+int Main(int argc, char** argv) {
+  CLI::App app{"raftkv: one member of a replicated key-value log"};
+  uint64_t id = 0;
+  std::string listen, advertise, state_dir, peers, join;
+  uint64_t snapshot_interval = 10000;
+  int tick_ms = 100;
+  app.add_option("--id", id, "Raft ID (required with --peers)");
+  app.add_option("--listen", listen, "address to serve on (host:port)")->required();
+  app.add_option("--advertise", advertise, "address the others dial (default: --listen)");
+  app.add_option("--state-dir", state_dir, "where the log lives")->required();
+  app.add_option("--peers", peers, "initial members: ID=ADDR,ID=ADDR,... (a new cluster)");
+  app.add_option("--join", join, "address of a member of an existing cluster");
+  app.add_option("--snapshot-interval", snapshot_interval, "entries between snapshots");
+  app.add_option("--tick-ms", tick_ms, "Raft tick interval in milliseconds");
+  CLI11_PARSE(app, argc, argv);
+  if (advertise.empty()) advertise = listen;
+
+  std::error_code ec;
+  fs::create_directories(state_dir, ec);
+  if (ec) {
+    std::cerr << "raftkv: creating " << state_dir << ": " << ec.message() << "\n";
+    return 1;
+  }
+  auto dek = ReadOrCreateFile(fs::path(state_dir) / "dek", kAeadKeySize);
+  if (!dek.ok() || dek->size() != kAeadKeySize) {
+    std::cerr << "raftkv: the key file " << state_dir << "/dek is unreadable or damaged\n";
+    return 1;
+  }
+
+  NodeConfig config;
+  config.advertise_addr = advertise;
+  config.state_dir = state_dir;
+  config.key = DataKey{1, *dek};
+  config.snapshot_interval = snapshot_interval;
+  config.tick_interval = absl::Milliseconds(tick_ms);
+  config.channel_credentials = grpc::InsecureChannelCredentials();
+
+  const fs::path id_file = fs::path(state_dir) / "id";
+  if (fs::exists(id_file)) {
+    std::ifstream in(id_file);
+    in >> id;
+  } else if (!peers.empty()) {
+    for (absl::string_view p : absl::StrSplit(peers, ',')) {
+      std::vector<std::string> kv = absl::StrSplit(p, absl::MaxSplits('=', 1));
+      if (kv.size() != 2) {
+        std::cerr << "raftkv: --peers wants ID=ADDR pairs, got \"" << std::string(p) << "\"\n";
+        return 2;
+      }
+      config.bootstrap_members[std::stoull(kv[0])] = kv[1];
+    }
+    if (!config.bootstrap_members.count(id)) {
+      std::cerr << "raftkv: --peers must include this member's --id\n";
+      return 2;
+    }
+  } else if (!join.empty()) {
+    auto stub =
+        api::RaftMembership::NewStub(grpc::CreateChannel(join, grpc::InsecureChannelCredentials()));
+    api::JoinRequest req;
+    req.set_addr(advertise);
+    api::JoinResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(15));
+    grpc::Status st = stub->Join(&ctx, req, &resp);
+    if (!st.ok()) {
+      std::cerr << "raftkv: joining through " << join << ": " << st.error_message() << "\n";
+      return 1;
+    }
+    id = resp.raft_id();
+  } else {
+    std::cerr << "raftkv: a new member needs --peers (new cluster) or --join ADDR\n";
+    return 2;
+  }
+  if (id == 0) {
+    std::cerr << "raftkv: --id is required\n";
+    return 2;
+  }
+  config.id = id;
+  {
+    std::ofstream out(id_file);
+    out << id << "\n";
+  }
+
+  KvStateMachine sm;
+  config.state_machine = &sm;
+  auto node = Node::Create(std::move(config));
+  if (!node.ok()) {
+    std::cerr << "raftkv: refusing to start: " << node.status().message() << "\n";
+    return 1;
+  }
+  KvService kv(node->get(), &sm);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials());
+  builder.RegisterService((*node)->raft_service());
+  builder.RegisterService((*node)->membership_service());
+  builder.RegisterService(&kv);
+  builder.SetMaxReceiveMessageSize(64 << 20);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server) {
+    std::cerr << "raftkv: cannot listen on " << listen << "\n";
+    return 1;
+  }
+  (*node)->Start();
+  log::Info("raftkv", "serving", {{"id", id}, {"listen", listen}});
+
+  std::signal(SIGTERM, [](int) { g_stop = true; });
+  std::signal(SIGINT, [](int) { g_stop = true; });
+  while (!g_stop) absl::SleepFor(absl::Milliseconds(50));
+  log::Info("raftkv", "shutting down", {{"id", id}});
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  (*node)->Stop();
+  return 0;
+}
+
+}  // namespace
+}  // namespace swarm::raft
+
+int main(int argc, char** argv) { return swarm::raft::Main(argc, argv); }

@@ -1,0 +1,271 @@
+#include "raft/transport.h"
+
+#include <deque>
+#include <random>
+#include <thread>
+
+#include "common/logging.h"
+#include "proto/raft_service.grpc.pb.h"
+#include "raft/codec.h"
+
+namespace swarm::raft {
+
+// One peer: a queue and the thread that drains it into a gRPC stream.
+class Peer {
+ public:
+  Peer(uint64_t self, uint64_t id, std::string addr, const Transport::Options& options,
+       const Transport::Callbacks& callbacks)
+      : self_(self),
+        id_(id),
+        options_(options),
+        callbacks_(callbacks),
+        addr_(std::move(addr)),
+        rng_(std::random_device{}() ^ id),
+        thread_([this] { Run(); }) {}
+
+  ~Peer() {
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+      if (context_) context_->TryCancel();
+    }
+    thread_.join();
+  }
+
+  void SetAddr(const std::string& addr) {
+    absl::MutexLock lock(&mu_);
+    if (addr == addr_) return;
+    addr_ = addr;
+    addr_changed_ = true;
+  }
+
+  // Returns false when the queue is full (the message is dropped).
+  bool Enqueue(Message m) {
+    const uint64_t bytes = MessageBytes(m);
+    absl::MutexLock lock(&mu_);
+    if (queue_.size() >= options_.max_queued_messages ||
+        queued_bytes_ + bytes > options_.max_queued_bytes) {
+      return false;
+    }
+    queued_bytes_ += bytes;
+    queue_.push_back(std::move(m));
+    return true;
+  }
+
+ private:
+  static uint64_t MessageBytes(const Message& m) {
+    uint64_t b = 64 + m.context.size();
+    for (const Entry& e : m.entries) b += e.Size();
+    if (m.snapshot) b += m.snapshot->data.size();
+    return b;
+  }
+
+  void Run() {
+    log::Debug("raft-transport", "sender started", {{"peer", id_}});
+    absl::Duration backoff = options_.min_backoff;
+    while (true) {
+      std::deque<Message> batch;
+      {
+        absl::MutexLock lock(&mu_);
+        mu_.Await(absl::Condition(
+            +[](Peer* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) {
+              return p->stopping_ || !p->queue_.empty();
+            },
+            this));
+        if (stopping_) break;
+        batch.swap(queue_);
+        queued_bytes_ = 0;
+      }
+      bool failed = false;
+      for (Message& m : batch) {
+        if (failed) {
+          callbacks_.unreachable(id_);
+          continue;
+        }
+        const bool ok = m.type == MessageType::kSnap ? SendSnapshot(m) : SendMessage(m);
+        if (!ok) {
+          failed = true;
+          if (m.type != MessageType::kSnap) callbacks_.unreachable(id_);
+        }
+      }
+      if (!failed) {
+        backoff = options_.min_backoff;
+        continue;
+      }
+      CloseStream();
+      // Jittered exponential backoff, interrupted by Stop.
+      const absl::Duration wait = backoff * (0.5 + std::uniform_real_distribution<>(0, 1)(rng_));
+      backoff = std::min(backoff * 2, options_.max_backoff);
+      absl::MutexLock lock(&mu_);
+      mu_.AwaitWithTimeout(absl::Condition(&stopping_), wait);
+      if (stopping_) break;
+    }
+    CloseStream();
+  }
+
+  // Called without mu_ held.
+  api::Raft::Stub* Stub() {
+    absl::MutexLock lock(&mu_);
+    if (!stub_ || addr_changed_) {
+      addr_changed_ = false;
+      channel_ = grpc::CreateChannel(addr_, options_.credentials);
+      stub_ = api::Raft::NewStub(channel_);
+    }
+    return stub_.get();
+  }
+
+  bool SendMessage(const Message& m) {
+    if (!writer_) {
+      api::Raft::Stub* stub = Stub();
+      auto ctx = std::make_unique<grpc::ClientContext>();
+      {
+        absl::MutexLock lock(&mu_);
+        if (stopping_) return false;
+        context_ = ctx.get();
+      }
+      writer_ = stub->ProcessRaftMessage(ctx.get(), &response_);
+      stream_context_ = std::move(ctx);
+    }
+    api::ProcessRaftMessageRequest req;
+    ToProto(m, req.mutable_message());
+    if (writer_->Write(req)) return true;
+    log::Debug("raft-transport", "stream to peer broke", {{"peer", id_}});
+    return false;
+  }
+
+  void CloseStream() {
+    if (!writer_) return;
+    {
+      absl::MutexLock lock(&mu_);
+      context_ = nullptr;
+    }
+    stream_context_->TryCancel();
+    (void)writer_->Finish();
+    writer_.reset();
+    stream_context_.reset();
+  }
+
+  // Streams a snapshot in chunks; reports the outcome to the node.
+  bool SendSnapshot(const Message& m) {
+    api::Raft::Stub* stub = Stub();
+    grpc::ClientContext ctx;
+    api::StreamRaftSnapshotResponse resp;
+    auto writer = stub->StreamRaftSnapshot(&ctx, &resp);
+    const std::string_view data = m.snapshot->data.view();
+    api::SnapshotChunk first;
+    ToProto(m, first.mutable_message(), /*with_snapshot_data=*/false);
+    first.set_total_size(data.size());
+    bool ok = true;
+    size_t off = 0;
+    do {
+      api::SnapshotChunk chunk = off == 0 ? first : api::SnapshotChunk();
+      const size_t n = std::min(options_.snapshot_chunk_size, data.size() - off);
+      chunk.set_offset(off);
+      chunk.set_data(std::string(data.substr(off, n)));
+      off += n;
+      chunk.set_last(off == data.size());
+      ok = writer->Write(chunk);
+    } while (ok && off < data.size());
+    writer->WritesDone();
+    grpc::Status st = writer->Finish();
+    ok = ok && st.ok();
+    log::Info("raft-transport", ok ? "sent snapshot" : "failed to send snapshot",
+              {{"peer", id_},
+               {"index", m.snapshot->metadata.index},
+               {"bytes", data.size()},
+               {"error", st.error_message()}});
+    callbacks_.snapshot_status(id_, !ok);
+    return ok;
+  }
+
+  const uint64_t self_;
+  const uint64_t id_;
+  const Transport::Options& options_;
+  const Transport::Callbacks& callbacks_;
+
+  absl::Mutex mu_;
+  std::string addr_ ABSL_GUARDED_BY(mu_);
+  bool addr_changed_ ABSL_GUARDED_BY(mu_) = false;
+  // Signalled (through Await) by Enqueue and the destructor.
+  std::deque<Message> queue_ ABSL_GUARDED_BY(mu_);
+  uint64_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // The open stream's context, so the destructor can cancel a blocked Write.
+  grpc::ClientContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;
+
+  // Used by the sender thread only.
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<api::Raft::Stub> stub_;
+  std::unique_ptr<grpc::ClientContext> stream_context_;
+  std::unique_ptr<grpc::ClientWriter<api::ProcessRaftMessageRequest>> writer_;
+  api::ProcessRaftMessageResponse response_;
+  std::mt19937_64 rng_;
+
+  std::thread thread_;  // last: starts once everything above is built
+};
+
+Transport::Transport(Options options, Callbacks callbacks)
+    : options_(std::move(options)), callbacks_(std::move(callbacks)) {
+  if (!options_.credentials) options_.credentials = grpc::InsecureChannelCredentials();
+}
+
+Transport::~Transport() { Stop(); }
+
+void Transport::SetPeer(uint64_t id, const std::string& addr) {
+  if (id == options_.self) return;
+  absl::MutexLock lock(&mu_);
+  if (stopped_) return;
+  auto it = peers_.find(id);
+  if (it != peers_.end()) {
+    it->second->SetAddr(addr);
+    return;
+  }
+  peers_[id] = std::make_unique<Peer>(options_.self, id, addr, options_, callbacks_);
+}
+
+void Transport::RemovePeer(uint64_t id) {
+  std::unique_ptr<Peer> peer;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = peers_.find(id);
+    if (it == peers_.end()) return;
+    peer = std::move(it->second);
+    peers_.erase(it);
+  }
+  // Joins the sender thread outside the lock.
+}
+
+bool Transport::HasPeer(uint64_t id) const {
+  absl::MutexLock lock(&mu_);
+  return peers_.count(id) > 0;
+}
+
+void Transport::Send(Message m) {
+  const uint64_t to = m.to;
+  const bool snap = m.type == MessageType::kSnap;
+  bool queued = false;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = peers_.find(to);
+    if (it != peers_.end()) queued = it->second->Enqueue(std::move(m));
+  }
+  if (!queued) {
+    if (snap) {
+      callbacks_.snapshot_status(to, true);
+    } else {
+      callbacks_.unreachable(to);
+    }
+  }
+}
+
+void Transport::Stop() {
+  std::map<uint64_t, std::unique_ptr<Peer>> peers;
+  {
+    absl::MutexLock lock(&mu_);
+    stopped_ = true;
+    peers.swap(peers_);
+  }
+  peers.clear();
+}
+
+}  // namespace swarm::raft

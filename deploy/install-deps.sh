@@ -13,6 +13,8 @@ packages=(
   libcurl4-openssl-dev libarchive-dev libnl-3-dev libnl-route-3-dev libnftables-dev libcap-dev
   # runtime and tests
   iproute2 nftables busybox-static
+  # runtime tests and bench: a real registry filled by skopeo, and the peers we measure against
+  docker-registry skopeo crun runc
 )
 
 missing=()

@@ -1,0 +1,453 @@
+#include "agent/runtime/runtime.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "agent/runtime/container.h"
+#include "agent/runtime/image_store.h"
+#include "agent/runtime/seccomp.h"
+#include "common/errno_status.h"
+#include "common/id.h"
+#include "common/random.h"
+#include "common/status_macros.h"
+
+namespace swarm::agent::runtime {
+namespace {
+
+absl::Status WriteJson(const std::string& path, const nlohmann::json& j) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    if (!out) return ErrnoToStatus(errno, absl::StrCat("writing ", tmp));
+    out << j.dump();
+    if (!out) return ErrnoToStatus(errno, absl::StrCat("writing ", tmp));
+  }
+  if (rename(tmp.c_str(), path.c_str()) != 0) {
+    return ErrnoToStatus(errno, absl::StrCat("renaming ", tmp, " to ", path));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<nlohmann::json> ReadJson(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return ErrnoToStatus(errno, absl::StrCat("reading ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto j = nlohmann::json::parse(ss.str(), nullptr, false);
+  if (j.is_discarded()) return absl::DataLossError(absl::StrCat(path, " is not valid JSON"));
+  return j;
+}
+
+bool Exists(const std::string& path) { return access(path.c_str(), F_OK) == 0; }
+
+// Polls fd for readability until the timeout; true when readable.
+bool PollReadable(int fd, absl::Duration timeout) {
+  absl::Time deadline =
+      timeout == absl::InfiniteDuration() ? absl::InfiniteFuture() : absl::Now() + timeout;
+  for (;;) {
+    int ms = -1;
+    if (deadline != absl::InfiniteFuture()) {
+      ms = static_cast<int>(absl::ToInt64Milliseconds(deadline - absl::Now()));
+      if (ms < 0) ms = 0;
+    }
+    pollfd p{fd, POLLIN, 0};
+    int rc = poll(&p, 1, ms);
+    if (rc > 0) return true;
+    if (rc == 0) return false;
+    if (errno != EINTR) return false;
+  }
+}
+
+}  // namespace
+
+std::string StatusName(ContainerStatus status) {
+  switch (status) {
+    case ContainerStatus::kCreated:
+      return "created";
+    case ContainerStatus::kRunning:
+      return "running";
+    case ContainerStatus::kExited:
+      return "exited";
+    case ContainerStatus::kDead:
+      return "dead";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Open(Options options) {
+  if (options.root.empty()) return absl::InvalidArgumentError("runtime: no state directory");
+  RETURN_IF_ERROR(MkdirAll(options.root + "/containers", 0711));
+  RETURN_IF_ERROR(MkdirAll(options.root + "/volumes", 0711));
+  return std::unique_ptr<Runtime>(new Runtime(std::move(options)));
+}
+
+std::string Runtime::ContainerDir(const std::string& id) const {
+  return absl::StrCat(options_.root, "/containers/", id);
+}
+std::string Runtime::LogPath(const std::string& id) const {
+  return ContainerDir(id) + "/container.log";
+}
+std::string Runtime::VolumePath(const std::string& name) const {
+  return absl::StrCat(options_.root, "/volumes/", name, "/_data");
+}
+
+absl::Status Runtime::RemoveVolume(const std::string& name) {
+  return RemoveAll(absl::StrCat(options_.root, "/volumes/", name));
+}
+
+absl::StatusOr<const std::string*> Runtime::SeccompProgram(const std::vector<std::string>& caps) {
+  std::string key = absl::StrJoin(caps, ",");
+  absl::MutexLock lock(&mu_);
+  auto it = seccomp_cache_.find(key);
+  if (it != seccomp_cache_.end()) return it->second.get();
+  ASSIGN_OR_RETURN(std::string program, CompileDefaultSeccompProfile(caps));
+  auto& slot = seccomp_cache_[key];
+  slot = std::make_unique<std::string>(std::move(program));
+  return slot.get();
+}
+
+absl::StatusOr<std::string> Runtime::Create(ContainerSpec spec) {
+  // Step 1: fill in what the image says and the caller left out.
+  if (spec.lower_dirs.empty()) {
+    if (spec.image.empty() || options_.images == nullptr) {
+      return absl::InvalidArgumentError("creating a container: no image and no rootfs given");
+    }
+    ASSIGN_OR_RETURN(ResolvedImage image, options_.images->ResolveForContainer(spec.image));
+    spec.lower_dirs = image.lower_dirs;
+    std::vector<std::string> args = image.entrypoint;
+    if (spec.args.empty()) {
+      args.insert(args.end(), image.cmd.begin(), image.cmd.end());
+    } else {
+      args.insert(args.end(), spec.args.begin(), spec.args.end());
+    }
+    spec.args = args;
+    std::vector<std::string> env = image.env;
+    for (const auto& e : spec.env) {
+      std::string key = e.substr(0, e.find('='));
+      env.erase(
+          std::remove_if(env.begin(), env.end(),
+                         [&](const std::string& x) { return x.substr(0, x.find('=')) == key; }),
+          env.end());
+      env.push_back(e);
+    }
+    spec.env = env;
+    if ((spec.working_dir.empty() || spec.working_dir == "/") && !image.working_dir.empty()) {
+      spec.working_dir = image.working_dir;
+    }
+    if (spec.user.empty()) spec.user = image.user;
+    if (spec.healthcheck.test.empty()) spec.healthcheck = image.healthcheck;
+  }
+  if (spec.args.empty()) {
+    return absl::InvalidArgumentError("creating a container: no command given or in the image");
+  }
+  bool has_path = false;
+  for (const auto& e : spec.env) has_path |= absl::StartsWith(e, "PATH=");
+  if (!has_path) {
+    spec.env.push_back("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+  }
+  std::string id = NewId(SecureRandom::Get());
+  if (spec.hostname.empty()) spec.hostname = id.substr(0, 12);
+
+  // Step 2: the container's directory and what it records.
+  std::string dir = ContainerDir(id);
+  ContainerPaths paths{
+      dir, dir + "/upper", dir + "/work", dir + "/rootfs", dir + "/exec.fifo", dir + "/secrets"};
+  for (const auto& d : {paths.dir, paths.upper, paths.work, paths.rootfs}) {
+    // The upper directory's root is the container's "/": other users must traverse it.
+    if (mkdir(d.c_str(), d == paths.upper ? 0755 : 0700) != 0) {
+      return ErrnoToStatus(errno, absl::StrCat("creating ", d));
+    }
+  }
+  chmod(paths.upper.c_str(), 0755);  // mkdir honours the umask
+  auto cleanup_dir = [&](absl::Status s) {
+    (void)RemoveAll(dir);
+    return s;
+  };
+  if (mkfifo(paths.exec_fifo.c_str(), 0600) != 0) {
+    return cleanup_dir(ErrnoToStatus(errno, "creating the exec fifo"));
+  }
+  nlohmann::json config;
+  config["name"] = spec.name;
+  config["image"] = spec.image;
+  config["args"] = spec.args;
+  config["env"] = spec.env;
+  config["lower_dirs"] = spec.lower_dirs;
+  config["stop_signal"] = spec.stop_signal;
+  config["stop_grace_ms"] = spec.stop_grace_ms;
+  config["cgroup_parent"] = options_.cgroup_parent;
+  config["created_at_ns"] = absl::ToUnixNanos(absl::Now());
+  nlohmann::json hc;
+  hc["test"] = spec.healthcheck.test;
+  hc["interval_ms"] = spec.healthcheck.interval_ms;
+  hc["timeout_ms"] = spec.healthcheck.timeout_ms;
+  hc["start_period_ms"] = spec.healthcheck.start_period_ms;
+  hc["retries"] = spec.healthcheck.retries;
+  config["healthcheck"] = hc;
+  if (absl::Status s = WriteJson(dir + "/config.json", config); !s.ok()) return cleanup_dir(s);
+
+  // Step 3: mount sources (volumes are created on first use).
+  CreateRequest request;
+  request.spec = &spec;
+  request.paths = paths;
+  for (const MountSpec& m : spec.mounts) {
+    if (m.target.empty() || m.target[0] != '/') {
+      return cleanup_dir(absl::InvalidArgumentError(
+          absl::StrCat("mount target \"", m.target, "\" is not an absolute path")));
+    }
+    std::string source = m.source;
+    if (m.type == MountSpec::Type::kVolume) {
+      if (m.source.empty() || m.source.find('/') != std::string::npos || m.source[0] == '.') {
+        return cleanup_dir(absl::InvalidArgumentError(
+            absl::StrCat("volume name \"", m.source, "\" is not valid")));
+      }
+      source = VolumePath(m.source);
+      if (absl::Status s = MkdirAll(source); !s.ok()) return cleanup_dir(s);
+    }
+    request.mount_sources.push_back(source);
+  }
+
+  // Step 4: the seccomp program, compiled once per capability set.
+  if (!spec.seccomp_unconfined) {
+    absl::StatusOr<const std::string*> program = SeccompProgram(EffectiveCapabilities(spec));
+    if (!program.ok()) return cleanup_dir(program.status());
+    request.seccomp_program = *program;
+  }
+
+  // Step 5: the cgroup, then the shim, which creates the container inside it.
+  absl::StatusOr<Cgroup> cgroup = Cgroup::Create(options_.cgroup_parent, id, spec.resources);
+  if (!cgroup.ok()) return cleanup_dir(cgroup.status());
+  request.cgroup = &*cgroup;
+  absl::StatusOr<ShimProcess> shim =
+      LaunchShim(request, *cgroup, dir, spec.log_max_size_bytes, spec.log_max_files);
+  if (!shim.ok()) {
+    (void)cgroup->Destroy();
+    return cleanup_dir(shim.status());
+  }
+
+  // Step 6: what a restarted daemon needs to find the processes again.
+  nlohmann::json state;
+  state["pid"] = shim->container_pid;
+  state["pid_start"] = ProcessStartTime(shim->container_pid);
+  state["shim_pid"] = shim->shim_pid;
+  state["shim_start"] = ProcessStartTime(shim->shim_pid);
+  if (absl::Status s = WriteJson(dir + "/state.json", state); !s.ok()) {
+    kill(shim->container_pid, SIGKILL);
+    waitpid(shim->shim_pid, nullptr, 0);
+    (void)cgroup->Destroy();
+    return cleanup_dir(s);
+  }
+  return id;
+}
+
+absl::Status Runtime::Start(const std::string& id) {
+  std::string dir = ContainerDir(id);
+  if (!Exists(dir + "/state.json")) {
+    return absl::NotFoundError(absl::StrCat("starting container ", id, ": no such container"));
+  }
+  if (Exists(dir + "/started")) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("starting container ", id, ": already started"));
+  }
+  // The init blocks opening the fifo for writing; our reader lets it through (step 3).
+  int fd = open((dir + "/exec.fifo").c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return ErrnoToStatus(errno, absl::StrCat("starting container ", id));
+  absl::Time deadline = absl::Now() + absl::Seconds(10);
+  char c;
+  bool released = false;
+  while (absl::Now() < deadline) {
+    if (PollReadable(fd, absl::Milliseconds(100)) && read(fd, &c, 1) == 1) {
+      released = true;
+      break;
+    }
+    if (Exists(dir + "/exit.json")) break;
+  }
+  close(fd);
+  if (!released) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("starting container ", id, ": its init is gone (see its exit record)"));
+  }
+  int marker = open((dir + "/started").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (marker >= 0) close(marker);
+  unlink((dir + "/exec.fifo").c_str());
+  return absl::OkStatus();
+}
+
+int Runtime::OpenVerifiedPidfd(pid_t pid, uint64_t start_time) {
+  if (pid <= 0) return -1;
+  int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0) return -1;
+  // Checked after opening: if the pid was reused before pidfd_open, the start time differs.
+  if (ProcessStartTime(pid) != start_time) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+absl::StatusOr<ExitRecord> Runtime::Wait(const std::string& id, absl::Duration timeout) {
+  std::string dir = ContainerDir(id);
+  ASSIGN_OR_RETURN(nlohmann::json state, ReadJson(dir + "/state.json"));
+  pid_t shim = state.value("shim_pid", -1);
+  int fd = OpenVerifiedPidfd(shim, state.value("shim_start", uint64_t{0}));
+  if (fd >= 0) {
+    bool done = PollReadable(fd, timeout);
+    close(fd);
+    if (!done) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("waiting for container ", id, ": still running"));
+    }
+    // Our own child when this process launched it; a restarted daemon's shims belong to init.
+    waitpid(shim, nullptr, WNOHANG);
+  }
+  if (!Exists(dir + "/exit.json")) {
+    return absl::DataLossError(
+        absl::StrCat("waiting for container ", id, ": its shim is gone without an exit record"));
+  }
+  return ReadExitRecord(dir + "/exit.json");
+}
+
+absl::Status Runtime::Kill(const std::string& id, int signal) {
+  std::string dir = ContainerDir(id);
+  ASSIGN_OR_RETURN(nlohmann::json state, ReadJson(dir + "/state.json"));
+  if (Exists(dir + "/exit.json")) {
+    return absl::FailedPreconditionError(absl::StrCat("killing container ", id, ": not running"));
+  }
+  int fd = OpenVerifiedPidfd(state.value("pid", -1), state.value("pid_start", uint64_t{0}));
+  if (fd < 0) {
+    return absl::FailedPreconditionError(absl::StrCat("killing container ", id, ": not running"));
+  }
+  int rc = static_cast<int>(syscall(SYS_pidfd_send_signal, fd, signal, nullptr, 0));
+  int err = errno;
+  close(fd);
+  if (rc != 0) return ErrnoToStatus(err, absl::StrCat("killing container ", id));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ExitRecord> Runtime::Stop(const std::string& id, absl::Duration grace) {
+  std::string dir = ContainerDir(id);
+  ASSIGN_OR_RETURN(nlohmann::json config, ReadJson(dir + "/config.json"));
+  if (grace < absl::ZeroDuration()) {
+    grace = absl::Milliseconds(config.value("stop_grace_ms", int64_t{10000}));
+  }
+  if (Exists(dir + "/exit.json")) return Wait(id);
+  // A created container that was never started just dies.
+  bool started = Exists(dir + "/started");
+  absl::Status s = Kill(id, started ? config.value("stop_signal", SIGTERM) : SIGKILL);
+  if (!s.ok() && !Exists(dir + "/exit.json")) return s;
+  absl::StatusOr<ExitRecord> r = Wait(id, grace);
+  if (r.ok() || !absl::IsDeadlineExceeded(r.status())) return r;
+  s = Kill(id, SIGKILL);
+  if (!s.ok() && !Exists(dir + "/exit.json")) return s;
+  return Wait(id);
+}
+
+absl::Status Runtime::Remove(const std::string& id, bool force) {
+  std::string dir = ContainerDir(id);
+  if (!Exists(dir)) {
+    return absl::NotFoundError(absl::StrCat("removing container ", id, ": no such container"));
+  }
+  if (Exists(dir + "/state.json") && !Exists(dir + "/exit.json")) {
+    ASSIGN_OR_RETURN(nlohmann::json state, ReadJson(dir + "/state.json"));
+    bool alive =
+        kill(state.value("shim_pid", -1), 0) == 0 &&
+        ProcessStartTime(state.value("shim_pid", -1)) == state.value("shim_start", uint64_t{0});
+    if (alive) {
+      if (!force && Exists(dir + "/started")) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "removing container ", id, ": it is running; stop it first or force removal"));
+      }
+      (void)Kill(id, SIGKILL);
+      RETURN_IF_ERROR(Wait(id, absl::Seconds(30)).status());
+    }
+  }
+  std::string parent = options_.cgroup_parent;
+  if (auto config = ReadJson(dir + "/config.json"); config.ok()) {
+    parent = config->value("cgroup_parent", parent);
+  }
+  RETURN_IF_ERROR(Cgroup::Open(parent, id).Destroy());
+  return RemoveAll(dir);
+}
+
+absl::StatusOr<ContainerInfo> Runtime::Inspect(const std::string& id) const {
+  std::string dir = ContainerDir(id);
+  ASSIGN_OR_RETURN(nlohmann::json config, ReadJson(dir + "/config.json"));
+  ContainerInfo info;
+  info.id = id;
+  info.name = config.value("name", "");
+  info.image = config.value("image", "");
+  info.args = config.value("args", std::vector<std::string>{});
+  info.created_at = absl::FromUnixNanos(config.value("created_at_ns", int64_t{0}));
+  auto state = ReadJson(dir + "/state.json");
+  if (state.ok()) {
+    info.pid = state->value("pid", -1);
+    info.shim_pid = state->value("shim_pid", -1);
+  }
+  if (Exists(dir + "/exit.json")) {
+    ASSIGN_OR_RETURN(ExitRecord exit, ReadExitRecord(dir + "/exit.json"));
+    info.exit = exit;
+    info.status = ContainerStatus::kExited;
+  } else if (state.ok() && kill(info.shim_pid, 0) == 0 &&
+             ProcessStartTime(info.shim_pid) == state->value("shim_start", uint64_t{0})) {
+    info.status = Exists(dir + "/started") ? ContainerStatus::kRunning : ContainerStatus::kCreated;
+  } else {
+    info.status = ContainerStatus::kDead;
+  }
+  return info;
+}
+
+absl::StatusOr<std::vector<ContainerInfo>> Runtime::List() const {
+  std::vector<ContainerInfo> out;
+  std::string dir = options_.root + "/containers";
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return ErrnoToStatus(errno, absl::StrCat("listing ", dir));
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    auto info = Inspect(e->d_name);
+    if (info.ok()) out.push_back(*std::move(info));
+  }
+  closedir(d);
+  std::sort(out.begin(), out.end(), [](const ContainerInfo& a, const ContainerInfo& b) {
+    return a.created_at > b.created_at;
+  });
+  return out;
+}
+
+absl::StatusOr<std::string> Runtime::Resolve(const std::string& id_or_name) const {
+  if (Exists(ContainerDir(id_or_name) + "/config.json")) return id_or_name;
+  ASSIGN_OR_RETURN(std::vector<ContainerInfo> all, List());
+  std::vector<std::string> matches;
+  for (const auto& c : all) {
+    if (c.name == id_or_name) return c.id;
+    if (absl::StartsWith(c.id, id_or_name)) matches.push_back(c.id);
+  }
+  if (matches.size() == 1) return matches[0];
+  if (matches.empty()) {
+    return absl::NotFoundError(absl::StrCat("no such container: ", id_or_name));
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("\"", id_or_name, "\" matches several containers; give more of the id"));
+}
+
+absl::StatusOr<CgroupStats> Runtime::Stats(const std::string& id) const {
+  ASSIGN_OR_RETURN(nlohmann::json config, ReadJson(ContainerDir(id) + "/config.json"));
+  return Cgroup::Open(config.value("cgroup_parent", options_.cgroup_parent), id).ReadStats();
+}
+
+}  // namespace swarm::agent::runtime

@@ -1,0 +1,107 @@
+// The container runtime of one node: creates, starts, waits for, stops, kills and removes
+// containers, keeps their state in the node's state directory, manages named volumes, and
+// re-attaches to running containers after the daemon restarts. Containers are supervised by
+// shims (shim.h), never by the Runtime object, so dropping a Runtime leaves them running.
+//
+// State directory layout (root = Options::root):
+//   containers/<id>/config.json  what was asked (no secret data); written once at create
+//   containers/<id>/state.json   shim and init pids with their start times
+//   containers/<id>/started      present once Start has released the container
+//   containers/<id>/exit.json    the exit record, written by the shim
+//   containers/<id>/{upper,work,rootfs}  overlay directories; container.log*
+//   volumes/<name>/_data         named volumes
+//
+// Owner: the agent (one per node), or the debugging CLI. Thread-safety: thread-safe; mu_
+// guards only the seccomp program cache, other state lives in the files above, and two
+// callers acting on the same container race as two `docker` commands would.
+#ifndef SWARM_AGENT_RUNTIME_RUNTIME_H_
+#define SWARM_AGENT_RUNTIME_RUNTIME_H_
+
+#include <sys/types.h>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "agent/runtime/cgroups.h"
+#include "agent/runtime/fsutil.h"
+#include "agent/runtime/shim.h"
+#include "agent/runtime/spec.h"
+
+namespace swarm::agent::runtime {
+
+class ImageStore;
+
+enum class ContainerStatus { kCreated, kRunning, kExited, kDead };
+std::string StatusName(ContainerStatus status);
+
+struct ContainerInfo {
+  std::string id;
+  std::string name;
+  std::string image;
+  std::vector<std::string> args;
+  ContainerStatus status = ContainerStatus::kDead;
+  pid_t pid = -1;  // init's pid on the host
+  pid_t shim_pid = -1;
+  absl::Time created_at;
+  std::optional<ExitRecord> exit;
+};
+
+class Runtime {
+ public:
+  struct Options {
+    std::string root;                     // state directory
+    std::string cgroup_parent = "swarm";  // relative to the cgroup roots
+    ImageStore* images = nullptr;         // resolves ContainerSpec::image; may be null
+  };
+
+  // Creates the state directory if needed. Containers from an earlier daemon are found
+  // through their files, so a new Runtime sees (and can wait for) them at once.
+  static absl::StatusOr<std::unique_ptr<Runtime>> Open(Options options);
+
+  // Returns the new container's id. The container exists, isolated and blocked before
+  // execve, when this returns.
+  absl::StatusOr<std::string> Create(ContainerSpec spec);
+  absl::Status Start(const std::string& id);
+  // Waits until the container has exited (or the timeout passes: DeadlineExceeded).
+  absl::StatusOr<ExitRecord> Wait(const std::string& id,
+                                  absl::Duration timeout = absl::InfiniteDuration());
+  // The container's stop signal, then SIGKILL after `grace` (spec's grace when negative).
+  absl::StatusOr<ExitRecord> Stop(const std::string& id, absl::Duration grace = absl::Seconds(-1));
+  absl::Status Kill(const std::string& id, int signal);
+  // Removes a container that is not running (force: kills it first).
+  absl::Status Remove(const std::string& id, bool force = false);
+
+  absl::StatusOr<ContainerInfo> Inspect(const std::string& id) const;
+  absl::StatusOr<std::vector<ContainerInfo>> List() const;
+  absl::StatusOr<CgroupStats> Stats(const std::string& id) const;
+  // Finds a container by id, unique id prefix or name.
+  absl::StatusOr<std::string> Resolve(const std::string& id_or_name) const;
+
+  std::string LogPath(const std::string& id) const;
+  std::string ContainerDir(const std::string& id) const;
+  std::string VolumePath(const std::string& name) const;
+  absl::Status RemoveVolume(const std::string& name);
+  const Options& options() const { return options_; }
+
+ private:
+  explicit Runtime(Options options) : options_(std::move(options)) {}
+  absl::StatusOr<const std::string*> SeccompProgram(const std::vector<std::string>& caps);
+  // Opens a pidfd for pid if it is still the process that started at `start_time`.
+  static int OpenVerifiedPidfd(pid_t pid, uint64_t start_time);
+
+  const Options options_;
+  absl::Mutex mu_;
+  std::map<std::string, std::unique_ptr<std::string>> seccomp_cache_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace swarm::agent::runtime
+
+#endif  // SWARM_AGENT_RUNTIME_RUNTIME_H_

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -177,15 +178,29 @@ absl::StatusOr<int> KvCluster::WaitForLeader(absl::Duration timeout) {
   return absl::DeadlineExceededError("no leader elected in time");
 }
 
+std::unique_ptr<raftkv::RaftKV::Stub> KvCluster::NewClient(int i) const {
+  static std::atomic<int> next{0};
+  grpc::ChannelArguments args;
+  // A distinct argument keeps gRPC from sharing one connection between clients.
+  args.SetInt("swarm.client_id", next++);
+  return raftkv::RaftKV::NewStub(
+      grpc::CreateCustomChannel(addrs_.at(i), grpc::InsecureChannelCredentials(), args));
+}
+
 absl::StatusOr<uint64_t> KvCluster::Put(int i, const std::string& key, const std::string& value,
                                         absl::Duration timeout) {
+  return Put(*Stub(i), key, value, timeout);
+}
+
+absl::StatusOr<uint64_t> KvCluster::Put(raftkv::RaftKV::Stub& client, const std::string& key,
+                                        const std::string& value, absl::Duration timeout) {
   grpc::ClientContext ctx;
   SetDeadline(&ctx, timeout);
   raftkv::PutRequest req;
   req.set_key(key);
   req.set_value(value);
   raftkv::PutResponse resp;
-  grpc::Status s = Stub(i)->Put(&ctx, req, &resp);
+  grpc::Status s = client.Put(&ctx, req, &resp);
   if (!s.ok()) return FromGrpc(s);
   return resp.index();
 }

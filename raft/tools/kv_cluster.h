@@ -56,6 +56,10 @@ class KvCluster {
   absl::StatusOr<int> WaitForLeader(absl::Duration timeout);
   absl::StatusOr<uint64_t> Put(int i, const std::string& key, const std::string& value,
                                absl::Duration timeout = absl::Seconds(5));
+  // A client of member i on its own connection (for many concurrent clients).
+  std::unique_ptr<raftkv::RaftKV::Stub> NewClient(int i) const;
+  static absl::StatusOr<uint64_t> Put(raftkv::RaftKV::Stub& client, const std::string& key,
+                                      const std::string& value, absl::Duration timeout);
   absl::StatusOr<std::vector<raftkv::Op>> Dump(int i);
   // Waits until every running member has applied at least index.
   absl::Status WaitForApplied(uint64_t index, absl::Duration timeout);

@@ -142,8 +142,7 @@ struct ArchiveWriter {
 
 constexpr int kExtractFlags = ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_OWNER |
                               ARCHIVE_EXTRACT_XATTR | ARCHIVE_EXTRACT_FFLAGS |
-                              ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_SYMLINKS |
-                              ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS;
+                              ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_SYMLINKS;
 
 // Extracts a tar (any compression) under dest. With `whiteouts`, .wh. entries become
 // overlayfs whiteouts and opaque markers.
@@ -166,7 +165,11 @@ absl::Status ExtractTar(const std::string& path, const std::string& dest, bool w
       return absl::DataLossError(absl::StrCat("reading ", path, ": ", archive_error_string(r.a)));
     }
     std::string name = archive_entry_pathname(entry);
-    while (absl::StartsWith(name, "./")) name = name.substr(2);
+    // Entries are placed under dest by prefixing it (so libarchive sees absolute paths);
+    // a leading '/' in the archive is dropped as Docker does, ".." is refused (NODOTDOT).
+    while (absl::StartsWith(name, "./") || absl::StartsWith(name, "/")) {
+      name = name.substr(name[0] == '/' ? 1 : 2);
+    }
     while (!name.empty() && name.back() == '/') name.pop_back();
     if (name.empty() || name == ".") continue;
     size_t slash = name.rfind('/');
@@ -193,7 +196,9 @@ absl::Status ExtractTar(const std::string& path, const std::string& dest, bool w
     archive_entry_set_pathname(entry, absl::StrCat(dest, "/", name).c_str());
     if (const char* link = archive_entry_hardlink(entry)) {
       std::string target = link;
-      while (absl::StartsWith(target, "./")) target = target.substr(2);
+      while (absl::StartsWith(target, "./") || absl::StartsWith(target, "/")) {
+        target = target.substr(target[0] == '/' ? 1 : 2);
+      }
       archive_entry_set_hardlink(entry, absl::StrCat(dest, "/", target).c_str());
     }
     rc = archive_write_header(w.a, entry);
@@ -610,13 +615,15 @@ absl::Status ImageStore::Remove(const std::string& ref_or_id) {
     ASSIGN_OR_RETURN(Reference ref, ParseReference(ref_or_id));
     tags.erase(ref.String());
   }
+  // Digest references ("name@sha256:...") go with the image once its last tag is gone.
   bool still_tagged = false;
-  for (auto it = tags.begin(); it != tags.end();) {
-    if (it->second == id && by_id) {
-      it = tags.erase(it);
-    } else {
-      still_tagged |= it->second == id;
-      ++it;
+  for (const auto& [ref, image] : tags) {
+    still_tagged |= image == id && ref.find('@') == std::string::npos;
+  }
+  if (by_id || !still_tagged) {
+    still_tagged = false;
+    for (auto it = tags.begin(); it != tags.end();) {
+      it = it->second == id ? tags.erase(it) : std::next(it);
     }
   }
   RETURN_IF_ERROR(WriteTags(tags));

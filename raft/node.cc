@@ -52,12 +52,24 @@ grpc::Status ToGrpc(const absl::Status& s) {
 }  // namespace
 
 struct Node::Waiter {
-  std::promise<absl::StatusOr<uint64_t>> promise;
+  Done done;
   absl::Time deadline;
   // Reads: the index to wait for (0 until the ReadState arrives).
   uint64_t read_index = 0;
-  void Finish(absl::StatusOr<uint64_t> v) { promise.set_value(std::move(v)); }
+  void Finish(absl::StatusOr<uint64_t> v) { done(std::move(v)); }
 };
+
+namespace {
+
+// Turns a Done callback into a future.
+std::pair<Node::Done, std::future<absl::StatusOr<uint64_t>>> FutureDone() {
+  auto promise = std::make_shared<std::promise<absl::StatusOr<uint64_t>>>();
+  auto future = promise->get_future();
+  return {[promise](absl::StatusOr<uint64_t> v) { promise->set_value(std::move(v)); },
+          std::move(future)};
+}
+
+}  // namespace
 
 struct Node::Inbox {
   int ticks = 0;
@@ -326,41 +338,57 @@ void Node::Stop() {
 
 // ---- The public API ----
 
-std::future<absl::StatusOr<uint64_t>> Node::Propose(std::string data, absl::Duration timeout) {
+void Node::ProposeAsync(std::string data, absl::Duration timeout, Done done) {
   auto w = std::make_shared<Waiter>();
+  w->done = std::move(done);
   w->deadline = config_.clock->Now() + timeout;
-  auto f = w->promise.get_future();
-  absl::MutexLock lock(&mu_);
-  if (stopping_) {
-    w->Finish(absl::UnavailableError("raft node is shutting down"));
-    return f;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopping_) {
+      inbox_->proposals.emplace_back(EncodeRequest(next_request_++, data), std::move(w));
+      wake_.Signal();
+      return;
+    }
   }
-  inbox_->proposals.emplace_back(EncodeRequest(next_request_++, data), std::move(w));
-  wake_.Signal();
-  return f;
+  w->Finish(absl::UnavailableError("raft node is shutting down"));
+}
+
+std::future<absl::StatusOr<uint64_t>> Node::Propose(std::string data, absl::Duration timeout) {
+  auto [done, future] = FutureDone();
+  ProposeAsync(std::move(data), timeout, std::move(done));
+  return std::move(future);
 }
 
 absl::StatusOr<uint64_t> Node::ProposeAndWait(std::string data, absl::Duration timeout) {
   return Propose(std::move(data), timeout).get();
 }
 
-absl::Status Node::LinearizableRead(absl::Duration timeout) {
+void Node::LinearizableReadAsync(absl::Duration timeout, Done done) {
   auto w = std::make_shared<Waiter>();
+  w->done = std::move(done);
   w->deadline = config_.clock->Now() + timeout;
-  auto f = w->promise.get_future();
   {
     absl::MutexLock lock(&mu_);
-    if (stopping_) return absl::UnavailableError("raft node is shutting down");
-    inbox_->reads.emplace_back(std::to_string(next_request_++), std::move(w));
-    wake_.Signal();
+    if (!stopping_) {
+      inbox_->reads.emplace_back(std::to_string(next_request_++), std::move(w));
+      wake_.Signal();
+      return;
+    }
   }
-  return f.get().status();
+  w->Finish(absl::UnavailableError("raft node is shutting down"));
+}
+
+absl::Status Node::LinearizableRead(absl::Duration timeout) {
+  auto [done, future] = FutureDone();
+  LinearizableReadAsync(timeout, std::move(done));
+  return future.get().status();
 }
 
 absl::Status Node::ProposeConfChange(ConfChange cc, absl::Duration timeout) {
   auto w = std::make_shared<Waiter>();
   w->deadline = config_.clock->Now() + timeout;
-  auto f = w->promise.get_future();
+  auto [done, f] = FutureDone();
+  w->done = std::move(done);
   {
     absl::MutexLock lock(&mu_);
     if (stopping_) return absl::UnavailableError("raft node is shutting down");

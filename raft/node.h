@@ -118,14 +118,21 @@ class Node {
   grpc::Service* raft_service();
   grpc::Service* membership_service();
 
-  // Proposes data. The future completes with the entry's index once applied locally, or
-  // with FAILED_PRECONDITION (not the leader: the message names it), UNAVAILABLE (leadership
-  // lost or a transfer in progress: the outcome is unknown) or DEADLINE_EXCEEDED.
+  // Completion of an asynchronous request. Runs on the node's loop thread (or the caller's,
+  // when the node is stopping) and must not block.
+  using Done = std::function<void(absl::StatusOr<uint64_t>)>;
+
+  // Proposes data. done gets the entry's index once applied locally, or FAILED_PRECONDITION
+  // (not the leader: the message names it), UNAVAILABLE (leadership lost or a transfer in
+  // progress: the outcome is unknown) or DEADLINE_EXCEEDED. The asynchronous form lets an RPC
+  // server wait for many proposals without a thread each.
+  void ProposeAsync(std::string data, absl::Duration timeout, Done done);
   std::future<absl::StatusOr<uint64_t>> Propose(std::string data, absl::Duration timeout);
   absl::StatusOr<uint64_t> ProposeAndWait(std::string data, absl::Duration timeout);
   // Returns once the state machine has applied everything committed before the call, as
   // confirmed by a quorum (ReadIndex).
   absl::Status LinearizableRead(absl::Duration timeout);
+  void LinearizableReadAsync(absl::Duration timeout, Done done);
   // Adds a learner (promoted automatically once caught up when configured).
   absl::Status AddMember(uint64_t raft_id, const std::string& addr, absl::Duration timeout);
   absl::Status RemoveMember(uint64_t raft_id, absl::Duration timeout);

@@ -77,33 +77,47 @@ grpc::Status ToGrpc(const absl::Status& s) {
                       std::string(s.message()));
 }
 
-class KvService final : public raftkv::RaftKV::Service {
+// Put, Get and Status use gRPC's callback API: a write waits for its proposal without holding
+// a server thread, so many clients can have writes in flight (and be batched) at once.
+using KvServiceBase = raftkv::RaftKV::WithCallbackMethod_Put<raftkv::RaftKV::WithCallbackMethod_Get<
+    raftkv::RaftKV::WithCallbackMethod_Status<raftkv::RaftKV::Service>>>;
+
+class KvService final : public KvServiceBase {
  public:
   KvService(Node* node, KvStateMachine* sm) : node_(node), sm_(sm) {}
 
-  grpc::Status Put(grpc::ServerContext*, const raftkv::PutRequest* req,
-                   raftkv::PutResponse* resp) override {
+  grpc::ServerUnaryReactor* Put(grpc::CallbackServerContext* ctx, const raftkv::PutRequest* req,
+                                raftkv::PutResponse* resp) override {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     raftkv::Op op;
     op.set_key(req->key());
     op.set_value(req->value());
-    auto index = node_->ProposeAndWait(op.SerializeAsString(), absl::Seconds(5));
-    if (!index.ok()) return ToGrpc(index.status());
-    resp->set_index(*index);
-    return grpc::Status::OK;
+    node_->ProposeAsync(op.SerializeAsString(), absl::Seconds(5),
+                        [reactor, resp](absl::StatusOr<uint64_t> index) {
+                          if (index.ok()) resp->set_index(*index);
+                          reactor->Finish(ToGrpc(index.status()));
+                        });
+    return reactor;
   }
 
-  grpc::Status Get(grpc::ServerContext*, const raftkv::GetRequest* req,
-                   raftkv::GetResponse* resp) override {
-    if (absl::Status s = node_->LinearizableRead(absl::Seconds(5)); !s.ok()) return ToGrpc(s);
-    if (auto v = sm_->Get(req->key())) {
-      resp->set_found(true);
-      resp->set_value(*v);
-    }
-    return grpc::Status::OK;
+  grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* ctx, const raftkv::GetRequest* req,
+                                raftkv::GetResponse* resp) override {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    node_->LinearizableReadAsync(absl::Seconds(5),
+                                 [this, reactor, req, resp](absl::StatusOr<uint64_t> read) {
+                                   if (read.ok()) {
+                                     if (auto v = sm_->Get(req->key())) {
+                                       resp->set_found(true);
+                                       resp->set_value(*v);
+                                     }
+                                   }
+                                   reactor->Finish(ToGrpc(read.status()));
+                                 });
+    return reactor;
   }
 
-  grpc::Status Status(grpc::ServerContext*, const raftkv::StatusRequest*,
-                      raftkv::StatusResponse* resp) override {
+  grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext* ctx, const raftkv::StatusRequest*,
+                                   raftkv::StatusResponse* resp) override {
     NodeStatus s = node_->Status();
     resp->set_id(s.id);
     resp->set_term(s.term);
@@ -114,7 +128,9 @@ class KvService final : public raftkv::RaftKV::Service {
     resp->set_snapshot_index(s.snapshot_index);
     resp->mutable_voters()->Assign(s.conf_state.voters.begin(), s.conf_state.voters.end());
     resp->mutable_learners()->Assign(s.conf_state.learners.begin(), s.conf_state.learners.end());
-    return grpc::Status::OK;
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
   }
 
   grpc::Status Dump(grpc::ServerContext*, const raftkv::DumpRequest*,

@@ -1,0 +1,240 @@
+// Pulls from a real registry: Debian's docker-registry on 127.0.0.1 (a free port), filled by
+// skopeo from an OCI layout that the test builds from busybox-static. The registry process
+// and every file are removed at the end, also when a test fails.
+#include "agent/runtime/registry.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "agent/runtime/fsutil.h"
+#include "agent/runtime/logs.h"
+#include "agent/runtime/runtime.h"
+#include "agent/runtime/testing/test_image.h"
+#include "gtest/gtest.h"
+
+namespace swarm::agent::runtime {
+namespace {
+
+int FreePort() {
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
+  close(s);
+  return ntohs(a.sin_port);
+}
+
+long HttpStatus(const std::string& url) {
+  CURL* h = curl_easy_init();
+  curl_easy_setopt(h, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+  long status = 0;
+  if (curl_easy_perform(h) == CURLE_OK) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_cleanup(h);
+  return status;
+}
+
+class RegistryTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    char tmpl[] = "/tmp/registry_test.XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    port_ = FreePort();
+    registry_ = absl::StrCat("127.0.0.1:", port_);
+    std::ofstream(dir_ + "/config.yml")
+        << "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: "
+        << dir_ << "/data\nhttp:\n  addr: " << registry_ << "\n";
+    registry_pid_ = fork();
+    if (registry_pid_ == 0) {
+      execl("/usr/bin/docker-registry", "docker-registry", "serve", (dir_ + "/config.yml").c_str(),
+            nullptr);
+      _exit(127);
+    }
+    for (int i = 0; i < 200 && HttpStatus(absl::StrCat("http://", registry_, "/v2/")) != 200; ++i) {
+      usleep(50000);
+    }
+    ASSERT_EQ(HttpStatus(absl::StrCat("http://", registry_, "/v2/")), 200);
+
+    ASSERT_TRUE(testing::BuildBusyboxRootfs(dir_ + "/rootfs").ok());
+    testing::LayoutOptions o;
+    o.cmd = {"echo", "pulled"};
+    auto digest = testing::BuildOciLayout({dir_ + "/rootfs"}, dir_ + "/layout", o);
+    ASSERT_TRUE(digest.ok()) << digest.status();
+    manifest_digest_ = *digest;
+    std::string push = absl::StrCat(
+        "skopeo --insecure-policy copy -q --preserve-digests --dest-tls-verify=false oci:", dir_,
+        "/layout:latest docker://", registry_, "/test/busybox:latest");
+    ASSERT_EQ(system(push.c_str()), 0) << push;
+  }
+
+  static void TearDownTestSuite() {
+    if (registry_pid_ > 0) {
+      kill(registry_pid_, SIGKILL);
+      waitpid(registry_pid_, nullptr, 0);
+    }
+    ASSERT_TRUE(RemoveAll(dir_).ok());
+  }
+
+  void SetUp() override {
+    state_ = dir_ + "/state-" + ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    auto store = ImageStore::Open(state_ + "/images");
+    ASSERT_TRUE(store.ok());
+    store_ = std::move(*store);
+  }
+  void TearDown() override { EXPECT_TRUE(RemoveAll(state_).ok()); }
+
+  RegistryOptions Options() {
+    RegistryOptions o;
+    o.insecure_registries = {registry_};
+    return o;
+  }
+  std::string Ref(const std::string& suffix) {
+    return absl::StrCat(registry_, "/test/busybox", suffix);
+  }
+  std::string LayerBlobInRegistry() {
+    auto info = store_->Get(Ref(":latest"));
+    return info.ok() ? info->layer_blobs[0] : "";
+  }
+
+  static std::string dir_, registry_, manifest_digest_;
+  static int port_;
+  static pid_t registry_pid_;
+  std::string state_;
+  std::unique_ptr<ImageStore> store_;
+};
+
+std::string RegistryTest::dir_, RegistryTest::registry_, RegistryTest::manifest_digest_;
+int RegistryTest::port_ = 0;
+pid_t RegistryTest::registry_pid_ = -1;
+
+TEST_F(RegistryTest, Pull_ByTagThenRunsAContainer) {
+  std::vector<PullProgress> completed;
+  std::mutex mu;
+  RegistryOptions o = Options();
+  o.progress = [&](const PullProgress& p) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (p.complete) completed.push_back(p);
+    return true;
+  };
+  RegistryClient client(*store_, o);
+  auto id = client.Pull(Ref(":latest"));
+  ASSERT_TRUE(id.ok()) << id.status();
+  auto info = store_->Get(Ref(""));  // no tag means :latest
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->manifest_digest, manifest_digest_);
+  EXPECT_EQ(completed.size(), 2u);  // the config and the one layer, each reported done
+  for (const auto& p : completed) EXPECT_EQ(p.done_bytes, p.total_bytes);
+
+  std::string cgroup_parent = absl::StrCat("swarm-test-", getpid());
+  auto rt = Runtime::Open({state_, cgroup_parent, store_.get()});
+  ASSERT_TRUE(rt.ok());
+  ContainerSpec spec;
+  spec.image = Ref(":latest");
+  auto cid = (*rt)->Create(spec);
+  ASSERT_TRUE(cid.ok()) << cid.status();
+  ASSERT_TRUE((*rt)->Start(*cid).ok());
+  EXPECT_TRUE((*rt)->Wait(*cid, absl::Seconds(30)).ok());
+  std::string out;
+  ReadLogs((*rt)->LogPath(*cid), {}, [&](const LogEntry& e) {
+    out += e.log;
+    return true;
+  }).IgnoreError();
+  EXPECT_EQ(out, "pulled\n");
+  EXPECT_TRUE((*rt)->Remove(*cid).ok());
+  EXPECT_TRUE(Cgroup::RemoveParent(cgroup_parent).ok());
+}
+
+TEST_F(RegistryTest, Pull_ByDigestPinsTheManifest) {
+  RegistryClient client(*store_, Options());
+  auto id = client.Pull(Ref("@" + manifest_digest_));
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_TRUE(store_->Get(Ref("@" + manifest_digest_)).ok());
+  // A digest the registry does not have is not found, not silently replaced by a tag.
+  auto missing = client.Pull(Ref("@sha256:" + std::string(64, '0')));
+  EXPECT_FALSE(missing.ok());
+}
+
+TEST_F(RegistryTest, Pull_CorruptedBlobIsRejected) {
+  // Pull once to learn the layer digest, then corrupt that blob inside the registry.
+  {
+    RegistryClient client(*store_, Options());
+    ASSERT_TRUE(client.Pull(Ref(":latest")).ok());
+  }
+  std::string layer = LayerBlobInRegistry();
+  ASSERT_FALSE(layer.empty());
+  std::string hex = layer.substr(7);
+  std::string data = absl::StrCat(dir_, "/data/docker/registry/v2/blobs/sha256/", hex.substr(0, 2),
+                                  "/", hex, "/data");
+  std::string backup = data + ".orig";
+  ASSERT_EQ(system(absl::StrCat("cp ", data, " ", backup).c_str()), 0);
+  {
+    std::fstream io(data, std::ios::in | std::ios::out | std::ios::binary);
+    io.seekg(100);
+    char c = io.get();
+    io.seekp(100);
+    io.put(static_cast<char>(c ^ 0x55));
+  }
+  auto fresh = ImageStore::Open(state_ + "/images2");
+  ASSERT_TRUE(fresh.ok());
+  RegistryClient client(**fresh, Options());
+  auto id = client.Pull(Ref(":latest"));
+  ASSERT_EQ(rename(backup.c_str(), data.c_str()), 0);
+  ASSERT_FALSE(id.ok());
+  EXPECT_EQ(id.status().code(), absl::StatusCode::kDataLoss) << id.status();
+  EXPECT_NE(std::string(id.status().message()).find(layer), std::string::npos) << id.status();
+  EXPECT_FALSE((*fresh)->HasBlob(layer));
+  EXPECT_FALSE((*fresh)->Get(Ref(":latest")).ok());
+}
+
+TEST_F(RegistryTest, Pull_InterruptedPullResumes) {
+  RegistryOptions first = Options();
+  first.max_concurrent_downloads = 1;
+  std::string layer;
+  int64_t layer_size = 0;
+  first.progress = [&](const PullProgress& p) {
+    // Let the config through, cut the layer after 64 KiB.
+    if (p.total_bytes > 100000 && p.done_bytes >= 65536) {
+      layer = p.digest;
+      layer_size = p.total_bytes;
+      return false;
+    }
+    return true;
+  };
+  auto interrupted = RegistryClient(*store_, first).Pull(Ref(":latest"));
+  ASSERT_FALSE(interrupted.ok());
+  EXPECT_EQ(interrupted.status().code(), absl::StatusCode::kCancelled) << interrupted.status();
+  ASSERT_FALSE(layer.empty());
+  EXPECT_FALSE(store_->HasBlob(layer));
+
+  RegistryOptions second = Options();
+  int64_t fetched = 0, done = 0;
+  second.progress = [&](const PullProgress& p) {
+    if (p.digest == layer && p.complete) {
+      fetched = p.fetched_bytes;
+      done = p.done_bytes;
+    }
+    return true;
+  };
+  auto resumed = RegistryClient(*store_, second).Pull(Ref(":latest"));
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_TRUE(store_->HasBlob(layer));
+  EXPECT_EQ(done, layer_size);
+  // Only the rest came over the network: the first 64 KiB were reused.
+  EXPECT_GT(fetched, 0);
+  EXPECT_LE(fetched, layer_size - 65536);
+}
+
+}  // namespace
+}  // namespace swarm::agent::runtime

@@ -130,6 +130,7 @@ class Child {
       : r_(r), spec_(*r.spec), sock_(sock), unshare_cgroup_ns_(join_cgroup_ns) {}
 
   [[noreturn]] void Run() {
+    UnblockSignals();
     std::string text;
     if (ReceiveStep(sock_, &text) != 1) _exit(127);  // parent gave up
     Check(SetUpStdio(), "setting up stdio");
@@ -152,7 +153,7 @@ class Child {
     }
     ResolveUser();
     ChangeDirectory();
-    std::string path = ResolveCommand();
+    std::string path = ResolveCommand(spec_.args);
     SetRlimits();
     if (setsid() < 0) Fail(errno, "creating a session");
     Check(SendStep(sock_, 2), "sending step 2");
@@ -180,9 +181,45 @@ class Child {
     Fail(errno, absl::StrCat("executing ", path));
   }
 
+  // Runs `args` as the container's process would run (user, directory, capabilities,
+  // no_new_privs, seccomp); the caller has already joined the container's namespaces.
+  [[noreturn]] void Exec(const std::vector<std::string>& args) {
+    UnblockSignals();
+    ResolveUser();
+    ChangeDirectory();
+    std::string path = ResolveCommand(args);
+    DropPrivileges();
+    if (spec_.no_new_privileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+      Fail(errno, "setting no_new_privs");
+    }
+    if (r_.seccomp_program != nullptr && LoadSeccompProgram(*r_.seccomp_program) != 0) {
+      Fail(errno, "loading the seccomp filter");
+    }
+    std::vector<char*> argv, envp;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    for (const auto& e : spec_.env) envp.push_back(const_cast<char*>(e.c_str()));
+    envp.push_back(nullptr);
+    execve(path.c_str(), argv.data(), envp.data());
+    Fail(errno, absl::StrCat("executing ", path));
+  }
+
  private:
+  // The shim blocks SIGCHLD for its signalfd; a container's processes start with none
+  // blocked.
+  static void UnblockSignals() {
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+  }
   [[noreturn]] void Fail(int err, const std::string& what) {
-    (void)SendStep(sock_, -1, std::string(ErrnoToStatus(err, what).message()));
+    std::string msg(ErrnoToStatus(err, what).message());
+    if (sock_ >= 0) {
+      (void)SendStep(sock_, -1, msg);
+    } else {
+      msg += "\n";
+      (void)!write(2, msg.data(), msg.size());
+    }
     _exit(127);
   }
   void Check(const absl::Status& s, const std::string& what) {
@@ -417,9 +454,9 @@ class Child {
     }
   }
 
-  std::string ResolveCommand() {
-    if (spec_.args.empty()) Fail(EINVAL, "resolving the command: no command given");
-    const std::string& cmd = spec_.args[0];
+  std::string ResolveCommand(const std::vector<std::string>& args) {
+    if (args.empty()) Fail(EINVAL, "resolving the command: no command given");
+    const std::string& cmd = args[0];
     if (cmd.find('/') != std::string::npos) {
       if (access(cmd.c_str(), X_OK) != 0) Fail(errno, absl::StrCat("looking up ", cmd));
       return cmd;
@@ -605,6 +642,59 @@ absl::StatusOr<CreatedProcess> CreateContainerProcess(const CreateRequest& reque
         step < 0 ? text : "creating the container: the child died during setup"));
   }
   return created;
+}
+
+absl::StatusOr<ExecProcess> ExecInContainer(const CreateRequest& request, int init_pidfd,
+                                            const std::vector<std::string>& args) {
+  const ContainerSpec& spec = *request.spec;
+  int out[2];
+  if (pipe2(out, O_CLOEXEC) != 0) return ErrnoToStatus(errno, "creating the exec output pipe");
+  pid_t pid = fork();
+  if (pid < 0) {
+    int e = errno;
+    close(out[0]);
+    close(out[1]);
+    return ErrnoToStatus(e, "forking the exec process");
+  }
+  if (pid == 0) {
+    // The intermediate: joins the cgroup and namespaces, forks the process that lands in
+    // the container's pid namespace, and exits with its status.
+    int devnull = open("/dev/null", O_RDONLY);
+    dup2(devnull, 0);
+    dup2(out[1], 1);
+    dup2(out[1], 2);
+    auto die = [](const std::string& msg) {
+      std::string line = msg + "\n";
+      (void)!write(2, line.data(), line.size());
+      _exit(126);
+    };
+    if (request.cgroup != nullptr) {
+      if (absl::Status s = request.cgroup->AddProcess(getpid()); !s.ok()) {
+        die(std::string(s.message()));
+      }
+    }
+    int flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP | CLONE_NEWPID;
+    if (spec.network == NetworkMode::kNone || spec.network == NetworkMode::kPath) {
+      flags |= CLONE_NEWNET;
+    }
+    if (spec.user_namespace) flags |= CLONE_NEWUSER;
+    if (setns(init_pidfd, flags) != 0) {
+      die(std::string(ErrnoToStatus(errno, "joining the container's namespaces").message()));
+    }
+    pid_t child = fork();
+    if (child < 0) die(std::string(ErrnoToStatus(errno, "forking into the container").message()));
+    if (child == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      Child(request, -1, false).Exec(args);
+    }
+    int status = 0;
+    while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
+    }
+    _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+  }
+  close(out[1]);
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  return ExecProcess{pid, pidfd, out[0]};
 }
 
 absl::Status AwaitExec(int handshake_fd) {

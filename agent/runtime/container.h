@@ -63,6 +63,17 @@ struct CreatedProcess {
 
 absl::StatusOr<CreatedProcess> CreateContainerProcess(const CreateRequest& request);
 
+struct ExecProcess {
+  pid_t pid = -1;   // our child; its exit status is the command's
+  int pidfd = -1;   // readable when it ends
+  int output = -1;  // read end of its stdout+stderr
+};
+
+// Runs `args` inside a running container (its namespaces, cgroup, user, capabilities and
+// seccomp filter), as Docker's exec and health checks do. Forks; call from the shim.
+absl::StatusOr<ExecProcess> ExecInContainer(const CreateRequest& request, int init_pidfd,
+                                            const std::vector<std::string>& args);
+
 // After Start: returns OK once the child has called execve, or the child's error.
 absl::Status AwaitExec(int handshake_fd);
 

@@ -445,6 +445,11 @@ absl::StatusOr<std::string> Runtime::Resolve(const std::string& id_or_name) cons
       absl::StrCat("\"", id_or_name, "\" matches several containers; give more of the id"));
 }
 
+absl::StatusOr<std::vector<std::string>> Runtime::LowerDirs(const std::string& id) const {
+  ASSIGN_OR_RETURN(nlohmann::json config, ReadJson(ContainerDir(id) + "/config.json"));
+  return config.value("lower_dirs", std::vector<std::string>{});
+}
+
 absl::StatusOr<CgroupStats> Runtime::Stats(const std::string& id) const {
   ASSIGN_OR_RETURN(nlohmann::json config, ReadJson(ContainerDir(id) + "/config.json"));
   return Cgroup::Open(config.value("cgroup_parent", options_.cgroup_parent), id).ReadStats();

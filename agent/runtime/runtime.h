@@ -85,6 +85,8 @@ class Runtime {
   // Finds a container by id, unique id prefix or name.
   absl::StatusOr<std::string> Resolve(const std::string& id_or_name) const;
 
+  // The overlay lower directories a container uses (image layers it keeps alive).
+  absl::StatusOr<std::vector<std::string>> LowerDirs(const std::string& id) const;
   std::string LogPath(const std::string& id) const;
   std::string ContainerDir(const std::string& id) const;
   std::string VolumePath(const std::string& name) const;

@@ -16,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "agent/runtime/fsutil.h"
+#include "agent/runtime/health.h"
 #include "agent/runtime/logs.h"
 #include "agent/runtime/testing/test_image.h"
 #include "gtest/gtest.h"
@@ -338,6 +339,67 @@ TEST_F(RuntimeTest, DaemonRestart_ContainerKeepsRunningAndIsReattached) {
     return true;
   }).IgnoreError();
   EXPECT_EQ(out, "hello\nbye\n");
+}
+
+// Waits until the container's health status is `want`; returns the last state seen.
+HealthState WaitForHealth(Runtime& rt, const std::string& id, HealthStatus want) {
+  HealthState last;
+  for (int i = 0; i < 500; ++i) {
+    auto h = ReadHealth(rt.ContainerDir(id));
+    if (h.ok()) last = *h;
+    if (h.ok() && h->status == want) break;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return last;
+}
+
+TEST_F(RuntimeTest, HealthCheck_RunsInsideTheContainerHealthyThenUnhealthy) {
+  // /tmp/ok exists only inside this container, so a passing check ran in its mount namespace.
+  ContainerSpec spec = Spec({"sh", "-c", "touch /tmp/ok; sleep 1; rm /tmp/ok; sleep 100"});
+  spec.healthcheck.test = {"sh", "-c", "test -e /tmp/ok && hostname"};
+  spec.healthcheck.interval_ms = 100;
+  spec.healthcheck.timeout_ms = 2000;
+  spec.healthcheck.retries = 2;
+  spec.hostname = "checked";
+  auto id = runtime_->Create(spec);
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(runtime_->Start(*id).ok());
+  HealthState healthy = WaitForHealth(*runtime_, *id, HealthStatus::kHealthy);
+  EXPECT_EQ(healthy.status, HealthStatus::kHealthy) << healthy.last_output;
+  EXPECT_EQ(healthy.last_output, "checked\n");
+  HealthState unhealthy = WaitForHealth(*runtime_, *id, HealthStatus::kUnhealthy);
+  EXPECT_EQ(unhealthy.status, HealthStatus::kUnhealthy);
+  EXPECT_GE(unhealthy.failing_streak, 2);
+  EXPECT_EQ(unhealthy.last_exit_code, 1);
+}
+
+TEST_F(RuntimeTest, HealthCheck_TimeoutFailsAndStartPeriodForgives) {
+  ContainerSpec slow = Spec({"sleep", "100"});
+  slow.healthcheck.test = {"sleep", "10"};
+  slow.healthcheck.interval_ms = 50;
+  slow.healthcheck.timeout_ms = 200;
+  slow.healthcheck.retries = 1;
+  auto id = runtime_->Create(slow);
+  ASSERT_TRUE(id.ok());
+  ASSERT_TRUE(runtime_->Start(*id).ok());
+  HealthState h = WaitForHealth(*runtime_, *id, HealthStatus::kUnhealthy);
+  EXPECT_EQ(h.status, HealthStatus::kUnhealthy);
+  EXPECT_EQ(h.last_output, "health check timed out\n");
+
+  ContainerSpec forgiven = Spec({"sleep", "100"});
+  forgiven.healthcheck.test = {"false"};
+  forgiven.healthcheck.interval_ms = 50;
+  forgiven.healthcheck.retries = 1;
+  forgiven.healthcheck.start_period_ms = 60000;
+  auto id2 = runtime_->Create(forgiven);
+  ASSERT_TRUE(id2.ok());
+  ASSERT_TRUE(runtime_->Start(*id2).ok());
+  absl::SleepFor(absl::Milliseconds(600));  // about ten failing checks
+  auto state = ReadHealth(runtime_->ContainerDir(*id2));
+  ASSERT_TRUE(state.ok());
+  EXPECT_EQ(state->status, HealthStatus::kStarting);
+  EXPECT_NE(state->last_check, absl::Time());  // checks did run
+  EXPECT_EQ(state->last_exit_code, 1);
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -15,6 +17,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "agent/runtime/health.h"
 #include "agent/runtime/logs.h"
 #include "common/clock.h"
 #include "common/errno_status.h"
@@ -37,6 +40,10 @@ void WriteAll(int fd, std::string_view s) {
                           int64_t log_max_size, int log_max_files, int ready_fd) {
   setsid();
   signal(SIGPIPE, SIG_IGN);
+  // Orphans of health checks (a check's process inside the container whose parent timed
+  // out) come to us and are reaped here; otherwise they could keep the container's pid
+  // namespace from dying.
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
   // Keep only the ready pipe (moved to fd 3); the daemon's sockets and files are not ours.
   if (ready_fd != 3) {
     dup2(ready_fd, 3);
@@ -83,16 +90,45 @@ void WriteAll(int fd, std::string_view s) {
   int status = 0;
   int open_pipes = 2;
   char buf[65536];
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &chld, nullptr);
+  int sigchld = signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC);
+  HealthMonitor health(request.spec->healthcheck, dir, [&]() -> absl::StatusOr<ProbeProcess> {
+    absl::StatusOr<ExecProcess> p =
+        ExecInContainer(request, created->pidfd, request.spec->healthcheck.test);
+    if (!p.ok()) return p.status();
+    return ProbeProcess{p->pid, p->pidfd, p->output};
+  });
   // Runs until the container has exited and its pipes are drained; after init's exit the
   // kernel kills the rest of its pid namespace, so EOF follows soon (bounded all the same).
   absl::Time drain_deadline = absl::InfiniteFuture();
   while (open_pipes > 0 || !exited) {
-    pollfd fds[4] = {{out[0], POLLIN, 0},
+    pollfd fds[7] = {{out[0], POLLIN, 0},
                      {err[0], POLLIN, 0},
                      {exited ? -1 : created->pidfd, POLLIN, 0},
-                     {handshake, POLLIN, 0}};
-    int timeout = exited ? 100 : -1;
-    if (poll(fds, 4, timeout) < 0 && errno != EINTR) break;
+                     {handshake, POLLIN, 0},
+                     {exited ? -1 : health.output_fd(), POLLIN, 0},
+                     {exited ? -1 : health.pidfd(), POLLIN, 0},
+                     {sigchld, POLLIN, 0}};
+    absl::Duration wait = exited ? absl::Milliseconds(100) : health.Timeout(absl::Now());
+    int timeout = wait == absl::InfiniteDuration()
+                      ? -1
+                      : static_cast<int>(absl::ToInt64Milliseconds(wait + absl::Milliseconds(1)));
+    if (poll(fds, 7, timeout) < 0 && errno != EINTR) break;
+    if (fds[6].revents != 0) {
+      signalfd_siginfo si;
+      while (read(sigchld, &si, sizeof si) == sizeof si) {
+      }
+      // Reap strays; the container's init and the running check have their own waiters.
+      for (;;) {
+        siginfo_t info{};
+        if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0) break;
+        if (info.si_pid == created->pid || info.si_pid == health.probe_pid()) break;
+        waitpid(info.si_pid, nullptr, 0);
+      }
+    }
     for (int i = 0; i < 2; ++i) {
       if (fds[i].fd < 0 || fds[i].revents == 0) continue;
       ssize_t n = read(fds[i].fd, buf, sizeof buf);
@@ -109,13 +145,16 @@ void WriteAll(int fd, std::string_view s) {
       if (!s.ok()) record.error = std::string(s.message());
       close(handshake);
       handshake = -1;
+      if (s.ok()) health.Begin(absl::Now());
     }
     if (!exited && fds[2].revents != 0) {
       while (waitpid(created->pid, &status, 0) < 0 && errno == EINTR) {
       }
       exited = true;
+      health.Stop();
       drain_deadline = absl::Now() + absl::Seconds(2);
     }
+    if (!exited) health.Service(absl::Now());
     if (exited && absl::Now() > drain_deadline) break;
   }
   (void)log.Flush();

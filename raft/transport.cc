@@ -108,7 +108,16 @@ class Peer {
     absl::MutexLock lock(&mu_);
     if (!stub_ || addr_changed_) {
       addr_changed_ = false;
-      channel_ = grpc::CreateChannel(addr_, options_.credentials);
+      // gRPC's own reconnect backoff grows to minutes by default; a member that restarts
+      // must be reached again within our own backoff.
+      grpc::ChannelArguments args;
+      args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+      args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+      args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
+                  static_cast<int>(absl::ToInt64Milliseconds(options_.max_backoff)));
+      args.SetMaxReceiveMessageSize(64 << 20);
+      args.SetMaxSendMessageSize(64 << 20);
+      channel_ = grpc::CreateCustomChannel(addr_, options_.credentials, args);
       stub_ = api::Raft::NewStub(channel_);
     }
     return stub_.get();

@@ -177,10 +177,13 @@ uint64_t RaftLog::LastTerm() const {
 }
 
 absl::StatusOr<uint64_t> RaftLog::Term(uint64_t i) const {
-  // The valid term range is [index of dummy entry, last index].
-  const uint64_t dummy = FirstIndex() - 1;
-  if (i < dummy || i > LastIndex()) return uint64_t{0};
+  // An entry in the unstable log is in the valid range by definition.
   if (auto t = unstable_.MaybeTerm(i)) return *t;
+  // The valid term range is [FirstIndex() - 1, LastIndex()]: the compacted entry just before
+  // the first one keeps its term for matching appends. Outside it there is no term, and
+  // claiming 0 would let a follower "match" an entry it does not have.
+  if (i + 1 < FirstIndex()) return CompactedError();
+  if (i > LastIndex()) return EntryUnavailableError();
   absl::StatusOr<uint64_t> t = storage_->Term(i);
   if (t.ok()) return t;
   if (IsCompacted(t.status()) || IsEntryUnavailable(t.status())) return t.status();

@@ -32,6 +32,21 @@ TEST(RaftLog, FindConflictByTerm_SkipsWholeTerms) {
   EXPECT_EQ(log.FindConflictByTerm(6, 0), (std::pair<uint64_t, uint64_t>{0, 0}));
 }
 
+// Found by the simulation (seed 1320): an index outside the log has no term. Claiming 0 made a
+// follower "match" an append after an entry it did not have, and commit past its log.
+TEST(RaftLog, Term_OutsideTheLogIsAnError) {
+  MemoryStorage s;
+  ASSERT_TRUE(s.Append(Ents(1, {1, 1, 2, 2})).ok());
+  ASSERT_TRUE(s.Compact(2).ok());
+  RaftLog log(&s, UINT64_MAX);
+  EXPECT_TRUE(IsCompacted(log.Term(1).status()));
+  EXPECT_EQ(*log.Term(2), 1u);  // the entry just before the first keeps its term
+  EXPECT_TRUE(IsEntryUnavailable(log.Term(5).status()));
+  EXPECT_FALSE(log.MatchTerm(5, 0));
+  EXPECT_FALSE(log.MaybeAppend(5, 0, 9, {}).has_value());
+  EXPECT_EQ(log.committed(), 2u);
+}
+
 TEST(RaftLog, MaybeAppend_MatchesTruncatesAndCommits) {
   MemoryStorage s;
   RaftLog log(&s, UINT64_MAX);

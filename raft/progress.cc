@@ -123,7 +123,9 @@ bool Progress::MaybeDecrTo(uint64_t rejected, uint64_t match_hint) {
   }
   // In probe, only the rejection of the append we sent last (next - 1) counts.
   if (next - 1 != rejected) return false;
-  next = std::max(std::min(rejected, match_hint + 1), uint64_t{1});
+  // Never below match + 1: a delayed, stale rejection must not move next back past what the
+  // follower is known to have.
+  next = std::max(std::min(rejected, match_hint + 1), match + 1);
   msg_app_flow_paused = false;
   return true;
 }

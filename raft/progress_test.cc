@@ -44,6 +44,16 @@ TEST(Progress, MaybeDecrTo_InProbeOnlyForTheLastProbe) {
   EXPECT_FALSE(pr.msg_app_flow_paused);
 }
 
+// Found by the simulation (seed 27): a delayed rejection that still matches next - 1 must not
+// move next back to (or below) match.
+TEST(Progress, MaybeDecrTo_StaleRejectionNeverGoesBelowMatch) {
+  Progress pr(26, 8, 0, false);
+  pr.match = 25;
+  EXPECT_TRUE(pr.MaybeDecrTo(25, 24));
+  EXPECT_EQ(pr.next, 26u);
+  EXPECT_LT(pr.match, pr.next);
+}
+
 TEST(Progress, MaybeDecrTo_InReplicateFallsBackToMatch) {
   Progress pr(10, 8, 0, false);
   pr.match = 5;

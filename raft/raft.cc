@@ -83,7 +83,10 @@ Raft::Raft(const Config& c)
 
   // The membership: the snapshot's, then every conf change entry in the log after it.
   base_conf_ = Sorted(init->conf_state);
-  const uint64_t first = raft_log_.FirstIndex();
+  // Entries kept below the snapshot (a compaction margin) are already in its membership.
+  absl::StatusOr<Snapshot> snap = c.storage->GetSnapshot();
+  if (!snap.ok()) Fatal("reading the snapshot: " + std::string(snap.status().message()));
+  const uint64_t first = std::max(raft_log_.FirstIndex(), snap->metadata.index + 1);
   const uint64_t last = raft_log_.LastIndex();
   if (first <= last) {
     absl::StatusOr<std::vector<Entry>> ents = c.storage->Entries(first, last + 1, UINT64_MAX);

@@ -58,7 +58,8 @@ class Storage {
   // Term of entry i, for i in [FirstIndex()-1, LastIndex()].
   virtual absl::StatusOr<uint64_t> Term(uint64_t i) const = 0;
   virtual uint64_t LastIndex() const = 0;
-  // Index of the first entry still in the log (the snapshot index + 1).
+  // Index of the first entry still in the log: at most the snapshot index + 1 (entries below
+  // the snapshot may be kept for slow followers).
   virtual uint64_t FirstIndex() const = 0;
   // The most recent snapshot.
   virtual absl::StatusOr<Snapshot> GetSnapshot() const = 0;

@@ -1,0 +1,624 @@
+#include "manager/store/store.h"
+
+#include <google/protobuf/util/time_util.h>
+
+#include "common/random.h"
+
+namespace swarm::manager::store {
+namespace {
+
+using Case = api::StoreAction::TargetCase;
+
+constexpr Case kCases[] = {api::StoreAction::kNode,    api::StoreAction::kService,
+                           api::StoreAction::kTask,    api::StoreAction::kNetwork,
+                           api::StoreAction::kCluster, api::StoreAction::kSecret,
+                           api::StoreAction::kConfig};
+
+const char* KindName(Case c) {
+  switch (c) {
+    case api::StoreAction::kNode:
+      return "node";
+    case api::StoreAction::kService:
+      return "service";
+    case api::StoreAction::kTask:
+      return "task";
+    case api::StoreAction::kNetwork:
+      return "network";
+    case api::StoreAction::kCluster:
+      return "cluster";
+    case api::StoreAction::kSecret:
+      return "secret";
+    case api::StoreAction::kConfig:
+      return "config";
+    default:
+      return "object";
+  }
+}
+
+const std::string& IdOf(const api::StoreAction& a) {
+  static const std::string kEmpty;
+  switch (a.target_case()) {
+    case api::StoreAction::kNode:
+      return a.node().id();
+    case api::StoreAction::kService:
+      return a.service().id();
+    case api::StoreAction::kTask:
+      return a.task().id();
+    case api::StoreAction::kNetwork:
+      return a.network().id();
+    case api::StoreAction::kCluster:
+      return a.cluster().id();
+    case api::StoreAction::kSecret:
+      return a.secret().id();
+    case api::StoreAction::kConfig:
+      return a.config().id();
+    default:
+      return kEmpty;
+  }
+}
+
+// The unique name of an object, or empty for kinds whose names need not be unique (nodes are
+// named after their hostnames; tasks are named after their service and slot).
+std::string UniqueNameOf(const api::StoreAction& a) {
+  switch (a.target_case()) {
+    case api::StoreAction::kService:
+      return a.service().spec().annotations().name();
+    case api::StoreAction::kNetwork:
+      return a.network().spec().annotations().name();
+    case api::StoreAction::kCluster:
+      return a.cluster().spec().annotations().name();
+    case api::StoreAction::kSecret:
+      return a.secret().spec().annotations().name();
+    case api::StoreAction::kConfig:
+      return a.config().spec().annotations().name();
+    default:
+      return "";
+  }
+}
+
+bool HasUniqueName(Case c) { return c != api::StoreAction::kNode && c != api::StoreAction::kTask; }
+
+api::Meta* MutableMeta(api::StoreAction* a) {
+  switch (a->target_case()) {
+    case api::StoreAction::kNode:
+      return a->mutable_node()->mutable_meta();
+    case api::StoreAction::kService:
+      return a->mutable_service()->mutable_meta();
+    case api::StoreAction::kTask:
+      return a->mutable_task()->mutable_meta();
+    case api::StoreAction::kNetwork:
+      return a->mutable_network()->mutable_meta();
+    case api::StoreAction::kCluster:
+      return a->mutable_cluster()->mutable_meta();
+    case api::StoreAction::kSecret:
+      return a->mutable_secret()->mutable_meta();
+    case api::StoreAction::kConfig:
+      return a->mutable_config()->mutable_meta();
+    default:
+      return nullptr;
+  }
+}
+
+const api::Meta* MetaOf(const api::StoreAction& a) {
+  switch (a.target_case()) {
+    case api::StoreAction::kNode:
+      return &a.node().meta();
+    case api::StoreAction::kService:
+      return &a.service().meta();
+    case api::StoreAction::kTask:
+      return &a.task().meta();
+    case api::StoreAction::kNetwork:
+      return &a.network().meta();
+    case api::StoreAction::kCluster:
+      return &a.cluster().meta();
+    case api::StoreAction::kSecret:
+      return &a.secret().meta();
+    case api::StoreAction::kConfig:
+      return &a.config().meta();
+    default:
+      return nullptr;
+  }
+}
+
+uint64_t VersionOf(const api::StoreAction& a) {
+  const api::Meta* m = MetaOf(a);
+  return m ? m->version().index() : 0;
+}
+
+// An object as it is stored (the kind of the write is not part of it).
+api::StoreAction ObjectOf(const api::StoreAction& a) {
+  api::StoreAction o = a;
+  o.clear_kind();
+  return o;
+}
+
+}  // namespace
+
+api::StoreAction Wrap(const api::Node& o) {
+  api::StoreAction a;
+  *a.mutable_node() = o;
+  return a;
+}
+api::StoreAction Wrap(const api::Service& o) {
+  api::StoreAction a;
+  *a.mutable_service() = o;
+  return a;
+}
+api::StoreAction Wrap(const api::Task& o) {
+  api::StoreAction a;
+  *a.mutable_task() = o;
+  return a;
+}
+api::StoreAction Wrap(const api::Network& o) {
+  api::StoreAction a;
+  *a.mutable_network() = o;
+  return a;
+}
+api::StoreAction Wrap(const api::Cluster& o) {
+  api::StoreAction a;
+  *a.mutable_cluster() = o;
+  return a;
+}
+api::StoreAction Wrap(const api::Secret& o) {
+  api::StoreAction a;
+  *a.mutable_secret() = o;
+  return a;
+}
+api::StoreAction Wrap(const api::Config& o) {
+  api::StoreAction a;
+  *a.mutable_config() = o;
+  return a;
+}
+
+// ---- Tables ----
+
+struct MemoryStore::Tables {
+  struct Table {
+    std::map<std::string, api::StoreAction> objects;  // by ID (sorted: prefix lookups)
+    std::map<std::string, std::string> names;         // unique name -> ID
+  };
+  std::map<Case, Table> tables;
+  std::map<std::string, std::set<std::string>> tasks_by_service;
+  std::map<std::string, std::set<std::string>> tasks_by_node;
+
+  Table& Get(Case c) { return tables[c]; }
+  const Table* Find(Case c) const {
+    auto it = tables.find(c);
+    return it == tables.end() ? nullptr : &it->second;
+  }
+  const api::StoreAction* Object(Case c, const std::string& id) const {
+    const Table* t = Find(c);
+    if (t == nullptr) return nullptr;
+    auto it = t->objects.find(id);
+    return it == t->objects.end() ? nullptr : &it->second;
+  }
+
+  void Put(const api::StoreAction& o) {
+    const Case c = o.target_case();
+    Table& t = Get(c);
+    const std::string& id = IdOf(o);
+    auto old = t.objects.find(id);
+    if (old != t.objects.end()) Unindex(old->second);
+    t.objects[id] = o;
+    Index(o);
+  }
+  void Erase(const api::StoreAction& o) {
+    Table& t = Get(o.target_case());
+    auto it = t.objects.find(IdOf(o));
+    if (it == t.objects.end()) return;
+    Unindex(it->second);
+    t.objects.erase(it);
+  }
+  void Index(const api::StoreAction& o) {
+    const std::string& id = IdOf(o);
+    if (HasUniqueName(o.target_case())) Get(o.target_case()).names[UniqueNameOf(o)] = id;
+    if (o.has_task()) {
+      tasks_by_service[o.task().service_id()].insert(id);
+      tasks_by_node[o.task().node_id()].insert(id);
+    }
+  }
+  void Unindex(const api::StoreAction& o) {
+    const std::string& id = IdOf(o);
+    if (HasUniqueName(o.target_case())) Get(o.target_case()).names.erase(UniqueNameOf(o));
+    if (o.has_task()) {
+      tasks_by_service[o.task().service_id()].erase(id);
+      tasks_by_node[o.task().node_id()].erase(id);
+    }
+  }
+};
+
+// ---- Watch ----
+
+std::optional<Event> Watch::Next(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return closed_ || !queue_.empty(); };
+  mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+  if (queue_.empty()) return std::nullopt;
+  Event e = std::move(queue_.front());
+  queue_.pop_front();
+  return e;
+}
+
+void Watch::Close() {
+  absl::MutexLock lock(&mu_);
+  closed_ = true;
+}
+
+bool Watch::closed() const {
+  absl::MutexLock lock(&mu_);
+  return closed_;
+}
+
+void Watch::Push(const Event& e) {
+  absl::MutexLock lock(&mu_);
+  if (!closed_) queue_.push_back(e);
+}
+
+// ---- ReadTx ----
+
+#define SWARM_STORE_GETTER(Type, Name, CaseName, field)                                  \
+  std::optional<api::Type> ReadTx::Get##Name(const std::string& id) const {              \
+    const api::StoreAction* o = store_->tables_->Object(api::StoreAction::CaseName, id); \
+    if (o == nullptr) return std::nullopt;                                               \
+    return o->field();                                                                   \
+  }                                                                                      \
+  std::vector<api::Type> ReadTx::List##Name##s() const {                                 \
+    std::vector<api::Type> out;                                                          \
+    if (const auto* t = store_->tables_->Find(api::StoreAction::CaseName)) {             \
+      out.reserve(t->objects.size());                                                    \
+      for (const auto& [id, o] : t->objects) out.push_back(o.field());                   \
+    }                                                                                    \
+    return out;                                                                          \
+  }
+
+SWARM_STORE_GETTER(Node, Node, kNode, node)
+SWARM_STORE_GETTER(Service, Service, kService, service)
+SWARM_STORE_GETTER(Task, Task, kTask, task)
+SWARM_STORE_GETTER(Network, Network, kNetwork, network)
+SWARM_STORE_GETTER(Cluster, Cluster, kCluster, cluster)
+SWARM_STORE_GETTER(Secret, Secret, kSecret, secret)
+SWARM_STORE_GETTER(Config, Config, kConfig, config)
+#undef SWARM_STORE_GETTER
+
+namespace {
+
+std::vector<api::Task> TasksIn(
+    const std::map<std::string, std::set<std::string>>& index, const std::string& key,
+    const std::function<const api::StoreAction*(const std::string&)>& lookup) {
+  std::vector<api::Task> out;
+  auto it = index.find(key);
+  if (it == index.end()) return out;
+  for (const std::string& id : it->second) {
+    if (const api::StoreAction* o = lookup(id)) out.push_back(o->task());
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<api::Task> ReadTx::TasksByService(const std::string& service_id) const {
+  const MemoryStore::Tables* t = store_->tables_.get();
+  return TasksIn(t->tasks_by_service, service_id,
+                 [t](const std::string& id) { return t->Object(api::StoreAction::kTask, id); });
+}
+
+std::vector<api::Task> ReadTx::TasksByNode(const std::string& node_id) const {
+  const MemoryStore::Tables* t = store_->tables_.get();
+  return TasksIn(t->tasks_by_node, node_id,
+                 [t](const std::string& id) { return t->Object(api::StoreAction::kTask, id); });
+}
+
+std::optional<std::string> ReadTx::IdByName(Case kind, const std::string& name) const {
+  const MemoryStore::Tables::Table* t = store_->tables_->Find(kind);
+  if (t == nullptr) return std::nullopt;
+  auto it = t->names.find(name);
+  if (it == t->names.end()) return std::nullopt;
+  return it->second;
+}
+
+std::vector<std::string> ReadTx::IdsByPrefix(Case kind, const std::string& prefix) const {
+  std::vector<std::string> out;
+  const MemoryStore::Tables::Table* t = store_->tables_->Find(kind);
+  if (t == nullptr) return out;
+  for (auto it = t->objects.lower_bound(prefix);
+       it != t->objects.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it) {
+    out.push_back(it->first);
+  }
+  return out;
+}
+
+// ---- WriteTx ----
+
+void WriteTx::Add(api::StoreActionKind kind, api::StoreAction object) {
+  object.set_kind(kind);
+  // Timestamps come from the proposer's clock, so every manager applies the same bytes.
+  if (kind != api::STORE_ACTION_KIND_REMOVE) {
+    if (api::Meta* m = MutableMeta(&object)) {
+      const auto ts =
+          google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(now_));
+      if (kind == api::STORE_ACTION_KIND_CREATE) *m->mutable_created_at() = ts;
+      *m->mutable_updated_at() = ts;
+    }
+  }
+  actions_.push_back(std::move(object));
+}
+
+void WriteTx::Create(api::StoreAction object) {
+  Add(api::STORE_ACTION_KIND_CREATE, std::move(object));
+}
+void WriteTx::Update(api::StoreAction object) {
+  Add(api::STORE_ACTION_KIND_UPDATE, std::move(object));
+}
+void WriteTx::Remove(api::StoreAction object) {
+  Add(api::STORE_ACTION_KIND_REMOVE, std::move(object));
+}
+
+// ---- MemoryStore ----
+
+MemoryStore::MemoryStore(Proposer* proposer, Clock* clock)
+    : proposer_(proposer), clock_(clock), tables_(std::make_unique<Tables>()) {
+  absl::MutexLock lock(&results_mu_);
+  next_request_ = SecureRandom::Get().Next64();
+}
+
+MemoryStore::~MemoryStore() = default;
+
+void MemoryStore::View(const std::function<void(const ReadTx&)>& fn) const {
+  absl::ReaderMutexLock lock(&mu_);
+  fn(ReadTx(this));
+}
+
+absl::Status MemoryStore::Update(const std::function<absl::Status(WriteTx&)>& fn) {
+  api::InternalRaftRequest req;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    WriteTx tx(this, clock_->Now());
+    absl::Status s = fn(tx);
+    if (!s.ok()) return s;
+    if (tx.actions_.empty()) return absl::OkStatus();
+    for (api::StoreAction& a : tx.actions_) *req.add_action() = std::move(a);
+  }
+  {
+    absl::MutexLock lock(&results_mu_);
+    req.set_id(next_request_++);
+    results_[req.id()] = absl::UnknownError("pending");
+  }
+  std::promise<absl::Status> done;
+  std::future<absl::Status> result = done.get_future();
+  proposer_->Propose(req.SerializeAsString(),
+                     [this, id = req.id(), &done](absl::StatusOr<uint64_t> index) {
+                       absl::MutexLock lock(&results_mu_);
+                       absl::Status s = index.ok() ? results_[id] : index.status();
+                       results_.erase(id);
+                       done.set_value(s);
+                     });
+  return result.get();
+}
+
+absl::StatusOr<std::shared_ptr<Watch>> MemoryStore::WatchFrom(uint64_t after_index) {
+  auto w = std::make_shared<Watch>();
+  absl::MutexLock lock(&mu_);
+  if (after_index != 0 && after_index < last_index_) {
+    const uint64_t floor = history_.empty() ? last_index_ : history_.front().index - 1;
+    if (after_index < floor) {
+      return absl::OutOfRangeError(
+          "events after index " + std::to_string(after_index) +
+          " are no longer kept; list the objects again and watch from the listed index");
+    }
+    for (const Event& e : history_) {
+      if (e.index > after_index) w->Push(e);
+    }
+  }
+  watches_.push_back(w);
+  return w;
+}
+
+uint64_t MemoryStore::last_index() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return last_index_;
+}
+
+void MemoryStore::Apply(uint64_t index, std::string_view data) {
+  api::InternalRaftRequest req;
+  if (!req.ParseFromArray(data.data(), static_cast<int>(data.size()))) {
+    raft::Fatal("store: a committed transaction at index " + std::to_string(index) +
+                " does not parse");
+  }
+  absl::Status s = ApplyTransaction(req, index);
+  absl::MutexLock lock(&results_mu_);
+  auto it = results_.find(req.id());
+  if (it != results_.end()) it->second = s;  // one of ours: Update() is waiting for it
+}
+
+absl::Status MemoryStore::ValidateLocked(const api::InternalRaftRequest& req) const {
+  // The transaction's own earlier writes count: an overlay of what it created or removed.
+  std::map<std::pair<Case, std::string>, const api::StoreAction*> overlay;
+  std::map<std::pair<Case, std::string>, std::string> names;  // name -> ID after earlier writes
+  auto current = [&](Case c, const std::string& id) -> const api::StoreAction* {
+    auto it = overlay.find({c, id});
+    if (it != overlay.end()) return it->second;
+    return tables_->Object(c, id);
+  };
+  auto name_owner = [&](Case c, const std::string& name) -> std::string {
+    auto it = names.find({c, name});
+    if (it != names.end()) return it->second;
+    const Tables::Table* t = tables_->Find(c);
+    if (t == nullptr) return "";
+    auto n = t->names.find(name);
+    return n == t->names.end() ? "" : n->second;
+  };
+  for (const api::StoreAction& a : req.action()) {
+    const Case c = a.target_case();
+    if (c == api::StoreAction::TARGET_NOT_SET) {
+      return absl::InvalidArgumentError("store: a write names no object");
+    }
+    const std::string& id = IdOf(a);
+    const std::string what = std::string(KindName(c)) + " " + id;
+    if (id.empty())
+      return absl::InvalidArgumentError(std::string("store: a ") + KindName(c) + " without an ID");
+    const api::StoreAction* cur = current(c, id);
+    switch (a.kind()) {
+      case api::STORE_ACTION_KIND_CREATE:
+        if (cur != nullptr) return absl::AlreadyExistsError(what + " already exists");
+        break;
+      case api::STORE_ACTION_KIND_UPDATE:
+        if (cur == nullptr) return absl::NotFoundError(what + " does not exist");
+        if (VersionOf(a) != VersionOf(*cur)) {
+          return absl::FailedPreconditionError(
+              "update out of sequence: " + what + " changed since it was read (read at " +
+              std::to_string(VersionOf(a)) + ", now at " + std::to_string(VersionOf(*cur)) +
+              "); read it again and retry");
+        }
+        break;
+      case api::STORE_ACTION_KIND_REMOVE:
+        if (cur == nullptr) return absl::NotFoundError(what + " does not exist");
+        break;
+      default:
+        return absl::InvalidArgumentError("store: unknown write kind");
+    }
+    if (HasUniqueName(c) && a.kind() != api::STORE_ACTION_KIND_REMOVE) {
+      const std::string name = UniqueNameOf(a);
+      if (name.empty()) {
+        return absl::InvalidArgumentError(std::string("a ") + KindName(c) + " needs a name");
+      }
+      const std::string owner = name_owner(c, name);
+      if (!owner.empty() && owner != id) {
+        return absl::AlreadyExistsError(std::string(KindName(c)) + " name \"" + name +
+                                        "\" is already in use by " + owner);
+      }
+    }
+    if (cur != nullptr && HasUniqueName(c)) names[{c, UniqueNameOf(*cur)}] = "";
+    if (a.kind() == api::STORE_ACTION_KIND_REMOVE) {
+      overlay[{c, id}] = nullptr;
+    } else {
+      overlay[{c, id}] = &a;
+      if (HasUniqueName(c)) names[{c, UniqueNameOf(a)}] = id;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MemoryStore::ApplyTransaction(const api::InternalRaftRequest& req, uint64_t index) {
+  absl::MutexLock lock(&mu_);
+  if (index <= last_index_) {
+    raft::Fatal("store: applying index " + std::to_string(index) + " after " +
+                std::to_string(last_index_));
+  }
+  last_index_ = index;
+  absl::Status s = ValidateLocked(req);
+  if (!s.ok()) return s;
+  for (const api::StoreAction& a : req.action()) {
+    Event e;
+    e.kind = a.kind();
+    e.index = index;
+    if (const api::StoreAction* old = tables_->Object(a.target_case(), IdOf(a))) {
+      e.old_object = *old;
+    }
+    if (a.kind() == api::STORE_ACTION_KIND_REMOVE) {
+      tables_->Erase(a);
+    } else {
+      api::StoreAction o = ObjectOf(a);
+      MutableMeta(&o)->mutable_version()->set_index(index);
+      if (e.old_object) {
+        *MutableMeta(&o)->mutable_created_at() = MetaOf(*e.old_object)->created_at();
+      }
+      tables_->Put(o);
+      e.new_object = std::move(o);
+    }
+    PublishLocked(e);
+  }
+  return absl::OkStatus();
+}
+
+void MemoryStore::PublishLocked(const Event& e) {
+  history_.push_back(e);
+  while (history_.size() > kEventHistory) history_.pop_front();
+  for (auto it = watches_.begin(); it != watches_.end();) {
+    std::shared_ptr<Watch> w = it->lock();
+    if (!w || w->closed()) {
+      it = watches_.erase(it);
+      continue;
+    }
+    w->Push(e);
+    ++it;
+  }
+}
+
+std::string MemoryStore::Snapshot() {
+  absl::ReaderMutexLock lock(&mu_);
+  api::StoreSnapshot snap;
+  for (const auto& [c, t] : tables_->tables) {
+    for (const auto& [id, o] : t.objects) {
+      switch (c) {
+        case api::StoreAction::kNode:
+          *snap.add_nodes() = o.node();
+          break;
+        case api::StoreAction::kService:
+          *snap.add_services() = o.service();
+          break;
+        case api::StoreAction::kTask:
+          *snap.add_tasks() = o.task();
+          break;
+        case api::StoreAction::kNetwork:
+          *snap.add_networks() = o.network();
+          break;
+        case api::StoreAction::kCluster:
+          *snap.add_clusters() = o.cluster();
+          break;
+        case api::StoreAction::kSecret:
+          *snap.add_secrets() = o.secret();
+          break;
+        case api::StoreAction::kConfig:
+          *snap.add_configs() = o.config();
+          break;
+        default:
+          break;
+      }
+    }
+  }
+  return snap.SerializeAsString();
+}
+
+absl::Status MemoryStore::Restore(std::string_view data) {
+  api::StoreSnapshot snap;
+  if (!snap.ParseFromArray(data.data(), static_cast<int>(data.size()))) {
+    return absl::DataLossError("store snapshot does not parse");
+  }
+  auto tables = std::make_unique<Tables>();
+  uint64_t last = 0;
+  auto put = [&](api::StoreAction o) {
+    last = std::max(last, VersionOf(o));
+    tables->Put(o);
+  };
+  for (const auto& o : snap.nodes()) put(Wrap(o));
+  for (const auto& o : snap.services()) put(Wrap(o));
+  for (const auto& o : snap.tasks()) put(Wrap(o));
+  for (const auto& o : snap.networks()) put(Wrap(o));
+  for (const auto& o : snap.clusters()) put(Wrap(o));
+  for (const auto& o : snap.secrets()) put(Wrap(o));
+  for (const auto& o : snap.configs()) put(Wrap(o));
+  absl::MutexLock lock(&mu_);
+  tables_ = std::move(tables);
+  last_index_ = last;
+  history_.clear();
+  // Watchers cannot be told what changed across a snapshot: they must list again.
+  for (auto& weak : watches_) {
+    if (auto w = weak.lock()) w->Close();
+  }
+  watches_.clear();
+  return absl::OkStatus();
+}
+
+// ---- LocalProposer ----
+
+void LocalProposer::Propose(std::string data, std::function<void(absl::StatusOr<uint64_t>)> done) {
+  uint64_t index;
+  {
+    absl::MutexLock lock(&mu_);
+    index = ++index_;
+    store_->Apply(index, data);
+  }
+  done(index);
+}
+
+}  // namespace swarm::manager::store

@@ -164,6 +164,9 @@ class MemoryStore final : public raft::StateMachine {
 
   MemoryStore(Proposer* proposer, Clock* clock = &Clock::Real());
   ~MemoryStore() override;
+  // The proposer can be set after construction: the Raft node needs the store (its state
+  // machine) before the proposer that wraps the node exists.
+  void set_proposer(Proposer* proposer) { proposer_ = proposer; }
 
   // Reads committed state.
   void View(const std::function<void(const ReadTx&)>& fn) const;
@@ -209,6 +212,20 @@ class MemoryStore final : public raft::StateMachine {
   absl::Mutex results_mu_;
   std::map<uint64_t, absl::Status> results_ ABSL_GUARDED_BY(results_mu_);
   uint64_t next_request_ ABSL_GUARDED_BY(results_mu_) = 0;
+};
+
+// Replicates transactions through the manager's Raft node.
+class RaftProposer final : public Proposer {
+ public:
+  explicit RaftProposer(raft::Node* node, absl::Duration timeout = absl::Seconds(10))
+      : node_(node), timeout_(timeout) {}
+  void Propose(std::string data, std::function<void(absl::StatusOr<uint64_t>)> done) override {
+    node_->ProposeAsync(std::move(data), timeout_, std::move(done));
+  }
+
+ private:
+  raft::Node* node_;
+  absl::Duration timeout_;
 };
 
 // Applies proposals at once, in order, with increasing indexes: a store without Raft.

@@ -131,10 +131,12 @@ class Child {
 
   [[noreturn]] void Run() {
     UnblockSignals();
-    std::string text;
-    if (ReceiveStep(sock_, &text) != 1) _exit(127);  // parent gave up
+    // With a user namespace nothing can be set up before the id maps exist; otherwise the
+    // mounts below overlap with the parent moving us into our cgroups (on cgroup v1 each
+    // move can wait for an RCU grace period), and step 1 is awaited just before step 2.
+    const bool configured_first = spec_.user_namespace;
+    if (configured_first) AwaitConfigured();
     Check(SetUpStdio(), "setting up stdio");
-    if (unshare_cgroup_ns_ && unshare(CLONE_NEWCGROUP) != 0) Fail(errno, "unsharing cgroup ns");
     JoinNetworkNamespace();
     MountRootfs();
     MountSpecialFilesystems();
@@ -156,6 +158,10 @@ class Child {
     std::string path = ResolveCommand(spec_.args);
     SetRlimits();
     if (setsid() < 0) Fail(errno, "creating a session");
+    if (!configured_first) AwaitConfigured();
+    // In our cgroup now: a cgroup namespace made here is rooted at it (v1; on v2 clone3 made
+    // one already).
+    if (unshare_cgroup_ns_ && unshare(CLONE_NEWCGROUP) != 0) Fail(errno, "unsharing cgroup ns");
     Check(SendStep(sock_, 2), "sending step 2");
 
     // Step 3: blocks until Runtime::Start opens the fifo for reading.
@@ -211,6 +217,10 @@ class Child {
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
+  }
+  void AwaitConfigured() {
+    std::string text;
+    if (ReceiveStep(sock_, &text) != 1) _exit(127);  // the parent gave up
   }
   [[noreturn]] void Fail(int err, const std::string& what) {
     std::string msg(ErrnoToStatus(err, what).message());

@@ -585,7 +585,14 @@ absl::StatusOr<std::vector<ImageInfo>> ImageStore::List() const {
 }
 
 absl::StatusOr<ResolvedImage> ImageStore::ResolveForContainer(const std::string& ref_or_id) const {
-  ASSIGN_OR_RETURN(ImageInfo info, Get(ref_or_id));
+  ASSIGN_OR_RETURN(std::string image_id, ResolveId(ref_or_id));
+  {
+    // An image's content never changes under its id: resolve each once.
+    absl::MutexLock lock(&mu_);
+    auto it = resolved_.find(image_id);
+    if (it != resolved_.end()) return it->second;
+  }
+  ASSIGN_OR_RETURN(ImageInfo info, Get(image_id));
   ASSIGN_OR_RETURN(json config, ReadJsonFile(BlobPath(info.id)));
   ResolvedImage r;
   r.id = info.id;
@@ -603,6 +610,8 @@ absl::StatusOr<ResolvedImage> ImageStore::ResolveForContainer(const std::string&
       r.healthcheck = ParseHealthcheck(c["Healthcheck"]);
     }
   }
+  absl::MutexLock lock(&mu_);
+  resolved_[r.id] = r;
   return r;
 }
 
@@ -627,6 +636,7 @@ absl::Status ImageStore::Remove(const std::string& ref_or_id) {
     }
   }
   RETURN_IF_ERROR(WriteTags(tags));
+  if (!still_tagged) resolved_.erase(id);
   if (!still_tagged) unlink(absl::StrCat(root_, "/images/", Hex(id), ".json").c_str());
   return absl::OkStatus();
 }

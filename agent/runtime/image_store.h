@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -105,6 +106,8 @@ class ImageStore {
 
   const std::string root_;
   mutable absl::Mutex mu_;  // serializes tags.json and image record updates
+  // Images already resolved for containers, by id.
+  mutable std::map<std::string, ResolvedImage> resolved_ ABSL_GUARDED_BY(mu_);
 };
 
 // From a manifest list / OCI index, the digest of the manifest for this machine (linux and

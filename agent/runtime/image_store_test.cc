@@ -56,6 +56,7 @@ class ImageStoreTest : public ::testing::Test {
       }
     }
     EXPECT_TRUE(Cgroup::RemoveParent(cgroup_parent_).ok());
+    runtime_.reset();  // joins its deleter before the directory goes
     EXPECT_TRUE(RemoveAll(dir_).ok());
   }
 

@@ -195,7 +195,9 @@ class Session {
     long status = 0;
     curl_easy_getinfo(c.h, CURLINFO_RESPONSE_CODE, &status);
     curl_slist_free_all(headers);
-    if (rc == CURLE_OK && (status == 200 || status == 206)) ftruncate(fd, sink.offset);
+    if (rc == CURLE_OK && (status == 200 || status == 206)) {
+      (void)!ftruncate(fd, sink.offset);
+    }
     close(fd);
     if (sink.cancelled) {
       return absl::CancelledError(absl::StrCat("pulling blob ", digest, ": cancelled after ",

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -93,17 +94,61 @@ std::string StatusName(ContainerStatus status) {
 
 absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Open(Options options) {
   if (options.root.empty()) return absl::InvalidArgumentError("runtime: no state directory");
+  if (options.run_root.empty()) options.run_root = options.root;
   RETURN_IF_ERROR(MkdirAll(options.root + "/containers", 0711));
+  RETURN_IF_ERROR(MkdirAll(options.run_root + "/containers", 0711));
   RETURN_IF_ERROR(MkdirAll(options.root + "/volumes", 0711));
-  return std::unique_ptr<Runtime>(new Runtime(std::move(options)));
+  RETURN_IF_ERROR(MkdirAll(options.root + "/mnt/rootfs", 0700));
+  RETURN_IF_ERROR(MkdirAll(options.root + "/mnt/secrets", 0700));
+  RETURN_IF_ERROR(MkdirAll(options.root + "/trash", 0700));
+  std::unique_ptr<Runtime> rt(new Runtime(std::move(options)));
+  // Whatever an earlier daemon left in the trash is deleted first.
+  if (DIR* d = opendir((rt->options_.root + "/trash").c_str())) {
+    absl::MutexLock lock(&rt->trash_mu_);
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] != '.') rt->trash_.push_back(rt->options_.root + "/trash/" + e->d_name);
+    }
+    closedir(d);
+  }
+  rt->deleter_ = std::thread([r = rt.get()] { r->DeleterLoop(); });
+  pthread_setname_np(rt->deleter_.native_handle(), "runtime-trash");
+  return rt;
+}
+
+Runtime::~Runtime() {
+  {
+    absl::MutexLock lock(&trash_mu_);
+    stopping_ = true;
+  }
+  if (deleter_.joinable()) deleter_.join();
+}
+
+void Runtime::DeleterLoop() {
+  for (;;) {
+    std::string path;
+    {
+      absl::MutexLock lock(&trash_mu_);
+      trash_mu_.Await(absl::Condition(
+          +[](Runtime* r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(r->trash_mu_) {
+            return r->stopping_ || !r->trash_.empty();
+          },
+          this));
+      if (trash_.empty()) return;  // stopping, and nothing left
+      path = std::move(trash_.front());
+      trash_.pop_front();
+    }
+    // A failure leaves the directory in the trash for the next daemon to try again.
+    (void)RemoveAll(path);
+  }
 }
 
 std::string Runtime::ContainerDir(const std::string& id) const {
+  return absl::StrCat(options_.run_root, "/containers/", id);
+}
+std::string Runtime::DataDir(const std::string& id) const {
   return absl::StrCat(options_.root, "/containers/", id);
 }
-std::string Runtime::LogPath(const std::string& id) const {
-  return ContainerDir(id) + "/container.log";
-}
+std::string Runtime::LogPath(const std::string& id) const { return DataDir(id) + "/container.log"; }
 std::string Runtime::VolumePath(const std::string& name) const {
   return absl::StrCat(options_.root, "/volumes/", name, "/_data");
 }
@@ -167,9 +212,20 @@ absl::StatusOr<std::string> Runtime::Create(ContainerSpec spec) {
 
   // Step 2: the container's directory and what it records.
   std::string dir = ContainerDir(id);
-  ContainerPaths paths{
-      dir, dir + "/upper", dir + "/work", dir + "/rootfs", dir + "/exec.fifo", dir + "/secrets"};
-  for (const auto& d : {paths.dir, paths.upper, paths.work, paths.rootfs}) {
+  std::string data = DataDir(id);
+  // The rootfs and the secrets' tmpfs are mounted only inside the container's own mount
+  // namespace, on directories shared by all containers: a mount point in the container's
+  // directory would make removing it wait for the kernel to tear that namespace down
+  // (an RCU grace period, milliseconds on a busy machine).
+  ContainerPaths paths{dir,
+                       data + "/upper",
+                       data + "/work",
+                       options_.root + "/mnt/rootfs",
+                       dir + "/exec.fifo",
+                       options_.root + "/mnt/secrets"};
+  std::vector<std::string> dirs = {paths.dir, data, paths.upper, paths.work};
+  if (data == dir) dirs.erase(dirs.begin() + 1);  // one directory when run_root is root
+  for (const auto& d : dirs) {
     // The upper directory's root is the container's "/": other users must traverse it.
     if (mkdir(d.c_str(), d == paths.upper ? 0755 : 0700) != 0) {
       return ErrnoToStatus(errno, absl::StrCat("creating ", d));
@@ -178,6 +234,7 @@ absl::StatusOr<std::string> Runtime::Create(ContainerSpec spec) {
   chmod(paths.upper.c_str(), 0755);  // mkdir honours the umask
   auto cleanup_dir = [&](absl::Status s) {
     (void)RemoveAll(dir);
+    (void)RemoveAll(data);
     return s;
   };
   if (mkfifo(paths.exec_fifo.c_str(), 0600) != 0) {
@@ -235,7 +292,7 @@ absl::StatusOr<std::string> Runtime::Create(ContainerSpec spec) {
   if (!cgroup.ok()) return cleanup_dir(cgroup.status());
   request.cgroup = &*cgroup;
   absl::StatusOr<ShimProcess> shim =
-      LaunchShim(request, *cgroup, dir, spec.log_max_size_bytes, spec.log_max_files);
+      LaunchShim(request, *cgroup, dir, LogPath(id), spec.log_max_size_bytes, spec.log_max_files);
   if (!shim.ok()) {
     (void)cgroup->Destroy();
     return cleanup_dir(shim.status());
@@ -261,7 +318,7 @@ absl::Status Runtime::Start(const std::string& id) {
   if (!Exists(dir + "/state.json")) {
     return absl::NotFoundError(absl::StrCat("starting container ", id, ": no such container"));
   }
-  if (Exists(dir + "/started")) {
+  if (!Exists(dir + "/exec.fifo")) {
     return absl::FailedPreconditionError(
         absl::StrCat("starting container ", id, ": already started"));
   }
@@ -283,8 +340,7 @@ absl::Status Runtime::Start(const std::string& id) {
     return absl::FailedPreconditionError(
         absl::StrCat("starting container ", id, ": its init is gone (see its exit record)"));
   }
-  int marker = open((dir + "/started").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-  if (marker >= 0) close(marker);
+  // The fifo's absence is what marks the container as started.
   unlink((dir + "/exec.fifo").c_str());
   return absl::OkStatus();
 }
@@ -348,7 +404,7 @@ absl::StatusOr<ExitRecord> Runtime::Stop(const std::string& id, absl::Duration g
   }
   if (Exists(dir + "/exit.json")) return Wait(id);
   // A created container that was never started just dies.
-  bool started = Exists(dir + "/started");
+  bool started = !Exists(dir + "/exec.fifo");
   absl::Status s = Kill(id, started ? config.value("stop_signal", SIGTERM) : SIGKILL);
   if (!s.ok() && !Exists(dir + "/exit.json")) return s;
   absl::StatusOr<ExitRecord> r = Wait(id, grace);
@@ -369,7 +425,7 @@ absl::Status Runtime::Remove(const std::string& id, bool force) {
         kill(state.value("shim_pid", -1), 0) == 0 &&
         ProcessStartTime(state.value("shim_pid", -1)) == state.value("shim_start", uint64_t{0});
     if (alive) {
-      if (!force && Exists(dir + "/started")) {
+      if (!force && !Exists(dir + "/exec.fifo")) {
         return absl::FailedPreconditionError(absl::StrCat(
             "removing container ", id, ": it is running; stop it first or force removal"));
       }
@@ -382,7 +438,14 @@ absl::Status Runtime::Remove(const std::string& id, bool force) {
     parent = config->value("cgroup_parent", parent);
   }
   RETURN_IF_ERROR(Cgroup::Open(parent, id).Destroy());
-  return RemoveAll(dir);
+  std::string trash = absl::StrCat(options_.root, "/trash/", id);
+  if (rename(DataDir(id).c_str(), trash.c_str()) == 0) {
+    absl::MutexLock lock(&trash_mu_);
+    trash_.push_back(trash);
+  } else {
+    RETURN_IF_ERROR(RemoveAll(DataDir(id)));
+  }
+  return DataDir(id) == dir ? absl::OkStatus() : RemoveAll(dir);
 }
 
 absl::StatusOr<ContainerInfo> Runtime::Inspect(const std::string& id) const {
@@ -405,7 +468,8 @@ absl::StatusOr<ContainerInfo> Runtime::Inspect(const std::string& id) const {
     info.status = ContainerStatus::kExited;
   } else if (state.ok() && kill(info.shim_pid, 0) == 0 &&
              ProcessStartTime(info.shim_pid) == state->value("shim_start", uint64_t{0})) {
-    info.status = Exists(dir + "/started") ? ContainerStatus::kRunning : ContainerStatus::kCreated;
+    info.status =
+        !Exists(dir + "/exec.fifo") ? ContainerStatus::kRunning : ContainerStatus::kCreated;
   } else {
     info.status = ContainerStatus::kDead;
   }
@@ -414,7 +478,7 @@ absl::StatusOr<ContainerInfo> Runtime::Inspect(const std::string& id) const {
 
 absl::StatusOr<std::vector<ContainerInfo>> Runtime::List() const {
   std::vector<ContainerInfo> out;
-  std::string dir = options_.root + "/containers";
+  std::string dir = options_.run_root + "/containers";
   DIR* d = opendir(dir.c_str());
   if (d == nullptr) return ErrnoToStatus(errno, absl::StrCat("listing ", dir));
   while (dirent* e = readdir(d)) {

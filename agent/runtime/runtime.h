@@ -3,26 +3,31 @@
 // re-attaches to running containers after the daemon restarts. Containers are supervised by
 // shims (shim.h), never by the Runtime object, so dropping a Runtime leaves them running.
 //
-// State directory layout (root = Options::root):
+// State directory layout (under Options::run_root):
 //   containers/<id>/config.json  what was asked (no secret data); written once at create
 //   containers/<id>/state.json   shim and init pids with their start times
-//   containers/<id>/started      present once Start has released the container
+//   containers/<id>/exec.fifo    the start gate; removed once Start has released the init
 //   containers/<id>/exit.json    the exit record, written by the shim
-//   containers/<id>/{upper,work,rootfs}  overlay directories; container.log*
+// and under Options::root:
+//   containers/<id>/{upper,work}  overlay directories; container.log*, health.json
+//   mnt/{rootfs,secrets}         mount points used inside containers' mount namespaces
 //   volumes/<name>/_data         named volumes
 //
 // Owner: the agent (one per node), or the debugging CLI. Thread-safety: thread-safe; mu_
-// guards only the seccomp program cache, other state lives in the files above, and two
+// guards only the seccomp program cache and trash_mu_ the deletion queue; other state
+// lives in the files above, and two
 // callers acting on the same container race as two `docker` commands would.
 #ifndef SWARM_AGENT_RUNTIME_RUNTIME_H_
 #define SWARM_AGENT_RUNTIME_RUNTIME_H_
 
 #include <sys/types.h>
 
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -57,14 +62,22 @@ struct ContainerInfo {
 class Runtime {
  public:
   struct Options {
-    std::string root;                     // state directory
+    std::string root;  // state directory: images, volumes, overlay upper dirs, logs
     std::string cgroup_parent = "swarm";  // relative to the cgroup roots
     ImageStore* images = nullptr;         // resolves ContainerSpec::image; may be null
+    // Small per-container state files (config, pids, exit record, start fifo), best on a
+    // tmpfs such as /run: they are written and removed for every container. Empty: `root`.
+    // Either way they survive a daemon restart, which is all they need to.
+    std::string run_root;
   };
 
   // Creates the state directory if needed. Containers from an earlier daemon are found
   // through their files, so a new Runtime sees (and can wait for) them at once.
   static absl::StatusOr<std::unique_ptr<Runtime>> Open(Options options);
+  // Finishes deleting removed containers' data; containers themselves keep running.
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
 
   // Returns the new container's id. The container exists, isolated and blocked before
   // execve, when this returns.
@@ -88,7 +101,10 @@ class Runtime {
   // The overlay lower directories a container uses (image layers it keeps alive).
   absl::StatusOr<std::vector<std::string>> LowerDirs(const std::string& id) const;
   std::string LogPath(const std::string& id) const;
+  // The container's state files (under run_root).
   std::string ContainerDir(const std::string& id) const;
+  // The container's overlay upper directory and logs (under root).
+  std::string DataDir(const std::string& id) const;
   std::string VolumePath(const std::string& name) const;
   absl::Status RemoveVolume(const std::string& name);
   const Options& options() const { return options_; }
@@ -96,12 +112,22 @@ class Runtime {
  private:
   explicit Runtime(Options options) : options_(std::move(options)) {}
   absl::StatusOr<const std::string*> SeccompProgram(const std::vector<std::string>& caps);
+  // Deletes what Remove moved to <root>/trash, one directory at a time.
+  void DeleterLoop();
   // Opens a pidfd for pid if it is still the process that started at `start_time`.
   static int OpenVerifiedPidfd(pid_t pid, uint64_t start_time);
 
   const Options options_;
   absl::Mutex mu_;
   std::map<std::string, std::unique_ptr<std::string>> seccomp_cache_ ABSL_GUARDED_BY(mu_);
+
+  // Removed containers' upper directories and logs: Remove renames them into <root>/trash
+  // (one metadata operation) and this thread deletes them, as containerd's garbage
+  // collector deletes removed snapshots, so that removal does not wait for the disk.
+  absl::Mutex trash_mu_;
+  std::deque<std::string> trash_ ABSL_GUARDED_BY(trash_mu_);
+  bool stopping_ ABSL_GUARDED_BY(trash_mu_) = false;
+  std::thread deleter_;  // "runtime-trash": started by Open, joined by the destructor
 };
 
 }  // namespace swarm::agent::runtime

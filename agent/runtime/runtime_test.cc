@@ -52,6 +52,7 @@ class RuntimeTest : public ::testing::Test {
     EXPECT_TRUE(Cgroup::RemoveParent(cgroup_parent_).ok());
     while (waitpid(-1, nullptr, WNOHANG) > 0) {
     }
+    runtime_.reset();  // joins its deleter before the directory goes
     EXPECT_TRUE(RemoveAll(state_).ok());
   }
 
@@ -284,6 +285,12 @@ TEST_F(RuntimeTest, Lifecycle_CreatedRunningExitedRemovedLeavesNothing) {
   ASSERT_TRUE(runtime_->Remove(*id).ok());
   EXPECT_NE(access(runtime_->ContainerDir(*id).c_str(), F_OK), 0);
   for (const auto& d : cgroup_dirs) EXPECT_NE(access(d.c_str(), F_OK), 0) << d;
+  // Its upper directory and logs went to the trash; the runtime deletes them before it
+  // goes away.
+  runtime_.reset();
+  EXPECT_NE(access((state_ + "/trash/" + *id).c_str(), F_OK), 0);
+  EXPECT_NE(access((state_ + "/containers/" + *id).c_str(), F_OK), 0);
+  runtime_ = *Runtime::Open({state_, cgroup_parent_, nullptr});
 }
 
 TEST_F(RuntimeTest, Create_UnknownCommandFailsWithReason) {

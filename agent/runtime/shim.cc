@@ -35,9 +35,18 @@ void WriteAll(int fd, std::string_view s) {
   }
 }
 
+// The shim's own errors, in shim.log (created only when there is something to say).
+void ShimLog(const std::string& dir, const std::string& line) {
+  int fd = open((dir + "/shim.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  if (fd < 0) return;
+  WriteAll(fd, line + "\n");
+  close(fd);
+}
+
 // The shim's body, after fork. Never returns.
 [[noreturn]] void RunShim(CreateRequest request, const Cgroup& cgroup, const std::string& dir,
-                          int64_t log_max_size, int log_max_files, int ready_fd) {
+                          const std::string& log_path, int64_t log_max_size, int log_max_files,
+                          int ready_fd) {
   setsid();
   signal(SIGPIPE, SIG_IGN);
   // Orphans of health checks (a check's process inside the container whose parent timed
@@ -49,11 +58,10 @@ void WriteAll(int fd, std::string_view s) {
     dup2(ready_fd, 3);
     ready_fd = 3;
   }
-  int shim_log = open((dir + "/shim.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0640);
   int devnull = open("/dev/null", O_RDWR);
   dup2(devnull, 0);
-  dup2(shim_log >= 0 ? shim_log : devnull, 1);
-  dup2(shim_log >= 0 ? shim_log : devnull, 2);
+  dup2(devnull, 1);
+  dup2(devnull, 2);
   syscall(SYS_close_range, 4, ~0U, 0);
   fcntl(ready_fd, F_SETFD, FD_CLOEXEC);
 
@@ -79,8 +87,8 @@ void WriteAll(int fd, std::string_view s) {
   WriteAll(ready_fd, absl::StrCat("ok ", created->pid, "\n"));
   close(ready_fd);
 
-  LogWriter log(dir + "/container.log", log_max_size, log_max_files, Clock::Real());
-  if (absl::Status s = log.Open(); !s.ok()) WriteAll(2, s.ToString() + "\n");
+  LogWriter log(log_path, log_max_size, log_max_files, Clock::Real());
+  if (absl::Status s = log.Open(); !s.ok()) ShimLog(dir, s.ToString());
   fcntl(out[0], F_SETFL, O_NONBLOCK);
   fcntl(err[0], F_SETFL, O_NONBLOCK);
 
@@ -173,7 +181,7 @@ void WriteAll(int fd, std::string_view s) {
   if (!record.error.empty()) record.reason = ExitRecord::Reason::kFailed;
   record.finished_at = absl::Now();
   if (absl::Status s = WriteExitRecord(dir + "/exit.json", record); !s.ok()) {
-    WriteAll(2, s.ToString() + "\n");
+    ShimLog(dir, s.ToString());
     _exit(1);
   }
   _exit(0);
@@ -196,7 +204,8 @@ std::string ReasonName(ExitRecord::Reason reason) {
 }
 
 absl::StatusOr<ShimProcess> LaunchShim(const CreateRequest& request, const Cgroup& cgroup,
-                                       const std::string& container_dir, int64_t log_max_size_bytes,
+                                       const std::string& container_dir,
+                                       const std::string& log_path, int64_t log_max_size_bytes,
                                        int log_max_files) {
   int ready[2];
   if (pipe2(ready, O_CLOEXEC) != 0) return ErrnoToStatus(errno, "creating the shim's pipe");
@@ -209,7 +218,7 @@ absl::StatusOr<ShimProcess> LaunchShim(const CreateRequest& request, const Cgrou
   }
   if (pid == 0) {
     close(ready[0]);
-    RunShim(request, cgroup, container_dir, log_max_size_bytes, log_max_files, ready[1]);
+    RunShim(request, cgroup, container_dir, log_path, log_max_size_bytes, log_max_files, ready[1]);
   }
   close(ready[1]);
   // One line: the container's init holds a copy of the write end until its execve, so
@@ -244,7 +253,6 @@ absl::Status WriteExitRecord(const std::string& path, const ExitRecord& record) 
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoToStatus(errno, absl::StrCat("writing ", tmp));
   WriteAll(fd, data);
-  fsync(fd);
   close(fd);
   if (rename(tmp.c_str(), path.c_str()) != 0) {
     return ErrnoToStatus(errno, absl::StrCat("renaming ", tmp));

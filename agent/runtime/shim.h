@@ -5,8 +5,9 @@
 // session), so the daemon can stop and restart while containers run: a restarted daemon
 // finds the shim's pid in state.json and waits on it with a pidfd.
 //
-// Files in the container directory that the shim writes: container.log (+ rotations),
-// exit.json (atomically, by rename, once), shim.log (the shim's own errors).
+// Files the shim writes: the log at log_path (+ rotations), and in the container's state
+// directory exit.json (atomically, by rename, once), health.json, and shim.log (its own
+// errors, only when there are some).
 //
 // Thread-safety: LaunchShim forks; call it from one thread at a time (Runtime holds no lock
 // across it, but fork copies only the calling thread, and the shim itself is
@@ -44,7 +45,8 @@ struct ShimProcess {
 // Forks the shim, which creates the container from `request` (its stdio fields are filled
 // in by the shim). Returns once the container is created (handshake step 2) or failed.
 absl::StatusOr<ShimProcess> LaunchShim(const CreateRequest& request, const Cgroup& cgroup,
-                                       const std::string& container_dir, int64_t log_max_size_bytes,
+                                       const std::string& container_dir,
+                                       const std::string& log_path, int64_t log_max_size_bytes,
                                        int log_max_files);
 
 absl::Status WriteExitRecord(const std::string& path, const ExitRecord& record);

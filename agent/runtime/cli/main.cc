@@ -2,7 +2,8 @@
 // used and tested without a cluster. A thin shell over Runtime, ImageStore and
 // RegistryClient; every command is one call (or a short sequence) of theirs.
 //
-//   swarmd-runtime [--root DIR] [--cgroup-parent P] COMMAND ...
+//   swarmd-runtime [--root DIR] [--run-root DIR] [--cgroup-parent P] COMMAND ...
+//   (root: images, volumes, upper dirs, logs; run-root: small state files, best on tmpfs)
 //   run|create [flags] IMAGE [CMD...]   start|wait|inspect|stats ID   stop [-t S] ID
 //   kill [-s SIG] ID   rm [-f] ID...   ps [-a]   logs [-f] ID
 //   image pull [--insecure-registry H] [--user U:P] REF
@@ -37,7 +38,7 @@ namespace swarm::agent::runtime {
 namespace {
 
 constexpr char kUsage[] =
-    "usage: swarmd-runtime [--root DIR] [--cgroup-parent P] COMMAND\n"
+    "usage: swarmd-runtime [--root DIR] [--run-root DIR] [--cgroup-parent P] COMMAND\n"
     "  run [-d] [--rm] [--name N] [-e K=V] [-v SRC:DST[:ro]] [--tmpfs DST] [--read-only]\n"
     "      [-m BYTES] [--cpus F] [--pids-limit N] [--cap-add C] [--cap-drop C] [-u USER]\n"
     "      [-h HOST] [-w DIR] [--network none|host|PATH] [--health-cmd CMD]\n"
@@ -155,11 +156,14 @@ std::string Describe(const ExitRecord& e) {
 int Main(int argc, char** argv) {
   std::vector<std::string> a(argv + 1, argv + argc);
   std::string root = "/var/lib/swarmd/runtime";
+  std::string run_root = "/run/swarmd/runtime";
   std::string cgroup_parent = "swarm";
   size_t i = 0;
   while (i < a.size() && absl::StartsWith(a[i], "--")) {
     if (a[i] == "--root" && i + 1 < a.size()) {
       root = a[i + 1];
+    } else if (a[i] == "--run-root" && i + 1 < a.size()) {
+      run_root = a[i + 1];
     } else if (a[i] == "--cgroup-parent" && i + 1 < a.size()) {
       cgroup_parent = a[i + 1];
     } else {
@@ -172,7 +176,7 @@ int Main(int argc, char** argv) {
 
   auto store = ImageStore::Open(root + "/images");
   if (!store.ok()) return Fail(store.status());
-  auto opened = Runtime::Open({root, cgroup_parent, store->get()});
+  auto opened = Runtime::Open({root, cgroup_parent, store->get(), run_root});
   if (!opened.ok()) return Fail(opened.status());
   Runtime& rt = **opened;
   auto resolve = [&](const std::string& x) { return rt.Resolve(x); };

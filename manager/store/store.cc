@@ -14,116 +14,57 @@ constexpr Case kCases[] = {api::StoreAction::kNode,    api::StoreAction::kServic
                            api::StoreAction::kCluster, api::StoreAction::kSecret,
                            api::StoreAction::kConfig};
 
-const char* KindName(Case c) {
-  switch (c) {
-    case api::StoreAction::kNode:
-      return "node";
-    case api::StoreAction::kService:
-      return "service";
-    case api::StoreAction::kTask:
-      return "task";
-    case api::StoreAction::kNetwork:
-      return "network";
-    case api::StoreAction::kCluster:
-      return "cluster";
-    case api::StoreAction::kSecret:
-      return "secret";
-    case api::StoreAction::kConfig:
-      return "config";
-    default:
-      return "object";
-  }
+// Store objects all have the same shape (id, meta, and for most a spec with annotations), so
+// the store reaches them through reflection on StoreAction's oneof instead of a switch per
+// kind.
+const google::protobuf::FieldDescriptor* TargetField(Case c) {
+  return api::StoreAction::descriptor()->FindFieldByNumber(static_cast<int>(c));
 }
 
-const std::string& IdOf(const api::StoreAction& a) {
-  static const std::string kEmpty;
-  switch (a.target_case()) {
-    case api::StoreAction::kNode:
-      return a.node().id();
-    case api::StoreAction::kService:
-      return a.service().id();
-    case api::StoreAction::kTask:
-      return a.task().id();
-    case api::StoreAction::kNetwork:
-      return a.network().id();
-    case api::StoreAction::kCluster:
-      return a.cluster().id();
-    case api::StoreAction::kSecret:
-      return a.secret().id();
-    case api::StoreAction::kConfig:
-      return a.config().id();
-    default:
-      return kEmpty;
-  }
+const google::protobuf::Message& Target(const api::StoreAction& a) {
+  return a.GetReflection()->GetMessage(a, TargetField(a.target_case()));
 }
 
-// The unique name of an object, or empty for kinds whose names need not be unique (nodes are
-// named after their hostnames; tasks are named after their service and slot).
-std::string UniqueNameOf(const api::StoreAction& a) {
-  switch (a.target_case()) {
-    case api::StoreAction::kService:
-      return a.service().spec().annotations().name();
-    case api::StoreAction::kNetwork:
-      return a.network().spec().annotations().name();
-    case api::StoreAction::kCluster:
-      return a.cluster().spec().annotations().name();
-    case api::StoreAction::kSecret:
-      return a.secret().spec().annotations().name();
-    case api::StoreAction::kConfig:
-      return a.config().spec().annotations().name();
-    default:
-      return "";
-  }
+google::protobuf::Message* MutableTarget(api::StoreAction* a) {
+  return a->GetReflection()->MutableMessage(a, TargetField(a->target_case()));
 }
 
+const std::string& KindName(Case c) { return TargetField(c)->name(); }
+
+std::string IdOf(const api::StoreAction& a) {
+  if (a.target_case() == api::StoreAction::TARGET_NOT_SET) return "";
+  const google::protobuf::Message& t = Target(a);
+  return t.GetReflection()->GetString(t, t.GetDescriptor()->FindFieldByName("id"));
+}
+
+// Kinds whose names must be unique: all but nodes (named after their hostnames) and tasks
+// (named after their service and slot).
 bool HasUniqueName(Case c) { return c != api::StoreAction::kNode && c != api::StoreAction::kTask; }
 
+std::string UniqueNameOf(const api::StoreAction& a) {
+  if (!HasUniqueName(a.target_case())) return "";
+  const google::protobuf::Message& t = Target(a);
+  const auto* r = t.GetReflection();
+  const google::protobuf::Message& spec =
+      r->GetMessage(t, t.GetDescriptor()->FindFieldByName("spec"));
+  const auto& annotations = static_cast<const api::Annotations&>(
+      spec.GetReflection()->GetMessage(spec, spec.GetDescriptor()->FindFieldByName("annotations")));
+  return annotations.name();
+}
+
+const api::Meta& MetaOf(const api::StoreAction& a) {
+  const google::protobuf::Message& t = Target(a);
+  return static_cast<const api::Meta&>(
+      t.GetReflection()->GetMessage(t, t.GetDescriptor()->FindFieldByName("meta")));
+}
+
 api::Meta* MutableMeta(api::StoreAction* a) {
-  switch (a->target_case()) {
-    case api::StoreAction::kNode:
-      return a->mutable_node()->mutable_meta();
-    case api::StoreAction::kService:
-      return a->mutable_service()->mutable_meta();
-    case api::StoreAction::kTask:
-      return a->mutable_task()->mutable_meta();
-    case api::StoreAction::kNetwork:
-      return a->mutable_network()->mutable_meta();
-    case api::StoreAction::kCluster:
-      return a->mutable_cluster()->mutable_meta();
-    case api::StoreAction::kSecret:
-      return a->mutable_secret()->mutable_meta();
-    case api::StoreAction::kConfig:
-      return a->mutable_config()->mutable_meta();
-    default:
-      return nullptr;
-  }
+  google::protobuf::Message* t = MutableTarget(a);
+  return static_cast<api::Meta*>(
+      t->GetReflection()->MutableMessage(t, t->GetDescriptor()->FindFieldByName("meta")));
 }
 
-const api::Meta* MetaOf(const api::StoreAction& a) {
-  switch (a.target_case()) {
-    case api::StoreAction::kNode:
-      return &a.node().meta();
-    case api::StoreAction::kService:
-      return &a.service().meta();
-    case api::StoreAction::kTask:
-      return &a.task().meta();
-    case api::StoreAction::kNetwork:
-      return &a.network().meta();
-    case api::StoreAction::kCluster:
-      return &a.cluster().meta();
-    case api::StoreAction::kSecret:
-      return &a.secret().meta();
-    case api::StoreAction::kConfig:
-      return &a.config().meta();
-    default:
-      return nullptr;
-  }
-}
-
-uint64_t VersionOf(const api::StoreAction& a) {
-  const api::Meta* m = MetaOf(a);
-  return m ? m->version().index() : 0;
-}
+uint64_t VersionOf(const api::StoreAction& a) { return MetaOf(a).version().index(); }
 
 // An object as it is stored (the kind of the write is not part of it).
 api::StoreAction ObjectOf(const api::StoreAction& a) {
@@ -134,41 +75,23 @@ api::StoreAction ObjectOf(const api::StoreAction& a) {
 
 }  // namespace
 
-api::StoreAction Wrap(const api::Node& o) {
+namespace internal {
+
+api::StoreAction WrapMessage(const google::protobuf::Message& o) {
   api::StoreAction a;
-  *a.mutable_node() = o;
-  return a;
+  const google::protobuf::OneofDescriptor* target =
+      api::StoreAction::descriptor()->FindOneofByName("target");
+  for (int i = 0; i < target->field_count(); ++i) {
+    const google::protobuf::FieldDescriptor* f = target->field(i);
+    if (f->message_type() == o.GetDescriptor()) {
+      a.GetReflection()->MutableMessage(&a, f)->CopyFrom(o);
+      return a;
+    }
+  }
+  raft::Fatal("store: " + o.GetDescriptor()->full_name() + " is not a store object");
 }
-api::StoreAction Wrap(const api::Service& o) {
-  api::StoreAction a;
-  *a.mutable_service() = o;
-  return a;
-}
-api::StoreAction Wrap(const api::Task& o) {
-  api::StoreAction a;
-  *a.mutable_task() = o;
-  return a;
-}
-api::StoreAction Wrap(const api::Network& o) {
-  api::StoreAction a;
-  *a.mutable_network() = o;
-  return a;
-}
-api::StoreAction Wrap(const api::Cluster& o) {
-  api::StoreAction a;
-  *a.mutable_cluster() = o;
-  return a;
-}
-api::StoreAction Wrap(const api::Secret& o) {
-  api::StoreAction a;
-  *a.mutable_secret() = o;
-  return a;
-}
-api::StoreAction Wrap(const api::Config& o) {
-  api::StoreAction a;
-  *a.mutable_config() = o;
-  return a;
-}
+
+}  // namespace internal
 
 // ---- Tables ----
 
@@ -196,7 +119,7 @@ struct MemoryStore::Tables {
   void Put(const api::StoreAction& o) {
     const Case c = o.target_case();
     Table& t = Get(c);
-    const std::string& id = IdOf(o);
+    const std::string id = IdOf(o);
     auto old = t.objects.find(id);
     if (old != t.objects.end()) Unindex(old->second);
     t.objects[id] = o;
@@ -210,7 +133,7 @@ struct MemoryStore::Tables {
     t.objects.erase(it);
   }
   void Index(const api::StoreAction& o) {
-    const std::string& id = IdOf(o);
+    const std::string id = IdOf(o);
     if (HasUniqueName(o.target_case())) Get(o.target_case()).names[UniqueNameOf(o)] = id;
     if (o.has_task()) {
       tasks_by_service[o.task().service_id()].insert(id);
@@ -218,7 +141,7 @@ struct MemoryStore::Tables {
     }
   }
   void Unindex(const api::StoreAction& o) {
-    const std::string& id = IdOf(o);
+    const std::string id = IdOf(o);
     if (HasUniqueName(o.target_case())) Get(o.target_case()).names.erase(UniqueNameOf(o));
     if (o.has_task()) {
       tasks_by_service[o.task().service_id()].erase(id);
@@ -452,7 +375,7 @@ absl::Status MemoryStore::ValidateLocked(const api::InternalRaftRequest& req) co
     if (c == api::StoreAction::TARGET_NOT_SET) {
       return absl::InvalidArgumentError("store: a write names no object");
     }
-    const std::string& id = IdOf(a);
+    const std::string id = IdOf(a);
     const std::string what = std::string(KindName(c)) + " " + id;
     if (id.empty())
       return absl::InvalidArgumentError(std::string("store: a ") + KindName(c) + " without an ID");
@@ -479,11 +402,11 @@ absl::Status MemoryStore::ValidateLocked(const api::InternalRaftRequest& req) co
     if (HasUniqueName(c) && a.kind() != api::STORE_ACTION_KIND_REMOVE) {
       const std::string name = UniqueNameOf(a);
       if (name.empty()) {
-        return absl::InvalidArgumentError(std::string("a ") + KindName(c) + " needs a name");
+        return absl::InvalidArgumentError("a " + KindName(c) + " needs a name");
       }
       const std::string owner = name_owner(c, name);
       if (!owner.empty() && owner != id) {
-        return absl::AlreadyExistsError(std::string(KindName(c)) + " name \"" + name +
+        return absl::AlreadyExistsError(KindName(c) + " name \"" + name +
                                         "\" is already in use by " + owner);
       }
     }
@@ -520,7 +443,7 @@ absl::Status MemoryStore::ApplyTransaction(const api::InternalRaftRequest& req, 
       api::StoreAction o = ObjectOf(a);
       MutableMeta(&o)->mutable_version()->set_index(index);
       if (e.old_object) {
-        *MutableMeta(&o)->mutable_created_at() = MetaOf(*e.old_object)->created_at();
+        *MutableMeta(&o)->mutable_created_at() = MetaOf(*e.old_object).created_at();
       }
       tables_->Put(o);
       e.new_object = std::move(o);

@@ -135,14 +135,16 @@ class WriteTx : public ReadTx {
   std::vector<api::StoreAction> actions_;
 };
 
-// Wraps one object in a StoreAction (the store's generic object holder).
-api::StoreAction Wrap(const api::Node& o);
-api::StoreAction Wrap(const api::Service& o);
-api::StoreAction Wrap(const api::Task& o);
-api::StoreAction Wrap(const api::Network& o);
-api::StoreAction Wrap(const api::Cluster& o);
-api::StoreAction Wrap(const api::Secret& o);
-api::StoreAction Wrap(const api::Config& o);
+namespace internal {
+api::StoreAction WrapMessage(const google::protobuf::Message& object);
+}  // namespace internal
+
+// Wraps one store object (Node, Service, Task, Network, Cluster, Secret, Config) in a
+// StoreAction, the store's generic object holder.
+template <typename T>
+api::StoreAction Wrap(const T& object) {
+  return internal::WrapMessage(object);
+}
 
 template <typename T>
 void WriteTx::CreateObject(const T& obj) {

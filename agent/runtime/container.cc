@@ -120,6 +120,11 @@ int ReceiveStep(int fd, std::string* text) {
   return m.step;
 }
 
+std::string OverlayOptions(const ContainerSpec& spec, const ContainerPaths& paths) {
+  return absl::StrCat("lowerdir=", absl::StrJoin(spec.lower_dirs, ":"), ",upperdir=", paths.upper,
+                      ",workdir=", paths.work);
+}
+
 // ---------------------------------------------------------------------------------------
 // The child. Everything below runs in the new namespaces, between clone and execve. Errors
 // go to the parent over the handshake socket and end the process.
@@ -135,7 +140,15 @@ class Child {
     // mounts below overlap with the parent moving us into our cgroups (on cgroup v1 each
     // move can wait for an RCU grace period), and step 1 is awaited just before step 2.
     const bool configured_first = spec_.user_namespace;
-    if (configured_first) AwaitConfigured();
+    if (configured_first) {
+      AwaitConfigured();
+      // Become the namespace's root (the host's userns_host_id); until now we were the
+      // host's root, which the namespace cannot map.
+      prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0);
+      if (setresgid(0, 0, 0) != 0 || setresuid(0, 0, 0) != 0) {
+        Fail(errno, "becoming root of the user namespace");
+      }
+    }
     Check(SetUpStdio(), "setting up stdio");
     JoinNetworkNamespace();
     MountRootfs();
@@ -282,10 +295,15 @@ class Child {
   void MountRootfs() {
     // Nothing we mount from here on may leak back to the host.
     Mount("", "/", nullptr, MS_REC | MS_PRIVATE);
-    std::string lower = absl::StrJoin(spec_.lower_dirs, ":");
-    Mount(
-        "overlay", r_.paths.rootfs, "overlay", 0,
-        absl::StrCat("lowerdir=", lower, ",upperdir=", r_.paths.upper, ",workdir=", r_.paths.work));
+    // With a user namespace the shim mounted the overlay already (see
+    // CreateContainerProcess); the container's root could not.
+    // It is locked into this namespace (it came from a more privileged one), and
+    // pivot_root refuses a locked root: a bind of it onto itself is ours.
+    if (spec_.user_namespace) {
+      Mount(r_.paths.rootfs, r_.paths.rootfs, nullptr, MS_BIND | MS_REC);
+      return;
+    }
+    Mount("overlay", r_.paths.rootfs, "overlay", 0, OverlayOptions(*r_.spec, r_.paths));
   }
 
   void MountSpecialFilesystems() {
@@ -587,6 +605,21 @@ absl::StatusOr<CreatedProcess> CreateContainerProcess(const CreateRequest& reque
   const ContainerSpec& spec = *request.spec;
   const bool v2 = request.cgroup != nullptr && request.cgroup->version() == CgroupVersion::kV2;
 
+  // Step 0: with a user namespace the container's root may not mount the overlay (its
+  // work directory is created mode 000, and the host's root owns the layers), so the shim
+  // mounts it, in a mount namespace of its own that the host never sees and that dies
+  // with the shim; the child's namespace starts as a copy of it.
+  if (spec.user_namespace) {
+    if (unshare(CLONE_NEWNS) != 0) return ErrnoToStatus(errno, "unsharing the shim's mounts");
+    if (mount("", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+      return ErrnoToStatus(errno, "making the shim's mounts private");
+    }
+    if (mount("overlay", request.paths.rootfs.c_str(), "overlay", 0,
+              OverlayOptions(spec, request.paths).c_str()) != 0) {
+      return ErrnoToStatus(errno, absl::StrCat("mounting overlay at ", request.paths.rootfs));
+    }
+  }
+
   // Step 0: the socket pair of the handshake.
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
@@ -642,14 +675,18 @@ absl::StatusOr<CreatedProcess> CreateContainerProcess(const CreateRequest& reque
     if (s.ok()) s = WriteIdMap(created.pid, "gid_map", spec.userns_host_id, spec.userns_size);
     if (!s.ok()) return fail(s);
   }
-  if (absl::Status s = SendStep(created.handshake, 1); !s.ok()) return fail(s);
+  // The child may have failed already (it sets up while we work): its message is still
+  // queued, so a failed send is reported only when there is none.
+  absl::Status sent = SendStep(created.handshake, 1);
 
   // Step 2: the child reports its rootfs ready, or why not.
   std::string text;
   int step = ReceiveStep(created.handshake, &text);
   if (step != 2) {
-    return fail(absl::FailedPreconditionError(
-        step < 0 ? text : "creating the container: the child died during setup"));
+    if (step < 0) return fail(absl::FailedPreconditionError(text));
+    if (!sent.ok()) return fail(sent);
+    return fail(
+        absl::FailedPreconditionError("creating the container: the child died during setup"));
   }
   return created;
 }

@@ -98,8 +98,9 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Open(Options options) {
   RETURN_IF_ERROR(MkdirAll(options.root + "/containers", 0711));
   RETURN_IF_ERROR(MkdirAll(options.run_root + "/containers", 0711));
   RETURN_IF_ERROR(MkdirAll(options.root + "/volumes", 0711));
-  RETURN_IF_ERROR(MkdirAll(options.root + "/mnt/rootfs", 0700));
-  RETURN_IF_ERROR(MkdirAll(options.root + "/mnt/secrets", 0700));
+  // Reachable by a user namespace's root too; nothing is ever stored in them.
+  RETURN_IF_ERROR(MkdirAll(options.root + "/mnt/rootfs", 0755));
+  RETURN_IF_ERROR(MkdirAll(options.root + "/mnt/secrets", 0755));
   RETURN_IF_ERROR(MkdirAll(options.root + "/trash", 0700));
   std::unique_ptr<Runtime> rt(new Runtime(std::move(options)));
   // Whatever an earlier daemon left in the trash is deleted first.
@@ -232,12 +233,23 @@ absl::StatusOr<std::string> Runtime::Create(ContainerSpec spec) {
     }
   }
   chmod(paths.upper.c_str(), 0755);  // mkdir honours the umask
+  if (spec.user_namespace) {
+    // The container's root is an unprivileged user on the host: it must own what the
+    // overlay writes to and reach the start fifo.
+    for (const auto& d : dirs) {
+      if (chown(d.c_str(), spec.userns_host_id, spec.userns_host_id) != 0) {
+        return ErrnoToStatus(errno, absl::StrCat("giving ", d, " to the container's root"));
+      }
+    }
+  }
   auto cleanup_dir = [&](absl::Status s) {
     (void)RemoveAll(dir);
     (void)RemoveAll(data);
     return s;
   };
-  if (mkfifo(paths.exec_fifo.c_str(), 0600) != 0) {
+  if (mkfifo(paths.exec_fifo.c_str(), 0600) != 0 ||
+      (spec.user_namespace &&
+       chown(paths.exec_fifo.c_str(), spec.userns_host_id, spec.userns_host_id) != 0)) {
     return cleanup_dir(ErrnoToStatus(errno, "creating the exec fifo"));
   }
   nlohmann::json config;

@@ -30,6 +30,8 @@ class RuntimeTest : public ::testing::Test {
     char tmpl[] = "/tmp/runtime_test.XXXXXX";
     suite_dir_ = mkdtemp(tmpl);
     rootfs_ = suite_dir_ + "/rootfs";
+    // A user namespace's root (an unprivileged host user) must reach the layers.
+    chmod(suite_dir_.c_str(), 0755);
     ASSERT_TRUE(testing::BuildBusyboxRootfs(rootfs_, testing::ProbePath()).ok());
     // Shims of a "crashed daemon" reparent to us, not to init, so the test can reap them.
     prctl(PR_SET_CHILD_SUBREAPER, 1);
@@ -407,6 +409,36 @@ TEST_F(RuntimeTest, HealthCheck_TimeoutFailsAndStartPeriodForgives) {
   EXPECT_EQ(state->status, HealthStatus::kStarting);
   EXPECT_NE(state->last_check, absl::Time());  // checks did run
   EXPECT_EQ(state->last_exit_code, 1);
+}
+
+TEST_F(RuntimeTest, UserNamespace_RootIsRemappedToAnUnprivilegedHostUser) {
+  ContainerSpec spec = Spec({"sh", "-c",
+                             "id -u; cat /proc/self/uid_map | tr -s ' '; touch /written && echo "
+                             "wrote; sleep 100"});
+  spec.user_namespace = true;
+  spec.userns_host_id = 200000;
+  spec.userns_size = 65536;
+  auto id = runtime_->Create(spec);
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(runtime_->Start(*id).ok());
+  ASSERT_TRUE(WaitForLog(runtime_->LogPath(*id), "wrote"));
+  // Seen from the host, the container's root is uid 200000.
+  auto info = runtime_->Inspect(*id);
+  ASSERT_TRUE(info.ok());
+  std::ifstream status(absl::StrCat("/proc/", info->pid, "/status"));
+  std::string line, uid_line;
+  while (std::getline(status, line)) {
+    if (absl::StartsWith(line, "Uid:")) uid_line = line;
+  }
+  EXPECT_EQ(uid_line, "Uid:\t200000\t200000\t200000\t200000");
+  auto exit = runtime_->Stop(*id, absl::Milliseconds(100));
+  ASSERT_TRUE(exit.ok());
+  std::string out;
+  ReadLogs(runtime_->LogPath(*id), {}, [&](const LogEntry& e) {
+    out += e.log;
+    return true;
+  }).IgnoreError();
+  EXPECT_EQ(out, "0\n 0 200000 65536\nwrote\n");
 }
 
 }  // namespace

@@ -163,7 +163,28 @@ absl::StatusOr<const std::string*> Runtime::SeccompProgram(const std::vector<std
   absl::MutexLock lock(&mu_);
   auto it = seccomp_cache_.find(key);
   if (it != seccomp_cache_.end()) return it->second.get();
-  ASSIGN_OR_RETURN(std::string program, CompileDefaultSeccompProfile(caps));
+  // Compiling takes milliseconds; short-lived processes (the CLI) share compiled programs
+  // through run_root. The name covers everything the program depends on.
+  std::string file = absl::StrCat(
+      options_.run_root, "/seccomp-",
+      DigestBytes(absl::StrCat(kSeccompProfileVersion, "/", SeccompLibraryVersion(), "/", key))
+          .substr(7, 24),
+      ".bpf");
+  std::string program;
+  if (std::ifstream in(file, std::ios::binary); in) {
+    std::stringstream ss;
+    ss << in.rdbuf();
+    program = ss.str();
+  }
+  if (program.empty() || program.size() % 8 != 0) {
+    ASSIGN_OR_RETURN(program, CompileDefaultSeccompProfile(caps));
+    std::string tmp = absl::StrCat(file, ".", getpid());
+    {
+      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+      out << program;
+    }
+    if (rename(tmp.c_str(), file.c_str()) != 0) unlink(tmp.c_str());
+  }
   auto& slot = seccomp_cache_[key];
   slot = std::make_unique<std::string>(std::move(program));
   return slot.get();

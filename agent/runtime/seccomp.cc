@@ -431,6 +431,11 @@ absl::Status Allow(scmp_filter_ctx ctx, const char* name, unsigned count = 0,
 
 }  // namespace
 
+std::string SeccompLibraryVersion() {
+  const scmp_version* v = seccomp_version();
+  return absl::StrCat(v->major, ".", v->minor, ".", v->micro);
+}
+
 absl::StatusOr<std::string> CompileDefaultSeccompProfile(
     const std::vector<std::string>& capabilities) {
   auto has = [&](const char* cap) {

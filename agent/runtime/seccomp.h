@@ -21,6 +21,12 @@
 
 namespace swarm::agent::runtime {
 
+// Changes whenever the profile's rules change (it names cached compiled programs).
+inline constexpr int kSeccompProfileVersion = 1;
+
+// "2.5.4": libseccomp's version, which also shapes the compiled program.
+std::string SeccompLibraryVersion();
+
 // `capabilities` are the container's effective capabilities by name ("CAP_SYS_ADMIN").
 // Returns the BPF program (an array of struct sock_filter) as bytes.
 absl::StatusOr<std::string> CompileDefaultSeccompProfile(

@@ -13,12 +13,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -130,10 +132,14 @@ int ParseContainerFlags(const std::vector<std::string>& a, size_t i, ContainerSp
   return -1;
 }
 
-int FollowLogs(Runtime& rt, const std::string& id, bool follow) {
+// `running` (when given) says whether to keep following; otherwise the container's status.
+int FollowLogs(Runtime& rt, const std::string& id, bool follow,
+               std::atomic<bool>* running = nullptr) {
   ReadLogsOptions o;
   o.follow = follow;
+  o.poll_interval = absl::Milliseconds(5);
   o.still_running = [&] {
+    if (running != nullptr) return running->load();
     auto info = rt.Inspect(id);
     return info.ok() &&
            (info->status == ContainerStatus::kRunning || info->status == ContainerStatus::kCreated);
@@ -199,8 +205,12 @@ int Main(int argc, char** argv) {
       std::cout << *id << "\n";
       return 0;
     }
-    FollowLogs(rt, *id, true);
+    // The logs are followed on a thread until Wait (a pidfd, no polling) sees the exit.
+    std::atomic<bool> running{true};
+    std::thread follower([&] { FollowLogs(rt, *id, true, &running); });
     auto exit = rt.Wait(*id);
+    running = false;
+    follower.join();
     if (!exit.ok()) return Fail(exit.status());
     if (exit->reason != ExitRecord::Reason::kExited) {
       std::cerr << "swarmd-runtime: container " << Describe(*exit) << "\n";

@@ -1,5 +1,7 @@
 #include "raft/node.h"
 
+#include <pthread.h>
+
 #include <filesystem>
 
 #include "common/logging.h"
@@ -301,8 +303,12 @@ absl::Status Node::Load() {
 }
 
 void Node::Start() {
-  loop_ = std::thread([this] { Run(); });
+  loop_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "raft-loop");
+    Run();
+  });
   ticker_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "raft-ticker");
     while (true) {
       config_.clock->SleepFor(config_.tick_interval);
       absl::MutexLock lock(&mu_);
@@ -546,9 +552,21 @@ void Node::HandleReady() {
   Ready rd = raw_->GetReady();
   for (Message& m : rd.messages) transport_->Send(std::move(m));
 
+  // Committed entries that an earlier Ready already made durable here (on the leader, every
+  // committed entry: it counts itself only once persisted) are applied before this Ready's
+  // write, so their proposers do not also wait for the next fsync.
+  const Snapshot* snap = rd.snapshot.empty() ? nullptr : &rd.snapshot;
+  size_t applied_early = 0;
+  if (snap == nullptr) {
+    const uint64_t durable = mem_.LastIndex();
+    while (applied_early < rd.committed_entries.size() &&
+           rd.committed_entries[applied_early].index <= durable) {
+      ApplyEntry(rd.committed_entries[applied_early++]);
+    }
+  }
+
   // Nothing is acknowledged before it is durable; a node that cannot write stops here
   // rather than run on with a log that differs from what it told others.
-  const Snapshot* snap = rd.snapshot.empty() ? nullptr : &rd.snapshot;
   if (absl::Status s = disk_->Save(rd.hard_state, rd.entries, snap, rd.must_sync); !s.ok()) {
     Die("cannot persist the raft log", s);
   }
@@ -578,7 +596,9 @@ void Node::HandleReady() {
       if (config_.on_leadership_change) config_.on_leadership_change(leader, term);
     }
   }
-  for (const Entry& e : rd.committed_entries) ApplyEntry(e);
+  for (size_t i = applied_early; i < rd.committed_entries.size(); ++i) {
+    ApplyEntry(rd.committed_entries[i]);
+  }
   for (const ReadState& rs : rd.read_states) {
     auto it = reads_.find(rs.context);
     if (it != reads_.end()) it->second->read_index = rs.index;

@@ -1,5 +1,7 @@
 #include "raft/transport.h"
 
+#include <pthread.h>
+
 #include <deque>
 #include <random>
 #include <thread>
@@ -61,6 +63,7 @@ class Peer {
   }
 
   void Run() {
+    pthread_setname_np(pthread_self(), ("raft-send-" + std::to_string(id_ % 10000)).c_str());
     log::Debug("raft-transport", "sender started", {{"peer", id_}});
     absl::Duration backoff = options_.min_backoff;
     while (true) {

@@ -1,29 +1,14 @@
 // The store over a real Raft cluster: three managers in one process, each with its own Raft
 // node (RocksDB log, gRPC transport on loopback) and its own store.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <filesystem>
 
+#include "common/ports.h"
 #include "gtest/gtest.h"
 #include "manager/store/store.h"
 
 namespace swarm::manager::store {
 namespace {
-
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
 
 struct Manager {
   std::unique_ptr<raft::Node> node;
@@ -37,7 +22,8 @@ class ReplicatedStoreTest : public ::testing::Test {
   void SetUp() override {
     dir_ = std::filesystem::path(::testing::TempDir()) / "replicated_store";
     std::filesystem::remove_all(dir_);
-    for (uint64_t id = 1; id <= 3; ++id) addrs_[id] = "127.0.0.1:" + std::to_string(FreePort());
+    for (uint64_t id = 1; id <= 3; ++id)
+      addrs_[id] = "127.0.0.1:" + std::to_string(FreeLoopbackPort());
     for (uint64_t id = 1; id <= 3; ++id) Start(id);
   }
   void TearDown() override {

@@ -1,11 +1,8 @@
 #include "raft/tools/kv_cluster.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <grpcpp/grpcpp.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,25 +13,12 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/ports.h"
 
 namespace swarm::raft {
 namespace {
 
 namespace fs = std::filesystem;
-
-// A port the kernel considers free right now on 127.0.0.1.
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
 
 absl::Status FromGrpc(const grpc::Status& s) {
   if (s.ok()) return absl::OkStatus();
@@ -58,7 +42,8 @@ KvCluster::KvCluster(Options options) : options_(std::move(options)) {
     options_.dir = tmpl;
   }
   fs::create_directories(options_.dir);
-  for (int i = 1; i <= options_.size; ++i) addrs_[i] = absl::StrCat("127.0.0.1:", FreePort());
+  for (int i = 1; i <= options_.size; ++i)
+    addrs_[i] = absl::StrCat("127.0.0.1:", FreeLoopbackPort());
 }
 
 KvCluster::~KvCluster() {

@@ -15,10 +15,9 @@ namespace swarm::raft {
 // One peer: a queue and the thread that drains it into a gRPC stream.
 class Peer {
  public:
-  Peer(uint64_t self, uint64_t id, std::string addr, const Transport::Options& options,
+  Peer(uint64_t id, std::string addr, const Transport::Options& options,
        const Transport::Callbacks& callbacks)
-      : self_(self),
-        id_(id),
+      : id_(id),
         options_(options),
         callbacks_(callbacks),
         addr_(std::move(addr)),
@@ -190,7 +189,6 @@ class Peer {
     return ok;
   }
 
-  const uint64_t self_;
   const uint64_t id_;
   const Transport::Options& options_;
   const Transport::Callbacks& callbacks_;
@@ -232,7 +230,7 @@ void Transport::SetPeer(uint64_t id, const std::string& addr) {
     it->second->SetAddr(addr);
     return;
   }
-  peers_[id] = std::make_unique<Peer>(options_.self, id, addr, options_, callbacks_);
+  peers_[id] = std::make_unique<Peer>(id, addr, options_, callbacks_);
 }
 
 void Transport::RemovePeer(uint64_t id) {

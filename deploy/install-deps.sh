@@ -14,7 +14,7 @@ packages=(
   # runtime and tests
   iproute2 nftables busybox-static
   # runtime tests and bench: a real registry filled by skopeo, and the peers we measure against
-  docker-registry skopeo crun runc
+  docker-registry skopeo crun runc libcrypt-dev
 )
 
 missing=()

@@ -4,6 +4,7 @@
 #include "agent/runtime/registry.h"
 
 #include <arpa/inet.h>
+#include <crypt.h>
 #include <curl/curl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -234,6 +235,78 @@ TEST_F(RegistryTest, Pull_InterruptedPullResumes) {
   // Only the rest came over the network: the first 64 KiB were reused.
   EXPECT_GT(fetched, 0);
   EXPECT_LE(fetched, layer_size - 65536);
+}
+
+// A second registry that wants a user name and password (htpasswd, bcrypt): the client
+// answers the Basic challenge with the credentials it was given, and only then.
+class RegistryAuthTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    char tmpl[] = "/tmp/registry_auth_test.XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    registry_ = absl::StrCat("127.0.0.1:", FreePort());
+    char setting[CRYPT_GENSALT_OUTPUT_SIZE];
+    ASSERT_NE(crypt_gensalt_rn("$2b$", 5, nullptr, 0, setting, sizeof setting), nullptr);
+    crypt_data data{};
+    const char* hash = crypt_r("secret", setting, &data);
+    ASSERT_NE(hash, nullptr);
+    std::ofstream(dir_ + "/htpasswd") << "alice:" << hash << "\n";
+    std::ofstream(dir_ + "/config.yml")
+        << "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: "
+        << dir_ << "/data\nhttp:\n  addr: " << registry_
+        << "\nauth:\n  htpasswd:\n    realm: test\n    path: " << dir_ << "/htpasswd\n";
+    pid_ = fork();
+    if (pid_ == 0) {
+      execl("/usr/bin/docker-registry", "docker-registry", "serve", (dir_ + "/config.yml").c_str(),
+            nullptr);
+      _exit(127);
+    }
+    for (int i = 0; i < 200 && HttpStatus(absl::StrCat("http://", registry_, "/v2/")) != 401; ++i) {
+      usleep(50000);
+    }
+    ASSERT_EQ(HttpStatus(absl::StrCat("http://", registry_, "/v2/")), 401);
+    ASSERT_TRUE(testing::BuildBusyboxRootfs(dir_ + "/rootfs").ok());
+    ASSERT_TRUE(testing::BuildOciLayout({dir_ + "/rootfs"}, dir_ + "/layout").ok());
+    std::string push = absl::StrCat(
+        "skopeo --insecure-policy copy -q --dest-tls-verify=false --dest-creds alice:secret oci:",
+        dir_, "/layout:latest docker://", registry_, "/private/busybox:latest");
+    ASSERT_EQ(system(push.c_str()), 0) << push;
+  }
+  static void TearDownTestSuite() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    ASSERT_TRUE(RemoveAll(dir_).ok());
+  }
+  static std::string dir_, registry_;
+  static pid_t pid_;
+};
+
+std::string RegistryAuthTest::dir_, RegistryAuthTest::registry_;
+pid_t RegistryAuthTest::pid_ = -1;
+
+TEST_F(RegistryAuthTest, Pull_BasicAuthWithAndWithoutCredentials) {
+  auto store = ImageStore::Open(dir_ + "/state/images");
+  ASSERT_TRUE(store.ok());
+  std::string ref = absl::StrCat(registry_, "/private/busybox:latest");
+  RegistryOptions anonymous;
+  anonymous.insecure_registries = {registry_};
+  auto refused = RegistryClient(**store, anonymous).Pull(ref);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied) << refused.status();
+
+  RegistryOptions wrong = anonymous;
+  wrong.credentials[registry_] = {"alice", "guess"};
+  auto bad = RegistryClient(**store, wrong).Pull(ref);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kPermissionDenied) << bad.status();
+
+  RegistryOptions alice = anonymous;
+  alice.credentials[registry_] = {"alice", "secret"};
+  auto id = RegistryClient(**store, alice).Pull(ref);
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_TRUE((*store)->Get(ref).ok());
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -133,6 +134,42 @@ TEST_F(RuntimeTest, Run_EnvironmentWorkingDirectoryAndUser) {
   spec.user = "nobody";
   Result r = Run(spec);
   EXPECT_EQ(r.stdout_text, "bar\n/work/dir\n65534\n65534\n") << r.stderr_text << r.exit.error;
+}
+
+TEST_F(RuntimeTest, Run_RlimitsApply) {
+  ContainerSpec spec = Spec({"sh", "-c", "ulimit -n; ulimit -Hn"});
+  spec.rlimits.push_back({RLIMIT_NOFILE, 100, 200});
+  EXPECT_EQ(Run(spec).stdout_text, "100\n200\n");
+}
+
+int CountLines(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) ++n;
+  return n;
+}
+
+TEST_F(RuntimeTest, Network_HostAndGivenNamespace) {
+  // Host mode: the container sees the host's interfaces.
+  ContainerSpec host = Spec({"sh", "-c", "wc -l < /proc/net/dev"});
+  host.network = NetworkMode::kHost;
+  EXPECT_EQ(Run(host).stdout_text, absl::StrCat(CountLines("/proc/net/dev"), "\n"));
+
+  // A given namespace: one made here whose loopback is up (a fresh one's is down).
+  std::string ns = absl::StrCat("swarm-test-", getpid());
+  struct NetnsGuard {
+    std::string name;
+    ~NetnsGuard() { (void)!system(absl::StrCat("ip netns del ", name).c_str()); }
+  };
+  ASSERT_EQ(system(absl::StrCat("ip netns add ", ns).c_str()), 0);
+  NetnsGuard guard{ns};
+  ASSERT_EQ(system(absl::StrCat("ip -n ", ns, " link set lo up").c_str()), 0);
+  ContainerSpec given = Spec({"cat", "/sys/class/net/lo/flags"});
+  given.network = NetworkMode::kPath;
+  given.netns_path = "/run/netns/" + ns;
+  EXPECT_EQ(Run(given).stdout_text, "0x9\n");  // IFF_UP | IFF_LOOPBACK
+  EXPECT_EQ(Run(Spec({"cat", "/sys/class/net/lo/flags"})).stdout_text, "0x8\n");
 }
 
 TEST_F(RuntimeTest, Memory_AllocatingProcessIsOomKilledAndReportedAsOom) {

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "common/logging.h"
+#include "common/tls.h"
 #include "proto/raft_service.grpc.pb.h"
 #include "raft/codec.h"
 #include "raft/raft.h"
@@ -95,9 +96,10 @@ class Node::RaftServiceImpl final : public api::Raft::Service {
  public:
   explicit RaftServiceImpl(Node* node) : node_(node) {}
 
-  grpc::Status ProcessRaftMessage(grpc::ServerContext*,
+  grpc::Status ProcessRaftMessage(grpc::ServerContext* ctx,
                                   grpc::ServerReader<api::ProcessRaftMessageRequest>* reader,
                                   api::ProcessRaftMessageResponse*) override {
+    if (grpc::Status s = node_->Authorize(*ctx); !s.ok()) return s;
     api::ProcessRaftMessageRequest req;
     while (reader->Read(&req)) {
       Message m = FromProto(req.message());
@@ -110,9 +112,10 @@ class Node::RaftServiceImpl final : public api::Raft::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status StreamRaftSnapshot(grpc::ServerContext*,
+  grpc::Status StreamRaftSnapshot(grpc::ServerContext* ctx,
                                   grpc::ServerReader<api::SnapshotChunk>* reader,
                                   api::StreamRaftSnapshotResponse*) override {
+    if (grpc::Status s = node_->Authorize(*ctx); !s.ok()) return s;
     api::SnapshotChunk chunk;
     std::optional<Message> m;
     std::string data;
@@ -156,8 +159,9 @@ class Node::MembershipServiceImpl final : public api::RaftMembership::Service {
  public:
   explicit MembershipServiceImpl(Node* node) : node_(node) {}
 
-  grpc::Status Join(grpc::ServerContext*, const api::JoinRequest* req,
+  grpc::Status Join(grpc::ServerContext* ctx, const api::JoinRequest* req,
                     api::JoinResponse* resp) override {
+    if (grpc::Status s = node_->Authorize(*ctx); !s.ok()) return s;
     if (req->addr().empty()) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "join: the address is empty");
     }
@@ -184,8 +188,9 @@ class Node::MembershipServiceImpl final : public api::RaftMembership::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status Leave(grpc::ServerContext*, const api::LeaveRequest* req,
+  grpc::Status Leave(grpc::ServerContext* ctx, const api::LeaveRequest* req,
                      api::LeaveResponse*) override {
+    if (grpc::Status s = node_->Authorize(*ctx); !s.ok()) return s;
     return ToGrpc(node_->RemoveMember(req->node().raft_id(), absl::Seconds(10)));
   }
 
@@ -276,6 +281,7 @@ absl::Status Node::Load() {
   Transport::Options topts;
   topts.self = config_.id;
   topts.credentials = config_.channel_credentials;
+  topts.channel_arguments = config_.channel_arguments;
   transport_ = std::make_unique<Transport>(
       topts, Transport::Callbacks{[this](uint64_t id) {
                                     absl::MutexLock lock(&mu_);
@@ -439,6 +445,11 @@ void Node::Deliver(Message m) {
   if (stopping_) return;
   inbox_->messages.push_back(std::move(m));
   wake_.Signal();
+}
+
+grpc::Status Node::Authorize(const grpc::ServerContext& ctx) const {
+  if (!config_.require_manager_peers) return grpc::Status::OK;
+  return ToGrpc(tls::RequireRole(ctx, {tls::kManagerRole}));
 }
 
 std::string Node::LeaderHint() const {

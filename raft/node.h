@@ -74,6 +74,11 @@ struct NodeConfig {
   // Learners become voters once caught up.
   bool auto_promote_learners = true;
   std::shared_ptr<grpc::ChannelCredentials> channel_credentials;
+  // Channel arguments for dialing members (with mutual TLS: the name to check in their
+  // certificates, see common/tls.h).
+  grpc::ChannelArguments channel_arguments;
+  // With mutual TLS: refuse Raft traffic from callers without a manager certificate.
+  bool require_manager_peers = false;
   Clock* clock = &Clock::Real();
   StateMachine* state_machine = nullptr;
   // Called from the loop thread when this node gains or loses leadership.
@@ -142,6 +147,8 @@ class Node {
   uint64_t id() const { return config_.id; }
   // Hands a message received from a peer to the loop (the gRPC service calls this).
   void Deliver(Message m);
+  // OK when the caller may use the Raft services (see require_manager_peers).
+  grpc::Status Authorize(const grpc::ServerContext& ctx) const;
 
  private:
   struct Waiter;

@@ -112,7 +112,7 @@ class Peer {
       addr_changed_ = false;
       // gRPC's own reconnect backoff grows to minutes by default; a member that restarts
       // must be reached again within our own backoff.
-      grpc::ChannelArguments args;
+      grpc::ChannelArguments args = options_.channel_arguments;
       args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
       args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
       args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,

@@ -32,6 +32,8 @@ class Transport {
     uint64_t self = kNone;
     // Insecure in unit tests; mutual TLS once the CA exists.
     std::shared_ptr<grpc::ChannelCredentials> credentials;
+    // Extra channel arguments (for example the TLS name to expect).
+    grpc::ChannelArguments channel_arguments;
     size_t max_queued_messages = 4096;
     uint64_t max_queued_bytes = 64 << 20;
     absl::Duration min_backoff = absl::Milliseconds(50);

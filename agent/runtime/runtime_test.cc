@@ -136,6 +136,20 @@ TEST_F(RuntimeTest, Run_EnvironmentWorkingDirectoryAndUser) {
   EXPECT_EQ(r.stdout_text, "bar\n/work/dir\n65534\n65534\n") << r.stderr_text << r.exit.error;
 }
 
+TEST_F(RuntimeTest, Logs_RotateBySizeAndReadBackInOrder) {
+  ContainerSpec spec = Spec({"sh", "-c", "for i in $(seq 1 60); do echo line $i; done"});
+  spec.log_max_size_bytes = 1000;
+  spec.log_max_files = 3;
+  std::string id;
+  Result r = Run(spec, &id);
+  EXPECT_EQ(access((runtime_->LogPath(id) + ".2").c_str(), F_OK), 0);
+  EXPECT_NE(access((runtime_->LogPath(id) + ".3").c_str(), F_OK), 0);
+  // The oldest lines are gone; the rest come back in order, up to the last one.
+  ASSERT_FALSE(r.stdout_text.empty());
+  EXPECT_NE(r.stdout_text.find("line 59\nline 60\n"), std::string::npos);
+  EXPECT_EQ(r.stdout_text.find("line 1\n"), std::string::npos);
+}
+
 TEST_F(RuntimeTest, Run_RlimitsApply) {
   ContainerSpec spec = Spec({"sh", "-c", "ulimit -n; ulimit -Hn"});
   spec.rlimits.push_back({RLIMIT_NOFILE, 100, 200});

@@ -3,20 +3,24 @@
 // re-attaches to running containers after the daemon restarts. Containers are supervised by
 // shims (shim.h), never by the Runtime object, so dropping a Runtime leaves them running.
 //
-// State directory layout (under Options::run_root):
+// Under Options::run_root (small files, best on tmpfs):
 //   containers/<id>/config.json  what was asked (no secret data); written once at create
 //   containers/<id>/state.json   shim and init pids with their start times
 //   containers/<id>/exec.fifo    the start gate; removed once Start has released the init
-//   containers/<id>/exit.json    the exit record, written by the shim
-// and under Options::root:
-//   containers/<id>/{upper,work}  overlay directories; container.log*, health.json
-//   mnt/{rootfs,secrets}         mount points used inside containers' mount namespaces
+//   containers/<id>/exit.json    the exit record, written by the shim; health.json
+//   seccomp-<hash>.bpf           compiled seccomp programs, shared by processes
+// Under Options::root:
+//   containers/<id>/{upper,work} overlay directories; container.log* (rotated)
+//   mnt/{rootfs,secrets}         mount points used only inside containers' mount namespaces
 //   volumes/<name>/_data         named volumes
+//   trash/<id>                   removed containers' data, being deleted by deleter_
+// A crash at any point leaves files that the next Runtime reads as the container's state
+// (a shim gone without exit.json reads as "dead"); Remove cleans up any of these states.
 //
 // Owner: the agent (one per node), or the debugging CLI. Thread-safety: thread-safe; mu_
-// guards only the seccomp program cache and trash_mu_ the deletion queue; other state
-// lives in the files above, and two
-// callers acting on the same container race as two `docker` commands would.
+// guards only the seccomp program cache and trash_mu_ the deletion queue; other state lives
+// in the files above, and two callers acting on the same container race as two `docker`
+// commands would.
 #ifndef SWARM_AGENT_RUNTIME_RUNTIME_H_
 #define SWARM_AGENT_RUNTIME_RUNTIME_H_
 

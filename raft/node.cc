@@ -308,7 +308,41 @@ absl::Status Node::Load() {
   return absl::OkStatus();
 }
 
+Node::Done Node::OnNotifier(Done done) {
+  return [this, done = std::move(done)](absl::StatusOr<uint64_t> v) {
+    {
+      absl::MutexLock lock(&notify_mu_);
+      if (!notifier_stopped_) {
+        notify_queue_.push_back([done, v = std::move(v)]() mutable { done(std::move(v)); });
+        return;
+      }
+    }
+    done(std::move(v));
+  };
+}
+
+void Node::RunNotifier() {
+  while (true) {
+    std::vector<std::function<void()>> batch;
+    {
+      absl::MutexLock lock(&notify_mu_);
+      notify_mu_.Await(absl::Condition(
+          +[](Node* n) ABSL_EXCLUSIVE_LOCKS_REQUIRED(n->notify_mu_) {
+            return n->notifier_stopping_ || !n->notify_queue_.empty();
+          },
+          this));
+      if (notify_queue_.empty()) return;  // stopping, and everything was delivered
+      batch.swap(notify_queue_);
+    }
+    for (auto& f : batch) f();
+  }
+}
+
 void Node::Start() {
+  notifier_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "raft-notify");
+    RunNotifier();
+  });
   loop_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "raft-loop");
     Run();
@@ -336,6 +370,15 @@ void Node::Stop() {
   if (ticker_.joinable()) ticker_.join();
   if (transport_) transport_->Stop();
   FailAll(absl::UnavailableError("raft node is shutting down"));
+  {
+    absl::MutexLock lock(&notify_mu_);
+    notifier_stopping_ = true;
+  }
+  if (notifier_.joinable()) notifier_.join();
+  {
+    absl::MutexLock lock(&notify_mu_);
+    notifier_stopped_ = true;
+  }
   // Anything still in the inbox never reached the loop.
   std::unique_ptr<Inbox> in;
   {
@@ -352,7 +395,7 @@ void Node::Stop() {
 
 void Node::ProposeAsync(std::string data, absl::Duration timeout, Done done) {
   auto w = std::make_shared<Waiter>();
-  w->done = std::move(done);
+  w->done = OnNotifier(std::move(done));
   w->deadline = config_.clock->Now() + timeout;
   {
     absl::MutexLock lock(&mu_);
@@ -377,7 +420,7 @@ absl::StatusOr<uint64_t> Node::ProposeAndWait(std::string data, absl::Duration t
 
 void Node::LinearizableReadAsync(absl::Duration timeout, Done done) {
   auto w = std::make_shared<Waiter>();
-  w->done = std::move(done);
+  w->done = OnNotifier(std::move(done));
   w->deadline = config_.clock->Now() + timeout;
   {
     absl::MutexLock lock(&mu_);
@@ -400,7 +443,7 @@ absl::Status Node::ProposeConfChange(ConfChange cc, absl::Duration timeout) {
   auto w = std::make_shared<Waiter>();
   w->deadline = config_.clock->Now() + timeout;
   auto [done, f] = FutureDone();
-  w->done = std::move(done);
+  w->done = OnNotifier(std::move(done));
   {
     absl::MutexLock lock(&mu_);
     if (stopping_) return absl::UnavailableError("raft node is shutting down");

@@ -12,8 +12,9 @@
 // learns them from the log.
 //
 // Thread-safety: every public method is thread-safe. The StateMachine is called from the loop
-// thread only. Lock order: mu_ (the inbox) and status_mu_ are leaves; neither is held across
-// I/O or a call into the state machine.
+// thread only; completion callbacks run on the notifier thread. Lock order: mu_ (the inbox),
+// status_mu_ and notify_mu_ are leaves; none is held across I/O, a call into the state machine
+// or a callback.
 #ifndef SWARM_RAFT_NODE_H_
 #define SWARM_RAFT_NODE_H_
 
@@ -123,8 +124,8 @@ class Node {
   grpc::Service* raft_service();
   grpc::Service* membership_service();
 
-  // Completion of an asynchronous request. Runs on the node's loop thread (or the caller's,
-  // when the node is stopping) and must not block.
+  // Completion of an asynchronous request. Runs on the node's notifier thread (or the caller's,
+  // when the node is stopped); it should not block for long.
   using Done = std::function<void(absl::StatusOr<uint64_t>)>;
 
   // Proposes data. done gets the entry's index once applied locally, or FAILED_PRECONDITION
@@ -160,6 +161,10 @@ class Node {
   absl::Status Load();
   void Run();
   void Tick();
+  // Completions run on the notifier thread, never on the loop: a caller's callback (say, an
+  // RPC answer) must not take the loop's time.
+  Done OnNotifier(Done done);
+  void RunNotifier();
   void HandleReady();
   void ApplyEntry(const Entry& e);
   void RestoreSnapshot(const Snapshot& snap);
@@ -202,6 +207,14 @@ class Node {
 
   std::thread loop_;
   std::thread ticker_;
+
+  absl::Mutex notify_mu_;
+  // Callbacks to run; the notifier thread waits for them (or for stopping).
+  std::vector<std::function<void()>> notify_queue_ ABSL_GUARDED_BY(notify_mu_);
+  bool notifier_stopping_ ABSL_GUARDED_BY(notify_mu_) = false;
+  // Once set, callbacks run on the thread that completes them.
+  bool notifier_stopped_ ABSL_GUARDED_BY(notify_mu_) = false;
+  std::thread notifier_;
 };
 
 }  // namespace swarm::raft

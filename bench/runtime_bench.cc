@@ -9,6 +9,7 @@
 // runs in a private mount namespace with that mount detached (v1 cgroups only, as ours).
 //
 //   bazel run -c opt //bench:runtime_bench -- --runs=50
+#include <dirent.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -317,11 +318,24 @@ int Main(int argc, char** argv) {
                                                                                       : "NOT met");
     rc = lib.error.empty() ? 0 : 1;
   } while (false);
-  // Peers' cgroups (crun and runc leave their per-container directories empty on delete).
-  for (const char* tool : {"crun", "runc"}) {
-    (void)Cgroup::Open(parent, tool).Destroy();
+  // Peers' cgroups: crun and runc use every hierarchy (name=systemd, cpuset, freezer,
+  // blkio, the unified one, ...) and leave their directories behind, empty, on delete.
+  if (DIR* d = opendir("/sys/fs/cgroup")) {
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      std::string base = absl::StrCat("/sys/fs/cgroup/", e->d_name, "/", parent);
+      for (const char* tool : {"/crun", "/runc"}) rmdir((base + tool).c_str());
+    }
+    closedir(d);
   }
   (void)Cgroup::RemoveParent(parent);
+  if (DIR* d = opendir("/sys/fs/cgroup")) {
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] != '.')
+        rmdir(absl::StrCat("/sys/fs/cgroup/", e->d_name, "/", parent).c_str());
+    }
+    closedir(d);
+  }
   if (!run_mounted.empty()) umount2(run_mounted.c_str(), MNT_DETACH);
   (void)RemoveAll(dir);
   return rc;

@@ -2,12 +2,15 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/bpf.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -148,11 +151,23 @@ std::string V1Path(const std::vector<std::string>& paths, std::string_view contr
   return "";
 }
 
-// Docker's default device rules: deny all, then the nodes we create and mknod of any kind.
-constexpr const char* kDeviceAllow[] = {
-    "c *:* m",   "b *:* m",   "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm",   "c 1:8 rwm",
-    "c 1:9 rwm", "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm",
+// Docker's default device rules: deny all, then mknod of any kind and use of the nodes we
+// create. -1 is a wildcard; type 'a' matches both kinds.
+struct DeviceRule {
+  char type;  // 'c', 'b'
+  int major, minor;
+  const char* access;  // of "rwm"
 };
+constexpr DeviceRule kDeviceRules[] = {
+    {'c', -1, -1, "m"}, {'b', -1, -1, "m"}, {'c', 1, 3, "rwm"},    {'c', 1, 5, "rwm"},
+    {'c', 1, 7, "rwm"}, {'c', 1, 8, "rwm"}, {'c', 1, 9, "rwm"},    {'c', 5, 0, "rwm"},
+    {'c', 5, 1, "rwm"}, {'c', 5, 2, "rwm"}, {'c', 136, -1, "rwm"}, {'c', 10, 200, "rwm"},
+};
+
+std::string V1DeviceRule(const DeviceRule& r) {
+  auto num = [](int n) { return n < 0 ? std::string("*") : absl::StrCat(n); };
+  return absl::StrCat(std::string(1, r.type), " ", num(r.major), ":", num(r.minor), " ", r.access);
+}
 
 absl::Status V1Apply(const std::vector<std::string>& paths, const Resources& r) {
   if (std::string mem = V1Path(paths, "memory"); !mem.empty() && r.memory_bytes > 0) {
@@ -178,8 +193,8 @@ absl::Status V1Apply(const std::vector<std::string>& paths, const Resources& r) 
   }
   if (std::string dev = V1Path(paths, "devices"); !dev.empty()) {
     RETURN_IF_ERROR(WriteFile(dev + "/devices.deny", "a"));
-    for (const char* rule : kDeviceAllow) {
-      RETURN_IF_ERROR(WriteFile(dev + "/devices.allow", rule));
+    for (const DeviceRule& rule : kDeviceRules) {
+      RETURN_IF_ERROR(WriteFile(dev + "/devices.allow", V1DeviceRule(rule)));
     }
   }
   return absl::OkStatus();
@@ -219,7 +234,11 @@ absl::Status V2Apply(const std::vector<std::string>& paths, const Resources& r) 
   if (r.pids_limit > 0) {
     RETURN_IF_ERROR(WriteFile(dir + "/pids.max", absl::StrCat(r.pids_limit)));
   }
-  return absl::OkStatus();
+  int fd = open(dir.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoToStatus(errno, absl::StrCat("opening cgroup ", dir));
+  absl::Status attached = AttachDeviceFilter(fd);
+  close(fd);
+  return attached;
 }
 
 CgroupStats V2Stats(const std::vector<std::string>& paths) {
@@ -252,6 +271,85 @@ const CgroupOps kV2Ops = {V2Paths, V2Apply, V2Stats};
 const CgroupOps& Ops(CgroupVersion v) { return v == CgroupVersion::kV2 ? kV2Ops : kV1Ops; }
 
 }  // namespace
+
+absl::Status AttachDeviceFilter(int cgroup_dir_fd) {
+  // The program sees struct bpf_cgroup_dev_ctx {u32 access_type; u32 major; u32 minor;}
+  // with access_type = (access << 16) | type. It allows what a rule allows, else denies.
+  std::vector<bpf_insn> p;
+  auto emit = [&](uint8_t code, uint8_t dst, uint8_t src, int16_t off, int32_t imm) {
+    bpf_insn i{};
+    i.code = code;
+    i.dst_reg = dst;
+    i.src_reg = src;
+    i.off = off;
+    i.imm = imm;
+    p.push_back(i);
+  };
+  emit(BPF_LDX | BPF_W | BPF_MEM, BPF_REG_2, BPF_REG_1, 0, 0);  // r2 = access_type
+  emit(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_3, BPF_REG_2, 0, 0);
+  emit(BPF_ALU | BPF_AND | BPF_K, BPF_REG_3, 0, 0, 0xffff);  // r3 = device type
+  emit(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_4, BPF_REG_2, 0, 0);
+  emit(BPF_ALU | BPF_RSH | BPF_K, BPF_REG_4, 0, 0, 16);         // r4 = access asked
+  emit(BPF_LDX | BPF_W | BPF_MEM, BPF_REG_5, BPF_REG_1, 4, 0);  // r5 = major
+  emit(BPF_LDX | BPF_W | BPF_MEM, BPF_REG_6, BPF_REG_1, 8, 0);  // r6 = minor
+  for (const DeviceRule& r : kDeviceRules) {
+    std::vector<size_t> to_next;  // jumps to patch to the end of this rule's block
+    int type = r.type == 'b' ? BPF_DEVCG_DEV_BLOCK : BPF_DEVCG_DEV_CHAR;
+    to_next.push_back(p.size());
+    emit(BPF_JMP | BPF_JNE | BPF_K, BPF_REG_3, 0, 0, type);
+    int allowed = 0;
+    for (const char* a = r.access; *a; ++a) {
+      allowed |= *a == 'r'   ? BPF_DEVCG_ACC_READ
+                 : *a == 'w' ? BPF_DEVCG_ACC_WRITE
+                             : BPF_DEVCG_ACC_MKNOD;
+    }
+    emit(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_7, BPF_REG_4, 0, 0);
+    emit(BPF_ALU | BPF_AND | BPF_K, BPF_REG_7, 0, 0, ~allowed);  // asked but not allowed
+    to_next.push_back(p.size());
+    emit(BPF_JMP | BPF_JNE | BPF_K, BPF_REG_7, 0, 0, 0);
+    if (r.major >= 0) {
+      to_next.push_back(p.size());
+      emit(BPF_JMP | BPF_JNE | BPF_K, BPF_REG_5, 0, 0, r.major);
+    }
+    if (r.minor >= 0) {
+      to_next.push_back(p.size());
+      emit(BPF_JMP | BPF_JNE | BPF_K, BPF_REG_6, 0, 0, r.minor);
+    }
+    emit(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, 1);
+    emit(BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
+    for (size_t j : to_next) p[j].off = static_cast<int16_t>(p.size() - j - 1);
+  }
+  emit(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, 0);
+  emit(BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
+
+  bpf_attr load{};
+  load.prog_type = BPF_PROG_TYPE_CGROUP_DEVICE;
+  load.insns = reinterpret_cast<uint64_t>(p.data());
+  load.insn_cnt = p.size();
+  load.license = reinterpret_cast<uint64_t>("Apache-2.0");
+  int prog = static_cast<int>(syscall(SYS_bpf, BPF_PROG_LOAD, &load, sizeof load));
+  if (prog < 0) {
+    // Again with the verifier's log, to say why.
+    int err = errno;
+    std::string log(1 << 16, '\0');
+    load.log_buf = reinterpret_cast<uint64_t>(log.data());
+    load.log_size = log.size();
+    load.log_level = 1;
+    (void)syscall(SYS_bpf, BPF_PROG_LOAD, &load, sizeof load);
+    log.resize(strnlen(log.data(), log.size()));
+    if (log.size() > 600) log = log.substr(log.size() - 600);
+    return ErrnoToStatus(err, absl::StrCat("loading the device filter (BPF): ", log));
+  }
+  bpf_attr attach{};
+  attach.target_fd = cgroup_dir_fd;
+  attach.attach_bpf_fd = prog;
+  attach.attach_type = BPF_CGROUP_DEVICE;
+  int rc = static_cast<int>(syscall(SYS_bpf, BPF_PROG_ATTACH, &attach, sizeof attach));
+  int err = errno;
+  close(prog);  // the attachment keeps the program alive
+  if (rc != 0) return ErrnoToStatus(err, "attaching the device filter to the cgroup");
+  return absl::OkStatus();
+}
 
 CgroupVersion DetectCgroupVersion() {
   static const CgroupVersion version = [] {

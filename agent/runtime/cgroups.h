@@ -39,6 +39,11 @@ struct CgroupStats {
   uint64_t oom_kills = 0;
 };
 
+// cgroup v2 has no devices controller: device access is a BPF program attached to the
+// cgroup. Attaches one with Docker's default rules (the same as v1's devices.allow) to the
+// cgroup2 directory open at cgroup_dir_fd.
+absl::Status AttachDeviceFilter(int cgroup_dir_fd);
+
 // Reads /sys/fs/cgroup once and remembers the answer.
 CgroupVersion DetectCgroupVersion();
 

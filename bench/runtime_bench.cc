@@ -251,6 +251,10 @@ int Main(int argc, char** argv) {
     // The peers run on the very directory our containers use as their lower layer.
     std::string layer = image->lower_dirs[0];
     printf("runtime_bench: create + start + wait + remove of a container running /bin/true\n");
+    std::string load;
+    if (std::ifstream in("/proc/loadavg"); in) std::getline(in, load);
+    printf("  load average at start: %s (the peers take turns with us, one container each)\n",
+           load.substr(0, load.find(' ', load.find(' ', load.find(' ') + 1) + 1)).c_str());
     printf("  from the busybox-static image, median of %d runs each, cgroup %s, %d CPUs\n", runs,
            DetectCgroupVersion() == CgroupVersion::kV2 ? "v2" : "v1 (hybrid host)",
            static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)));

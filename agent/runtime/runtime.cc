@@ -547,6 +547,10 @@ absl::StatusOr<std::vector<std::string>> Runtime::LowerDirs(const std::string& i
   return config.value("lower_dirs", std::vector<std::string>{});
 }
 
+absl::StatusOr<HealthState> Runtime::Health(const std::string& id) const {
+  return ReadHealth(ContainerDir(id));
+}
+
 absl::StatusOr<CgroupStats> Runtime::Stats(const std::string& id) const {
   ASSIGN_OR_RETURN(nlohmann::json config, ReadJson(ContainerDir(id) + "/config.json"));
   return Cgroup::Open(config.value("cgroup_parent", options_.cgroup_parent), id).ReadStats();

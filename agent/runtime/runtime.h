@@ -41,6 +41,7 @@
 #include "absl/time/time.h"
 #include "agent/runtime/cgroups.h"
 #include "agent/runtime/fsutil.h"
+#include "agent/runtime/health.h"
 #include "agent/runtime/shim.h"
 #include "agent/runtime/spec.h"
 
@@ -99,6 +100,8 @@ class Runtime {
   absl::StatusOr<ContainerInfo> Inspect(const std::string& id) const;
   absl::StatusOr<std::vector<ContainerInfo>> List() const;
   absl::StatusOr<CgroupStats> Stats(const std::string& id) const;
+  // The latest health check result (kNone without a health check), as the shim wrote it.
+  absl::StatusOr<HealthState> Health(const std::string& id) const;
   // Finds a container by id, unique id prefix or name.
   absl::StatusOr<std::string> Resolve(const std::string& id_or_name) const;
 

@@ -405,7 +405,7 @@ TEST_F(RuntimeTest, DaemonRestart_ContainerKeepsRunningAndIsReattached) {
 HealthState WaitForHealth(Runtime& rt, const std::string& id, HealthStatus want) {
   HealthState last;
   for (int i = 0; i < 500; ++i) {
-    auto h = ReadHealth(rt.ContainerDir(id));
+    auto h = rt.Health(id);
     if (h.ok()) last = *h;
     if (h.ok() && h->status == want) break;
     absl::SleepFor(absl::Milliseconds(20));
@@ -455,7 +455,7 @@ TEST_F(RuntimeTest, HealthCheck_TimeoutFailsAndStartPeriodForgives) {
   ASSERT_TRUE(id2.ok());
   ASSERT_TRUE(runtime_->Start(*id2).ok());
   absl::SleepFor(absl::Milliseconds(600));  // about ten failing checks
-  auto state = ReadHealth(runtime_->ContainerDir(*id2));
+  auto state = runtime_->Health(*id2);
   ASSERT_TRUE(state.ok());
   EXPECT_EQ(state->status, HealthStatus::kStarting);
   EXPECT_NE(state->last_check, absl::Time());  // checks did run

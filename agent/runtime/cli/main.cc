@@ -240,7 +240,7 @@ int Main(int argc, char** argv) {
       return 0;
     }
     if (cmd == "health") {
-      auto h = ReadHealth(rt.ContainerDir(*id));
+      auto h = rt.Health(*id);
       if (!h.ok()) return Fail(h.status());
       std::cout << HealthStatusName(h->status) << " (failing streak " << h->failing_streak << ")\n";
       return 0;

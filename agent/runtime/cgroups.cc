@@ -143,10 +143,19 @@ std::vector<std::string> V1Paths(const std::string& rel) {
   return out;
 }
 
+// The directory serving `controller`: the one under its own mount, or, where controllers
+// are co-mounted ("cpu,cpuacct"), the one whose hierarchy has its files.
 std::string V1Path(const std::vector<std::string>& paths, std::string_view controller) {
   std::string prefix = absl::StrCat(kRoot, "/", std::string(controller), "/");
   for (const auto& p : paths) {
     if (p.rfind(prefix, 0) == 0) return p;
+  }
+  std::string probe = absl::StrCat("/", std::string(controller), ".stat");
+  if (controller == "cpuacct") probe = "/cpuacct.usage";
+  if (controller == "pids") probe = "/pids.max";
+  if (controller == "devices") probe = "/devices.list";
+  for (const auto& p : paths) {
+    if (access((p + probe).c_str(), F_OK) == 0) return p;
   }
   return "";
 }
@@ -365,6 +374,19 @@ absl::StatusOr<Cgroup> Cgroup::Create(const std::string& parent, const std::stri
   Cgroup cg = Open(parent, name);
   std::string rel = parent.empty() ? name : absl::StrCat(parent, "/", name);
   if (cg.version_ == CgroupVersion::kV2) RETURN_IF_ERROR(V2EnableControllers(rel));
+  // v1: a cpu hierarchy of its own is used only for CPU limits; without any, the
+  // container stays in its parent's cpu cgroup and skips one move (usage still comes from
+  // cpuacct).
+  if (cg.version_ == CgroupVersion::kV1 && resources.nano_cpus == 0 && resources.cpu_shares == 0) {
+    std::string cpu = absl::StrCat(kRoot, "/cpu/");
+    std::string cpuacct = V1Path(cg.paths_, "cpuacct");
+    for (auto it = cg.paths_.begin(); it != cg.paths_.end(); ++it) {
+      if (it->rfind(cpu, 0) == 0 && *it != cpuacct) {
+        cg.paths_.erase(it);
+        break;
+      }
+    }
+  }
   for (const auto& p : cg.paths_) RETURN_IF_ERROR(MkdirAll(p));
   absl::Status applied = Ops(cg.version_).apply(cg.paths_, resources);
   if (!applied.ok()) {

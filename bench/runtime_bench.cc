@@ -7,6 +7,10 @@
 // through the swarmd-runtime CLI (a fresh process per container, as crun and runc are).
 // crun 1.8 refuses hybrid cgroup hosts, so where /sys/fs/cgroup/unified is mounted its side
 // runs in a private mount namespace with that mount detached (v1 cgroups only, as ours).
+// The contenders take turns, one container each per round, so a shared machine's load
+// falls on all alike. Small state files of all three live on a tmpfs the bench mounts (as
+// /run is on a production node); our overlay upper directories and logs are on disk, and
+// crun and runc run on the read-only layer itself (no overlay, no log file, no shim).
 //
 //   bazel run -c opt //bench:runtime_bench -- --runs=50
 #include <dirent.h>

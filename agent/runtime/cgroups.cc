@@ -423,6 +423,11 @@ absl::StatusOr<CgroupStats> Cgroup::ReadStats() const {
   return Ops(version_).stats(paths_);
 }
 
+uint64_t Cgroup::OomKills() const {
+  if (version_ == CgroupVersion::kV2) return ReadKeyed(paths_[0] + "/memory.events", "oom_kill");
+  return ReadKeyed(V1Path(paths_, "memory") + "/memory.oom_control", "oom_kill");
+}
+
 absl::Status Cgroup::Destroy() const {
   absl::Status first;
   for (const auto& p : paths_) first.Update(KillAndRemove(p));

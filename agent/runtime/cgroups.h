@@ -62,6 +62,8 @@ class Cgroup {
   // v2 only: an O_DIRECTORY fd of the cgroup for clone3(CLONE_INTO_CGROUP); -1 on v1.
   int OpenDirFd() const;
   absl::StatusOr<CgroupStats> ReadStats() const;
+  // Just the OOM-kill count (one file), for the exit path.
+  uint64_t OomKills() const;
   // Kills what is left inside and removes the directories; missing ones are fine.
   absl::Status Destroy() const;
   // The cgroup's directory in each hierarchy (one entry on v2).

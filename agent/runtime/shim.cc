@@ -167,8 +167,7 @@ void ShimLog(const std::string& dir, const std::string& line) {
   }
   (void)log.Flush();
 
-  absl::StatusOr<CgroupStats> stats = cgroup.ReadStats();
-  bool oom = stats.ok() && stats->oom_kills > 0;
+  bool oom = cgroup.OomKills() > 0;
   if (WIFEXITED(status)) {
     record.exit_code = WEXITSTATUS(status);
     record.reason = ExitRecord::Reason::kExited;

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/openat2.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/capability.h>
@@ -267,15 +268,6 @@ class Child {
       }
     }
   }
-  // Creates an empty file (or directory) at `path` to mount something over.
-  void MakeMountPoint(const std::string& path, bool directory) {
-    if (directory) return MkdirAll(path);
-    MkdirAll(path.substr(0, path.rfind('/')));
-    int fd = open(path.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
-    if (fd < 0 && errno != EISDIR) Fail(errno, absl::StrCat("creating mount point ", path));
-    if (fd >= 0) close(fd);
-  }
-
   absl::Status SetUpStdio() {
     int fds[3] = {r_.stdin_fd, r_.stdout_fd, r_.stderr_fd};
     for (int i = 0; i < 3; ++i) {
@@ -306,76 +298,130 @@ class Child {
     Mount("overlay", r_.paths.rootfs, "overlay", 0, OverlayOptions(*r_.spec, r_.paths));
   }
 
+  // Makes `target` (an absolute path inside the container) exist, as a directory or an
+  // empty file, and returns a path that names it for mount(2): /proc/self/fd/N of an O_PATH
+  // descriptor. Every component is resolved with RESOLVE_IN_ROOT, so symbolic links in the
+  // image (an absolute "/etc" or "../../..") stay inside the rootfs instead of reaching the
+  // host's files. Resolve again after mounting on it to name the new mount.
+  std::string InRoot(const std::string& target, bool directory, int depth = 0) {
+    if (depth > 40) Fail(ELOOP, absl::StrCat("resolving ", target, " in the rootfs"));
+    if (root_fd_ < 0) {
+      root_fd_ = open(r_.paths.rootfs.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+      if (root_fd_ < 0) Fail(errno, "opening the rootfs");
+    }
+    std::vector<std::string> parts = absl::StrSplit(target, '/', absl::SkipEmpty());
+    std::string rel = ".";
+    int fd = -1;
+    for (size_t i = 0; i < parts.size(); ++i) {
+      const bool last = i + 1 == parts.size();
+      std::string next = rel == "." ? parts[i] : absl::StrCat(rel, "/", parts[i]);
+      fd = OpenInRoot(next);
+      if (fd < 0 && errno == ENOENT) {
+        int parent = OpenInRoot(rel);
+        if (parent < 0) Fail(errno, absl::StrCat("resolving ", rel, " in the rootfs"));
+        // A dangling link: follow it by hand, still inside the rootfs (RESOLVE_IN_ROOT
+        // clamps "..", an absolute target starts at the rootfs), creating what it names.
+        char link[PATH_MAX];
+        ssize_t n = readlinkat(parent, parts[i].c_str(), link, sizeof link - 1);
+        if (n > 0) {
+          close(parent);
+          link[n] = '\0';
+          std::string rest;
+          for (size_t j = i + 1; j < parts.size(); ++j) absl::StrAppend(&rest, "/", parts[j]);
+          std::string via =
+              link[0] == '/' ? absl::StrCat(link, rest) : absl::StrCat("/", rel, "/", link, rest);
+          return InRoot(via, directory, depth + 1);
+        }
+        if (!last || directory) {
+          if (mkdirat(parent, parts[i].c_str(), 0755) != 0 && errno != EEXIST) {
+            Fail(errno, absl::StrCat("creating ", target, " in the rootfs"));
+          }
+        } else {
+          int f =
+              openat(parent, parts[i].c_str(), O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
+          if (f < 0 && errno != EEXIST) Fail(errno, absl::StrCat("creating ", target));
+          if (f >= 0) close(f);
+        }
+        close(parent);
+        fd = OpenInRoot(next);
+      }
+      if (fd < 0) Fail(errno, absl::StrCat("resolving ", target, " in the rootfs"));
+      if (!last) close(fd);
+      rel = next;
+    }
+    if (fd < 0) fd = OpenInRoot(".");
+    held_.push_back(fd);  // closed by execve (O_CLOEXEC)
+    return absl::StrCat("/proc/self/fd/", fd);
+  }
+  int OpenInRoot(const std::string& rel) {
+    open_how how{};
+    how.flags = O_PATH | O_CLOEXEC;
+    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+    return static_cast<int>(syscall(SYS_openat2, root_fd_, rel.c_str(), &how, sizeof how));
+  }
+
   void MountSpecialFilesystems() {
-    const std::string& root = r_.paths.rootfs;
-    MkdirAll(root + "/proc");
-    Mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC);
-    MkdirAll(root + "/sys");
+    Mount("proc", InRoot("/proc", true), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC);
     const unsigned long ro = MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY;
     if (spec_.network == NetworkMode::kNone || !spec_.user_namespace) {
-      Mount("sysfs", root + "/sys", "sysfs", ro);
+      Mount("sysfs", InRoot("/sys", true), "sysfs", ro);
     } else {
       // sysfs needs the network namespace's owner; a user namespace on the host network
       // gets a read-only bind of the host's instead.
-      Mount("/sys", root + "/sys", nullptr, MS_BIND | MS_REC);
-      Mount("", root + "/sys", nullptr, MS_BIND | MS_REMOUNT | ro);
+      Mount("/sys", InRoot("/sys", true), nullptr, MS_BIND | MS_REC);
+      Mount("", InRoot("/sys", true), nullptr, MS_BIND | MS_REMOUNT | ro);
     }
     if (DetectCgroupVersion() == CgroupVersion::kV2) {
-      Mount("cgroup2", root + "/sys/fs/cgroup", "cgroup2", ro);
+      Mount("cgroup2", InRoot("/sys/fs/cgroup", true), "cgroup2", ro);
     }
-    MkdirAll(root + "/dev");
-    Mount("tmpfs", root + "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k");
+    Mount("tmpfs", InRoot("/dev", true), "tmpfs", MS_NOSUID | MS_STRICTATIME,
+          "mode=755,size=65536k");
+    // Our own tmpfs from here on: no links of the image's under /dev any more.
+    int dev = open(InRoot("/dev", true).c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+    if (dev < 0) Fail(errno, "opening the container's /dev");
     for (const DeviceNode& d : kDevices) {
-      std::string path = root + d.path;
+      const char* name = d.path + 5;  // after "/dev/"
       if (spec_.user_namespace) {
-        MakeMountPoint(path, false);
-        Mount(d.path, path, nullptr, MS_BIND);
-      } else if (mknod(path.c_str(), S_IFCHR | 0666, makedev(d.major, d.minor)) != 0) {
+        Mount(d.path, InRoot(d.path, false), nullptr, MS_BIND);
+      } else if (mknodat(dev, name, S_IFCHR | 0666, makedev(d.major, d.minor)) != 0) {
         Fail(errno, absl::StrCat("creating device ", d.path));
       } else {
-        chmod(path.c_str(), 0666);  // mknod honours the umask
+        fchmodat(dev, name, 0666, 0);  // mknod honours the umask
       }
     }
-    MkdirAll(root + "/dev/pts");
-    Mount("devpts", root + "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+    Mount("devpts", InRoot("/dev/pts", true), "devpts", MS_NOSUID | MS_NOEXEC,
           spec_.user_namespace ? "newinstance,ptmxmode=0666,mode=0620"
                                : "newinstance,ptmxmode=0666,mode=0620,gid=5");
-    MkdirAll(root + "/dev/shm");
-    Mount("shm", root + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+    Mount("shm", InRoot("/dev/shm", true), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
           "mode=1777,size=65536k");
-    MkdirAll(root + "/dev/mqueue");
-    Mount("mqueue", root + "/dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC);
+    Mount("mqueue", InRoot("/dev/mqueue", true), "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC);
     const std::pair<const char*, const char*> links[] = {
-        {"/proc/self/fd", "/dev/fd"},       {"/proc/self/fd/0", "/dev/stdin"},
-        {"/proc/self/fd/1", "/dev/stdout"}, {"/proc/self/fd/2", "/dev/stderr"},
-        {"pts/ptmx", "/dev/ptmx"},          {"/proc/kcore", "/dev/core"},
+        {"/proc/self/fd", "fd"},       {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"},
+        {"/proc/self/fd/2", "stderr"}, {"pts/ptmx", "ptmx"},         {"/proc/kcore", "core"},
     };
     for (const auto& [target, link] : links) {
-      if (symlink(target, (root + link).c_str()) != 0) {
-        Fail(errno, absl::StrCat("creating ", link));
-      }
+      if (symlinkat(target, dev, link) != 0) Fail(errno, absl::StrCat("creating /dev/", link));
     }
+    close(dev);
   }
 
   void MountUserMounts() {
-    const std::string& root = r_.paths.rootfs;
     for (size_t i = 0; i < spec_.mounts.size(); ++i) {
       const MountSpec& m = spec_.mounts[i];
-      std::string target = root + m.target;
       if (m.type == MountSpec::Type::kTmpfs) {
-        MkdirAll(target);
         std::string data = "mode=1777";
         if (m.tmpfs_size_bytes > 0) absl::StrAppend(&data, ",size=", m.tmpfs_size_bytes);
-        Mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | (m.read_only ? MS_RDONLY : 0), data);
+        Mount("tmpfs", InRoot(m.target, true), "tmpfs",
+              MS_NOSUID | MS_NODEV | (m.read_only ? MS_RDONLY : 0), data);
         continue;
       }
       const std::string& source = r_.mount_sources[i];
       struct stat st;
       if (stat(source.c_str(), &st) != 0) Fail(errno, absl::StrCat("inspecting ", source));
-      MakeMountPoint(target, S_ISDIR(st.st_mode));
-      Mount(source, target, nullptr, MS_BIND | MS_REC);
+      Mount(source, InRoot(m.target, S_ISDIR(st.st_mode)), nullptr, MS_BIND | MS_REC);
       if (m.read_only) {
-        Mount("", target, nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV);
+        Mount("", InRoot(m.target, S_ISDIR(st.st_mode)), nullptr,
+              MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV);
       }
     }
   }
@@ -399,10 +445,9 @@ class Child {
       if (chmod(tmp.c_str(), f.mode) != 0 || chown(tmp.c_str(), f.uid, f.gid) != 0) {
         Fail(errno, absl::StrCat("setting owner of secret file for ", f.target));
       }
-      std::string target = r_.paths.rootfs + f.target;
-      MakeMountPoint(target, false);
-      Mount(tmp, target, nullptr, MS_BIND);
-      Mount("", target, nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV);
+      Mount(tmp, InRoot(f.target, false), nullptr, MS_BIND);
+      Mount("", InRoot(f.target, false), nullptr,
+            MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV);
     }
   }
 
@@ -550,6 +595,8 @@ class Child {
 
   const CreateRequest& r_;
   const ContainerSpec& spec_;
+  int root_fd_ = -1;       // O_PATH of the rootfs, for InRoot
+  std::vector<int> held_;  // O_PATH descriptors named by mount targets
   int sock_;
   bool unshare_cgroup_ns_;
   uid_t uid_ = 0;

@@ -279,6 +279,27 @@ TEST_F(RuntimeTest, Mounts_BindAndNamedVolumePersistAcrossContainers) {
   EXPECT_TRUE(RemoveAll(host).ok());
 }
 
+TEST_F(RuntimeTest, Mounts_SymlinksInTheImageCannotReachTheHost) {
+  // A layer whose /data is an absolute link to a host directory: the mount point (and its
+  // missing parents) must be made inside the rootfs, where the link leads in there.
+  std::string host_dir = state_ + "-host";
+  std::string layer = state_ + "-layer";
+  ASSERT_TRUE(MkdirAll(host_dir).ok());
+  ASSERT_TRUE(MkdirAll(layer).ok());
+  ASSERT_EQ(symlink(host_dir.c_str(), (layer + "/data").c_str()), 0);
+  ASSERT_EQ(symlink("../../../../../..", (layer + "/up").c_str()), 0);
+  ContainerSpec spec = Spec({"sh", "-c", "ls -d /data/sub /up/escape"});
+  spec.lower_dirs = {layer, rootfs_};
+  spec.mounts.push_back({MountSpec::Type::kTmpfs, "", "/data/sub", false, 0});
+  spec.mounts.push_back({MountSpec::Type::kTmpfs, "", "/up/escape", false, 0});
+  Result r = Run(spec);
+  EXPECT_EQ(r.exit.exit_code, 0) << r.stderr_text << r.exit.error;
+  EXPECT_NE(access((host_dir + "/sub").c_str(), F_OK), 0);
+  EXPECT_NE(access("/escape", F_OK), 0);
+  EXPECT_TRUE(RemoveAll(host_dir).ok());
+  EXPECT_TRUE(RemoveAll(layer).ok());
+}
+
 TEST_F(RuntimeTest, Secrets_AreReadOnlyFilesOnTmpfs) {
   ContainerSpec spec =
       Spec({"sh", "-c",

@@ -36,9 +36,9 @@ absl::StatusOr<api::Cluster> NewCluster(const std::string& cluster_id, absl::Tim
 
 absl::Status RotateJoinToken(store::MemoryStore& store, api::NodeRole role, Random& random) {
   return store.Update([&](store::WriteTx& tx) -> absl::Status {
-    std::vector<api::Cluster> clusters = tx.ListClusters();
+    auto clusters = tx.ListClusters();
     if (clusters.empty()) return absl::FailedPreconditionError("this node is not in a swarm");
-    api::Cluster c = clusters[0];
+    api::Cluster c = *clusters[0];
     auto root = RootCA::Load(c.root_ca().ca_cert(), "");
     if (!root.ok()) return root.status();
     const std::string token = GenerateJoinToken(*root, random);
@@ -53,13 +53,13 @@ absl::Status RotateJoinToken(store::MemoryStore& store, api::NodeRole role, Rand
 }
 
 absl::StatusOr<api::Cluster> CAServer::Cluster() const {
-  std::vector<api::Cluster> clusters;
+  std::vector<store::Ptr<api::Cluster>> clusters;
   store_->View([&](const store::ReadTx& tx) { clusters = tx.ListClusters(); });
   if (clusters.empty()) {
     return absl::FailedPreconditionError(
         "this manager is not part of a swarm yet; run swarmctl swarm init or join first");
   }
-  return clusters[0];
+  return *clusters[0];
 }
 
 grpc::Status CAServer::GetRootCACertificate(grpc::ServerContext*,
@@ -104,7 +104,7 @@ grpc::Status CAServer::IssueNodeCertificate(grpc::ServerContext* ctx,
     // Renewal: the caller proves who it is with its current certificate; its role is the
     // one the cluster wants for it now (a promotion or demotion takes effect here).
     node_id = peer->node_id;
-    std::optional<api::Node> node;
+    store::Ptr<api::Node> node;
     store_->View([&](const store::ReadTx& tx) { node = tx.GetNode(node_id); });
     if (!node) {
       return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
@@ -143,8 +143,8 @@ grpc::Status CAServer::IssueNodeCertificate(grpc::ServerContext* ctx,
   if (!cert.ok()) return ToGrpc(cert.status());
 
   absl::Status s = store_->Update([&](store::WriteTx& tx) -> absl::Status {
-    std::optional<api::Node> existing = tx.GetNode(node_id);
-    api::Node node = existing.value_or(api::Node());
+    store::Ptr<api::Node> existing = tx.GetNode(node_id);
+    api::Node node = existing ? *existing : api::Node();
     node.set_id(node_id);
     node.mutable_spec()->set_membership(api::NODE_MEMBERSHIP_ACCEPTED);
     if (!existing) {
@@ -177,7 +177,7 @@ grpc::Status CAServer::IssueNodeCertificate(grpc::ServerContext* ctx,
 grpc::Status CAServer::NodeCertificateStatus(grpc::ServerContext*,
                                              const api::NodeCertificateStatusRequest* req,
                                              api::NodeCertificateStatusResponse* resp) {
-  std::optional<api::Node> node;
+  store::Ptr<api::Node> node;
   store_->View([&](const store::ReadTx& tx) { node = tx.GetNode(req->node_id()); });
   if (!node) {
     return grpc::Status(grpc::StatusCode::NOT_FOUND,

@@ -32,9 +32,10 @@ class CAServerTest : public ::testing::Test {
   }
 
   std::string CurrentToken(bool manager) {
-    std::vector<api::Cluster> c;
+    std::vector<store::Ptr<api::Cluster>> c;
     store_.View([&](const store::ReadTx& tx) { c = tx.ListClusters(); });
-    return manager ? c[0].root_ca().join_tokens().manager() : c[0].root_ca().join_tokens().worker();
+    return manager ? c[0]->root_ca().join_tokens().manager()
+                   : c[0]->root_ca().join_tokens().worker();
   }
 
   FakeClock clock_;

@@ -97,8 +97,8 @@ api::StoreAction WrapMessage(const google::protobuf::Message& o) {
 
 struct MemoryStore::Tables {
   struct Table {
-    std::map<std::string, api::StoreAction> objects;  // by ID (sorted: prefix lookups)
-    std::map<std::string, std::string> names;         // unique name -> ID
+    std::map<std::string, std::shared_ptr<const api::StoreAction>> objects;  // by ID, sorted
+    std::map<std::string, std::string> names;                                // unique name -> ID
   };
   std::map<Case, Table> tables;
   std::map<std::string, std::set<std::string>> tasks_by_service;
@@ -109,27 +109,26 @@ struct MemoryStore::Tables {
     auto it = tables.find(c);
     return it == tables.end() ? nullptr : &it->second;
   }
-  const api::StoreAction* Object(Case c, const std::string& id) const {
+  std::shared_ptr<const api::StoreAction> Object(Case c, const std::string& id) const {
     const Table* t = Find(c);
     if (t == nullptr) return nullptr;
     auto it = t->objects.find(id);
-    return it == t->objects.end() ? nullptr : &it->second;
+    return it == t->objects.end() ? nullptr : it->second;
   }
 
-  void Put(const api::StoreAction& o) {
-    const Case c = o.target_case();
-    Table& t = Get(c);
-    const std::string id = IdOf(o);
+  void Put(std::shared_ptr<const api::StoreAction> o) {
+    Table& t = Get(o->target_case());
+    const std::string id = IdOf(*o);
     auto old = t.objects.find(id);
-    if (old != t.objects.end()) Unindex(old->second);
-    t.objects[id] = o;
-    Index(o);
+    if (old != t.objects.end()) Unindex(*old->second);
+    Index(*o);
+    t.objects[id] = std::move(o);
   }
   void Erase(const api::StoreAction& o) {
     Table& t = Get(o.target_case());
     auto it = t.objects.find(IdOf(o));
     if (it == t.objects.end()) return;
-    Unindex(it->second);
+    Unindex(*it->second);
     t.objects.erase(it);
   }
   void Index(const api::StoreAction& o) {
@@ -179,53 +178,55 @@ void Watch::Push(const Event& e) {
 
 // ---- ReadTx ----
 
-#define SWARM_STORE_GETTER(Type, Name, CaseName, field)                                  \
-  std::optional<api::Type> ReadTx::Get##Name(const std::string& id) const {              \
-    const api::StoreAction* o = store_->tables_->Object(api::StoreAction::CaseName, id); \
-    if (o == nullptr) return std::nullopt;                                               \
-    return o->field();                                                                   \
-  }                                                                                      \
-  std::vector<api::Type> ReadTx::List##Name##s() const {                                 \
-    std::vector<api::Type> out;                                                          \
-    if (const auto* t = store_->tables_->Find(api::StoreAction::CaseName)) {             \
-      out.reserve(t->objects.size());                                                    \
-      for (const auto& [id, o] : t->objects) out.push_back(o.field());                   \
-    }                                                                                    \
-    return out;                                                                          \
+// The stored object of a StoreAction, sharing its ownership.
+#define SWARM_STORE_GETTER(Type, CaseName, field)                              \
+  Ptr<api::Type> ReadTx::Get##Type(const std::string& id) const {              \
+    auto o = store_->tables_->Object(api::StoreAction::CaseName, id);          \
+    if (o == nullptr) return nullptr;                                          \
+    return Ptr<api::Type>(o, &o->field());                                     \
+  }                                                                            \
+  std::vector<Ptr<api::Type>> ReadTx::List##Type##s() const {                  \
+    std::vector<Ptr<api::Type>> out;                                           \
+    if (const auto* t = store_->tables_->Find(api::StoreAction::CaseName)) {   \
+      out.reserve(t->objects.size());                                          \
+      for (const auto& [id, o] : t->objects) out.emplace_back(o, &o->field()); \
+    }                                                                          \
+    return out;                                                                \
   }
 
-SWARM_STORE_GETTER(Node, Node, kNode, node)
-SWARM_STORE_GETTER(Service, Service, kService, service)
-SWARM_STORE_GETTER(Task, Task, kTask, task)
-SWARM_STORE_GETTER(Network, Network, kNetwork, network)
-SWARM_STORE_GETTER(Cluster, Cluster, kCluster, cluster)
-SWARM_STORE_GETTER(Secret, Secret, kSecret, secret)
-SWARM_STORE_GETTER(Config, Config, kConfig, config)
+SWARM_STORE_GETTER(Node, kNode, node)
+SWARM_STORE_GETTER(Service, kService, service)
+SWARM_STORE_GETTER(Task, kTask, task)
+SWARM_STORE_GETTER(Network, kNetwork, network)
+SWARM_STORE_GETTER(Cluster, kCluster, cluster)
+SWARM_STORE_GETTER(Secret, kSecret, secret)
+SWARM_STORE_GETTER(Config, kConfig, config)
 #undef SWARM_STORE_GETTER
 
 namespace {
 
-std::vector<api::Task> TasksIn(
+std::vector<Ptr<api::Task>> TasksIn(
     const std::map<std::string, std::set<std::string>>& index, const std::string& key,
-    const std::function<const api::StoreAction*(const std::string&)>& lookup) {
-  std::vector<api::Task> out;
+    const std::function<std::shared_ptr<const api::StoreAction>(const std::string&)>& lookup) {
+  std::vector<Ptr<api::Task>> out;
   auto it = index.find(key);
   if (it == index.end()) return out;
+  out.reserve(it->second.size());
   for (const std::string& id : it->second) {
-    if (const api::StoreAction* o = lookup(id)) out.push_back(o->task());
+    if (auto o = lookup(id)) out.emplace_back(o, &o->task());
   }
   return out;
 }
 
 }  // namespace
 
-std::vector<api::Task> ReadTx::TasksByService(const std::string& service_id) const {
+std::vector<Ptr<api::Task>> ReadTx::TasksByService(const std::string& service_id) const {
   const MemoryStore::Tables* t = store_->tables_.get();
   return TasksIn(t->tasks_by_service, service_id,
                  [t](const std::string& id) { return t->Object(api::StoreAction::kTask, id); });
 }
 
-std::vector<api::Task> ReadTx::TasksByNode(const std::string& node_id) const {
+std::vector<Ptr<api::Task>> ReadTx::TasksByNode(const std::string& node_id) const {
   const MemoryStore::Tables* t = store_->tables_.get();
   return TasksIn(t->tasks_by_node, node_id,
                  [t](const std::string& id) { return t->Object(api::StoreAction::kTask, id); });
@@ -360,7 +361,7 @@ absl::Status MemoryStore::ValidateLocked(const api::InternalRaftRequest& req) co
   auto current = [&](Case c, const std::string& id) -> const api::StoreAction* {
     auto it = overlay.find({c, id});
     if (it != overlay.end()) return it->second;
-    return tables_->Object(c, id);
+    return tables_->Object(c, id).get();
   };
   auto name_owner = [&](Case c, const std::string& name) -> std::string {
     auto it = names.find({c, name});
@@ -434,19 +435,17 @@ absl::Status MemoryStore::ApplyTransaction(const api::InternalRaftRequest& req, 
     Event e;
     e.kind = a.kind();
     e.index = index;
-    if (const api::StoreAction* old = tables_->Object(a.target_case(), IdOf(a))) {
-      e.old_object = *old;
-    }
+    e.old_object = tables_->Object(a.target_case(), IdOf(a));
     if (a.kind() == api::STORE_ACTION_KIND_REMOVE) {
       tables_->Erase(a);
     } else {
-      api::StoreAction o = ObjectOf(a);
-      MutableMeta(&o)->mutable_version()->set_index(index);
+      auto o = std::make_shared<api::StoreAction>(ObjectOf(a));
+      MutableMeta(o.get())->mutable_version()->set_index(index);
       if (e.old_object) {
-        *MutableMeta(&o)->mutable_created_at() = MetaOf(*e.old_object).created_at();
+        *MutableMeta(o.get())->mutable_created_at() = MetaOf(*e.old_object).created_at();
       }
-      tables_->Put(o);
-      e.new_object = std::move(o);
+      e.new_object = o;
+      tables_->Put(std::move(o));
     }
     PublishLocked(e);
   }
@@ -471,7 +470,8 @@ std::string MemoryStore::Snapshot() {
   absl::ReaderMutexLock lock(&mu_);
   api::StoreSnapshot snap;
   for (const auto& [c, t] : tables_->tables) {
-    for (const auto& [id, o] : t.objects) {
+    for (const auto& [id, ptr] : t.objects) {
+      const api::StoreAction& o = *ptr;
       switch (c) {
         case api::StoreAction::kNode:
           *snap.add_nodes() = o.node();
@@ -511,7 +511,7 @@ absl::Status MemoryStore::Restore(std::string_view data) {
   uint64_t last = 0;
   auto put = [&](api::StoreAction o) {
     last = std::max(last, VersionOf(o));
-    tables->Put(o);
+    tables->Put(std::make_shared<const api::StoreAction>(std::move(o)));
   };
   for (const auto& o : snap.nodes()) put(Wrap(o));
   for (const auto& o : snap.services()) put(Wrap(o));

@@ -52,9 +52,10 @@ struct Event {
   api::StoreActionKind kind = api::STORE_ACTION_KIND_CREATE;
   uint64_t index = 0;
   // The object before (UPDATE, REMOVE) and after (CREATE, UPDATE) the write, each a
-  // StoreAction whose target holds it.
-  std::optional<api::StoreAction> old_object;
-  std::optional<api::StoreAction> new_object;
+  // StoreAction whose target holds it; null when there is none. Shared with the store and every
+  // other watcher: objects are immutable once stored.
+  std::shared_ptr<const api::StoreAction> old_object;
+  std::shared_ptr<const api::StoreAction> new_object;
 };
 
 // A stream of events for one watcher. Close it (or drop it) when done.
@@ -75,28 +76,32 @@ class Watch {
 
 class MemoryStore;
 
-// Read access to committed state. Objects are returned by value (copies).
+// Read access to committed state. Objects come back as shared pointers to the stored,
+// immutable objects (null when absent): listing 100,000 tasks copies pointers, not tasks.
+// To change one, copy it, modify the copy and write it in a transaction.
+template <typename T>
+using Ptr = std::shared_ptr<const T>;
 class ReadTx {
  public:
-  std::optional<api::Node> GetNode(const std::string& id) const;
-  std::optional<api::Service> GetService(const std::string& id) const;
-  std::optional<api::Task> GetTask(const std::string& id) const;
-  std::optional<api::Network> GetNetwork(const std::string& id) const;
-  std::optional<api::Cluster> GetCluster(const std::string& id) const;
-  std::optional<api::Secret> GetSecret(const std::string& id) const;
-  std::optional<api::Config> GetConfig(const std::string& id) const;
+  Ptr<api::Node> GetNode(const std::string& id) const;
+  Ptr<api::Service> GetService(const std::string& id) const;
+  Ptr<api::Task> GetTask(const std::string& id) const;
+  Ptr<api::Network> GetNetwork(const std::string& id) const;
+  Ptr<api::Cluster> GetCluster(const std::string& id) const;
+  Ptr<api::Secret> GetSecret(const std::string& id) const;
+  Ptr<api::Config> GetConfig(const std::string& id) const;
 
-  std::vector<api::Node> ListNodes() const;
-  std::vector<api::Service> ListServices() const;
-  std::vector<api::Task> ListTasks() const;
-  std::vector<api::Network> ListNetworks() const;
-  std::vector<api::Cluster> ListClusters() const;
-  std::vector<api::Secret> ListSecrets() const;
-  std::vector<api::Config> ListConfigs() const;
+  std::vector<Ptr<api::Node>> ListNodes() const;
+  std::vector<Ptr<api::Service>> ListServices() const;
+  std::vector<Ptr<api::Task>> ListTasks() const;
+  std::vector<Ptr<api::Network>> ListNetworks() const;
+  std::vector<Ptr<api::Cluster>> ListClusters() const;
+  std::vector<Ptr<api::Secret>> ListSecrets() const;
+  std::vector<Ptr<api::Config>> ListConfigs() const;
 
   // Indexes.
-  std::vector<api::Task> TasksByService(const std::string& service_id) const;
-  std::vector<api::Task> TasksByNode(const std::string& node_id) const;
+  std::vector<Ptr<api::Task>> TasksByService(const std::string& service_id) const;
+  std::vector<Ptr<api::Task>> TasksByNode(const std::string& node_id) const;
   // The ID of the object of that kind with that name, if any (names are unique per kind).
   std::optional<std::string> IdByName(api::StoreAction::TargetCase kind,
                                       const std::string& name) const;

@@ -35,10 +35,10 @@ class StoreTest : public ::testing::Test {
     });
   }
   api::Service GetService(const std::string& id) {
-    std::optional<api::Service> s;
+    Ptr<api::Service> s;
     store_.View([&](const ReadTx& tx) { s = tx.GetService(id); });
-    EXPECT_TRUE(s.has_value()) << id;
-    return s.value_or(api::Service());
+    EXPECT_NE(s, nullptr) << id;
+    return s ? *s : api::Service();
   }
 
   FakeClock clock_;
@@ -111,7 +111,7 @@ TEST_F(StoreTest, Transaction_IsAllOrNothing) {
     return absl::OkStatus();
   });
   EXPECT_EQ(s.code(), absl::StatusCode::kAlreadyExists);
-  store_.View([](const ReadTx& tx) { EXPECT_FALSE(tx.GetService("svc2").has_value()); });
+  store_.View([](const ReadTx& tx) { EXPECT_EQ(tx.GetService("svc2"), nullptr); });
   // Renaming and taking the freed name in one transaction works.
   api::Service s1 = GetService("svc1");
   s1.mutable_spec()->mutable_annotations()->set_name("web-old");
@@ -130,7 +130,7 @@ TEST_F(StoreTest, Transaction_IsAllOrNothing) {
                 })
                 .code(),
             absl::StatusCode::kInvalidArgument);
-  store_.View([](const ReadTx& tx) { EXPECT_FALSE(tx.GetService("svc9").has_value()); });
+  store_.View([](const ReadTx& tx) { EXPECT_EQ(tx.GetService("svc9"), nullptr); });
 }
 
 TEST_F(StoreTest, Watch_SeesOrderedEventsWithOldAndNew) {
@@ -155,7 +155,7 @@ TEST_F(StoreTest, Watch_SeesOrderedEventsWithOldAndNew) {
   auto e1 = (*w)->Next(absl::Seconds(1));
   ASSERT_TRUE(e1.has_value());
   EXPECT_EQ(e1->kind, api::STORE_ACTION_KIND_CREATE);
-  EXPECT_FALSE(e1->old_object.has_value());
+  EXPECT_EQ(e1->old_object, nullptr);
   EXPECT_EQ(e1->new_object->service().spec().annotations().name(), "web");
   auto e2 = (*w)->Next(absl::Seconds(1));
   EXPECT_EQ(e2->kind, api::STORE_ACTION_KIND_UPDATE);

@@ -972,7 +972,6 @@ void Raft::FoldCommittedConfs() {
 
 void Raft::ApplyConfig(const ConfState& cs) {
   trk_.SetConfig(cs, raft_log_.LastIndex() + 1);
-  is_learner_ = trk_.IsLearner(id_);
   if (lead_transferee_ != kNone && !trk_.IsVoter(lead_transferee_)) AbortLeaderTransfer();
 }
 

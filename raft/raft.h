@@ -148,7 +148,6 @@ class Raft {
   uint64_t max_uncommitted_size_;
   ProgressTracker trk_;
   StateType state_ = StateType::kFollower;
-  bool is_learner_ = false;
   std::vector<Message> msgs_;
   std::vector<Message> msgs_after_persist_;
   uint64_t lead_ = kNone;

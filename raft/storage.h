@@ -80,8 +80,6 @@ class MemoryStorage final : public Storage {
   void SetHardState(const HardState& hs);
   // Starts the log of a new cluster's member (see BootstrapEntries).
   void Bootstrap(const ConfState& cs);
-  // Deprecated alias of Bootstrap, kept until every caller has moved.
-  void SetBootstrapConfState(const ConfState& cs) { Bootstrap(cs); }
   // Replaces the contents with a snapshot received from the leader.
   absl::Status ApplySnapshot(const Snapshot& snap);
   // Makes a snapshot at index i (which must be applied) with the given data and membership.

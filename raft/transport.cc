@@ -245,11 +245,6 @@ void Transport::RemovePeer(uint64_t id) {
   // Joins the sender thread outside the lock.
 }
 
-bool Transport::HasPeer(uint64_t id) const {
-  absl::MutexLock lock(&mu_);
-  return peers_.count(id) > 0;
-}
-
 void Transport::Send(Message m) {
   const uint64_t to = m.to;
   const bool snap = m.type == MessageType::kSnap;

@@ -56,7 +56,6 @@ class Transport {
   // Adds a peer, or points it at a new address.
   void SetPeer(uint64_t id, const std::string& addr);
   void RemovePeer(uint64_t id);
-  bool HasPeer(uint64_t id) const;
   // Queues m for m.to; never blocks.
   void Send(Message m);
   // Stops every sender thread; later Sends are dropped.

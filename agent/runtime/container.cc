@@ -386,7 +386,7 @@ class Child {
       } else if (mknodat(dev, name, S_IFCHR | 0666, makedev(d.major, d.minor)) != 0) {
         Fail(errno, absl::StrCat("creating device ", d.path));
       } else {
-        fchmodat(dev, name, 0666, 0);  // mknod honours the umask
+        (void)!fchmodat(dev, name, 0666, 0);  // mknod honours the umask
       }
     }
     Mount("devpts", InRoot("/dev/pts", true), "devpts", MS_NOSUID | MS_NOEXEC,

@@ -48,9 +48,9 @@ for k in 1 2 3 4 5; do echo "put k$k: $(ctl "$l" put "k$k" "value-$k")"; done
 
 echo "== kill -9 the leader (member $l)"
 kill -9 "${pids[$l]}"; wait "${pids[$l]}" 2>/dev/null || true; unset "pids[$l]"
-t0=$(date +%s.%N)
+t0=$(date +%s%N)
 n=$(leader)
-echo "member $n leads after $(echo "$(date +%s.%N) - $t0" | bc | cut -c1-4) s"
+echo "member $n leads after $((($(date +%s%N) - t0) / 1000000)) ms"
 echo "read k3 on member $n: $(ctl "$n" get k3)"
 echo "put k6: $(ctl "$n" put k6 value-6)"
 

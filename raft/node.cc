@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/tls.h"
 #include "proto/raft_service.grpc.pb.h"
@@ -44,12 +45,6 @@ std::string EncodeMember(const Member& m) {
 
 [[noreturn]] void Die(const std::string& what, const absl::Status& s) {
   Fatal(what + ": " + std::string(s.message()));
-}
-
-grpc::Status ToGrpc(const absl::Status& s) {
-  if (s.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(static_cast<int>(s.code())),
-                      std::string(s.message()));
 }
 
 }  // namespace
@@ -176,7 +171,7 @@ class Node::MembershipServiceImpl final : public api::RaftMembership::Service {
         id = SecureRandom::Get().Next64() >> 1;
       } while (id == kNone || st.members.count(id));
       absl::Status s = node_->AddMember(id, req->addr(), absl::Seconds(10));
-      if (!s.ok()) return ToGrpc(s);
+      if (!s.ok()) return ToGrpcStatus(s);
       st = node_->Status();
     }
     resp->set_raft_id(id);
@@ -191,7 +186,7 @@ class Node::MembershipServiceImpl final : public api::RaftMembership::Service {
   grpc::Status Leave(grpc::ServerContext* ctx, const api::LeaveRequest* req,
                      api::LeaveResponse*) override {
     if (grpc::Status s = node_->Authorize(*ctx); !s.ok()) return s;
-    return ToGrpc(node_->RemoveMember(req->node().raft_id(), absl::Seconds(10)));
+    return ToGrpcStatus(node_->RemoveMember(req->node().raft_id(), absl::Seconds(10)));
   }
 
  private:
@@ -492,7 +487,7 @@ void Node::Deliver(Message m) {
 
 grpc::Status Node::Authorize(const grpc::ServerContext& ctx) const {
   if (!config_.require_manager_peers) return grpc::Status::OK;
-  return ToGrpc(tls::RequireRole(ctx, {tls::kManagerRole}));
+  return ToGrpcStatus(tls::RequireRole(ctx, {tls::kManagerRole}));
 }
 
 std::string Node::LeaderHint() const {

@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/errno_status.h"
+#include "common/files.h"
 
 namespace swarm::agent::runtime {
 
@@ -48,16 +49,8 @@ absl::Status WriteHealth(const std::string& dir, const HealthState& s) {
   j["last_exit_code"] = s.last_exit_code;
   j["last_output"] = s.last_output;
   j["last_check_ns"] = absl::ToUnixNanos(s.last_check);
-  std::string tmp = dir + "/health.json.tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    if (!out) return ErrnoToStatus(errno, absl::StrCat("writing ", tmp));
-  }
-  if (rename(tmp.c_str(), (dir + "/health.json").c_str()) != 0) {
-    return ErrnoToStatus(errno, absl::StrCat("renaming ", tmp));
-  }
-  return absl::OkStatus();
+  return WriteFileAtomically(dir + "/health.json",
+                             j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 absl::StatusOr<HealthState> ReadHealth(const std::string& dir) {

@@ -21,6 +21,7 @@
 #include "agent/runtime/fsutil.h"
 #include "agent/runtime/reference.h"
 #include "common/errno_status.h"
+#include "common/files.h"
 #include "common/id.h"
 #include "common/random.h"
 #include "common/status_macros.h"
@@ -54,32 +55,11 @@ class Sha256 {
 
 std::string Hex(const std::string& digest) { return digest.substr(digest.find(':') + 1); }
 
-absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return ErrnoToStatus(errno, absl::StrCat("reading ", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 absl::StatusOr<json> ReadJsonFile(const std::string& path) {
-  ASSIGN_OR_RETURN(std::string data, ReadFileToString(path));
+  ASSIGN_OR_RETURN(std::string data, ReadFile(path));
   json j = json::parse(data, nullptr, false);
   if (j.is_discarded()) return absl::DataLossError(absl::StrCat(path, " is not valid JSON"));
   return j;
-}
-
-absl::Status WriteFileAtomic(const std::string& path, const std::string& data) {
-  std::string tmp = absl::StrCat(path, ".tmp.", getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << data;
-    if (!out) return ErrnoToStatus(errno, absl::StrCat("writing ", tmp));
-  }
-  if (rename(tmp.c_str(), path.c_str()) != 0) {
-    return ErrnoToStatus(errno, absl::StrCat("renaming ", tmp));
-  }
-  return absl::OkStatus();
 }
 
 absl::Status CopyFile(const std::string& from, const std::string& to) {
@@ -397,8 +377,8 @@ absl::StatusOr<std::string> ImageStore::ImportImage(const std::string& config_di
   record["layer_blobs"] = blobs;
   record["size"] = size;
   absl::MutexLock lock(&mu_);
-  RETURN_IF_ERROR(
-      WriteFileAtomic(absl::StrCat(root_, "/images/", Hex(config_digest), ".json"), record.dump()));
+  RETURN_IF_ERROR(WriteFileAtomically(absl::StrCat(root_, "/images/", Hex(config_digest), ".json"),
+                                      record.dump()));
   ASSIGN_OR_RETURN(auto all_tags, ReadTags());
   for (const auto& t : tags) all_tags[NormalizeTag(t)] = config_digest;
   if (!manifest_digest.empty()) {
@@ -420,7 +400,7 @@ absl::StatusOr<std::map<std::string, std::string>> ImageStore::ReadTags() const 
 }
 
 absl::Status ImageStore::WriteTags(const std::map<std::string, std::string>& tags) const {
-  return WriteFileAtomic(root_ + "/tags.json", json(tags).dump(1));
+  return WriteFileAtomically(root_ + "/tags.json", json(tags).dump(1));
 }
 
 absl::StatusOr<std::vector<std::string>> ImageStore::LoadOciIndex(const std::string& dir,

@@ -25,6 +25,7 @@
 #include "agent/runtime/image_store.h"
 #include "agent/runtime/seccomp.h"
 #include "common/errno_status.h"
+#include "common/files.h"
 #include "common/id.h"
 #include "common/random.h"
 #include "common/status_macros.h"
@@ -33,17 +34,7 @@ namespace swarm::agent::runtime {
 namespace {
 
 absl::Status WriteJson(const std::string& path, const nlohmann::json& j) {
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    if (!out) return ErrnoToStatus(errno, absl::StrCat("writing ", tmp));
-    out << j.dump();
-    if (!out) return ErrnoToStatus(errno, absl::StrCat("writing ", tmp));
-  }
-  if (rename(tmp.c_str(), path.c_str()) != 0) {
-    return ErrnoToStatus(errno, absl::StrCat("renaming ", tmp, " to ", path));
-  }
-  return absl::OkStatus();
+  return WriteFileAtomically(path, j.dump());
 }
 
 absl::StatusOr<nlohmann::json> ReadJson(const std::string& path) {

@@ -1,17 +1,12 @@
 #include "manager/ca/server.h"
 
+#include "common/grpc_status.h"
 #include "common/id.h"
 #include "common/logging.h"
 #include "common/tls.h"
 
 namespace swarm::manager::ca {
 namespace {
-
-grpc::Status ToGrpc(const absl::Status& s) {
-  if (s.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(static_cast<int>(s.code())),
-                      std::string(s.message()));
-}
 
 Role FromApi(api::NodeRole r) {
   return r == api::NODE_ROLE_MANAGER ? Role::kManager : Role::kWorker;
@@ -66,7 +61,7 @@ grpc::Status CAServer::GetRootCACertificate(grpc::ServerContext*,
                                             const api::GetRootCACertificateRequest*,
                                             api::GetRootCACertificateResponse* resp) {
   auto c = Cluster();
-  if (!c.ok()) return ToGrpc(c.status());
+  if (!c.ok()) return ToGrpcStatus(c.status());
   resp->set_certificate(c->root_ca().ca_cert());
   return grpc::Status::OK;
 }
@@ -94,9 +89,9 @@ grpc::Status CAServer::IssueNodeCertificate(grpc::ServerContext* ctx,
                                             api::IssueNodeCertificateResponse* resp) {
   const std::string addr = ctx->peer();
   auto cluster = Cluster();
-  if (!cluster.ok()) return ToGrpc(cluster.status());
+  if (!cluster.ok()) return ToGrpcStatus(cluster.status());
   auto root = RootCA::Load(cluster->root_ca().ca_cert(), cluster->root_ca().ca_key());
-  if (!root.ok()) return ToGrpc(root.status());
+  if (!root.ok()) return ToGrpcStatus(root.status());
 
   std::string node_id;
   Role role;
@@ -113,12 +108,12 @@ grpc::Status CAServer::IssueNodeCertificate(grpc::ServerContext* ctx,
     role = FromApi(node->spec().desired_role());
   } else {
     // Joining: the token decides the role.
-    if (absl::Status s = CheckRateLimit(addr); !s.ok()) return ToGrpc(s);
+    if (absl::Status s = CheckRateLimit(addr); !s.ok()) return ToGrpcStatus(s);
     auto token = ParseJoinToken(req->token());
     if (!token.ok()) {
       RecordFailure(addr);
       log::Warn("ca", "refused a join", {{"peer", addr}, {"reason", token.status()}});
-      return ToGrpc(token.status());
+      return ToGrpcStatus(token.status());
     }
     const auto& tokens = cluster->root_ca().join_tokens();
     if (req->token() == tokens.manager()) {
@@ -140,7 +135,7 @@ grpc::Status CAServer::IssueNodeCertificate(grpc::ServerContext* ctx,
   const absl::Time now = clock_->Now();
   auto cert = root->Issue(req->csr(), node_id, role, cluster->id(), kDefaultNodeCertValidity, now,
                           *random_);
-  if (!cert.ok()) return ToGrpc(cert.status());
+  if (!cert.ok()) return ToGrpcStatus(cert.status());
 
   absl::Status s = store_->Update([&](store::WriteTx& tx) -> absl::Status {
     store::Ptr<api::Node> existing = tx.GetNode(node_id);
@@ -166,7 +161,7 @@ grpc::Status CAServer::IssueNodeCertificate(grpc::ServerContext* ctx,
     }
     return absl::OkStatus();
   });
-  if (!s.ok()) return ToGrpc(s);
+  if (!s.ok()) return ToGrpcStatus(s);
   log::Info("ca", "issued a node certificate",
             {{"node", node_id}, {"role", RoleName(role)}, {"peer", addr}});
   resp->set_node_id(node_id);

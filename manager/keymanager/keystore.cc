@@ -1,12 +1,8 @@
 #include "manager/keymanager/keystore.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <filesystem>
 
-#include "common/errno_status.h"
+#include "common/files.h"
 #include "manager/ca/ca.h"
 #include "manager/keymanager/keys.pb.h"
 
@@ -28,45 +24,8 @@ std::string Wrap(const std::string& kek_secret, bool from_unlock_key, const std:
 
 bool KeyStore::Exists() const { return std::filesystem::exists(path(kKeys)); }
 
-absl::StatusOr<std::string> KeyStore::Read(const std::string& p) const {
-  int fd = open(p.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoToStatus(errno, "opening " + p);
-  std::string data;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof(buf))) > 0) data.append(buf, static_cast<size_t>(n));
-  const int err = errno;
-  close(fd);
-  if (n < 0) return ErrnoToStatus(err, "reading " + p);
-  return data;
-}
-
-absl::Status KeyStore::WriteAtomically(const std::string& p, const std::string& data) const {
-  const std::string tmp = p + ".tmp";
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return ErrnoToStatus(errno, "creating " + tmp);
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = write(fd, data.data() + off, data.size() - off);
-    if (n < 0) {
-      const int err = errno;
-      close(fd);
-      return ErrnoToStatus(err, "writing " + tmp);
-    }
-    off += static_cast<size_t>(n);
-  }
-  if (fsync(fd) != 0) {
-    const int err = errno;
-    close(fd);
-    return ErrnoToStatus(err, "syncing " + tmp);
-  }
-  close(fd);
-  if (rename(tmp.c_str(), p.c_str()) != 0) return ErrnoToStatus(errno, "replacing " + p);
-  return absl::OkStatus();
-}
-
 absl::StatusOr<bool> KeyStore::Locked() const {
-  auto data = Read(path(kKeys));
+  auto data = ReadFile(path(kKeys));
   if (!data.ok()) return data.status();
   KeyStoreRecord rec;
   if (!rec.ParseFromString(*data)) {
@@ -85,7 +44,8 @@ absl::StatusOr<std::optional<std::string>> KeyStore::Store(const Keys& keys, boo
     secret = *parsed;
   } else {
     secret = NewDataKey(0, random_).key;
-    if (absl::Status s = WriteAtomically(path(kLocal), secret); !s.ok()) return s;
+    if (absl::Status s = WriteFileAtomically(path(kLocal), secret, 0600, /*sync=*/true); !s.ok())
+      return s;
   }
   KeyStoreRecord rec;
   rec.set_protection(autolock ? KEY_PROTECTION_UNLOCK_KEY : KEY_PROTECTION_NODE_LOCAL);
@@ -94,7 +54,10 @@ absl::StatusOr<std::optional<std::string>> KeyStore::Store(const Keys& keys, boo
   if (!keys.tls_key_pem.empty()) {
     rec.set_tls_key(Wrap(secret, autolock, keys.tls_key_pem, kTlsAad, random_));
   }
-  if (absl::Status s = WriteAtomically(path(kKeys), rec.SerializeAsString()); !s.ok()) return s;
+  if (absl::Status s =
+          WriteFileAtomically(path(kKeys), rec.SerializeAsString(), 0600, /*sync=*/true);
+      !s.ok())
+    return s;
   if (autolock) {
     // The node-local key must not outlive the switch to autolock.
     std::error_code ec;
@@ -104,7 +67,7 @@ absl::StatusOr<std::optional<std::string>> KeyStore::Store(const Keys& keys, boo
 }
 
 absl::StatusOr<Keys> KeyStore::Load() const {
-  auto data = Read(path(kKeys));
+  auto data = ReadFile(path(kKeys));
   if (!data.ok()) return data.status();
   KeyStoreRecord rec;
   if (!rec.ParseFromString(*data)) {
@@ -113,7 +76,7 @@ absl::StatusOr<Keys> KeyStore::Load() const {
   if (rec.protection() == KEY_PROTECTION_UNLOCK_KEY) {
     return absl::FailedPreconditionError("this node is locked: run swarmctl swarm unlock");
   }
-  auto secret = Read(path(kLocal));
+  auto secret = ReadFile(path(kLocal));
   if (!secret.ok()) return secret.status();
   KeyRing ring(DataKey{0, *secret});
   auto dek = OpenRecord(ring, rec.dek(), kDekAad);
@@ -133,7 +96,7 @@ absl::StatusOr<Keys> KeyStore::Load() const {
 absl::StatusOr<Keys> KeyStore::Unlock(const std::string& unlock_key) const {
   auto secret = ca::ParseUnlockKey(unlock_key);
   if (!secret.ok()) return secret.status();
-  auto data = Read(path(kKeys));
+  auto data = ReadFile(path(kKeys));
   if (!data.ok()) return data.status();
   KeyStoreRecord rec;
   if (!rec.ParseFromString(*data)) {

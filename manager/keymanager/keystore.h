@@ -46,8 +46,6 @@ class KeyStore {
 
  private:
   std::string path(const char* name) const { return dir_ + "/" + name; }
-  absl::Status WriteAtomically(const std::string& path, const std::string& data) const;
-  absl::StatusOr<std::string> Read(const std::string& path) const;
 
   std::string dir_;
   Random& random_;

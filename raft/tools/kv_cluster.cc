@@ -13,18 +13,13 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
 #include "common/ports.h"
 
 namespace swarm::raft {
 namespace {
 
 namespace fs = std::filesystem;
-
-absl::Status FromGrpc(const grpc::Status& s) {
-  if (s.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(static_cast<int>(s.error_code())),
-                      s.error_message());
-}
 
 void SetDeadline(grpc::ClientContext* ctx, absl::Duration timeout) {
   ctx->set_deadline(std::chrono::system_clock::now() +
@@ -139,7 +134,7 @@ absl::StatusOr<raftkv::StatusResponse> KvCluster::Status(int i, absl::Duration t
   SetDeadline(&ctx, timeout);
   raftkv::StatusResponse resp;
   grpc::Status s = Stub(i)->Status(&ctx, raftkv::StatusRequest(), &resp);
-  if (!s.ok()) return FromGrpc(s);
+  if (!s.ok()) return FromGrpcStatus(s);
   return resp;
 }
 
@@ -186,7 +181,7 @@ absl::StatusOr<uint64_t> KvCluster::Put(raftkv::RaftKV::Stub& client, const std:
   req.set_value(value);
   raftkv::PutResponse resp;
   grpc::Status s = client.Put(&ctx, req, &resp);
-  if (!s.ok()) return FromGrpc(s);
+  if (!s.ok()) return FromGrpcStatus(s);
   return resp.index();
 }
 
@@ -198,7 +193,7 @@ absl::StatusOr<std::vector<raftkv::Op>> KvCluster::Dump(int i) {
   raftkv::DumpResponse resp;
   while (reader->Read(&resp)) ops.insert(ops.end(), resp.ops().begin(), resp.ops().end());
   grpc::Status s = reader->Finish();
-  if (!s.ok()) return FromGrpc(s);
+  if (!s.ok()) return FromGrpcStatus(s);
   return ops;
 }
 

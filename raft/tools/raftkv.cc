@@ -13,6 +13,7 @@
 #include <mutex>
 
 #include "absl/strings/str_split.h"
+#include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/random.h"
 #include "proto/raft_service.grpc.pb.h"
@@ -71,12 +72,6 @@ class KvStateMachine final : public StateMachine {
   std::map<std::string, std::string> values_;
 };
 
-grpc::Status ToGrpc(const absl::Status& s) {
-  if (s.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(static_cast<int>(s.code())),
-                      std::string(s.message()));
-}
-
 // Put, Get and Status use gRPC's callback API: a write waits for its proposal without holding
 // a server thread, so many clients can have writes in flight (and be batched) at once.
 using KvServiceBase = raftkv::RaftKV::WithCallbackMethod_Put<raftkv::RaftKV::WithCallbackMethod_Get<
@@ -95,7 +90,7 @@ class KvService final : public KvServiceBase {
     node_->ProposeAsync(op.SerializeAsString(), absl::Seconds(5),
                         [reactor, resp](absl::StatusOr<uint64_t> index) {
                           if (index.ok()) resp->set_index(*index);
-                          reactor->Finish(ToGrpc(index.status()));
+                          reactor->Finish(ToGrpcStatus(index.status()));
                         });
     return reactor;
   }
@@ -111,7 +106,7 @@ class KvService final : public KvServiceBase {
                                        resp->set_value(*v);
                                      }
                                    }
-                                   reactor->Finish(ToGrpc(read.status()));
+                                   reactor->Finish(ToGrpcStatus(read.status()));
                                  });
     return reactor;
   }

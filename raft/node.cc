@@ -490,14 +490,6 @@ grpc::Status Node::Authorize(const grpc::ServerContext& ctx) const {
   return ToGrpcStatus(tls::RequireRole(ctx, {tls::kManagerRole}));
 }
 
-std::string Node::LeaderHint() const {
-  const raft::Status s = raw_->GetStatus();
-  if (s.soft_state.lead == kNone) return "there is no leader now; retry shortly";
-  auto it = members_.find(s.soft_state.lead);
-  return "the leader is member " + std::to_string(s.soft_state.lead) +
-         (it != members_.end() ? " at " + it->second.addr : std::string());
-}
-
 // ---- The loop ----
 
 void Node::Run() {
@@ -515,10 +507,13 @@ void Node::Run() {
     for (auto [id, failed] : in->snapshot_status) raw_->ReportSnapshot(id, failed);
     for (uint64_t to : in->transfers) raw_->TransferLeadership(to);
 
+    // A follower hands proposals and membership changes to the leader through the core (it
+    // forwards them as messages), so any manager can write; its waiters complete when the
+    // entry is applied here. Without a known leader there is nobody to hand them to.
+    const bool has_leader = raw_->GetStatus().soft_state.lead != kNone;
     if (!in->proposals.empty()) {
-      if (!leader_) {
-        const absl::Status s =
-            absl::FailedPreconditionError("this manager is not the raft leader: " + LeaderHint());
+      if (!has_leader) {
+        const absl::Status s = absl::UnavailableError("no raft leader now; retry shortly");
         for (auto& [d, w] : in->proposals) w->Finish(s);
       } else {
         // Everything that arrived while the last Ready was being written goes in one batch.
@@ -551,9 +546,8 @@ void Node::Run() {
       raw_->ReadIndex(ctx);
     }
     for (auto& [cc, w] : in->conf_changes) {
-      if (!leader_) {
-        w->Finish(absl::FailedPreconditionError("membership changes go through the raft leader: " +
-                                                LeaderHint()));
+      if (!has_leader) {
+        w->Finish(absl::UnavailableError("no raft leader now; retry the membership change shortly"));
         continue;
       }
       absl::Status s = raw_->ProposeConfChange(cc);
@@ -632,16 +626,18 @@ void Node::HandleReady() {
 
   if (rd.soft_state) {
     const bool leader = rd.soft_state->state == StateType::kLeader;
+    if (rd.soft_state->lead != lead_) {
+      // Requests this node proposed, or forwarded to the old leader, may be lost with it.
+      lead_ = rd.soft_state->lead;
+      FailAll(absl::UnavailableError(
+          "the raft leader changed before the request committed; it may or may not take "
+          "effect"));
+    }
     if (leader != leader_) {
       leader_ = leader;
       const uint64_t term = raw_->GetStatus().hard_state.term;
       log::Info(kLog, leader ? "became leader" : "lost leadership",
                 {{"id", config_.id}, {"term", term}});
-      if (!leader) {
-        FailAll(absl::UnavailableError(
-            "raft leadership was lost before the request committed; it may or may not take "
-            "effect"));
-      }
       if (config_.on_leadership_change) config_.on_leadership_change(leader, term);
     }
   }

@@ -128,9 +128,10 @@ class Node {
   // when the node is stopped); it should not block for long.
   using Done = std::function<void(absl::StatusOr<uint64_t>)>;
 
-  // Proposes data. done gets the entry's index once applied locally, or FAILED_PRECONDITION
-  // (not the leader: the message names it), UNAVAILABLE (leadership lost or a transfer in
-  // progress: the outcome is unknown) or DEADLINE_EXCEEDED. The asynchronous form lets an RPC
+  // Proposes data; on a follower, the core forwards it to the leader. done gets the entry's
+  // index once applied locally, or UNAVAILABLE (no leader known, or the leader changed or a
+  // transfer was in progress: the outcome is unknown), FAILED_PRECONDITION (the core dropped
+  // it, saying why) or DEADLINE_EXCEEDED (outcome unknown). The asynchronous form lets an RPC
   // server wait for many proposals without a thread each.
   void ProposeAsync(std::string data, absl::Duration timeout, Done done);
   std::future<absl::StatusOr<uint64_t>> Propose(std::string data, absl::Duration timeout);
@@ -173,7 +174,6 @@ class Node {
   void FailAll(const absl::Status& status);
   void UpdateStatus();
   absl::Status ProposeConfChange(ConfChange cc, absl::Duration timeout);
-  std::string LeaderHint() const;
 
   NodeConfig config_;
   std::unique_ptr<DiskStorage> disk_;
@@ -203,6 +203,7 @@ class Node {
   uint64_t applied_ = 0;
   uint64_t snapshot_index_ = 0;
   bool leader_ = false;
+  uint64_t lead_ = kNone;  // the leader the core last reported
   bool removed_ = false;
 
   std::thread loop_;

@@ -132,17 +132,28 @@ TEST_F(ReplicatedStoreTest, WritesAreSeenByEveryManagerAndSurviveRestarts) {
   for (auto& [id, m] : managers_) EXPECT_EQ(m.store->Snapshot(), snapshot) << "manager " << id;
 }
 
-TEST_F(ReplicatedStoreTest, FollowerWritesAreRefusedWithTheLeader) {
+TEST_F(ReplicatedStoreTest, FollowerWritesGoThroughTheLeader) {
   const uint64_t leader = WaitForLeader();
   const uint64_t follower = leader % 3 + 1;
-  absl::Status s = managers_[follower].store->Update([&](WriteTx& tx) {
-    tx.CreateObject(NewService("x", "x"));
-    return absl::OkStatus();
-  });
-  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_NE(std::string(s.message()).find("the leader is member " + std::to_string(leader)),
-            std::string::npos)
-      << s;
+  MemoryStore& store = *managers_[follower].store;
+  ASSERT_TRUE(store
+                  .Update([&](WriteTx& tx) {
+                    tx.CreateObject(NewService("x", "x"));
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  // The follower's write is applied everywhere, and validated at apply like any other.
+  WaitForIndex(store.last_index());
+  for (auto& [id, m] : managers_) {
+    m.store->View([&](const ReadTx& tx) { EXPECT_NE(tx.GetService("x"), nullptr) << id; });
+  }
+  EXPECT_EQ(store
+                .Update([&](WriteTx& tx) {
+                  tx.CreateObject(NewService("y", "x"));
+                  return absl::OkStatus();
+                })
+                .code(),
+            absl::StatusCode::kAlreadyExists);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <grpc/grpc_security_constants.h>
 #include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_certificate_verifier.h>
 #include <grpcpp/security/tls_credentials_options.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -13,6 +14,7 @@ using grpc::experimental::IdentityKeyCertPair;
 using grpc::experimental::StaticDataCertificateProvider;
 
 std::shared_ptr<StaticDataCertificateProvider> Provider(const Credentials& c) {
+  if (c.cert_pem.empty()) return std::make_shared<StaticDataCertificateProvider>(c.root_pem);
   return std::make_shared<StaticDataCertificateProvider>(
       c.root_pem, std::vector<IdentityKeyCertPair>{{c.key_pem, c.cert_pem}});
 }
@@ -30,11 +32,14 @@ std::string NameField(X509_NAME* name, int nid) {
 
 }  // namespace
 
-std::shared_ptr<grpc::ServerCredentials> ServerCredentials(const Credentials& c) {
+std::shared_ptr<grpc::ServerCredentials> ServerCredentials(const Credentials& c,
+                                                           ClientCerts clients) {
   grpc::experimental::TlsServerCredentialsOptions options(Provider(c));
   options.watch_root_certs();
   options.watch_identity_key_cert_pairs();
-  options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  options.set_cert_request_type(clients == ClientCerts::kRequire
+                                    ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                                    : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
   return grpc::experimental::TlsServerCredentials(options);
 }
 
@@ -42,8 +47,17 @@ std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials(const Credentials& 
   grpc::experimental::TlsChannelCredentialsOptions options;
   options.set_certificate_provider(Provider(c));
   options.watch_root_certs();
-  options.watch_identity_key_cert_pairs();
+  if (!c.cert_pem.empty()) options.watch_identity_key_cert_pairs();
   options.set_verify_server_certs(true);
+  return grpc::experimental::TlsCredentials(options);
+}
+
+std::shared_ptr<grpc::ChannelCredentials> UnverifiedChannelCredentials() {
+  grpc::experimental::TlsChannelCredentialsOptions options;
+  options.set_verify_server_certs(false);
+  options.set_check_call_host(false);
+  options.set_certificate_verifier(
+      std::make_shared<grpc::experimental::NoOpCertificateVerifier>());
   return grpc::experimental::TlsCredentials(options);
 }
 

@@ -28,11 +28,21 @@ struct Credentials {
   std::string key_pem;
 };
 
-// Server side: presents the node's certificate and requires a client certificate that
-// chains to the root.
-std::shared_ptr<grpc::ServerCredentials> ServerCredentials(const Credentials& c);
-// Client side: presents the node's certificate and verifies the server against the root.
+// Whether a server lets callers in without a certificate. Managers do, for nodes that are
+// joining (they have a token, not a certificate yet); every RPC but the join then checks the
+// caller's role, so a call without a certificate gets UNAUTHENTICATED.
+enum class ClientCerts { kRequire, kOptional };
+// Server side: presents the node's certificate and verifies client certificates against the
+// root (required or optional).
+std::shared_ptr<grpc::ServerCredentials> ServerCredentials(
+    const Credentials& c, ClientCerts clients = ClientCerts::kRequire);
+// Client side: presents the node's certificate (none when cert_pem is empty: a joining node)
+// and verifies the server against the root.
 std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials(const Credentials& c);
+// Client side for the first step of a join only: TLS that accepts any server certificate.
+// The caller must check what it learns (the root CA) against the join token's digest and
+// then reconnect with ChannelCredentials.
+std::shared_ptr<grpc::ChannelCredentials> UnverifiedChannelCredentials();
 // Channel arguments for dialing a node whose certificate has the given role: the server's
 // name is checked against that role (its SAN), not against the address dialed.
 grpc::ChannelArguments ChannelArguments(std::string_view server_role = kManagerRole);

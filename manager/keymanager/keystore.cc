@@ -34,12 +34,11 @@ absl::StatusOr<bool> KeyStore::Locked() const {
   return rec.protection() == KEY_PROTECTION_UNLOCK_KEY;
 }
 
-absl::StatusOr<std::optional<std::string>> KeyStore::Store(const Keys& keys, bool autolock) {
-  std::optional<std::string> unlock_key;
+absl::Status KeyStore::Store(const Keys& keys, const std::string& unlock_key) {
+  const bool autolock = !unlock_key.empty();
   std::string secret;
   if (autolock) {
-    unlock_key = ca::GenerateUnlockKey(random_);
-    auto parsed = ca::ParseUnlockKey(*unlock_key);
+    auto parsed = ca::ParseUnlockKey(unlock_key);
     if (!parsed.ok()) return parsed.status();
     secret = *parsed;
   } else {
@@ -63,7 +62,7 @@ absl::StatusOr<std::optional<std::string>> KeyStore::Store(const Keys& keys, boo
     std::error_code ec;
     std::filesystem::remove(path(kLocal), ec);
   }
-  return unlock_key;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Keys> KeyStore::Load() const {

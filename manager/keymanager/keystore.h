@@ -11,7 +11,6 @@
 #ifndef SWARM_MANAGER_KEYMANAGER_KEYSTORE_H_
 #define SWARM_MANAGER_KEYMANAGER_KEYSTORE_H_
 
-#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -34,9 +33,10 @@ class KeyStore {
   // Whether the stored keys need the unlock key.
   absl::StatusOr<bool> Locked() const;
 
-  // Stores keys for the first time or replaces them. With autolock, returns the new unlock
-  // key (show it once, never store it); without, nullopt.
-  absl::StatusOr<std::optional<std::string>> Store(const Keys& keys, bool autolock);
+  // Stores keys for the first time or replaces them: wrapped with the unlock key (SWMKEY-1-...,
+  // autolock on; the cluster's key, so every manager unlocks with the same one) or, when
+  // unlock_key is empty, with a fresh node-local key. INVALID_ARGUMENT for a malformed key.
+  absl::Status Store(const Keys& keys, const std::string& unlock_key);
   // Reads keys protected by the node-local key. FAILED_PRECONDITION "this node is locked: run
   // swarmctl swarm unlock" when autolock is on.
   absl::StatusOr<Keys> Load() const;

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "gtest/gtest.h"
+#include "manager/ca/ca.h"
 
 namespace swarm::manager::keymanager {
 namespace {
@@ -40,9 +41,7 @@ class KeyStoreTest : public ::testing::Test {
 TEST_F(KeyStoreTest, WithoutAutolock_RestartsByItself) {
   KeyStore ks(dir_.string(), random_);
   EXPECT_FALSE(ks.Exists());
-  auto unlock = ks.Store(keys_, /*autolock=*/false);
-  ASSERT_TRUE(unlock.ok()) << unlock.status();
-  EXPECT_FALSE(unlock->has_value());
+  ASSERT_TRUE(ks.Store(keys_, /*unlock_key=*/"").ok());
   EXPECT_FALSE(*ks.Locked());
   auto loaded = KeyStore(dir_.string(), random_).Load();
   ASSERT_TRUE(loaded.ok()) << loaded.status();
@@ -56,16 +55,14 @@ TEST_F(KeyStoreTest, WithoutAutolock_RestartsByItself) {
 
 TEST_F(KeyStoreTest, WithAutolock_StaysLockedUntilTheRightKey) {
   KeyStore ks(dir_.string(), random_);
-  auto unlock = ks.Store(keys_, /*autolock=*/true);
-  ASSERT_TRUE(unlock.ok());
-  ASSERT_TRUE(unlock->has_value());
-  EXPECT_EQ((*unlock)->substr(0, 9), "SWMKEY-1-");
+  const std::string unlock = ca::GenerateUnlockKey(random_);
+  ASSERT_TRUE(ks.Store(keys_, unlock).ok());
   EXPECT_TRUE(*ks.Locked());
   EXPECT_FALSE(fs::exists(dir_ / "keys.local"));
   // Nothing on disk reveals the keys or the unlock key.
   const std::string files = AllFiles();
   EXPECT_EQ(files.find("tls-secret"), std::string::npos);
-  EXPECT_EQ(files.find((*unlock)->substr(9)), std::string::npos);
+  EXPECT_EQ(files.find(unlock.substr(9)), std::string::npos);
 
   absl::StatusOr<Keys> locked = ks.Load();
   EXPECT_EQ(locked.status().code(), absl::StatusCode::kFailedPrecondition);
@@ -79,7 +76,7 @@ TEST_F(KeyStoreTest, WithAutolock_StaysLockedUntilTheRightKey) {
   EXPECT_EQ(ks.Unlock("not-a-key").status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(AllFiles(), stored);  // a wrong key changed nothing
 
-  auto good = ks.Unlock(**unlock);
+  auto good = ks.Unlock(unlock);
   ASSERT_TRUE(good.ok()) << good.status();
   EXPECT_EQ(good->dek.key, keys_.dek.key);
   EXPECT_EQ(good->tls_key_pem, keys_.tls_key_pem);
@@ -87,30 +84,30 @@ TEST_F(KeyStoreTest, WithAutolock_StaysLockedUntilTheRightKey) {
 
 TEST_F(KeyStoreTest, RotatingTheUnlockKeyRetiresTheOldOne) {
   KeyStore ks(dir_.string(), random_);
-  auto first = ks.Store(keys_, true);
-  ASSERT_TRUE(first.ok());
-  auto second = ks.Store(keys_, true);
-  ASSERT_TRUE(second.ok());
-  EXPECT_NE(**first, **second);
-  EXPECT_EQ(ks.Unlock(**first).status().code(), absl::StatusCode::kPermissionDenied);
-  EXPECT_TRUE(ks.Unlock(**second).ok());
+  const std::string first = ca::GenerateUnlockKey(random_);
+  const std::string second = ca::GenerateUnlockKey(random_);
+  ASSERT_TRUE(ks.Store(keys_, first).ok());
+  ASSERT_TRUE(ks.Store(keys_, second).ok());
+  EXPECT_EQ(ks.Unlock(first).status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(ks.Unlock(second).ok());
+  EXPECT_EQ(ks.Store(keys_, "SWMKEY-1-short").code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(KeyStoreTest, TurningAutolockOffAgain) {
   KeyStore ks(dir_.string(), random_);
-  auto unlock = ks.Store(keys_, true);
-  ASSERT_TRUE(unlock.ok());
-  auto keys = ks.Unlock(**unlock);
+  const std::string unlock = ca::GenerateUnlockKey(random_);
+  ASSERT_TRUE(ks.Store(keys_, unlock).ok());
+  auto keys = ks.Unlock(unlock);
   ASSERT_TRUE(keys.ok());
-  ASSERT_TRUE(ks.Store(*keys, false).ok());
+  ASSERT_TRUE(ks.Store(*keys, "").ok());
   EXPECT_FALSE(*ks.Locked());
   EXPECT_TRUE(ks.Load().ok());
-  EXPECT_EQ(ks.Unlock(**unlock).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ks.Unlock(unlock).status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
 TEST_F(KeyStoreTest, DamagedRecordIsReportedNotGuessed) {
   KeyStore ks(dir_.string(), random_);
-  ASSERT_TRUE(ks.Store(keys_, false).ok());
+  ASSERT_TRUE(ks.Store(keys_, "").ok());
   std::ofstream(dir_ / "keys.local", std::ios::binary | std::ios::trunc) << std::string(32, 'x');
   absl::StatusOr<Keys> loaded = ks.Load();
   EXPECT_EQ(loaded.status().code(), absl::StatusCode::kDataLoss);

@@ -1,0 +1,365 @@
+// `swarmctl swarm init|join|join-token|leave|unlock|unlock-key|update`.
+#include <istream>
+#include <ostream>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "cli/commands.h"
+#include "cli/flags.h"
+#include "cli/requests.h"
+#include "common/files.h"
+#include "common/status_macros.h"
+
+namespace swarm::cli {
+namespace {
+
+void SetProtoDuration(absl::Duration d, google::protobuf::Duration* out) {
+  const int64_t nanos = absl::ToInt64Nanoseconds(d);
+  out->set_seconds(nanos / 1'000'000'000);
+  out->set_nanos(static_cast<int32_t>(nanos % 1'000'000'000));
+}
+
+// The unlock key as users see it: SWMKEY-1-<base64url of the 32 secret bytes>.
+std::string HumanUnlockKey(const std::string& key) {
+  if (absl::StartsWith(key, "SWMKEY-")) return key;
+  return "SWMKEY-1-" + absl::WebSafeBase64Escape(key);
+}
+
+void PrintUnlockKey(Session& s, const std::string& key) {
+  s.out() << "To unlock a swarm manager after it restarts, run the `swarmctl swarm unlock`\n"
+             "command and provide the following key:\n\n    "
+          << key
+          << "\n\nPlease remember to store this key in a password manager, since without it you\n"
+             "will not be able to restart the manager.\n";
+}
+
+void PrintJoinCommand(Session& s, const std::string& role, const std::string& token,
+                      const std::string& addr) {
+  s.out() << "To add a " << role << " to this swarm, run the following command:\n\n"
+          << "    swarmctl swarm join --token " << token << " "
+          << (addr.empty() ? "<MANAGER-IP>:2377" : addr) << "\n\n";
+}
+
+absl::StatusOr<std::string> TokenOf(const api::Cluster& cluster, const std::string& role) {
+  const std::string& token = role == "worker" ? cluster.root_ca().join_tokens().worker()
+                                              : cluster.root_ca().join_tokens().manager();
+  if (token.empty()) {
+    return absl::UnavailableError(absl::StrCat("the cluster has no ", role, " join token yet"));
+  }
+  return token;
+}
+
+// ---- swarm init ----
+
+struct InitFlags {
+  std::string listen_addr;
+  std::string advertise_addr;
+  bool autolock = false;
+  std::optional<std::string> cert_expiry;
+  std::optional<std::string> availability;
+  bool force_new_cluster = false;
+  std::optional<std::string> task_history_limit;
+  std::optional<std::string> dispatcher_heartbeat;
+};
+
+absl::Status Init(Session& s, const InitFlags& f) {
+  api::InitSwarmRequest req;
+  req.set_listen_addr(f.listen_addr);
+  req.set_advertise_addr(f.advertise_addr);
+  req.set_autolock(f.autolock);
+  req.set_force_new_cluster(f.force_new_cluster);
+  if (f.cert_expiry) {
+    ASSIGN_OR_RETURN(absl::Duration d, ParseDuration("cert-expiry", *f.cert_expiry));
+    SetProtoDuration(d, req.mutable_cert_expiry());
+  }
+  if (f.availability) {
+    ASSIGN_OR_RETURN(api::NodeAvailability a, ParseAvailability(*f.availability));
+    req.set_availability(a);
+  }
+  if (f.task_history_limit) {
+    ASSIGN_OR_RETURN(int64_t n, ParseInt("task-history-limit", *f.task_history_limit));
+    req.set_task_history_limit(n);
+  }
+  if (f.dispatcher_heartbeat) {
+    ASSIGN_OR_RETURN(absl::Duration d,
+                     ParseDuration("dispatcher-heartbeat", *f.dispatcher_heartbeat));
+    SetProtoDuration(d, req.mutable_dispatcher_heartbeat());
+  }
+  ASSIGN_OR_RETURN(Client * c, s.client());
+  ASSIGN_OR_RETURN(auto resp, c->NodeAdmin(&api::NodeAdmin::Stub::InitSwarm, req, kLongTimeout));
+  s.out() << "Swarm initialized: current node (" << resp.node_id() << ") is now a manager.\n\n";
+
+  // The join hint needs the cluster's tokens, which a brand-new manager serves once its
+  // Raft leadership settles: give it a few seconds.
+  absl::StatusOr<api::Cluster> cluster = s.GetCluster();
+  for (int i = 0; i < 20 && !cluster.ok() &&
+                  (cluster.status().code() == absl::StatusCode::kUnavailable ||
+                   cluster.status().code() == absl::StatusCode::kFailedPrecondition);
+       ++i) {
+    s.io().clock->SleepFor(absl::Milliseconds(250));
+    cluster = s.GetCluster();
+  }
+  absl::StatusOr<std::string> token =
+      cluster.ok() ? TokenOf(*cluster, "worker") : absl::StatusOr<std::string>(cluster.status());
+  if (token.ok()) {
+    std::string addr = s.ManagerAddress();
+    if (addr.empty()) addr = f.advertise_addr;
+    PrintJoinCommand(s, "worker", *token, addr);
+  } else {
+    s.out() << "To add a worker to this swarm, run 'swarmctl swarm join-token worker' and follow "
+               "the instructions.\n\n";
+  }
+  s.out() << "To add a manager to this swarm, run 'swarmctl swarm join-token manager' and follow "
+             "the instructions.\n\n";
+  if (f.autolock && !resp.unlock_key().empty()) PrintUnlockKey(s, resp.unlock_key());
+  return absl::OkStatus();
+}
+
+// ---- swarm join ----
+
+struct JoinFlags {
+  std::optional<std::string> token;
+  std::optional<std::string> token_file;
+  std::string listen_addr;
+  std::string advertise_addr;
+  std::optional<std::string> availability;
+  std::string remote;
+};
+
+absl::Status Join(Session& s, const JoinFlags& f) {
+  if (f.token && f.token_file) {
+    return absl::InvalidArgumentError("give the join token once: --token or --token-file");
+  }
+  std::string token;
+  if (f.token_file || (f.token && *f.token == "-")) {
+    const std::string path = f.token_file.value_or("-");
+    absl::StatusOr<std::string> data = ReadFileOrStdin(s, path);
+    if (!data.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("cannot read the join token from ",
+                                                     path == "-" ? "standard input" : path, ": ",
+                                                     data.status().message()));
+    }
+    token = std::string(absl::StripAsciiWhitespace(*data));
+  } else if (f.token) {
+    token = *f.token;
+  }
+  if (token.empty()) {
+    return absl::InvalidArgumentError(
+        "a join token is required: --token TOKEN, --token-file FILE or --token - (standard "
+        "input); a manager prints it with: swarmctl swarm join-token worker");
+  }
+  api::JoinSwarmRequest req;
+  req.set_remote_addr(f.remote);
+  req.set_join_token(token);
+  req.set_listen_addr(f.listen_addr);
+  req.set_advertise_addr(f.advertise_addr);
+  if (f.availability) {
+    ASSIGN_OR_RETURN(api::NodeAvailability a, ParseAvailability(*f.availability));
+    req.set_availability(a);
+  }
+  ASSIGN_OR_RETURN(Client * c, s.client());
+  ASSIGN_OR_RETURN(auto resp, c->NodeAdmin(&api::NodeAdmin::Stub::JoinSwarm, req, kLongTimeout));
+  s.out() << "This node joined a swarm as a "
+          << (resp.role() == api::NODE_ROLE_MANAGER ? "manager" : "worker") << ".\n";
+  return absl::OkStatus();
+}
+
+// ---- swarm join-token ----
+
+struct JoinTokenFlags {
+  bool quiet = false;
+  bool rotate = false;
+  std::string role;
+};
+
+absl::Status JoinToken(Session& s, const JoinTokenFlags& f) {
+  if (f.role != "worker" && f.role != "manager") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown role ", f.role, ": use swarmctl swarm join-token worker|manager"));
+  }
+  ASSIGN_OR_RETURN(api::Cluster cluster, s.GetCluster());
+  if (f.rotate) {
+    ASSIGN_OR_RETURN(Client * c, s.client());
+    api::UpdateClusterRequest req;
+    req.set_cluster_id(cluster.id());
+    *req.mutable_cluster_version() = cluster.meta().version();
+    *req.mutable_spec() = cluster.spec();
+    if (f.role == "worker") {
+      req.mutable_rotation()->set_worker_join_token(true);
+    } else {
+      req.mutable_rotation()->set_manager_join_token(true);
+    }
+    ASSIGN_OR_RETURN(auto resp, c->Control(&api::Control::Stub::UpdateCluster, req));
+    cluster = resp.cluster();
+    if (!f.quiet) s.out() << "Successfully rotated " << f.role << " join token.\n\n";
+  }
+  ASSIGN_OR_RETURN(std::string token, TokenOf(cluster, f.role));
+  if (f.quiet) {
+    s.out() << token << "\n";
+    return absl::OkStatus();
+  }
+  PrintJoinCommand(s, f.role, token, s.ManagerAddress());
+  return absl::OkStatus();
+}
+
+// ---- swarm unlock-key ----
+
+absl::Status UnlockKey(Session& s, bool quiet, bool rotate) {
+  ASSIGN_OR_RETURN(Client * c, s.client());
+  if (rotate) {
+    ASSIGN_OR_RETURN(api::Cluster cluster, s.GetCluster());
+    if (!cluster.spec().encryption_config().auto_lock_managers()) {
+      return absl::FailedPreconditionError(
+          "cannot rotate because autolock is not turned on (swarmctl swarm update "
+          "--autolock=true)");
+    }
+    api::UpdateClusterRequest req;
+    req.set_cluster_id(cluster.id());
+    *req.mutable_cluster_version() = cluster.meta().version();
+    *req.mutable_spec() = cluster.spec();
+    req.mutable_rotation()->set_manager_unlock_key(true);
+    RETURN_IF_ERROR(c->Control(&api::Control::Stub::UpdateCluster, req).status());
+    if (!quiet) s.out() << "Successfully rotated manager unlock key.\n\n";
+  }
+  ASSIGN_OR_RETURN(auto resp,
+                   c->Control(&api::Control::Stub::GetUnlockKey, api::GetUnlockKeyRequest()));
+  if (resp.unlock_key().empty()) {
+    return absl::FailedPreconditionError(
+        "no unlock key is set: autolock is off (turn it on with swarmctl swarm update "
+        "--autolock=true)");
+  }
+  const std::string key = HumanUnlockKey(resp.unlock_key());
+  if (quiet) {
+    s.out() << key << "\n";
+  } else {
+    PrintUnlockKey(s, key);
+  }
+  return absl::OkStatus();
+}
+
+// ---- swarm unlock ----
+
+absl::Status Unlock(Session& s, const std::vector<std::string>& extra) {
+  if (!extra.empty()) {
+    return absl::InvalidArgumentError(
+        "swarmctl swarm unlock reads the key from standard input, not from the command line "
+        "(where it would stay in the shell history and the process list)");
+  }
+  std::string key;
+  if (s.io().in_is_terminal && s.io().read_password) {
+    ASSIGN_OR_RETURN(key, s.io().read_password("Enter unlock key: "));
+  } else {
+    std::getline(s.in(), key);
+  }
+  key = std::string(absl::StripAsciiWhitespace(key));
+  if (key.empty()) {
+    return absl::InvalidArgumentError(
+        "no unlock key on standard input (a manager prints it with: swarmctl swarm unlock-key)");
+  }
+  api::UnlockSwarmRequest req;
+  req.set_unlock_key(key);
+  ASSIGN_OR_RETURN(Client * c, s.client());
+  return c->NodeAdmin(&api::NodeAdmin::Stub::UnlockSwarm, req, kLongTimeout).status();
+}
+
+// ---- swarm update ----
+
+absl::Status Update(Session& s, const ClusterFlags& f) {
+  ASSIGN_OR_RETURN(api::Cluster cluster, s.GetCluster());
+  const bool was_locked = cluster.spec().encryption_config().auto_lock_managers();
+  api::UpdateClusterRequest req;
+  req.set_cluster_id(cluster.id());
+  *req.mutable_cluster_version() = cluster.meta().version();
+  *req.mutable_spec() = cluster.spec();
+  RETURN_IF_ERROR(ApplyClusterUpdate(f, req.mutable_spec()));
+  ASSIGN_OR_RETURN(Client * c, s.client());
+  RETURN_IF_ERROR(c->Control(&api::Control::Stub::UpdateCluster, req).status());
+  s.out() << "Swarm updated.\n";
+  if (!was_locked && f.autolock.value_or(false)) {
+    ASSIGN_OR_RETURN(auto key,
+                     c->Control(&api::Control::Stub::GetUnlockKey, api::GetUnlockKeyRequest()));
+    if (!key.unlock_key().empty()) PrintUnlockKey(s, HumanUnlockKey(key.unlock_key()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void AddSwarmCommands(CommandTree& tree) {
+  CLI::App* swarm = tree.Group(tree.root(), "swarm", "Manage the swarm");
+
+  auto init = std::make_shared<InitFlags>();
+  CLI::App* cmd = tree.Command(swarm, "init", "Initialize a swarm",
+                               [init](Session& s) { return Init(s, *init); });
+  cmd->add_option("--listen-addr", init->listen_addr, "Listen address (host:port)");
+  cmd->add_option("--advertise-addr", init->advertise_addr, "Advertised address (host:port)");
+  tree.Flag(cmd, "--autolock", &init->autolock,
+            "Enable manager autolocking (requiring an unlock key to start a stopped manager)");
+  tree.Opt(cmd, "--cert-expiry", &init->cert_expiry,
+           "Validity period for node certificates (default 2160h0m0s)");
+  tree.Opt(cmd, "--availability", &init->availability,
+           "Availability of the node (\"active\", \"pause\", \"drain\")");
+  tree.Flag(cmd, "--force-new-cluster", &init->force_new_cluster,
+            "Force create a new cluster from current state");
+  tree.Opt(cmd, "--task-history-limit", &init->task_history_limit,
+           "Task history retention limit (default 5)");
+  tree.Opt(cmd, "--dispatcher-heartbeat", &init->dispatcher_heartbeat,
+           "Dispatcher heartbeat period (default 5s)");
+
+  auto join = std::make_shared<JoinFlags>();
+  cmd = tree.Command(swarm, "join", "Join a swarm as a node and/or manager",
+                     [join](Session& s) { return Join(s, *join); });
+  tree.Opt(cmd, "--token", &join->token, "Token for entry into the swarm (- reads standard input)");
+  tree.Opt(cmd, "--token-file", &join->token_file, "File holding the token");
+  cmd->add_option("--listen-addr", join->listen_addr, "Listen address (host:port)");
+  cmd->add_option("--advertise-addr", join->advertise_addr, "Advertised address (host:port)");
+  tree.Opt(cmd, "--availability", &join->availability,
+           "Availability of the node (\"active\", \"pause\", \"drain\")");
+  cmd->add_option("HOST:PORT", join->remote, "Address of a manager")->required();
+
+  auto token = std::make_shared<JoinTokenFlags>();
+  cmd = tree.Command(swarm, "join-token", "Manage join tokens",
+                     [token](Session& s) { return JoinToken(s, *token); });
+  tree.Flag(cmd, "-q,--quiet", &token->quiet, "Only display token");
+  tree.Flag(cmd, "--rotate", &token->rotate, "Rotate join token");
+  cmd->add_option("ROLE", token->role, "worker or manager")->required();
+
+  auto leave_force = std::make_shared<bool>(false);
+  cmd = tree.Command(swarm, "leave", "Leave the swarm", [leave_force](Session& s) -> absl::Status {
+    api::LeaveSwarmRequest req;
+    req.set_force(*leave_force);
+    ASSIGN_OR_RETURN(Client * c, s.client());
+    RETURN_IF_ERROR(c->NodeAdmin(&api::NodeAdmin::Stub::LeaveSwarm, req, kLongTimeout).status());
+    s.out() << "Node left the swarm.\n";
+    return absl::OkStatus();
+  });
+  tree.Flag(cmd, "-f,--force", leave_force.get(),
+            "Force this node to leave the swarm, ignoring warnings");
+
+  // The handler reads the unlock command's leftover arguments to refuse a key given there.
+  auto unlock = std::make_shared<CLI::App*>(nullptr);
+  *unlock = tree.Command(swarm, "unlock", "Unlock swarm (the key is read from standard input)",
+                         [unlock](Session& s) { return Unlock(s, (*unlock)->remaining()); });
+  (*unlock)->allow_extras();
+
+  auto key = std::make_shared<std::pair<bool, bool>>(false, false);
+  cmd = tree.Command(swarm, "unlock-key", "Manage the unlock key",
+                     [key](Session& s) { return UnlockKey(s, key->first, key->second); });
+  tree.Flag(cmd, "-q,--quiet", &key->first, "Only display token");
+  tree.Flag(cmd, "--rotate", &key->second, "Rotate unlock key");
+
+  auto update = std::make_shared<ClusterFlags>();
+  cmd = tree.Command(swarm, "update", "Update the swarm",
+                     [update](Session& s) { return Update(s, *update); });
+  tree.Bool(cmd, "--autolock", &update->autolock,
+            "Change manager autolocking setting (true|false)");
+  tree.Opt(cmd, "--cert-expiry", &update->cert_expiry, "Validity period for node certificates");
+  tree.Opt(cmd, "--task-history-limit", &update->task_history_limit,
+           "Task history retention limit");
+  tree.Opt(cmd, "--dispatcher-heartbeat", &update->dispatcher_heartbeat,
+           "Dispatcher heartbeat period");
+}
+
+}  // namespace swarm::cli

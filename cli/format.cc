@@ -1,0 +1,594 @@
+#include "cli/format.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+
+namespace swarm::cli {
+namespace {
+
+// Docker's formatter: tabwriter.NewWriter(out, 10, 1, 3, ' ', 0).
+constexpr size_t kMinWidth = 10;
+constexpr size_t kPadding = 3;
+// Docker's `service ps` shortens errors to this many characters.
+constexpr size_t kMaxErrorLength = 30;
+
+size_t Utf8Length(absl::string_view s) {
+  size_t n = 0;
+  for (unsigned char c : s) {
+    if ((c & 0xC0) != 0x80) ++n;
+  }
+  return n;
+}
+
+// The first n characters of s (UTF-8 aware).
+std::string Utf8Prefix(absl::string_view s, size_t n) {
+  size_t chars = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80) {
+      if (chars == n) return std::string(s.substr(0, i));
+      ++chars;
+    }
+  }
+  return std::string(s);
+}
+
+std::string Ellipsis(absl::string_view s, size_t max) {
+  if (Utf8Length(s) <= max) return std::string(s);
+  return Utf8Prefix(s, max - 1) + "\xe2\x80\xa6";  // "…"
+}
+
+std::string DriverName(const api::Network& n) {
+  if (!n.spec().driver_config().name().empty()) return n.spec().driver_config().name();
+  if (!n.driver_state().name().empty()) return n.driver_state().name();
+  return "overlay";
+}
+
+std::string Name(const api::Annotations& a) { return a.name(); }
+
+// Expands {{.Key}} and {{json .}} in one line of a template; header mode puts the column
+// headers in place of the values.
+absl::StatusOr<std::string> ExpandTemplate(absl::string_view tmpl, const Listing& listing,
+                                           const std::vector<std::string>* row) {
+  std::string out;
+  absl::string_view rest = tmpl;
+  while (!rest.empty()) {
+    const size_t open = rest.find("{{");
+    if (open == absl::string_view::npos) {
+      absl::StrAppend(&out, rest);
+      break;
+    }
+    absl::StrAppend(&out, rest.substr(0, open));
+    const size_t close = rest.find("}}", open);
+    if (close == absl::string_view::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("invalid --format: \"{{\" is not closed in ", tmpl));
+    }
+    absl::string_view action = absl::StripAsciiWhitespace(rest.substr(open + 2, close - open - 2));
+    rest.remove_prefix(close + 2);
+    if (action == "json .") {
+      if (row == nullptr) continue;
+      nlohmann::json obj = nlohmann::json::object();
+      for (size_t i = 0; i < listing.columns.size(); ++i) obj[listing.columns[i].key] = (*row)[i];
+      absl::StrAppend(&out, obj.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+      continue;
+    }
+    bool found = false;
+    if (absl::ConsumePrefix(&action, ".")) {
+      for (size_t i = 0; i < listing.columns.size(); ++i) {
+        if (listing.columns[i].key == action) {
+          absl::StrAppend(&out, row == nullptr ? listing.columns[i].header : (*row)[i]);
+          found = true;
+        }
+      }
+    }
+    if (!found) {
+      std::vector<std::string> keys;
+      for (const Column& c : listing.columns) keys.push_back("{{." + c.key + "}}");
+      return absl::InvalidArgumentError(
+          absl::StrCat("invalid --format: {{", action, "}} is not supported (fields: ",
+                       absl::StrJoin(keys, ", "), ", or {{json .}}; or use --format json)"));
+    }
+  }
+  return out;
+}
+
+// Sort key of a task: service name, slot (or node for global services), newest first.
+struct TaskRow {
+  std::string name;
+  const api::Task* task;
+};
+
+}  // namespace
+
+std::string HumanDuration(absl::Duration d) {
+  const int64_t seconds = absl::ToInt64Seconds(d);
+  if (seconds < 1) return "Less than a second";
+  if (seconds == 1) return "1 second";
+  if (seconds < 60) return absl::StrCat(seconds, " seconds");
+  const int64_t minutes = absl::ToInt64Minutes(d);
+  if (minutes == 1) return "About a minute";
+  if (minutes < 60) return absl::StrCat(minutes, " minutes");
+  const int64_t hours = static_cast<int64_t>(absl::ToDoubleHours(d) + 0.5);
+  if (hours == 1) return "About an hour";
+  if (hours < 48) return absl::StrCat(hours, " hours");
+  if (hours < 24 * 7 * 2) return absl::StrCat(hours / 24, " days");
+  if (hours < 24 * 30 * 2) return absl::StrCat(hours / 24 / 7, " weeks");
+  if (hours < 24 * 365 * 2) return absl::StrCat(hours / 24 / 30, " months");
+  return absl::StrCat(absl::ToInt64Hours(d) / 24 / 365, " years");
+}
+
+std::string TimeAgo(absl::Time then, absl::Time now) {
+  if (then == absl::UnixEpoch()) return "";
+  return HumanDuration(now - then) + " ago";
+}
+
+absl::Time FromTimestamp(const google::protobuf::Timestamp& ts) {
+  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
+}
+
+std::string TruncateId(absl::string_view id, bool no_trunc) {
+  if (no_trunc || id.size() <= 12) return std::string(id);
+  return std::string(id.substr(0, 12));
+}
+
+std::string TaskStateName(api::TaskState state) {
+  switch (state) {
+    case api::TASK_STATE_NEW:
+      return "New";
+    case api::TASK_STATE_PENDING:
+      return "Pending";
+    case api::TASK_STATE_ASSIGNED:
+      return "Assigned";
+    case api::TASK_STATE_ACCEPTED:
+      return "Accepted";
+    case api::TASK_STATE_PREPARING:
+      return "Preparing";
+    case api::TASK_STATE_READY:
+      return "Ready";
+    case api::TASK_STATE_STARTING:
+      return "Starting";
+    case api::TASK_STATE_RUNNING:
+      return "Running";
+    case api::TASK_STATE_COMPLETE:
+      return "Complete";
+    case api::TASK_STATE_SHUTDOWN:
+      return "Shutdown";
+    case api::TASK_STATE_FAILED:
+      return "Failed";
+    case api::TASK_STATE_REJECTED:
+      return "Rejected";
+    case api::TASK_STATE_REMOVE:
+      return "Remove";
+    case api::TASK_STATE_ORPHANED:
+      return "Orphaned";
+    default:
+      return absl::StrCat("State(", static_cast<int>(state), ")");
+  }
+}
+
+std::string NodeStateName(api::NodeState state) {
+  switch (state) {
+    case api::NODE_STATE_UNKNOWN:
+      return "Unknown";
+    case api::NODE_STATE_DOWN:
+      return "Down";
+    case api::NODE_STATE_READY:
+      return "Ready";
+    case api::NODE_STATE_DISCONNECTED:
+      return "Disconnected";
+    default:
+      return "Unknown";
+  }
+}
+
+std::string AvailabilityName(api::NodeAvailability availability) {
+  switch (availability) {
+    case api::NODE_AVAILABILITY_ACTIVE:
+      return "Active";
+    case api::NODE_AVAILABILITY_PAUSE:
+      return "Pause";
+    case api::NODE_AVAILABILITY_DRAIN:
+      return "Drain";
+    default:
+      return "Unknown";
+  }
+}
+
+std::string RoleName(api::NodeRole role) {
+  return role == api::NODE_ROLE_MANAGER ? "manager" : "worker";
+}
+
+std::string ManagerStatusName(const api::Node& node) {
+  if (!node.has_manager_status()) return "";
+  if (node.manager_status().leader()) return "Leader";
+  switch (node.manager_status().reachability()) {
+    case api::REACHABILITY_REACHABLE:
+      return "Reachable";
+    case api::REACHABILITY_UNREACHABLE:
+      return "Unreachable";
+    default:
+      return "Unknown";
+  }
+}
+
+std::string ServiceModeName(const api::ServiceSpec& spec) {
+  switch (spec.mode_case()) {
+    case api::ServiceSpec::kGlobal:
+      return "global";
+    case api::ServiceSpec::kReplicatedJob:
+      return "replicated job";
+    case api::ServiceSpec::kGlobalJob:
+      return "global job";
+    default:
+      return "replicated";
+  }
+}
+
+std::string ProtocolName(api::PortProtocol protocol) {
+  switch (protocol) {
+    case api::PORT_PROTOCOL_UDP:
+      return "udp";
+    case api::PORT_PROTOCOL_SCTP:
+      return "sctp";
+    default:
+      return "tcp";
+  }
+}
+
+std::string ImageWithoutDigest(absl::string_view image) {
+  return std::string(image.substr(0, image.find('@')));
+}
+
+std::string FormatServicePorts(const google::protobuf::RepeatedPtrField<api::PortConfig>& ports) {
+  std::vector<api::PortConfig> ingress;
+  for (const api::PortConfig& p : ports) {
+    if (p.publish_mode() == api::PUBLISH_MODE_INGRESS) ingress.push_back(p);
+  }
+  std::stable_sort(ingress.begin(), ingress.end(),
+                   [](const api::PortConfig& a, const api::PortConfig& b) {
+                     if (a.protocol() != b.protocol()) return a.protocol() < b.protocol();
+                     return a.published_port() < b.published_port();
+                   });
+  std::vector<std::string> out;
+  for (size_t i = 0; i < ingress.size();) {
+    size_t j = i;
+    while (j + 1 < ingress.size() && ingress[j + 1].protocol() == ingress[i].protocol() &&
+           ingress[i].published_port() != 0 &&
+           ingress[j + 1].published_port() == ingress[j].published_port() + 1 &&
+           ingress[j + 1].target_port() == ingress[j].target_port() + 1) {
+      ++j;
+    }
+    const api::PortConfig& first = ingress[i];
+    const api::PortConfig& last = ingress[j];
+    const std::string proto = ProtocolName(first.protocol());
+    if (i == j) {
+      out.push_back(
+          absl::StrCat("*:", first.published_port(), "->", first.target_port(), "/", proto));
+    } else {
+      out.push_back(absl::StrCat("*:", first.published_port(), "-", last.published_port(), "->",
+                                 first.target_port(), "-", last.target_port(), "/", proto));
+    }
+    i = j + 1;
+  }
+  return absl::StrJoin(out, ", ");
+}
+
+std::string FormatTaskPorts(const api::Task& task) {
+  std::vector<std::string> out;
+  for (const api::PortConfig& p : task.status().port_status().ports()) {
+    out.push_back(absl::StrCat("*:", p.published_port(), "->", p.target_port(), "/",
+                               ProtocolName(p.protocol())));
+  }
+  return absl::StrJoin(out, ", ");
+}
+
+std::string RenderTable(const std::vector<std::vector<std::string>>& lines) {
+  std::vector<size_t> widths;
+  for (const auto& line : lines) {
+    // The last cell of a line is not part of any column.
+    for (size_t i = 0; i + 1 < line.size(); ++i) {
+      if (widths.size() <= i) widths.resize(i + 1, kMinWidth);
+      widths[i] = std::max(widths[i], Utf8Length(line[i]) + kPadding);
+    }
+  }
+  std::string out;
+  for (const auto& line : lines) {
+    for (size_t i = 0; i < line.size(); ++i) {
+      out += line[i];
+      if (i + 1 < line.size()) out.append(widths[i] - Utf8Length(line[i]), ' ');
+    }
+    out += '\n';
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> RenderListing(const Listing& listing, const OutputOptions& options) {
+  if (options.quiet) {
+    std::string out;
+    for (const auto& row : listing.rows) absl::StrAppend(&out, row[0], "\n");
+    return out;
+  }
+  std::string format = options.format;
+  if (format.empty() || format == "table") {
+    std::vector<std::vector<std::string>> lines;
+    std::vector<std::string> header;
+    for (const Column& c : listing.columns) header.push_back(c.header);
+    lines.push_back(std::move(header));
+    for (const auto& row : listing.rows) lines.push_back(row);
+    return RenderTable(lines);
+  }
+  if (format == "json") format = "{{json .}}";
+  format = absl::StrReplaceAll(format, {{"\\t", "\t"}, {"\\n", "\n"}});
+  const bool table = absl::StartsWith(format, "table ");
+  if (table) format = format.substr(6);
+  if (table) {
+    std::vector<std::vector<std::string>> lines;
+    auto split = [](const std::string& s) {
+      std::vector<std::string> cells = absl::StrSplit(s, '\t');
+      return cells;
+    };
+    auto header = ExpandTemplate(format, listing, nullptr);
+    if (!header.ok()) return header.status();
+    lines.push_back(split(*header));
+    for (const auto& row : listing.rows) {
+      auto line = ExpandTemplate(format, listing, &row);
+      if (!line.ok()) return line.status();
+      lines.push_back(split(*line));
+    }
+    return RenderTable(lines);
+  }
+  std::string out;
+  // Check the template even when there is nothing to print.
+  if (auto check = ExpandTemplate(format, listing, nullptr); !check.ok()) return check.status();
+  for (const auto& row : listing.rows) {
+    auto line = ExpandTemplate(format, listing, &row);
+    if (!line.ok()) return line.status();
+    absl::StrAppend(&out, *line, "\n");
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> InspectJson(
+    const std::vector<const google::protobuf::Message*>& objects) {
+  nlohmann::json array = nlohmann::json::array();
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = false;
+  for (const google::protobuf::Message* m : objects) {
+    std::string json;
+    auto status = google::protobuf::util::MessageToJsonString(*m, &json, options);
+    if (!status.ok()) {
+      return absl::InternalError(absl::StrCat("cannot print as JSON: ", status.ToString()));
+    }
+    nlohmann::json value = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+    if (value.is_discarded()) return absl::InternalError("protobuf printed invalid JSON");
+    array.push_back(std::move(value));
+  }
+  return array.dump(4, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+bool NaturalLess(absl::string_view a, absl::string_view b) {
+  size_t i = 0, j = 0;
+  while (i < a.size() && j < b.size()) {
+    const bool da = absl::ascii_isdigit(static_cast<unsigned char>(a[i]));
+    const bool db = absl::ascii_isdigit(static_cast<unsigned char>(b[j]));
+    if (da && db) {
+      size_t ie = i, je = j;
+      while (ie < a.size() && absl::ascii_isdigit(static_cast<unsigned char>(a[ie]))) ++ie;
+      while (je < b.size() && absl::ascii_isdigit(static_cast<unsigned char>(b[je]))) ++je;
+      absl::string_view na = a.substr(i, ie - i);
+      absl::string_view nb = b.substr(j, je - j);
+      while (na.size() > 1 && na[0] == '0') na.remove_prefix(1);
+      while (nb.size() > 1 && nb[0] == '0') nb.remove_prefix(1);
+      if (na.size() != nb.size()) return na.size() < nb.size();
+      if (na != nb) return na < nb;
+      i = ie;
+      j = je;
+      continue;
+    }
+    if (a[i] != b[j]) return a[i] < b[j];
+    ++i;
+    ++j;
+  }
+  return a.size() - i < b.size() - j;
+}
+
+Listing NodeListing(const std::vector<api::Node>& nodes, absl::string_view self_id, bool no_trunc) {
+  (void)no_trunc;  // Docker shows node IDs in full either way.
+  std::vector<const api::Node*> sorted;
+  for (const api::Node& n : nodes) sorted.push_back(&n);
+  std::stable_sort(sorted.begin(), sorted.end(), [](const api::Node* a, const api::Node* b) {
+    if (a->description().hostname() != b->description().hostname()) {
+      return NaturalLess(a->description().hostname(), b->description().hostname());
+    }
+    return a->id() < b->id();
+  });
+  Listing l;
+  l.columns = {{"ID", "ID"},
+               {"Hostname", "HOSTNAME"},
+               {"Status", "STATUS"},
+               {"Availability", "AVAILABILITY"},
+               {"ManagerStatus", "MANAGER STATUS"},
+               {"EngineVersion", "ENGINE VERSION"}};
+  for (const api::Node* n : sorted) {
+    std::string id = n->id();
+    if (!self_id.empty() && n->id() == self_id) id += " *";
+    l.rows.push_back({id, n->description().hostname(), NodeStateName(n->status().state()),
+                      AvailabilityName(n->spec().availability()), ManagerStatusName(*n),
+                      n->description().engine().engine_version()});
+  }
+  return l;
+}
+
+Listing ServiceListing(const std::vector<api::Service>& services,
+                       const std::vector<api::ServiceStatus>& statuses, bool no_trunc) {
+  std::map<std::string, const api::ServiceStatus*> by_id;
+  for (const api::ServiceStatus& s : statuses) by_id[s.service_id()] = &s;
+  std::vector<const api::Service*> sorted;
+  for (const api::Service& s : services) sorted.push_back(&s);
+  std::stable_sort(sorted.begin(), sorted.end(), [](const api::Service* a, const api::Service* b) {
+    return NaturalLess(a->spec().annotations().name(), b->spec().annotations().name());
+  });
+  Listing l;
+  l.columns = {{"ID", "ID"},       {"Name", "NAME"},  {"Mode", "MODE"}, {"Replicas", "REPLICAS"},
+               {"Image", "IMAGE"}, {"Ports", "PORTS"}};
+  for (const api::Service* s : sorted) {
+    const api::ServiceSpec& spec = s->spec();
+    auto it = by_id.find(s->id());
+    const uint64_t running = it == by_id.end() ? 0 : it->second->running_tasks();
+    const uint64_t completed = it == by_id.end() ? 0 : it->second->completed_tasks();
+    uint64_t desired = it == by_id.end() ? 0 : it->second->desired_tasks();
+    std::string replicas;
+    switch (spec.mode_case()) {
+      case api::ServiceSpec::kReplicatedJob: {
+        uint64_t total = spec.replicated_job().total_completions();
+        replicas = absl::StrCat(running, "/", desired, " (", completed, "/", total, " completed)");
+        break;
+      }
+      case api::ServiceSpec::kGlobalJob:
+        replicas =
+            absl::StrCat(running, "/", desired, " (", completed, "/", desired, " completed)");
+        break;
+      case api::ServiceSpec::kGlobal:
+        replicas = absl::StrCat(running, "/", desired);
+        break;
+      default:
+        if (it == by_id.end()) desired = spec.replicated().replicas();
+        replicas = absl::StrCat(running, "/", desired);
+        if (spec.task_template().placement().max_replicas() > 0) {
+          absl::StrAppend(&replicas, " (max ", spec.task_template().placement().max_replicas(),
+                          " per node)");
+        }
+    }
+    const auto& ports =
+        s->endpoint().ports_size() > 0 ? s->endpoint().ports() : spec.endpoint_spec().ports();
+    l.rows.push_back(
+        {TruncateId(s->id(), no_trunc), spec.annotations().name(), ServiceModeName(spec), replicas,
+         ImageWithoutDigest(spec.task_template().container().image()), FormatServicePorts(ports)});
+  }
+  return l;
+}
+
+Listing TaskListing(const std::vector<api::Task>& tasks,
+                    const std::map<std::string, std::string>& service_names,
+                    const std::map<std::string, std::string>& node_names, absl::Time now,
+                    bool no_trunc) {
+  std::vector<TaskRow> rows;
+  for (const api::Task& t : tasks) {
+    std::string service = t.service_annotations().name();
+    if (service.empty()) {
+      auto it = service_names.find(t.service_id());
+      service = it != service_names.end() ? it->second : t.service_id();
+    }
+    std::string name = t.slot() != 0 ? absl::StrCat(service, ".", t.slot())
+                                     : absl::StrCat(service, ".", t.node_id());
+    rows.push_back({std::move(name), &t});
+  }
+  std::stable_sort(rows.begin(), rows.end(), [](const TaskRow& a, const TaskRow& b) {
+    if (a.name != b.name) return NaturalLess(a.name, b.name);
+    const absl::Time ta = FromTimestamp(a.task->meta().created_at());
+    const absl::Time tb = FromTimestamp(b.task->meta().created_at());
+    return ta > tb;  // newest first
+  });
+  Listing l;
+  l.columns = {{"ID", "ID"},
+               {"Name", "NAME"},
+               {"Image", "IMAGE"},
+               {"Node", "NODE"},
+               {"DesiredState", "DESIRED STATE"},
+               {"CurrentState", "CURRENT STATE"},
+               {"Error", "ERROR"},
+               {"Ports", "PORTS"}};
+  std::string previous;
+  for (const TaskRow& r : rows) {
+    const api::Task& t = *r.task;
+    std::string name = r.name == previous ? " \\_ " + r.name : r.name;
+    previous = r.name;
+    std::string node;
+    if (!t.node_id().empty()) {
+      auto it = node_names.find(t.node_id());
+      node = it != node_names.end() && !it->second.empty() ? it->second : t.node_id();
+    }
+    std::string current = TaskStateName(t.status().state());
+    if (t.status().has_timestamp()) {
+      absl::StrAppend(
+          &current, " ",
+          absl::AsciiStrToLower(HumanDuration(now - FromTimestamp(t.status().timestamp()))),
+          " ago");
+    }
+    std::string error;
+    if (!t.status().err().empty()) {
+      error = absl::StrCat(
+          "\"", no_trunc ? t.status().err() : Ellipsis(t.status().err(), kMaxErrorLength), "\"");
+    }
+    l.rows.push_back({TruncateId(t.id(), no_trunc), name,
+                      ImageWithoutDigest(t.spec().container().image()), node,
+                      TaskStateName(t.desired_state()), current, error, FormatTaskPorts(t)});
+  }
+  return l;
+}
+
+Listing NetworkListing(const std::vector<api::Network>& networks, bool no_trunc) {
+  std::vector<const api::Network*> sorted;
+  for (const api::Network& n : networks) sorted.push_back(&n);
+  std::stable_sort(sorted.begin(), sorted.end(), [](const api::Network* a, const api::Network* b) {
+    return NaturalLess(a->spec().annotations().name(), b->spec().annotations().name());
+  });
+  Listing l;
+  l.columns = {{"ID", "NETWORK ID"}, {"Name", "NAME"}, {"Driver", "DRIVER"}, {"Scope", "SCOPE"}};
+  for (const api::Network* n : sorted) {
+    l.rows.push_back(
+        {TruncateId(n->id(), no_trunc), Name(n->spec().annotations()), DriverName(*n), "swarm"});
+  }
+  return l;
+}
+
+Listing SecretListing(const std::vector<api::Secret>& secrets, absl::Time now, bool no_trunc) {
+  (void)no_trunc;  // Docker shows secret IDs in full either way.
+  std::vector<const api::Secret*> sorted;
+  for (const api::Secret& s : secrets) sorted.push_back(&s);
+  std::stable_sort(sorted.begin(), sorted.end(), [](const api::Secret* a, const api::Secret* b) {
+    return NaturalLess(a->spec().annotations().name(), b->spec().annotations().name());
+  });
+  Listing l;
+  l.columns = {{"ID", "ID"},
+               {"Name", "NAME"},
+               {"Driver", "DRIVER"},
+               {"CreatedAt", "CREATED"},
+               {"UpdatedAt", "UPDATED"}};
+  for (const api::Secret* s : sorted) {
+    l.rows.push_back({s->id(), Name(s->spec().annotations()), s->spec().driver().name(),
+                      TimeAgo(FromTimestamp(s->meta().created_at()), now),
+                      TimeAgo(FromTimestamp(s->meta().updated_at()), now)});
+  }
+  return l;
+}
+
+Listing ConfigListing(const std::vector<api::Config>& configs, absl::Time now, bool no_trunc) {
+  (void)no_trunc;  // Docker shows config IDs in full either way.
+  std::vector<const api::Config*> sorted;
+  for (const api::Config& c : configs) sorted.push_back(&c);
+  std::stable_sort(sorted.begin(), sorted.end(), [](const api::Config* a, const api::Config* b) {
+    return NaturalLess(a->spec().annotations().name(), b->spec().annotations().name());
+  });
+  Listing l;
+  l.columns = {{"ID", "ID"}, {"Name", "NAME"}, {"CreatedAt", "CREATED"}, {"UpdatedAt", "UPDATED"}};
+  for (const api::Config* c : sorted) {
+    l.rows.push_back({c->id(), Name(c->spec().annotations()),
+                      TimeAgo(FromTimestamp(c->meta().created_at()), now),
+                      TimeAgo(FromTimestamp(c->meta().updated_at()), now)});
+  }
+  return l;
+}
+
+}  // namespace swarm::cli

@@ -338,11 +338,11 @@ void AddSwarmCommands(CommandTree& tree) {
   tree.Flag(cmd, "-f,--force", leave_force.get(),
             "Force this node to leave the swarm, ignoring warnings");
 
-  // The handler reads the unlock command's leftover arguments to refuse a key given there.
-  auto unlock = std::make_shared<CLI::App*>(nullptr);
-  *unlock = tree.Command(swarm, "unlock", "Unlock swarm (the key is read from standard input)",
-                         [unlock](Session& s) { return Unlock(s, (*unlock)->remaining()); });
-  (*unlock)->allow_extras();
+  // A key typed on the command line is captured (by a hidden positional) only to refuse it.
+  auto unlock_args = std::make_shared<std::vector<std::string>>();
+  cmd = tree.Command(swarm, "unlock", "Unlock swarm (the key is read from standard input)",
+                     [unlock_args](Session& s) { return Unlock(s, *unlock_args); });
+  cmd->add_option("KEY", *unlock_args)->group("");
 
   auto key = std::make_shared<std::pair<bool, bool>>(false, false);
   cmd = tree.Command(swarm, "unlock-key", "Manage the unlock key",

@@ -44,6 +44,12 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Remote(const std::string& addr,
           "cannot read the certificates to reach ", addr, ": ", data.status().message(),
           " (--tls-dir must hold ca.pem, cert.pem and key.pem of a manager of the cluster)"));
     }
+    if (data->find("-----BEGIN") == std::string::npos) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(tls_dir, "/", file,
+                       " is not a PEM file (--tls-dir must hold ca.pem, "
+                       "cert.pem and key.pem of a manager of the cluster)"));
+    }
     *field = std::move(*data);
   }
   auto channel = grpc::CreateCustomChannel(addr, tls::ChannelCredentials(creds),

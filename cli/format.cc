@@ -323,9 +323,18 @@ absl::StatusOr<std::string> RenderListing(const Listing& listing, const OutputOp
   if (format.empty() || format == "table") {
     std::vector<std::vector<std::string>> lines;
     std::vector<std::string> header;
-    for (const Column& c : listing.columns) header.push_back(c.header);
+    for (const Column& c : listing.columns) {
+      if (c.in_table) header.push_back(c.header);
+    }
     lines.push_back(std::move(header));
-    for (const auto& row : listing.rows) lines.push_back(row);
+    for (size_t r = 0; r < listing.rows.size(); ++r) {
+      std::vector<std::string> line;
+      for (size_t i = 0; i < listing.columns.size(); ++i) {
+        if (listing.columns[i].in_table) line.push_back(listing.rows[r][i]);
+      }
+      if (r < listing.id_marks.size() && !line.empty()) line[0] += listing.id_marks[r];
+      lines.push_back(std::move(line));
+    }
     return RenderTable(lines);
   }
   if (format == "json") format = "{{json .}}";
@@ -361,7 +370,8 @@ absl::StatusOr<std::string> RenderListing(const Listing& listing, const OutputOp
 
 absl::StatusOr<std::string> InspectJson(
     const std::vector<const google::protobuf::Message*>& objects) {
-  nlohmann::json array = nlohmann::json::array();
+  // ordered_json keeps protobuf's field order, so "id" comes first as in docker inspect.
+  nlohmann::ordered_json array = nlohmann::ordered_json::array();
   google::protobuf::util::JsonPrintOptions options;
   options.preserve_proto_field_names = false;
   for (const google::protobuf::Message* m : objects) {
@@ -370,11 +380,12 @@ absl::StatusOr<std::string> InspectJson(
     if (!status.ok()) {
       return absl::InternalError(absl::StrCat("cannot print as JSON: ", status.ToString()));
     }
-    nlohmann::json value = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+    nlohmann::ordered_json value =
+        nlohmann::ordered_json::parse(json, nullptr, /*allow_exceptions=*/false);
     if (value.is_discarded()) return absl::InternalError("protobuf printed invalid JSON");
     array.push_back(std::move(value));
   }
-  return array.dump(4, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  return array.dump(4, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
 }
 
 bool NaturalLess(absl::string_view a, absl::string_view b) {
@@ -419,13 +430,14 @@ Listing NodeListing(const std::vector<api::Node>& nodes, absl::string_view self_
                {"Status", "STATUS"},
                {"Availability", "AVAILABILITY"},
                {"ManagerStatus", "MANAGER STATUS"},
-               {"EngineVersion", "ENGINE VERSION"}};
+               {"EngineVersion", "ENGINE VERSION"},
+               {"Self", "SELF", /*in_table=*/false}};
   for (const api::Node* n : sorted) {
-    std::string id = n->id();
-    if (!self_id.empty() && n->id() == self_id) id += " *";
-    l.rows.push_back({id, n->description().hostname(), NodeStateName(n->status().state()),
+    const bool self = !self_id.empty() && n->id() == self_id;
+    l.rows.push_back({n->id(), n->description().hostname(), NodeStateName(n->status().state()),
                       AvailabilityName(n->spec().availability()), ManagerStatusName(*n),
-                      n->description().engine().engine_version()});
+                      n->description().engine().engine_version(), self ? "true" : "false"});
+    l.id_marks.push_back(self ? " *" : "");
   }
   return l;
 }

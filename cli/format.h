@@ -62,12 +62,17 @@ std::string RenderTable(const std::vector<std::vector<std::string>>& lines);
 struct Column {
   std::string key;
   std::string header;
+  // False for fields that templates and JSON have but the default table does not ("Self").
+  bool in_table = true;
 };
 
 // The rows of an `ls`/`ps` command. The first column is the ID (what -q prints).
 struct Listing {
   std::vector<Column> columns;
   std::vector<std::vector<std::string>> rows;
+  // When not empty, one per row: appended to the ID in the default table only (`node ls`
+  // marks the node the CLI talks to with " *").
+  std::vector<std::string> id_marks;
 };
 
 // How to print a listing: -q, --format ("", "table", "json", "table TEMPLATE" or TEMPLATE,
@@ -87,8 +92,8 @@ absl::StatusOr<std::string> InspectJson(
     const std::vector<const google::protobuf::Message*>& objects);
 
 // `node ls`: ID (with " *" after the node the CLI talks to), HOSTNAME, STATUS, AVAILABILITY,
-// MANAGER STATUS, ENGINE VERSION; sorted by hostname (natural order). Node IDs are shown
-// in full, as Docker does.
+// MANAGER STATUS, ENGINE VERSION, and Self ("true"/"false") for templates and JSON; sorted by
+// hostname (natural order). Node IDs are shown in full, as Docker does.
 Listing NodeListing(const std::vector<api::Node>& nodes, absl::string_view self_id, bool no_trunc);
 // `service ls`: ID, NAME, MODE, REPLICAS (running/desired from the statuses), IMAGE, PORTS;
 // sorted by name.

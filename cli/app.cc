@@ -41,6 +41,8 @@ int Run(const std::vector<std::string>& args, const Io& io) {
           std::string(kDefaultSocket) + " unless --socket or --host says otherwise.",
       "swarmctl"};
   app.fallthrough();  // global flags may follow the command
+  app.set_version_flag("-v,--version", std::string("swarmctl version ") + kVersion,
+                       "Print version information and quit");
   app.require_subcommand(1);
   GlobalOptions options;
   app.add_option("--socket", options.socket,
@@ -65,6 +67,8 @@ int Run(const std::vector<std::string>& args, const Io& io) {
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e, *io.out, *io.err);
   } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e, *io.out, *io.err);
+  } catch (const CLI::CallForVersion& e) {
     return app.exit(e, *io.out, *io.err);
   } catch (const CLI::ParseError& e) {
     *io.err << "Error: " << e.what() << "\nSee '" << CommandPath(app) << " --help'.\n";

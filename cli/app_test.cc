@@ -624,6 +624,10 @@ TEST_F(SwarmctlTest, Run_ParseErrorsAndHelp) {
   EXPECT_EQ(r.code, 0);
   EXPECT_THAT(r.out, HasSubstr("--publish-rm"));
 
+  r = Run({"--version"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_EQ(r.out, "swarmctl version 0.1.0\n");
+
   r = Run({"service", "scale"});
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.err, HasSubstr("required"));

@@ -393,3 +393,72 @@ TEST(ShellSplit, QuotesAndEscapes) {
 
 }  // namespace
 }  // namespace swarm::cli
+
+namespace swarm::cli {
+namespace {
+
+// Hostile input gets an error or a value, never a crash.
+TEST(Parsers, NeverCrashOnHostileInput) {
+  const std::vector<std::string> inputs = {"",
+                                           "=",
+                                           ",",
+                                           "\"",
+                                           "\\",
+                                           "::",
+                                           ":",
+                                           "-",
+                                           "/",
+                                           "=,=",
+                                           "a=b=c,d",
+                                           "\"\"",
+                                           "999999999999999999999999",
+                                           "-999999999999999999999",
+                                           "1e400",
+                                           "nan",
+                                           "inf",
+                                           "0x",
+                                           "0o",
+                                           "\xff\xfe\xfd",
+                                           "..",
+                                           "1..2",
+                                           "80:80:80:80",
+                                           "80-",
+                                           "-80",
+                                           "65535-1:1-65535",
+                                           "1-65535",
+                                           "type=",
+                                           "target=,target=",
+                                           std::string(10000, 'a'),
+                                           std::string(1000, ',') + "=",
+                                           "\0"};
+  for (const std::string& in : inputs) {
+    (void)ParseDuration("d", in);
+    (void)ParseBytes("b", in);
+    (void)ParseNanoCpus("c", in);
+    (void)ParseUint("u", in);
+    (void)ParseInt("i", in);
+    (void)ParseRatio("r", in);
+    (void)ParseBool("b", in);
+    (void)ParseFileMode("m", in);
+    (void)ParsePublish(in);
+    (void)ParseMount(in);
+    (void)ParseEnv(in, nullptr);
+    (void)ParseEnvFile("f", in, nullptr);
+    (void)ParseLabel("l", in);
+    (void)ParseKeyValue("k", in);
+    (void)ParseSecretReference(in);
+    (void)ParseConfigReference(in);
+    (void)ParseNetworkAttachment(in);
+    (void)ParsePlacementPreference(in);
+    (void)ParseUlimit(in);
+    (void)ParseExtraHost(in);
+    (void)ShellSplit("s", in);
+  }
+  // A range as wide as the port space expands to every port, and no more.
+  auto all = ParsePublish("1-65535");
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->size(), 65535u);
+}
+
+}  // namespace
+}  // namespace swarm::cli

@@ -560,3 +560,116 @@ TEST(ResolveReferences, NamesThenIds) {
 
 }  // namespace
 }  // namespace swarm::cli
+
+namespace swarm::cli {
+namespace {
+
+// Every flag, set to hostile values, gives a spec or an error, never a crash.
+TEST(ServiceFlags, NeverCrashOnHostileInput) {
+  using Opt = std::optional<std::string> ServiceFlags::*;
+  using Vec = std::vector<std::string> ServiceFlags::*;
+  const Opt opts[] = {&ServiceFlags::update_image,
+                      &ServiceFlags::update_args,
+                      &ServiceFlags::name,
+                      &ServiceFlags::mode,
+                      &ServiceFlags::replicas,
+                      &ServiceFlags::max_concurrent,
+                      &ServiceFlags::workdir,
+                      &ServiceFlags::user,
+                      &ServiceFlags::hostname,
+                      &ServiceFlags::entrypoint,
+                      &ServiceFlags::stop_signal,
+                      &ServiceFlags::stop_grace_period,
+                      &ServiceFlags::limit_cpu,
+                      &ServiceFlags::limit_memory,
+                      &ServiceFlags::limit_pids,
+                      &ServiceFlags::reserve_cpu,
+                      &ServiceFlags::reserve_memory,
+                      &ServiceFlags::restart_condition,
+                      &ServiceFlags::restart_delay,
+                      &ServiceFlags::restart_max_attempts,
+                      &ServiceFlags::restart_window,
+                      &ServiceFlags::update_parallelism,
+                      &ServiceFlags::update_delay,
+                      &ServiceFlags::update_failure_action,
+                      &ServiceFlags::update_monitor,
+                      &ServiceFlags::update_max_failure_ratio,
+                      &ServiceFlags::update_order,
+                      &ServiceFlags::rollback_parallelism,
+                      &ServiceFlags::rollback_delay,
+                      &ServiceFlags::rollback_failure_action,
+                      &ServiceFlags::rollback_monitor,
+                      &ServiceFlags::rollback_max_failure_ratio,
+                      &ServiceFlags::rollback_order,
+                      &ServiceFlags::endpoint_mode,
+                      &ServiceFlags::replicas_max_per_node,
+                      &ServiceFlags::health_cmd,
+                      &ServiceFlags::health_interval,
+                      &ServiceFlags::health_timeout,
+                      &ServiceFlags::health_retries,
+                      &ServiceFlags::health_start_period,
+                      &ServiceFlags::health_start_interval,
+                      &ServiceFlags::log_driver};
+  const Vec vecs[] = {&ServiceFlags::log_opts,
+                      &ServiceFlags::env,
+                      &ServiceFlags::env_files,
+                      &ServiceFlags::labels,
+                      &ServiceFlags::container_labels,
+                      &ServiceFlags::mounts,
+                      &ServiceFlags::publish,
+                      &ServiceFlags::networks,
+                      &ServiceFlags::constraints,
+                      &ServiceFlags::placement_prefs,
+                      &ServiceFlags::secrets,
+                      &ServiceFlags::configs,
+                      &ServiceFlags::dns,
+                      &ServiceFlags::dns_search,
+                      &ServiceFlags::dns_options,
+                      &ServiceFlags::hosts,
+                      &ServiceFlags::groups,
+                      &ServiceFlags::cap_add,
+                      &ServiceFlags::cap_drop,
+                      &ServiceFlags::ulimits,
+                      &ServiceFlags::sysctls,
+                      &ServiceFlags::env_rm,
+                      &ServiceFlags::label_rm,
+                      &ServiceFlags::container_label_rm,
+                      &ServiceFlags::mount_rm,
+                      &ServiceFlags::publish_rm,
+                      &ServiceFlags::network_rm,
+                      &ServiceFlags::constraint_rm,
+                      &ServiceFlags::placement_pref_rm,
+                      &ServiceFlags::secret_rm,
+                      &ServiceFlags::config_rm,
+                      &ServiceFlags::dns_rm,
+                      &ServiceFlags::dns_search_rm,
+                      &ServiceFlags::dns_option_rm,
+                      &ServiceFlags::host_rm,
+                      &ServiceFlags::group_rm,
+                      &ServiceFlags::ulimit_rm,
+                      &ServiceFlags::sysctl_rm};
+  const std::vector<std::string> inputs = {
+      "", "=", ",", "\"", ":", "-1", "99999999999999999999", "\xff", "a=b,c", "type=bind"};
+  for (const std::string& in : inputs) {
+    for (Opt o : opts) {
+      ServiceFlags f;
+      f.image = "x";
+      f.*o = in;
+      (void)BuildServiceSpec(f, TestEnv());
+      api::ServiceSpec spec = Existing();
+      (void)ApplyServiceUpdate(f, TestEnv(), &spec);
+    }
+    for (Vec v : vecs) {
+      ServiceFlags f;
+      f.image = "x";
+      (f.*v).push_back(in);
+      (f.*v).push_back(in);
+      (void)BuildServiceSpec(f, TestEnv());
+      api::ServiceSpec spec = Existing();
+      (void)ApplyServiceUpdate(f, TestEnv(), &spec);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace swarm::cli

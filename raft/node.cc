@@ -259,6 +259,11 @@ absl::Status Node::Load() {
   if (absl::Status s = mem_.Append(state->entries); !s.ok()) return s;
   mem_.SetHardState(state->hard_state);
   NoteMembers(state->entries);
+  // A member that just joined knows the others from the join's answer only, until the log
+  // reaches it; without their addresses it could not answer the leader.
+  for (const auto& [id, addr] : config_.known_members) {
+    if (id != config_.id && !members_.count(id)) members_[id] = Member{id, addr};
+  }
 
   Config c;
   c.id = config_.id;
@@ -547,7 +552,8 @@ void Node::Run() {
     }
     for (auto& [cc, w] : in->conf_changes) {
       if (!has_leader) {
-        w->Finish(absl::UnavailableError("no raft leader now; retry the membership change shortly"));
+        w->Finish(
+            absl::UnavailableError("no raft leader now; retry the membership change shortly"));
         continue;
       }
       absl::Status s = raw_->ProposeConfChange(cc);

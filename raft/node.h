@@ -65,6 +65,9 @@ struct NodeConfig {
   // Only for a brand-new log: the initial members (ID -> address), this node included. Empty
   // for a node that joins an existing cluster and waits for the leader to add it.
   std::map<uint64_t, std::string> bootstrap_members;
+  // Members known from elsewhere (ID -> address): for a node that just joined, the members the
+  // join answered with, so it can answer the leader before its log names them.
+  std::map<uint64_t, std::string> known_members;
   // Timing: the defaults elect a new leader within about 2 s of a leader's death.
   absl::Duration tick_interval = absl::Milliseconds(100);
   int election_ticks = 10;

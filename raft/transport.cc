@@ -111,10 +111,11 @@ class Peer {
     if (!stub_ || addr_changed_) {
       addr_changed_ = false;
       // gRPC's own reconnect backoff grows to minutes by default; a member that restarts
-      // must be reached again within our own backoff.
+      // must be reached again within our own backoff. (The "min reconnect backoff" is in
+      // fact the connect timeout, TLS handshake included: it must not be short.)
       grpc::ChannelArguments args = options_.channel_arguments;
       args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-      args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+      args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 2000);
       args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
                   static_cast<int>(absl::ToInt64Milliseconds(options_.max_backoff)));
       args.SetMaxReceiveMessageSize(64 << 20);

@@ -231,6 +231,7 @@ int Main(int argc, char** argv) {
       return 1;
     }
     id = resp.raft_id();
+    for (const auto& m : resp.members()) config.known_members[m.raft_id()] = m.addr();
   } else {
     std::cerr << "raftkv: a new member needs --peers (new cluster) or --join ADDR\n";
     return 2;

@@ -1,0 +1,114 @@
+// Daemon: swarmd, the one daemon of every node. It owns the node's state directory and its
+// unix socket (NodeAdmin for `swarm init|join|leave|unlock` and `info`, and the control API
+// while the node is a manager), and the node's role: nothing (inactive), a worker, or a
+// Manager (node/manager.h) with its TCP listener.
+//
+// States (LocalNodeState): INACTIVE until `swarm init` or `swarm join` succeeds; ACTIVE after;
+// LOCKED for a manager restarted with autolock on, until `swarm unlock` gets the right key;
+// ERROR when the stored state cannot be used (the reason is in `info` and the log). `swarm
+// leave` returns to INACTIVE.
+//
+// On disk (STATE_DIR, mode 0700): node.state (node/state.proto: who the node is; written last,
+// once an init or join has succeeded, so a crash halfway leaves an inactive node), keys (the
+// Raft DEK and the TLS key, wrapped: manager/keymanager), and raft/ (the encrypted log).
+//
+// Thread-safety: thread-safe. mu_ guards the state; an init, join, leave or unlock runs one at
+// a time (busy_) without holding mu_ across its RPCs and disk writes.
+#ifndef SWARM_NODE_DAEMON_H_
+#define SWARM_NODE_DAEMON_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/clock.h"
+#include "common/random.h"
+#include "manager/keymanager/keystore.h"
+#include "node/manager.h"
+#include "node/state.pb.h"
+#include "proto/node.grpc.pb.h"
+
+namespace swarm::node {
+
+inline constexpr char kVersion[] = "0.1.0";
+
+struct DaemonConfig {
+  std::string state_dir = "/var/lib/swarmd";
+  std::string socket = "/var/run/swarmd.sock";
+  // Cluster traffic; `swarm init` and `join` may override both.
+  std::string listen_addr = "0.0.0.0:4242";
+  // Empty: the listen address, unless that is a wildcard (then init and join must say).
+  std::string advertise_addr;
+  // What the node reports about itself; empty hostname: the machine's.
+  std::string hostname;
+  std::map<std::string, std::string> labels;
+  absl::Duration tick_interval = absl::Milliseconds(100);
+  Clock* clock = &Clock::Real();
+  Random* random = &SecureRandom::Get();
+};
+
+class Daemon {
+ public:
+  explicit Daemon(DaemonConfig config);
+  ~Daemon();
+
+  // Resumes the stored state (if any) and opens the unix socket. An error only when the
+  // socket cannot be served; a stored state that cannot be used puts the node in ERROR.
+  absl::Status Start();
+  // Stops the manager (if any) and closes the socket.
+  void Stop();
+
+  absl::StatusOr<api::InitSwarmResponse> Init(const api::InitSwarmRequest& req);
+  absl::StatusOr<api::JoinSwarmResponse> Join(const api::JoinSwarmRequest& req);
+  absl::Status Leave(const api::LeaveSwarmRequest& req);
+  absl::Status Unlock(const api::UnlockSwarmRequest& req);
+  api::NodeInfoResponse Info() const;
+
+ private:
+  class AdminService;
+  struct Addresses {
+    std::string listen;
+    std::string advertise;
+  };
+
+  // Reads node.state and starts the role it describes.
+  void Resume();
+  absl::StatusOr<Addresses> ChooseAddresses(const std::string& listen,
+                                            const std::string& advertise) const;
+  // Marks the start of an init, join, leave or unlock; FAILED_PRECONDITION if one is running
+  // or the node is not in `want`.
+  absl::Status BeginOperation(api::LocalNodeState want, const char* what);
+  void EndOperation(api::LocalNodeState state, std::shared_ptr<Manager> manager = nullptr);
+  absl::StatusOr<std::shared_ptr<Manager>> StartManager(
+      const NodeState& st, const DataKey& dek, const std::string& tls_key,
+      const std::string& unlock_key, bool bootstrap,
+      std::map<uint64_t, std::string> known_members = {});
+  // This node as the store records it: description, role, manager status.
+  api::NodeDescription Describe() const;
+  absl::Status WriteState(const NodeState& st);
+  // Removes everything a previous membership left (state, keys, Raft log).
+  absl::Status WipeState();
+  absl::StatusOr<std::shared_ptr<api::Control::Service>> CurrentControl() const;
+
+  const DaemonConfig config_;
+  manager::keymanager::KeyStore keys_;
+  std::unique_ptr<AdminService> admin_;
+  std::unique_ptr<api::Control::Service> gate_;
+  std::unique_ptr<grpc::Server> socket_server_;
+
+  mutable absl::Mutex mu_;
+  api::LocalNodeState state_ ABSL_GUARDED_BY(mu_) = api::LOCAL_NODE_STATE_INACTIVE;
+  std::string error_ ABSL_GUARDED_BY(mu_);
+  NodeState node_state_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<Manager> manager_ ABSL_GUARDED_BY(mu_);
+  bool busy_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace swarm::node
+
+#endif  // SWARM_NODE_DAEMON_H_

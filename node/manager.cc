@@ -1,0 +1,235 @@
+#include "node/manager.h"
+
+#include "common/grpc_status.h"
+#include "common/logging.h"
+#include "node/control_router.h"
+#include "proto/raft_service.grpc.pb.h"
+
+namespace swarm::node {
+namespace {
+constexpr char kLog[] = "manager";
+constexpr absl::Duration kMaintenancePeriod = absl::Milliseconds(500);
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<Manager>> Manager::Start(ManagerConfig config) {
+  std::shared_ptr<Manager> m(new Manager(std::move(config)));
+  if (absl::Status s = m->Init(); !s.ok()) {
+    m->Stop();
+    return s;
+  }
+  return m;
+}
+
+absl::Status Manager::Init() {
+  // The store exists before the Raft node, which replays the log into it.
+  store_ = std::make_unique<manager::store::MemoryStore>(nullptr, config_.clock);
+  raft::NodeConfig rc;
+  rc.id = config_.raft_id;
+  rc.advertise_addr = config_.advertise_addr;
+  rc.state_dir = config_.state_dir;
+  rc.key = config_.dek;
+  if (config_.bootstrap) rc.bootstrap_members = {{config_.raft_id, config_.advertise_addr}};
+  rc.known_members = config_.known_members;
+  rc.tick_interval = config_.tick_interval;
+  rc.channel_credentials = tls::ChannelCredentials(config_.credentials);
+  rc.channel_arguments = tls::ChannelArguments(tls::kManagerRole);
+  rc.require_manager_peers = true;
+  rc.clock = config_.clock;
+  rc.state_machine = store_.get();
+  auto node = raft::Node::Create(std::move(rc));
+  if (!node.ok()) return node.status();
+  raft_ = *std::move(node);
+  proposer_ = std::make_unique<manager::store::RaftProposer>(raft_.get());
+  store_->set_proposer(proposer_.get());
+  ca_ = std::make_unique<manager::ca::CAServer>(store_.get(), config_.clock, config_.random);
+
+  manager::controlapi::Server::Options opts;
+  opts.clock = config_.clock;
+  opts.random = config_.random;
+  opts.sync = [raft = raft_.get(), clock = config_.clock] {
+    // While a leader is being elected or learned, reads fail as UNAVAILABLE: wait that out.
+    const absl::Time deadline = clock->Now() + absl::Seconds(5);
+    while (true) {
+      absl::Status s = raft->LinearizableRead(deadline - clock->Now());
+      if (s.code() != absl::StatusCode::kUnavailable || clock->Now() >= deadline) return s;
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+  };
+  opts.check_role_change = [raft = raft_.get()](const api::Node& node, api::NodeRole role) {
+    const raft::NodeStatus rs = raft->Status();
+    if (role == api::NODE_ROLE_WORKER && node.manager_status().raft_id() != 0 &&
+        rs.conf_state.voters.size() <= 1) {
+      return absl::FailedPreconditionError(
+          "cannot demote the last manager of the swarm: promote another node first");
+    }
+    return absl::OkStatus();
+  };
+  opts.unlock_key = [store = store_.get()]() -> absl::StatusOr<std::string> {
+    std::string key;
+    store->View([&](const manager::store::ReadTx& tx) {
+      for (const auto& c : tx.ListClusters()) key = manager::controlapi::UnlockKeyOf(*c);
+    });
+    return key;
+  };
+  control_ = std::make_shared<manager::controlapi::Server>(store_.get(), opts);
+  auto leader = [this] { return LeaderControl(); };
+  local_control_ = std::make_shared<ControlRouter>(control_, leader, /*require_manager=*/false);
+  remote_control_ = std::make_unique<ControlRouter>(control_, leader, /*require_manager=*/true);
+
+  grpc::ServerBuilder b;
+  b.AddListeningPort(config_.listen_addr,
+                     tls::ServerCredentials(config_.credentials, tls::ClientCerts::kOptional));
+  b.RegisterService(raft_->raft_service());
+  b.RegisterService(raft_->membership_service());
+  b.RegisterService(static_cast<api::CA::Service*>(ca_.get()));
+  b.RegisterService(static_cast<api::NodeCA::Service*>(ca_.get()));
+  b.RegisterService(remote_control_.get());
+  server_ = b.BuildAndStart();
+  if (server_ == nullptr) {
+    return absl::UnavailableError("cannot listen on " + config_.listen_addr +
+                                  " (is the address in use? choose another with --listen-addr)");
+  }
+  raft_->Start();
+  wrapped_with_ = config_.unlock_key;
+  maintenance_ = std::thread([this] { RunMaintenance(); });
+  log::Info(
+      kLog, "manager started",
+      {{"node", config_.node_id}, {"raft_id", config_.raft_id}, {"addr", config_.advertise_addr}});
+  return absl::OkStatus();
+}
+
+Manager::~Manager() { Stop(); }
+
+void Manager::Stop() {
+  if (stopped_.exchange(true)) return;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    stop_cv_.SignalAll();
+  }
+  if (maintenance_.joinable()) maintenance_.join();
+  // Peers keep their Raft streams open: cancel them after a short grace period.
+  if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+  if (raft_) raft_->Stop();
+}
+
+std::shared_ptr<api::Control::Stub> Manager::LeaderControl() {
+  const raft::NodeStatus rs = raft_->Status();
+  if (rs.leader == raft::kNone || rs.leader == rs.id) return nullptr;
+  auto it = rs.members.find(rs.leader);
+  if (it == rs.members.end()) return nullptr;
+  absl::MutexLock lock(&mu_);
+  std::shared_ptr<api::Control::Stub>& stub = peers_[it->second.addr];
+  if (stub == nullptr) {
+    stub = api::Control::NewStub(
+        grpc::CreateCustomChannel(it->second.addr, tls::ChannelCredentials(config_.credentials),
+                                  tls::ChannelArguments(tls::kManagerRole)));
+  }
+  return stub;
+}
+
+void Manager::RunMaintenance() {
+  pthread_setname_np(pthread_self(), "manager-maint");
+  absl::MutexLock lock(&mu_);
+  while (!stopping_) {
+    stop_cv_.WaitWithTimeout(&mu_, kMaintenancePeriod);
+    if (stopping_) break;
+    mu_.Unlock();
+    SyncKeys();
+    if (raft_->Status().state == raft::StateType::kLeader) SyncManagerStatus();
+    mu_.Lock();
+  }
+}
+
+void Manager::SyncKeys() {
+  if (config_.keystore == nullptr) return;
+  std::optional<std::string> wanted;
+  store_->View([&](const manager::store::ReadTx& tx) {
+    for (const auto& c : tx.ListClusters()) wanted = manager::controlapi::UnlockKeyOf(*c);
+  });
+  if (!wanted || *wanted == wrapped_with_) return;
+  const manager::keymanager::Keys keys{config_.dek, config_.credentials.key_pem};
+  if (absl::Status s = config_.keystore->Store(keys, *wanted); !s.ok()) {
+    log::Error(kLog, "cannot re-wrap the keys at rest", {{"reason", s}});
+    return;
+  }
+  wrapped_with_ = *wanted;
+  log::Info(kLog, wanted->empty() ? "autolock is off: keys wrapped with the node-local key"
+                                  : "autolock is on: keys wrapped with the unlock key");
+}
+
+void Manager::SyncManagerStatus() {
+  const raft::NodeStatus rs = raft_->Status();
+  std::vector<api::Node> changed;
+  store_->View([&](const manager::store::ReadTx& tx) {
+    for (const auto& n : tx.ListNodes()) {
+      const uint64_t id = n->manager_status().raft_id();
+      if (id == 0) continue;
+      const bool leader = id == rs.leader;
+      const api::Reachability reach =
+          rs.members.count(id) ? api::REACHABILITY_REACHABLE : api::REACHABILITY_UNREACHABLE;
+      if (n->manager_status().leader() == leader && n->manager_status().reachability() == reach)
+        continue;
+      api::Node copy = *n;
+      copy.mutable_manager_status()->set_leader(leader);
+      copy.mutable_manager_status()->set_reachability(reach);
+      changed.push_back(std::move(copy));
+    }
+  });
+  if (changed.empty()) return;
+  absl::Status s = store_->Update([&](manager::store::WriteTx& tx) {
+    for (const api::Node& n : changed) tx.UpdateObject(n);
+    return absl::OkStatus();
+  });
+  // A concurrent write to one of these nodes wins; the next round retries.
+  if (!s.ok()) log::Info(kLog, "manager status not updated", {{"reason", s}});
+}
+
+absl::Status Manager::LeaveRaft(absl::Duration timeout) {
+  const absl::Time deadline = config_.clock->Now() + timeout;
+  raft::NodeStatus rs = raft_->Status();
+  if (rs.state == raft::StateType::kLeader) {
+    for (uint64_t v : rs.conf_state.voters) {
+      if (v != rs.id && raft_->TransferLeadership(v, absl::Seconds(5)).ok()) break;
+    }
+  }
+  absl::Status last = absl::UnavailableError("no other manager to ask");
+  while (config_.clock->Now() < deadline) {
+    rs = raft_->Status();
+    for (const auto& [id, member] : rs.members) {
+      if (id == rs.id) continue;
+      auto stub = api::RaftMembership::NewStub(
+          grpc::CreateCustomChannel(member.addr, tls::ChannelCredentials(config_.credentials),
+                                    tls::ChannelArguments(tls::kManagerRole)));
+      grpc::ClientContext ctx;
+      ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+      api::LeaveRequest req;
+      req.mutable_node()->set_raft_id(rs.id);
+      req.mutable_node()->set_node_id(config_.node_id);
+      api::LeaveResponse resp;
+      grpc::Status s = stub->Leave(&ctx, req, &resp);
+      if (s.ok()) {
+        log::Info(kLog, "left the raft group", {{"via", member.addr}});
+        return absl::OkStatus();
+      }
+      last = FromGrpcStatus(s);
+    }
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  return last;
+}
+
+absl::Status Manager::WaitForLeader(absl::Duration timeout) {
+  const absl::Time deadline = config_.clock->Now() + timeout;
+  while (true) {
+    if (raft_->Status().leader != raft::kNone) {
+      absl::Status s = raft_->LinearizableRead(absl::Seconds(2));
+      if (s.ok() || config_.clock->Now() >= deadline) return s;
+    } else if (config_.clock->Now() >= deadline) {
+      return absl::UnavailableError("no raft leader was elected in time");
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+}
+
+}  // namespace swarm::node

@@ -1,0 +1,120 @@
+// Manager: the manager role of one node — its Raft member, the replicated store, the CA, the
+// control API, and the TCP listener other nodes reach them on (mutual TLS; callers without a
+// certificate get in only to join). The Daemon starts one when the node becomes, or restarts
+// as, an unlocked manager, and stops it when the node leaves or shuts down.
+//
+// Control API calls that reach a follower are forwarded to the leader (node/control_router.h),
+// so the control API's checks across objects run in one place. The CA is served by every
+// manager itself: its writes are Raft proposals, which a follower's Raft node forwards to the
+// leader. Reads wait for a linearizable read index first.
+//
+// Thread-safety: thread-safe. Stop() may be called from any thread but not from a gRPC handler
+// of this manager's own server.
+#ifndef SWARM_NODE_MANAGER_H_
+#define SWARM_NODE_MANAGER_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/aead.h"
+#include "common/clock.h"
+#include "common/random.h"
+#include "common/tls.h"
+#include "manager/ca/server.h"
+#include "manager/controlapi/server.h"
+#include "manager/keymanager/keystore.h"
+#include "manager/store/store.h"
+#include "raft/node.h"
+
+namespace swarm::node {
+
+struct ManagerConfig {
+  std::string state_dir;
+  std::string node_id;
+  uint64_t raft_id = 0;
+  std::string listen_addr;
+  std::string advertise_addr;
+  tls::Credentials credentials;
+  DataKey dek;
+  // Only for a new cluster (`swarm init`): this manager is its first and only member.
+  bool bootstrap = false;
+  // For a manager that just joined: the Raft members the join answered with (ID -> address).
+  std::map<uint64_t, std::string> known_members;
+  // Where this manager's keys are kept, and the unlock key they are wrapped with now (empty:
+  // the node-local key). The manager re-wraps them when the cluster turns autolock on or off
+  // or rotates the unlock key.
+  manager::keymanager::KeyStore* keystore = nullptr;
+  std::string unlock_key;
+  absl::Duration tick_interval = absl::Milliseconds(100);
+  Clock* clock = &Clock::Real();
+  Random* random = &SecureRandom::Get();
+};
+
+class Manager {
+ public:
+  static absl::StatusOr<std::shared_ptr<Manager>> Start(ManagerConfig config);
+  ~Manager();
+  Manager(const Manager&) = delete;
+  Manager& operator=(const Manager&) = delete;
+
+  // Stops serving, then stops the Raft node; pending writes fail with UNAVAILABLE.
+  void Stop();
+
+  manager::store::MemoryStore& store() { return *store_; }
+  raft::Node& raft() { return *raft_; }
+  // The control API for the node's unix socket (no certificate needed: root on the node).
+  std::shared_ptr<api::Control::Service> local_control() { return local_control_; }
+  // Waits until a leader is known and this manager has applied what it committed.
+  absl::Status WaitForLeader(absl::Duration timeout);
+  // Removes this manager from the Raft group (`swarm leave`): a leader hands over first,
+  // then another member removes this one, so the removal is applied by a member that stays
+  // (this one may never hear that it committed). Needs the quorum.
+  absl::Status LeaveRaft(absl::Duration timeout);
+
+ private:
+  explicit Manager(ManagerConfig config) : config_(std::move(config)) {}
+  absl::Status Init();
+  // The manager's background duties, every kMaintenancePeriod until Stop().
+  void RunMaintenance();
+  // Re-wraps the keys at rest when the cluster's autolock setting or unlock key changed.
+  void SyncKeys();
+  // On the leader: keeps the leader flag and reachability on the managers' node objects.
+  void SyncManagerStatus();
+  // A control API client of the leader, or null when this manager leads or none is known.
+  std::shared_ptr<api::Control::Stub> LeaderControl();
+
+  ManagerConfig config_;
+  std::unique_ptr<manager::store::MemoryStore> store_;
+  std::unique_ptr<raft::Node> raft_;
+  std::unique_ptr<manager::store::RaftProposer> proposer_;
+  std::unique_ptr<manager::ca::CAServer> ca_;
+  // The control API, and its routers for the unix socket and the TCP listener.
+  std::shared_ptr<manager::controlapi::Server> control_;
+  std::shared_ptr<api::Control::Service> local_control_;
+  std::unique_ptr<api::Control::Service> remote_control_;
+  std::unique_ptr<grpc::Server> server_;
+  std::atomic<bool> stopped_{false};
+
+  absl::Mutex mu_;
+  // Signalled by Stop().
+  absl::CondVar stop_cv_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // The unlock key the stored keys are wrapped with now (maintenance thread only).
+  std::string wrapped_with_;
+  // Control API clients of other managers, by address.
+  std::map<std::string, std::shared_ptr<api::Control::Stub>> peers_ ABSL_GUARDED_BY(mu_);
+  std::thread maintenance_;
+};
+
+}  // namespace swarm::node
+
+#endif  // SWARM_NODE_MANAGER_H_

@@ -1,0 +1,79 @@
+// swarmd: the node daemon. Starts inactive (or resumes its stored state) and waits for
+// `swarmctl swarm init|join` on its unix socket; SIGTERM or SIGINT stops it cleanly.
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "absl/strings/str_split.h"
+#include "common/logging.h"
+#include "node/daemon.h"
+
+namespace swarm::node {
+namespace {
+
+int Main(int argc, char** argv) {
+  DaemonConfig config;
+  std::vector<std::string> labels;
+  int tick_ms = 100;
+  CLI::App app{"swarmd: the swarm node daemon (agent, and manager when the node is one)"};
+  app.add_option("--state-dir", config.state_dir, "where the node keeps its state")
+      ->capture_default_str();
+  app.add_option("--socket", config.socket, "unix socket of the local API (swarmctl)")
+      ->capture_default_str();
+  app.add_option("--listen-addr", config.listen_addr, "address for cluster traffic (host:port)")
+      ->capture_default_str();
+  app.add_option("--advertise-addr", config.advertise_addr,
+                 "address other nodes reach this one at (default: --listen-addr)");
+  app.add_option("--hostname", config.hostname,
+                 "hostname the node reports (default: the machine's)");
+  app.add_option("--label", labels, "engine label KEY=VALUE the node reports (repeatable)");
+  app.add_option("--tick-ms", tick_ms, "Raft tick interval in milliseconds (managers)")
+      ->capture_default_str()
+      ->check(CLI::Range(10, 10000));
+  app.add_flag_callback(
+      "--version",
+      [] {
+        std::cout << "swarmd " << kVersion << "\n";
+        std::exit(0);
+      },
+      "print the version and exit");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  for (const std::string& l : labels) {
+    std::pair<std::string, std::string> kv = absl::StrSplit(l, absl::MaxSplits('=', 1));
+    if (kv.first.empty()) {
+      std::cerr << "swarmd: invalid --label \"" << l << "\": expected KEY=VALUE\n";
+      return 2;
+    }
+    config.labels[kv.first] = kv.second;
+  }
+  config.tick_interval = absl::Milliseconds(tick_ms);
+
+  // Signals are taken synchronously by this thread; every other thread blocks them.
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  Daemon daemon(config);
+  if (absl::Status s = daemon.Start(); !s.ok()) {
+    std::cerr << "swarmd: " << s.message() << "\n";
+    return 1;
+  }
+  int sig = 0;
+  sigwait(&stop, &sig);
+  log::Info("swarmd", "stopping", {{"signal", sig}});
+  daemon.Stop();
+  return 0;
+}
+
+}  // namespace
+}  // namespace swarm::node
+
+int main(int argc, char** argv) { return swarm::node::Main(argc, argv); }

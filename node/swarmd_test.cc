@@ -1,0 +1,373 @@
+// swarmd as operators run it: real processes on loopback, driven through their unix sockets
+// (NodeAdmin and Control), with kill -9, restarts, autolock, and certificates of the wrong role.
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "common/files.h"
+#include "common/random.h"
+#include "common/tls.h"
+#include "gtest/gtest.h"
+#include "manager/keymanager/keystore.h"
+#include "node/state.pb.h"
+#include "node/testing/swarmd_cluster.h"
+#include "proto/raft_service.grpc.pb.h"
+
+namespace swarm::node {
+namespace {
+
+namespace fs = std::filesystem;
+
+grpc::Status CreateService(api::Control::Stub& c, const std::string& name,
+                           absl::Duration timeout = absl::Seconds(10)) {
+  grpc::ClientContext ctx;
+  SetTimeout(ctx, timeout);
+  api::CreateServiceRequest req;
+  req.mutable_spec()->mutable_annotations()->set_name(name);
+  req.mutable_spec()->mutable_task_template()->mutable_container()->set_image("busybox");
+  req.mutable_spec()->mutable_replicated()->set_replicas(2);
+  api::CreateServiceResponse resp;
+  return c.CreateService(&ctx, req, &resp);
+}
+
+std::vector<std::string> ServiceNames(api::Control::Stub& c) {
+  grpc::ClientContext ctx;
+  SetTimeout(ctx);
+  api::ListServicesResponse resp;
+  grpc::Status s = c.ListServices(&ctx, api::ListServicesRequest(), &resp);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  std::vector<std::string> names;
+  for (const auto& svc : resp.services()) names.push_back(svc.spec().annotations().name());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::vector<api::Node> Nodes(api::Control::Stub& c) {
+  grpc::ClientContext ctx;
+  SetTimeout(ctx);
+  api::ListNodesResponse resp;
+  grpc::Status s = c.ListNodes(&ctx, api::ListNodesRequest(), &resp);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  return {resp.nodes().begin(), resp.nodes().end()};
+}
+
+// Every byte under dir, for grepping a state directory.
+std::string AllBytes(const std::string& dir) {
+  std::string all;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    if (!e.is_regular_file()) continue;
+    std::ifstream f(e.path(), std::ios::binary);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    all += ss.str();
+  }
+  return all;
+}
+
+class SwarmdTest : public ::testing::Test {
+ protected:
+  // Node 1 initializes a swarm; nodes 2..n join it as managers.
+  void FormManagers(int n) {
+    for (int i = 1; i <= n; ++i) ASSERT_TRUE(cluster_.Start(i).ok());
+    auto init = cluster_.Init(1);
+    ASSERT_TRUE(init.ok()) << init.status() << cluster_.Output(1);
+    for (int i = 2; i <= n; ++i) {
+      auto joined = cluster_.Join(i, 1, /*manager=*/true);
+      ASSERT_TRUE(joined.ok()) << joined.status() << cluster_.Output(i);
+      EXPECT_EQ(joined->role(), api::NODE_ROLE_MANAGER);
+    }
+  }
+
+  SwarmdCluster cluster_;
+};
+
+TEST_F(SwarmdTest, Init_AnInactiveNodeBecomesTheFirstManager) {
+  ASSERT_TRUE(cluster_.Start(1).ok());
+  auto info = cluster_.Info(1);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->state(), api::LOCAL_NODE_STATE_INACTIVE);
+  // Before init the control API says what to do.
+  grpc::Status s = CreateService(cluster_.control(1), "early");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_TRUE(absl::StrContains(s.error_message(), "swarmctl swarm init")) << s.error_message();
+
+  auto init = cluster_.Init(1);
+  ASSERT_TRUE(init.ok()) << init.status();
+  info = cluster_.Info(1);
+  EXPECT_EQ(info->state(), api::LOCAL_NODE_STATE_ACTIVE);
+  EXPECT_EQ(info->node_id(), init->node_id());
+  EXPECT_TRUE(info->is_leader());
+  // A second init is refused.
+  EXPECT_EQ(cluster_.Init(1).status().code(), absl::StatusCode::kFailedPrecondition);
+
+  std::vector<api::Node> nodes = Nodes(cluster_.control(1));
+  ASSERT_EQ(nodes.size(), 1u);
+  EXPECT_EQ(nodes[0].description().hostname(), "node-1");
+  EXPECT_EQ(nodes[0].role(), api::NODE_ROLE_MANAGER);
+  EXPECT_TRUE(nodes[0].manager_status().leader());
+}
+
+TEST_F(SwarmdTest, ThreeManagers_ObjectsCreatedAnywhereAreSeenEverywhere) {
+  FormManagers(3);
+  auto leader = cluster_.WaitForLeader(absl::Seconds(10));
+  ASSERT_TRUE(leader.ok());
+  // Through every manager, the leader and both followers.
+  for (int i = 1; i <= 3; ++i) {
+    grpc::Status s = CreateService(cluster_.control(i), "web-" + std::to_string(i));
+    ASSERT_TRUE(s.ok()) << "via " << i << ": " << s.error_message();
+  }
+  const std::vector<std::string> want = {"web-1", "web-2", "web-3"};
+  for (int i = 1; i <= 3; ++i) EXPECT_EQ(ServiceNames(cluster_.control(i)), want) << i;
+  // A taken name is refused whichever manager is asked.
+  EXPECT_EQ(CreateService(cluster_.control(3), "web-1").error_code(),
+            grpc::StatusCode::ALREADY_EXISTS);
+  std::vector<api::Node> nodes = Nodes(cluster_.control(2));
+  ASSERT_EQ(nodes.size(), 3u);
+  for (const auto& n : nodes) {
+    EXPECT_EQ(n.role(), api::NODE_ROLE_MANAGER);
+    EXPECT_NE(n.manager_status().raft_id(), 0u);
+  }
+
+  // Every manager restarts at once: the swarm comes back by itself with its objects.
+  for (int i = 1; i <= 3; ++i) EXPECT_EQ(cluster_.Terminate(i), 0) << cluster_.Output(i);
+  for (int i = 1; i <= 3; ++i) ASSERT_TRUE(cluster_.Start(i).ok());
+  ASSERT_TRUE(cluster_.WaitForLeader(absl::Seconds(10)).ok());
+  for (int i = 1; i <= 3; ++i) EXPECT_EQ(ServiceNames(cluster_.control(i)), want) << i;
+}
+
+TEST_F(SwarmdTest, KillingTheLeader_InterruptsTheControlApiForUnder3Seconds) {
+  FormManagers(3);
+  auto leader = cluster_.WaitForLeader(absl::Seconds(10));
+  ASSERT_TRUE(leader.ok());
+  ASSERT_TRUE(CreateService(cluster_.control(*leader), "before").ok());
+  const int other = *leader % 3 + 1;
+
+  const absl::Time killed = absl::Now();
+  cluster_.Kill(*leader);
+  // Writes through a surviving manager succeed again within 3 s.
+  absl::Time back;
+  for (int attempt = 0;; ++attempt) {
+    grpc::Status s = CreateService(cluster_.control(other), "after", absl::Seconds(1));
+    if (s.ok()) {
+      back = absl::Now();
+      break;
+    }
+    ASSERT_LT(absl::Now() - killed, absl::Seconds(10)) << s.error_message();
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_LT(back - killed, absl::Seconds(3));
+  std::cout << "control API back " << absl::ToInt64Milliseconds(back - killed)
+            << " ms after kill -9 of the leader\n";
+
+  // The old leader comes back as a follower and catches up.
+  ASSERT_TRUE(cluster_.Start(*leader).ok());
+  const std::vector<std::string> want = {"after", "before"};
+  for (int i = 0; i < 100 && ServiceNames(cluster_.control(*leader)) != want; ++i) {
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_EQ(ServiceNames(cluster_.control(*leader)), want);
+}
+
+TEST_F(SwarmdTest, Workers_JoinWithTheWorkerTokenAndCannotUseManagerServices) {
+  FormManagers(1);
+  ASSERT_TRUE(cluster_.Start(2).ok());
+  auto joined = cluster_.Join(2, 1, /*manager=*/false);
+  ASSERT_TRUE(joined.ok()) << joined.status() << cluster_.Output(2);
+  EXPECT_EQ(joined->role(), api::NODE_ROLE_WORKER);
+  EXPECT_EQ(Nodes(cluster_.control(1)).size(), 2u);
+
+  // The worker's own socket has no control API.
+  grpc::Status s = CreateService(cluster_.control(2), "x");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_TRUE(absl::StrContains(s.error_message(), "not a swarm manager")) << s.error_message();
+
+  // With the worker's own certificate, the manager refuses Control and Raft.
+  NodeState st;
+  ASSERT_TRUE(st.ParseFromString(*ReadFile(cluster_.state_dir(2) + "/node.state")));
+  auto keys = manager::keymanager::KeyStore(cluster_.state_dir(2), SecureRandom::Get()).Load();
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  auto ch = grpc::CreateCustomChannel(
+      cluster_.addr(1),
+      tls::ChannelCredentials(tls::Credentials{st.root_ca_pem(), st.cert_pem(), keys->tls_key_pem}),
+      tls::ChannelArguments(tls::kManagerRole));
+  {
+    grpc::ClientContext ctx;
+    SetTimeout(ctx);
+    api::ListNodesResponse resp;
+    s = api::Control::NewStub(ch)->ListNodes(&ctx, api::ListNodesRequest(), &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
+    EXPECT_TRUE(absl::StrContains(s.error_message(), "swarm-manager")) << s.error_message();
+  }
+  {
+    grpc::ClientContext ctx;
+    SetTimeout(ctx);
+    api::JoinRequest req;
+    req.set_addr("127.0.0.1:1");
+    api::JoinResponse resp;
+    s = api::RaftMembership::NewStub(ch)->Join(&ctx, req, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
+  }
+  // Without any certificate, nothing but the join answers.
+  {
+    auto anon = grpc::CreateCustomChannel(
+        cluster_.addr(1), tls::ChannelCredentials(tls::Credentials{st.root_ca_pem(), "", ""}),
+        tls::ChannelArguments(tls::kManagerRole));
+    grpc::ClientContext ctx;
+    SetTimeout(ctx);
+    api::ListNodesResponse resp;
+    s = api::Control::NewStub(anon)->ListNodes(&ctx, api::ListNodesRequest(), &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << s.error_message();
+  }
+
+  // The worker leaves and is inactive again.
+  grpc::ClientContext ctx;
+  SetTimeout(ctx);
+  api::LeaveSwarmResponse left;
+  ASSERT_TRUE(cluster_.admin(2).LeaveSwarm(&ctx, api::LeaveSwarmRequest(), &left).ok());
+  EXPECT_EQ(cluster_.Info(2)->state(), api::LOCAL_NODE_STATE_INACTIVE);
+  EXPECT_FALSE(fs::exists(cluster_.state_dir(2) + "/node.state"));
+}
+
+TEST_F(SwarmdTest, Join_WrongOrRotatedTokensAreRefusedClearly) {
+  FormManagers(1);
+  ASSERT_TRUE(cluster_.Start(2).ok());
+  auto token = cluster_.JoinToken(1, false);
+  ASSERT_TRUE(token.ok());
+  auto join = [&](const std::string& t) {
+    grpc::ClientContext ctx;
+    SetTimeout(ctx, absl::Seconds(20));
+    api::JoinSwarmRequest req;
+    req.set_remote_addr(cluster_.addr(1));
+    req.set_join_token(t);
+    api::JoinSwarmResponse resp;
+    return cluster_.admin(2).JoinSwarm(&ctx, req, &resp);
+  };
+  grpc::Status s = join("SWMTKN-2-abc");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+
+  // A token of another swarm: its digest does not match the root this manager shows.
+  std::string foreign = *token;
+  foreign[10] = foreign[10] == 'a' ? 'b' : 'a';
+  s = join(foreign);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(
+      absl::StrContains(s.error_message(), "does not belong to the cluster at " + cluster_.addr(1)))
+      << s.error_message();
+
+  // Rotate the worker token: the old one stops working at once.
+  {
+    grpc::ClientContext ctx;
+    SetTimeout(ctx);
+    api::ListClustersResponse clusters;
+    ASSERT_TRUE(cluster_.control(1).ListClusters(&ctx, api::ListClustersRequest(), &clusters).ok());
+    grpc::ClientContext uctx;
+    SetTimeout(uctx);
+    api::UpdateClusterRequest req;
+    req.set_cluster_id(clusters.clusters(0).id());
+    *req.mutable_cluster_version() = clusters.clusters(0).meta().version();
+    *req.mutable_spec() = clusters.clusters(0).spec();
+    req.mutable_rotation()->set_worker_join_token(true);
+    api::UpdateClusterResponse resp;
+    s = cluster_.control(1).UpdateCluster(&uctx, req, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  s = join(*token);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
+  EXPECT_EQ(cluster_.Info(2)->state(), api::LOCAL_NODE_STATE_INACTIVE);
+  EXPECT_TRUE(cluster_.Join(2, 1, false).ok());
+}
+
+TEST_F(SwarmdTest, Autolock_ARestartedManagerStaysLockedUntilTheRightKey) {
+  ASSERT_TRUE(cluster_.Start(1).ok());
+  auto init = cluster_.Init(1, /*autolock=*/true);
+  ASSERT_TRUE(init.ok()) << init.status();
+  ASSERT_TRUE(absl::StartsWith(init->unlock_key(), "SWMKEY-1-"));
+  ASSERT_TRUE(CreateService(cluster_.control(1), "kept").ok());
+
+  EXPECT_EQ(cluster_.Terminate(1), 0);
+  ASSERT_TRUE(cluster_.Start(1).ok());
+  EXPECT_EQ(cluster_.Info(1)->state(), api::LOCAL_NODE_STATE_LOCKED);
+  grpc::Status s = CreateService(cluster_.control(1), "x");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_TRUE(
+      absl::StrContains(s.error_message(), "this node is locked: run swarmctl swarm unlock"))
+      << s.error_message();
+
+  auto unlock = [&](const std::string& key) {
+    grpc::ClientContext ctx;
+    SetTimeout(ctx, absl::Seconds(20));
+    api::UnlockSwarmRequest req;
+    req.set_unlock_key(key);
+    api::UnlockSwarmResponse resp;
+    return cluster_.admin(1).UnlockSwarm(&ctx, req, &resp);
+  };
+  // (A change in the middle: the last base64 character carries padding bits.)
+  std::string wrong = init->unlock_key();
+  wrong[20] = wrong[20] == 'A' ? 'B' : 'A';
+  s = unlock(wrong);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
+  EXPECT_EQ(unlock("garbage").error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(cluster_.Info(1)->state(), api::LOCAL_NODE_STATE_LOCKED);
+
+  s = unlock(init->unlock_key());
+  ASSERT_TRUE(s.ok()) << s.error_message() << cluster_.Output(1);
+  EXPECT_EQ(cluster_.Info(1)->state(), api::LOCAL_NODE_STATE_ACTIVE);
+  ASSERT_TRUE(cluster_.WaitForLeader(absl::Seconds(10)).ok());
+  EXPECT_EQ(ServiceNames(cluster_.control(1)), std::vector<std::string>{"kept"});
+}
+
+TEST_F(SwarmdTest, StateDirectory_RevealsNoSecretServiceNameOrCaKey) {
+  for (bool autolock : {false, true}) {
+    SwarmdCluster cluster;
+    ASSERT_TRUE(cluster.Start(1).ok());
+    ASSERT_TRUE(cluster.Init(1, autolock).ok());
+    const std::string payload = "top-secret-payload-4711";
+    {
+      grpc::ClientContext ctx;
+      SetTimeout(ctx);
+      api::CreateSecretRequest req;
+      req.mutable_spec()->mutable_annotations()->set_name("db-password");
+      req.mutable_spec()->set_data(payload);
+      api::CreateSecretResponse resp;
+      grpc::Status s = cluster.control(1).CreateSecret(&ctx, req, &resp);
+      ASSERT_TRUE(s.ok()) << s.error_message();
+    }
+    ASSERT_TRUE(CreateService(cluster.control(1), "very-distinctive-service-name").ok());
+    EXPECT_EQ(cluster.Terminate(1), 0);
+    const std::string all = AllBytes(cluster.state_dir(1));
+    EXPECT_FALSE(absl::StrContains(all, payload)) << "autolock " << autolock;
+    EXPECT_FALSE(absl::StrContains(all, "very-distinctive-service-name")) << autolock;
+    EXPECT_FALSE(absl::StrContains(all, "PRIVATE KEY")) << autolock;
+  }
+}
+
+TEST_F(SwarmdTest, Leave_ManagersRefuseToEraseTheSwarmWithoutForce) {
+  FormManagers(3);
+  ASSERT_TRUE(cluster_.WaitForLeader(absl::Seconds(10)).ok());
+  auto leave = [&](int i, bool force) {
+    grpc::ClientContext ctx;
+    SetTimeout(ctx, absl::Seconds(30));
+    api::LeaveSwarmRequest req;
+    req.set_force(force);
+    api::LeaveSwarmResponse resp;
+    return cluster_.admin(i).LeaveSwarm(&ctx, req, &resp);
+  };
+  // Two managers leave (the leader among them, whichever it is); the last one keeps serving.
+  const int leader = *cluster_.WaitForLeader(absl::Seconds(10));
+  grpc::Status s = leave(leader, false);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  const int second = leader % 3 + 1;
+  s = leave(second, false);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  const int last = 6 - leader - second;
+  ASSERT_TRUE(CreateService(cluster_.control(last), "still-here").ok());
+  s = leave(last, false);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_TRUE(absl::StrContains(s.error_message(), "last manager")) << s.error_message();
+  EXPECT_TRUE(leave(last, true).ok());
+  EXPECT_EQ(cluster_.Info(last)->state(), api::LOCAL_NODE_STATE_INACTIVE);
+}
+
+}  // namespace
+}  // namespace swarm::node

@@ -1,0 +1,209 @@
+#include "node/testing/swarmd_cluster.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
+#include "common/ports.h"
+
+namespace swarm::node {
+
+namespace fs = std::filesystem;
+
+void SetTimeout(grpc::ClientContext& ctx, absl::Duration timeout) {
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+}
+
+SwarmdCluster::SwarmdCluster(Options options) : options_(std::move(options)) {
+  std::string tmpl = "/tmp/swarmd-XXXXXX";
+  if (mkdtemp(tmpl.data()) == nullptr) std::abort();
+  dir_ = tmpl;
+}
+
+SwarmdCluster::~SwarmdCluster() {
+  for (auto& [i, pid] : pids_) {
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+  }
+  // Keep the logs where Bazel collects test outputs, for a failure's post-mortem.
+  if (const char* out = std::getenv("TEST_UNDECLARED_OUTPUTS_DIR")) {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir_, ec)) {
+      if (e.path().extension() == ".log") {
+        fs::copy_file(e.path(), fs::path(out) / e.path().filename(),
+                      fs::copy_options::overwrite_existing, ec);
+      }
+    }
+  }
+  std::error_code ec;
+  fs::remove_all(dir_, ec);
+}
+
+std::string SwarmdCluster::state_dir(int i) const { return absl::StrCat(dir_, "/node-", i); }
+std::string SwarmdCluster::socket(int i) const { return absl::StrCat(dir_, "/node-", i, ".sock"); }
+
+std::string SwarmdCluster::addr(int i) {
+  if (!ports_.count(i)) ports_[i] = FreeLoopbackPort();
+  return absl::StrCat("127.0.0.1:", ports_[i]);
+}
+
+std::string SwarmdCluster::Output(int i) const {
+  std::ifstream f(absl::StrCat(dir_, "/node-", i, ".log"));
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+absl::Status SwarmdCluster::Start(int i) {
+  std::vector<std::string> args = {options_.binary,
+                                   "--state-dir=" + state_dir(i),
+                                   "--socket=" + socket(i),
+                                   "--listen-addr=" + addr(i),
+                                   "--hostname=node-" + std::to_string(i),
+                                   "--tick-ms=" + std::to_string(options_.tick_ms)};
+  const std::string log = absl::StrCat(dir_, "/node-", i, ".log");
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  pids_[i] = pid;
+  admins_.erase(i);
+  controls_.erase(i);
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (absl::Now() < deadline) {
+    // Only dial once the socket exists: a failed dial makes gRPC back off.
+    if (fs::exists(socket(i)) && Info(i).ok()) return absl::OkStatus();
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      pids_.erase(i);
+      return absl::InternalError(absl::StrCat("swarmd ", i, " exited at start:\n", Output(i)));
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return absl::DeadlineExceededError(absl::StrCat("swarmd ", i, " did not answer:\n", Output(i)));
+}
+
+void SwarmdCluster::Kill(int i) {
+  auto it = pids_.find(i);
+  if (it == pids_.end()) return;
+  kill(it->second, SIGKILL);
+  waitpid(it->second, nullptr, 0);
+  pids_.erase(it);
+}
+
+int SwarmdCluster::Terminate(int i) {
+  auto it = pids_.find(i);
+  if (it == pids_.end()) return -1;
+  const pid_t pid = it->second;
+  pids_.erase(it);
+  kill(pid, SIGTERM);
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (absl::Now() < deadline) {
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  return -1;
+}
+
+namespace {
+// A channel to a node's socket that reconnects quickly after the node restarts (gRPC's own
+// backoff grows to seconds). The "min reconnect backoff" is the connect timeout.
+std::shared_ptr<grpc::Channel> SocketChannel(const std::string& socket) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 2000);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 200);
+  return grpc::CreateCustomChannel("unix:" + socket, grpc::InsecureChannelCredentials(), args);
+}
+}  // namespace
+
+api::NodeAdmin::Stub& SwarmdCluster::admin(int i) {
+  auto& stub = admins_[i];
+  if (!stub) stub = api::NodeAdmin::NewStub(SocketChannel(socket(i)));
+  return *stub;
+}
+
+api::Control::Stub& SwarmdCluster::control(int i) {
+  auto& stub = controls_[i];
+  if (!stub) stub = api::Control::NewStub(SocketChannel(socket(i)));
+  return *stub;
+}
+
+absl::StatusOr<api::NodeInfoResponse> SwarmdCluster::Info(int i) {
+  grpc::ClientContext ctx;
+  SetTimeout(ctx, absl::Seconds(1));
+  ctx.set_wait_for_ready(true);
+  api::NodeInfoResponse resp;
+  grpc::Status s = admin(i).NodeInfo(&ctx, api::NodeInfoRequest(), &resp);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return resp;
+}
+
+absl::StatusOr<api::InitSwarmResponse> SwarmdCluster::Init(int i, bool autolock) {
+  grpc::ClientContext ctx;
+  SetTimeout(ctx, absl::Seconds(30));
+  api::InitSwarmRequest req;
+  req.set_autolock(autolock);
+  api::InitSwarmResponse resp;
+  grpc::Status s = admin(i).InitSwarm(&ctx, req, &resp);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return resp;
+}
+
+absl::StatusOr<std::string> SwarmdCluster::JoinToken(int via, bool manager) {
+  grpc::ClientContext ctx;
+  SetTimeout(ctx);
+  api::ListClustersResponse resp;
+  grpc::Status s = control(via).ListClusters(&ctx, api::ListClustersRequest(), &resp);
+  if (!s.ok()) return FromGrpcStatus(s);
+  if (resp.clusters_size() != 1) return absl::InternalError("expected one cluster");
+  const auto& t = resp.clusters(0).root_ca().join_tokens();
+  return manager ? t.manager() : t.worker();
+}
+
+absl::StatusOr<api::JoinSwarmResponse> SwarmdCluster::Join(int i, int via, bool manager) {
+  auto token = JoinToken(via, manager);
+  if (!token.ok()) return token.status();
+  grpc::ClientContext ctx;
+  SetTimeout(ctx, absl::Seconds(60));
+  api::JoinSwarmRequest req;
+  req.set_remote_addr(addr(via));
+  req.set_join_token(*token);
+  api::JoinSwarmResponse resp;
+  grpc::Status s = admin(i).JoinSwarm(&ctx, req, &resp);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return resp;
+}
+
+absl::StatusOr<int> SwarmdCluster::WaitForLeader(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    for (const auto& [i, pid] : pids_) {
+      auto info = Info(i);
+      if (info.ok() && info->is_leader()) return i;
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return absl::DeadlineExceededError("no leader among the running nodes");
+}
+
+}  // namespace swarm::node

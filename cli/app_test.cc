@@ -908,6 +908,14 @@ TEST_F(SwarmctlTest, ServiceInspectAndRm) {
   EXPECT_THAT(r.out, StartsWith("[\n    {\n        \"id\": \"websvcid00000000000000000\""));
   EXPECT_TRUE(Last<api::GetServiceRequest>("GetService").insert_defaults());
 
+  r = Run({"service", "inspect", "--pretty", "web"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, StartsWith("\nID:\t\twebsvcid00000000000000000\nName:\t\tweb\n"));
+  EXPECT_THAT(r.out, HasSubstr("PublishedPort = 8080"));
+  r = Run({"node", "inspect", "--pretty", "self"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, StartsWith("ID:\t\t\tnode1id000000000000000000\n"));
+
   r = Run({"service", "rm", "web", "agent"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "web\nagent\n");

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "cli/commands.h"
 #include "cli/flags.h"
+#include "cli/pretty.h"
 #include "cli/requests.h"
 #include "common/status_macros.h"
 
@@ -107,6 +108,7 @@ struct NodeListFlags {
   ListFlags list;
   std::vector<std::string> nodes;
   std::string format;
+  bool pretty = false;
 };
 
 absl::Status List(Session& s, const ListFlags& f) {
@@ -122,12 +124,21 @@ absl::Status List(Session& s, const ListFlags& f) {
 }
 
 absl::Status Inspect(Session& s, const NodeListFlags& f) {
+  if (f.pretty && !f.format.empty()) {
+    return absl::InvalidArgumentError("--format and --pretty cannot be used together");
+  }
   std::vector<api::Node> found;
   absl::Status status = ForEach(s, f.nodes, [&](const std::string& name) -> absl::Status {
     ASSIGN_OR_RETURN(api::Node node, GetNode(s, name));
     found.push_back(std::move(node));
     return absl::OkStatus();
   });
+  if (f.pretty) {
+    for (size_t i = 0; i < found.size(); ++i) {
+      s.out() << (i > 0 ? "\n" : "") << PrettyNode(found[i]);
+    }
+    return status;
+  }
   std::vector<const google::protobuf::Message*> objects;
   for (const api::Node& n : found) objects.push_back(&n);
   RETURN_IF_ERROR(PrintInspect(s, objects, f.format));
@@ -168,7 +179,8 @@ void AddNodeCommands(CommandTree& tree) {
   auto inspect = std::make_shared<NodeListFlags>();
   cmd = tree.Command(node, "inspect", "Display detailed information on one or more nodes",
                      [inspect](Session& s) { return Inspect(s, *inspect); });
-  cmd->add_option("--format", inspect->format, "Format output (json)");
+  cmd->add_option("-f,--format", inspect->format, "Format output (json)");
+  tree.Flag(cmd, "--pretty", &inspect->pretty, "Print the information in a human friendly format");
   cmd->add_option("NODE", inspect->nodes, "Nodes (ID, name or self)")->required();
 
   auto update = std::make_shared<NodeUpdateFlags>();

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "cli/commands.h"
 #include "cli/flags.h"
+#include "cli/pretty.h"
 #include "cli/requests.h"
 #include "cli/service_spec.h"
 #include "common/files.h"
@@ -219,8 +220,8 @@ absl::Status Ps(Session& s, const PsFlags& f) {
 }
 
 absl::Status Inspect(Session& s, const PsFlags& f) {
-  if (f.pretty) {
-    return absl::InvalidArgumentError("--pretty is not supported yet; the JSON has everything");
+  if (f.pretty && !f.format.empty()) {
+    return absl::InvalidArgumentError("--format and --pretty cannot be used together");
   }
   std::vector<api::Service> found;
   absl::Status status = ForEach(s, f.services, [&](const std::string& name) -> absl::Status {
@@ -228,6 +229,12 @@ absl::Status Inspect(Session& s, const PsFlags& f) {
     found.push_back(std::move(svc));
     return absl::OkStatus();
   });
+  if (f.pretty) {
+    for (size_t i = 0; i < found.size(); ++i) {
+      s.out() << (i > 0 ? "\n" : "") << PrettyService(found[i]);
+    }
+    return status;
+  }
   std::vector<const google::protobuf::Message*> objects;
   for (const api::Service& svc : found) objects.push_back(&svc);
   RETURN_IF_ERROR(PrintInspect(s, objects, f.format));

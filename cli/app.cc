@@ -102,7 +102,12 @@ int Run(const std::vector<std::string>& args, const Io& io) {
 
 }  // namespace
 
-int RunSwarmctl(const std::vector<std::string>& args, const Io& io) {
+int RunSwarmctl(const std::vector<std::string>& args, const Io& given) {
+  Io io = given;
+  if (io.in == nullptr) io.in = &std::cin;
+  if (io.out == nullptr) io.out = &std::cout;
+  if (io.err == nullptr) io.err = &std::cerr;
+  if (io.clock == nullptr) io.clock = &Clock::Real();
   // Nothing may escape: CLI11 throws, and so can the standard library on exhaustion.
   try {
     return Run(args, io);

@@ -27,7 +27,7 @@ inline constexpr char kDefaultSocket[] = "/var/run/swarmd.sock";
 // swarmctl's own version.
 inline constexpr char kVersion[] = "0.1.0";
 
-// Everything the CLI touches outside itself.
+// Everything the CLI touches outside itself; null members mean the process's own.
 struct Io {
   std::istream* in = nullptr;
   std::ostream* out = nullptr;

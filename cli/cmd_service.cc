@@ -181,6 +181,10 @@ absl::Status List(Session& s, const ListFlags& f) {
 struct PsFlags {
   ListFlags list;
   std::vector<std::string> services;
+};
+
+struct InspectFlags {
+  std::vector<std::string> services;
   std::string format;
   bool pretty = false;
 };
@@ -219,7 +223,7 @@ absl::Status Ps(Session& s, const PsFlags& f) {
       f.list.output);
 }
 
-absl::Status Inspect(Session& s, const PsFlags& f) {
+absl::Status Inspect(Session& s, const InspectFlags& f) {
   if (f.pretty && !f.format.empty()) {
     return absl::InvalidArgumentError("--format and --pretty cannot be used together");
   }
@@ -398,7 +402,7 @@ void AddServiceCommands(CommandTree& tree) {
   AddListFlags(tree, cmd, &ps->list, /*no_trunc=*/true, "id, name, node, desired-state");
   cmd->add_option("SERVICE", ps->services, "Services (ID or name)")->required();
 
-  auto inspect = std::make_shared<PsFlags>();
+  auto inspect = std::make_shared<InspectFlags>();
   cmd = tree.Command(service, "inspect", "Display detailed information on one or more services",
                      [inspect](Session& s) { return Inspect(s, *inspect); });
   cmd->add_option("-f,--format", inspect->format, "Format output (json)");

@@ -177,7 +177,8 @@ absl::Status PrintInspect(Session& session,
 absl::StatusOr<std::string> ReadFileOrStdin(Session& session, const std::string& path);
 // Runs f for each argument; reports each failure as "Error: ..." and returns an error at the
 // end if any failed (the commands that take several objects go on after a failure, as
-// Docker's do).
+// Docker's do). That error has an empty message: RunSwarmctl prints errors with a message
+// only, so nothing is reported twice.
 absl::Status ForEach(Session& session, const std::vector<std::string>& args,
                      const std::function<absl::Status(const std::string&)>& f);
 

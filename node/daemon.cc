@@ -16,6 +16,7 @@
 #include "common/status_macros.h"
 #include "common/tls.h"
 #include "manager/ca/ca.h"
+#include "manager/controlapi/server.h"
 #include "node/control_router.h"
 #include "proto/ca.grpc.pb.h"
 #include "proto/raft_service.grpc.pb.h"
@@ -76,6 +77,13 @@ class Daemon::AdminService final : public api::NodeAdmin::Service {
                            api::UnlockSwarmResponse*) override {
     return ToGrpcStatus(d_->Unlock(*req));
   }
+  grpc::Status BackupSwarm(grpc::ServerContext*, const api::BackupSwarmRequest*,
+                           api::BackupSwarmResponse* resp) override {
+    auto r = d_->BackupSwarm();
+    if (!r.ok()) return ToGrpcStatus(r.status());
+    *resp = *std::move(r);
+    return grpc::Status::OK;
+  }
   grpc::Status NodeInfo(grpc::ServerContext*, const api::NodeInfoRequest*,
                         api::NodeInfoResponse* resp) override {
     *resp = d_->Info();
@@ -104,7 +112,16 @@ absl::Status Daemon::Start() {
                                   ec.message());
   }
   ::chmod(config_.state_dir.c_str(), 0700);
-  Resume();
+  if (!config_.restore_file.empty()) {
+    if (fs::exists(fs::path(config_.state_dir) / kStateFile)) {
+      return absl::FailedPreconditionError(
+          "--restore needs a node that is not part of a swarm, and " + config_.state_dir +
+          " holds one; choose another --state-dir or leave the swarm first");
+    }
+    RETURN_IF_ERROR(Restore(config_.restore_file, config_.restore_unlock_key));
+  } else {
+    Resume();
+  }
 
   const fs::path socket(config_.socket);
   if (socket.has_parent_path()) fs::create_directories(socket.parent_path(), ec);
@@ -327,12 +344,118 @@ absl::Status Daemon::WipeState() {
   return absl::OkStatus();
 }
 
-// ---- swarm init ----
+// ---- swarm init, --restore, --force-new-cluster ----
+
+namespace {
+
+// Every object of a snapshot but the cluster, wrapped, in an order that keeps references
+// valid (what a service uses exists before it).
+std::vector<api::StoreAction> ObjectsOf(const api::StoreSnapshot& snap) {
+  std::vector<api::StoreAction> out;
+  for (const auto& o : snap.nodes()) out.push_back(manager::store::Wrap(o));
+  for (const auto& o : snap.networks()) out.push_back(manager::store::Wrap(o));
+  for (const auto& o : snap.secrets()) out.push_back(manager::store::Wrap(o));
+  for (const auto& o : snap.configs()) out.push_back(manager::store::Wrap(o));
+  for (const auto& o : snap.services()) out.push_back(manager::store::Wrap(o));
+  for (const auto& o : snap.tasks()) out.push_back(manager::store::Wrap(o));
+  return out;
+}
+
+// Writes objects into a new swarm's store, kBatch per transaction: no Raft entry grows with
+// the size of the state. The node's state file is written only after this, so a crash
+// halfway leaves an inactive node, not a partial swarm.
+absl::Status Reseed(manager::store::MemoryStore& store, std::vector<api::StoreAction> objects) {
+  constexpr size_t kBatch = 500;
+  for (size_t i = 0; i < objects.size(); i += kBatch) {
+    RETURN_IF_ERROR(store.Update([&](manager::store::WriteTx& tx) {
+      for (size_t j = i; j < std::min(objects.size(), i + kBatch); ++j) {
+        // Versions restart with the new log (the store sets them when it applies).
+        tx.Create(objects[j]);
+      }
+      return absl::OkStatus();
+    }));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<api::InitSwarmResponse> Daemon::FoundSwarm(const Addresses& addrs,
+                                                          api::Cluster cluster,
+                                                          const api::StoreSnapshot* restored,
+                                                          api::NodeAvailability availability,
+                                                          std::shared_ptr<Manager>* started) {
+  Random& random = *config_.random;
+  const absl::Time now = config_.clock->Now();
+  const std::string node_id = NewId(random);
+  absl::Duration expiry = kDefaultCertExpiry;
+  if (cluster.spec().ca_config().has_node_cert_expiry()) {
+    expiry = absl::Seconds(cluster.spec().ca_config().node_cert_expiry().seconds());
+  }
+  const std::string unlock_key = manager::controlapi::UnlockKeyOf(cluster);
+  ASSIGN_OR_RETURN(RootCA root,
+                   RootCA::Load(cluster.root_ca().ca_cert(), cluster.root_ca().ca_key()));
+  ASSIGN_OR_RETURN(std::string tls_key, manager::ca::GenerateKey());
+  ASSIGN_OR_RETURN(std::string csr, manager::ca::CreateCsr(tls_key));
+  ASSIGN_OR_RETURN(std::string cert,
+                   root.Issue(csr, node_id, Role::kManager, cluster.id(), expiry, now, random));
+  const DataKey dek = NewDataKey(1, random);
+  RETURN_IF_ERROR(keys_.Store(Keys{dek, tls_key}, unlock_key));
+
+  NodeState st;
+  st.set_node_id(node_id);
+  st.set_cluster_id(cluster.id());
+  st.set_role(api::NODE_ROLE_MANAGER);
+  st.set_raft_id((random.Next64() >> 1) | 1);
+  st.set_listen_addr(addrs.listen);
+  st.set_advertise_addr(addrs.advertise);
+  st.set_root_ca_pem(root.cert_pem());
+  st.set_cert_pem(cert);
+  st.add_manager_addrs(addrs.advertise);
+  ASSIGN_OR_RETURN(*started, StartManager(st, dek, tls_key, unlock_key, /*bootstrap=*/true));
+  Manager& m = **started;
+  RETURN_IF_ERROR(m.WaitForLeader(absl::Seconds(15)));
+
+  api::Node node;
+  node.set_id(node_id);
+  node.mutable_spec()->set_desired_role(api::NODE_ROLE_MANAGER);
+  node.mutable_spec()->set_membership(api::NODE_MEMBERSHIP_ACCEPTED);
+  node.mutable_spec()->set_availability(availability);
+  *node.mutable_description() = Describe();
+  node.mutable_status()->set_state(api::NODE_STATE_READY);
+  node.set_role(api::NODE_ROLE_MANAGER);
+  node.mutable_manager_status()->set_raft_id(st.raft_id());
+  node.mutable_manager_status()->set_addr(addrs.advertise);
+  node.mutable_manager_status()->set_leader(true);
+  node.mutable_manager_status()->set_reachability(api::REACHABILITY_REACHABLE);
+  api::Certificate* c = node.mutable_certificate();
+  c->set_role(api::NODE_ROLE_MANAGER);
+  c->set_csr(csr);
+  c->mutable_status()->set_state(api::ISSUANCE_STATE_ISSUED);
+  c->set_certificate(cert);
+  c->set_cn(node_id);
+  cluster.clear_meta();
+  RETURN_IF_ERROR(m.store().Update([&](manager::store::WriteTx& tx) {
+    tx.CreateObject(cluster);
+    tx.CreateObject(node);
+    return absl::OkStatus();
+  }));
+  if (restored != nullptr) RETURN_IF_ERROR(Reseed(m.store(), ObjectsOf(*restored)));
+  // The commit point: from here on a restart resumes this manager.
+  RETURN_IF_ERROR(WriteState(st));
+  {
+    absl::MutexLock lock(&mu_);
+    node_state_ = st;
+  }
+  api::InitSwarmResponse resp;
+  resp.set_node_id(node_id);
+  resp.set_cluster_id(cluster.id());
+  resp.set_unlock_key(unlock_key);
+  return resp;
+}
 
 absl::StatusOr<api::InitSwarmResponse> Daemon::Init(const api::InitSwarmRequest& req) {
-  if (req.force_new_cluster()) {
-    return absl::UnimplementedError("--force-new-cluster is not supported yet");
-  }
+  if (req.force_new_cluster()) return ForceNewCluster();
   RETURN_IF_ERROR(BeginOperation(api::LOCAL_NODE_STATE_INACTIVE, "initialize a swarm"));
   std::shared_ptr<Manager> started;
   auto result = [&]() -> absl::StatusOr<api::InitSwarmResponse> {
@@ -350,10 +473,8 @@ absl::StatusOr<api::InitSwarmResponse> Daemon::Init(const api::InitSwarmRequest&
     }
     RETURN_IF_ERROR(WipeState());
     Random& random = *config_.random;
-    const absl::Time now = config_.clock->Now();
-    const std::string node_id = NewId(random);
-    const std::string cluster_id = NewId(random);
-    ASSIGN_OR_RETURN(api::Cluster cluster, manager::ca::NewCluster(cluster_id, now, random));
+    ASSIGN_OR_RETURN(api::Cluster cluster,
+                     manager::ca::NewCluster(NewId(random), config_.clock->Now(), random));
     api::ClusterSpec* spec = cluster.mutable_spec();
     spec->mutable_annotations()->set_name("default");
     spec->mutable_ca_config()->mutable_node_cert_expiry()->set_seconds(
@@ -367,72 +488,17 @@ absl::StatusOr<api::InitSwarmResponse> Daemon::Init(const api::InitSwarmRequest&
     }
     spec->mutable_raft()->set_snapshot_interval(10000);
     spec->mutable_raft()->set_log_entries_for_slow_followers(500);
-    std::string unlock_key;
     if (req.autolock()) {
-      unlock_key = manager::ca::GenerateUnlockKey(random);
       spec->mutable_encryption_config()->set_auto_lock_managers(true);
       api::EncryptionKey* k = cluster.add_unlock_keys();
       k->set_subsystem("manager:unlock");
-      k->set_key(unlock_key);
+      k->set_key(manager::ca::GenerateUnlockKey(random));
       k->set_lamport_time(1);
     }
-
-    ASSIGN_OR_RETURN(RootCA root,
-                     RootCA::Load(cluster.root_ca().ca_cert(), cluster.root_ca().ca_key()));
-    ASSIGN_OR_RETURN(std::string tls_key, manager::ca::GenerateKey());
-    ASSIGN_OR_RETURN(std::string csr, manager::ca::CreateCsr(tls_key));
-    ASSIGN_OR_RETURN(std::string cert,
-                     root.Issue(csr, node_id, Role::kManager, cluster_id, expiry, now, random));
-    const DataKey dek = NewDataKey(1, random);
-    RETURN_IF_ERROR(keys_.Store(Keys{dek, tls_key}, unlock_key));
-
-    NodeState st;
-    st.set_node_id(node_id);
-    st.set_cluster_id(cluster_id);
-    st.set_role(api::NODE_ROLE_MANAGER);
-    st.set_raft_id((random.Next64() >> 1) | 1);
-    st.set_listen_addr(addrs.listen);
-    st.set_advertise_addr(addrs.advertise);
-    st.set_root_ca_pem(root.cert_pem());
-    st.set_cert_pem(cert);
-    st.add_manager_addrs(addrs.advertise);
-    ASSIGN_OR_RETURN(started, StartManager(st, dek, tls_key, unlock_key, /*bootstrap=*/true));
-    RETURN_IF_ERROR(started->WaitForLeader(absl::Seconds(15)));
-
-    api::Node node;
-    node.set_id(node_id);
-    node.mutable_spec()->set_desired_role(api::NODE_ROLE_MANAGER);
-    node.mutable_spec()->set_membership(api::NODE_MEMBERSHIP_ACCEPTED);
-    node.mutable_spec()->set_availability(req.availability());
-    *node.mutable_description() = Describe();
-    node.mutable_status()->set_state(api::NODE_STATE_READY);
-    node.set_role(api::NODE_ROLE_MANAGER);
-    node.mutable_manager_status()->set_raft_id(st.raft_id());
-    node.mutable_manager_status()->set_addr(addrs.advertise);
-    node.mutable_manager_status()->set_leader(true);
-    node.mutable_manager_status()->set_reachability(api::REACHABILITY_REACHABLE);
-    api::Certificate* c = node.mutable_certificate();
-    c->set_role(api::NODE_ROLE_MANAGER);
-    c->set_csr(csr);
-    c->mutable_status()->set_state(api::ISSUANCE_STATE_ISSUED);
-    c->set_certificate(cert);
-    c->set_cn(node_id);
-    RETURN_IF_ERROR(started->store().Update([&](manager::store::WriteTx& tx) {
-      tx.CreateObject(cluster);
-      tx.CreateObject(node);
-      return absl::OkStatus();
-    }));
-    // The commit point: from here on a restart resumes this manager.
-    RETURN_IF_ERROR(WriteState(st));
-    {
-      absl::MutexLock lock(&mu_);
-      node_state_ = st;
-    }
-    log::Info(kLog, "initialized a new swarm", {{"node", node_id}, {"cluster", cluster_id}});
-    api::InitSwarmResponse resp;
-    resp.set_node_id(node_id);
-    resp.set_cluster_id(cluster_id);
-    resp.set_unlock_key(unlock_key);
+    ASSIGN_OR_RETURN(api::InitSwarmResponse resp,
+                     FoundSwarm(addrs, std::move(cluster), nullptr, req.availability(), &started));
+    log::Info(kLog, "initialized a new swarm",
+              {{"node", resp.node_id()}, {"cluster", resp.cluster_id()}});
     return resp;
   }();
   if (!result.ok()) {
@@ -443,6 +509,167 @@ absl::StatusOr<api::InitSwarmResponse> Daemon::Init(const api::InitSwarmRequest&
   }
   EndOperation(api::LOCAL_NODE_STATE_ACTIVE, std::move(started));
   return result;
+}
+
+absl::Status Daemon::Restore(const std::string& file, const std::string& unlock_key) {
+  RETURN_IF_ERROR(BeginOperation(api::LOCAL_NODE_STATE_INACTIVE, "restore a backup"));
+  std::shared_ptr<Manager> started;
+  absl::Status s = [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(std::string bytes, ReadFile(file));
+    Backup backup;
+    if (!backup.ParseFromString(bytes) || backup.cluster_id().empty()) {
+      return absl::InvalidArgumentError(file + " is not a swarm backup (swarmctl swarm backup)");
+    }
+    std::string data = backup.data();
+    if (backup.sealed()) {
+      if (unlock_key.empty()) {
+        return absl::InvalidArgumentError(
+            file +
+            " is sealed with the swarm's unlock key (autolock was on): give the key on "
+            "standard input");
+      }
+      ASSIGN_OR_RETURN(std::string secret, manager::ca::ParseUnlockKey(unlock_key));
+      ASSIGN_OR_RETURN(data, manager::ca::UnwrapKey(secret, data));
+    }
+    api::StoreSnapshot snap;
+    if (!snap.ParseFromString(data) || snap.clusters_size() != 1) {
+      return absl::DataLossError(file + " is damaged: its state does not parse");
+    }
+    // The restored swarm keeps its identity (cluster ID, root CA, tokens), so its workers'
+    // certificates stay valid; its managers are gone: they join the new swarm again.
+    api::Cluster cluster = snap.clusters(0);
+    snap.clear_clusters();
+    for (api::Node& n : *snap.mutable_nodes()) n.clear_manager_status();
+    RETURN_IF_ERROR(WipeState());
+    ASSIGN_OR_RETURN(Addresses addrs, ChooseAddresses("", ""));
+    ASSIGN_OR_RETURN(
+        api::InitSwarmResponse resp,
+        FoundSwarm(addrs, std::move(cluster), &snap, api::NODE_AVAILABILITY_ACTIVE, &started));
+    log::Info(kLog, "restored a swarm from a backup",
+              {{"file", file}, {"cluster", resp.cluster_id()}, {"node", resp.node_id()}});
+    return absl::OkStatus();
+  }();
+  if (!s.ok()) {
+    if (started) started->Stop();
+    (void)WipeState();
+    EndOperation(api::LOCAL_NODE_STATE_INACTIVE);
+    return s;
+  }
+  EndOperation(api::LOCAL_NODE_STATE_ACTIVE, std::move(started));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<api::InitSwarmResponse> Daemon::ForceNewCluster() {
+  RETURN_IF_ERROR(BeginOperation(api::LOCAL_NODE_STATE_ACTIVE, "force a new cluster"));
+  std::shared_ptr<Manager> old, started;
+  NodeState st;
+  {
+    absl::MutexLock lock(&mu_);
+    old = std::move(manager_);
+    st = node_state_;
+  }
+  if (old == nullptr) {
+    EndOperation(api::LOCAL_NODE_STATE_ACTIVE);
+    return absl::FailedPreconditionError(
+        "--force-new-cluster recovers a manager, and this node is a worker");
+  }
+  // What this manager has applied is what the new swarm starts from: a quorum is not needed
+  // (that is the point), and what it had not applied is lost.
+  api::StoreSnapshot snap;
+  if (!snap.ParseFromString(old->store().Snapshot()) || snap.clusters_size() != 1) {
+    EndOperation(api::LOCAL_NODE_STATE_ACTIVE, old);
+    return absl::FailedPreconditionError("this manager holds no swarm state to recover");
+  }
+  const ManagerConfig& oc = old->config();
+  const DataKey dek = oc.dek;
+  const std::string tls_key = oc.credentials.key_pem;
+  old->Stop();
+  // The old manager must be gone (its log closed) before a new one opens the directory;
+  // calls that were in flight on it hold it until they end.
+  std::weak_ptr<Manager> gone = old;
+  old.reset();
+  for (int i = 0; i < 100 && !gone.expired(); ++i) absl::SleepFor(absl::Milliseconds(50));
+  auto result = [&]() -> absl::StatusOr<api::InitSwarmResponse> {
+    std::error_code ec;
+    fs::remove_all(fs::path(config_.state_dir) / "raft", ec);
+    if (ec) return absl::UnavailableError("removing the old raft log: " + ec.message());
+    api::Cluster cluster = snap.clusters(0);
+    snap.clear_clusters();
+    cluster.clear_meta();
+    const std::string unlock_key = manager::controlapi::UnlockKeyOf(cluster);
+    // Same node, same keys and certificate; a new Raft group of one.
+    ASSIGN_OR_RETURN(started, StartManager(st, dek, tls_key, unlock_key, /*bootstrap=*/true));
+    RETURN_IF_ERROR(started->WaitForLeader(absl::Seconds(15)));
+    for (api::Node& n : *snap.mutable_nodes()) {
+      if (n.id() == st.node_id()) {
+        n.mutable_manager_status()->set_leader(true);
+      } else if (n.has_manager_status()) {
+        // The other managers are no members of the new group; they show as unreachable.
+        n.mutable_manager_status()->set_leader(false);
+        n.mutable_manager_status()->set_reachability(api::REACHABILITY_UNREACHABLE);
+      }
+    }
+    std::vector<api::StoreAction> objects = ObjectsOf(snap);
+    objects.insert(objects.begin(), manager::store::Wrap(cluster));
+    RETURN_IF_ERROR(Reseed(started->store(), std::move(objects)));
+    log::Info(kLog, "forced a new cluster from this manager's state",
+              {{"node", st.node_id()}, {"cluster", st.cluster_id()}});
+    api::InitSwarmResponse resp;
+    resp.set_node_id(st.node_id());
+    resp.set_cluster_id(st.cluster_id());
+    return resp;
+  }();
+  if (!result.ok()) {
+    // The old log is gone: the node cannot resume as it was.
+    if (started) started->Stop();
+    EndOperation(api::LOCAL_NODE_STATE_ERROR);
+    absl::MutexLock lock(&mu_);
+    error_ = "--force-new-cluster failed: " + std::string(result.status().message()) +
+             "; restore a backup (swarmd --restore) or leave with --force";
+    return result.status();
+  }
+  EndOperation(api::LOCAL_NODE_STATE_ACTIVE, std::move(started));
+  return result;
+}
+
+// ---- swarm backup ----
+
+absl::StatusOr<api::BackupSwarmResponse> Daemon::BackupSwarm() {
+  std::shared_ptr<Manager> m;
+  {
+    absl::MutexLock lock(&mu_);
+    m = manager_;
+  }
+  if (m == nullptr) {
+    return absl::FailedPreconditionError("only an active manager can back up the swarm");
+  }
+  // Everything committed before now, as a quorum confirms it: a consistent, current state.
+  RETURN_IF_ERROR(m->raft().LinearizableRead(absl::Seconds(10)));
+  const uint64_t index = m->store().last_index();
+  const std::string state = m->store().Snapshot();
+  api::StoreSnapshot snap;
+  if (!snap.ParseFromString(state) || snap.clusters_size() != 1) {
+    return absl::FailedPreconditionError("this manager holds no swarm state yet");
+  }
+  Backup b;
+  b.set_version(kVersion);
+  b.set_cluster_id(snap.clusters(0).id());
+  b.mutable_created_at()->set_seconds(absl::ToUnixSeconds(config_.clock->Now()));
+  b.set_index(index);
+  const std::string unlock_key = manager::controlapi::UnlockKeyOf(snap.clusters(0));
+  if (unlock_key.empty()) {
+    b.set_data(state);
+  } else {
+    ASSIGN_OR_RETURN(std::string secret, manager::ca::ParseUnlockKey(unlock_key));
+    b.set_sealed(true);
+    b.set_data(manager::ca::WrapKey(secret, state, *config_.random));
+  }
+  api::BackupSwarmResponse resp;
+  resp.set_backup(b.SerializeAsString());
+  resp.set_objects(snap.nodes_size() + snap.services_size() + snap.tasks_size() +
+                   snap.networks_size() + snap.secrets_size() + snap.configs_size() + 1);
+  resp.set_sealed(b.sealed());
+  return resp;
 }
 
 // ---- swarm join ----

@@ -48,6 +48,10 @@ struct DaemonConfig {
   std::string hostname;
   std::map<std::string, std::string> labels;
   absl::Duration tick_interval = absl::Milliseconds(100);
+  // `swarmd --restore FILE`: start a new swarm from a backup (the state directory must not
+  // hold one); the unlock key when the backup is sealed.
+  std::string restore_file;
+  std::string restore_unlock_key;
   Clock* clock = &Clock::Real();
   Random* random = &SecureRandom::Get();
 };
@@ -68,6 +72,7 @@ class Daemon {
   absl::Status Leave(const api::LeaveSwarmRequest& req);
   absl::Status Unlock(const api::UnlockSwarmRequest& req);
   api::NodeInfoResponse Info() const;
+  absl::StatusOr<api::BackupSwarmResponse> BackupSwarm();
 
  private:
   class AdminService;
@@ -78,6 +83,14 @@ class Daemon {
 
   // Reads node.state and starts the role it describes.
   void Resume();
+  // Makes this node the first manager of a swarm whose cluster object is given (new, or from
+  // a backup with its objects in restored): its certificate, keys, Raft group and state.
+  absl::StatusOr<api::InitSwarmResponse> FoundSwarm(const Addresses& addrs, api::Cluster cluster,
+                                                    const api::StoreSnapshot* restored,
+                                                    api::NodeAvailability availability,
+                                                    std::shared_ptr<Manager>* started);
+  absl::Status Restore(const std::string& file, const std::string& unlock_key);
+  absl::StatusOr<api::InitSwarmResponse> ForceNewCluster();
   absl::StatusOr<Addresses> ChooseAddresses(const std::string& listen,
                                             const std::string& advertise) const;
   // Marks the start of an init, join, leave or unlock; FAILED_PRECONDITION if one is running

@@ -69,6 +69,7 @@ class Manager {
   // Stops serving, then stops the Raft node; pending writes fail with UNAVAILABLE.
   void Stop();
 
+  const ManagerConfig& config() const { return config_; }
   manager::store::MemoryStore& store() { return *store_; }
   raft::Node& raft() { return *raft_; }
   // The control API for the node's unix socket (no certificate needed: root on the node).

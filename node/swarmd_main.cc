@@ -1,13 +1,16 @@
 // swarmd: the node daemon. Starts inactive (or resumes its stored state) and waits for
 // `swarmctl swarm init|join` on its unix socket; SIGTERM or SIGINT stops it cleanly.
 #include <signal.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <iostream>
 
 #include "absl/strings/str_split.h"
+#include "common/files.h"
 #include "common/logging.h"
 #include "node/daemon.h"
+#include "node/state.pb.h"
 
 namespace swarm::node {
 namespace {
@@ -28,6 +31,9 @@ int Main(int argc, char** argv) {
   app.add_option("--hostname", config.hostname,
                  "hostname the node reports (default: the machine's)");
   app.add_option("--label", labels, "engine label KEY=VALUE the node reports (repeatable)");
+  app.add_option("--restore", config.restore_file,
+                 "start a new swarm from a backup (swarmctl swarm backup); a sealed backup "
+                 "reads the unlock key from standard input");
   app.add_option("--tick-ms", tick_ms, "Raft tick interval in milliseconds (managers)")
       ->capture_default_str()
       ->check(CLI::Range(10, 10000));
@@ -52,6 +58,15 @@ int Main(int argc, char** argv) {
     config.labels[kv.first] = kv.second;
   }
   config.tick_interval = absl::Milliseconds(tick_ms);
+  if (!config.restore_file.empty()) {
+    auto bytes = ReadFile(config.restore_file);
+    Backup backup;
+    if (bytes.ok() && backup.ParseFromString(*bytes) && backup.sealed()) {
+      // The key comes from standard input, never from the command line.
+      if (isatty(0)) std::cerr << "Enter unlock key: " << std::flush;
+      std::getline(std::cin, config.restore_unlock_key);
+    }
+  }
 
   // Signals are taken synchronously by this thread; every other thread blocks them.
   sigset_t stop;

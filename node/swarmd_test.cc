@@ -147,8 +147,10 @@ TEST_F(SwarmdTest, KillingTheLeader_InterruptsTheControlApiForUnder3Seconds) {
   cluster_.Kill(*leader);
   // Writes through a surviving manager succeed again within 3 s.
   absl::Time back;
+  // (A name per attempt: an attempt that timed out may still have committed.)
   for (int attempt = 0;; ++attempt) {
-    grpc::Status s = CreateService(cluster_.control(other), "after", absl::Seconds(1));
+    grpc::Status s = CreateService(cluster_.control(other), "after-" + std::to_string(attempt),
+                                   absl::Seconds(1));
     if (s.ok()) {
       back = absl::Now();
       break;
@@ -162,7 +164,8 @@ TEST_F(SwarmdTest, KillingTheLeader_InterruptsTheControlApiForUnder3Seconds) {
 
   // The old leader comes back as a follower and catches up.
   ASSERT_TRUE(cluster_.Start(*leader).ok());
-  const std::vector<std::string> want = {"after", "before"};
+  const std::vector<std::string> want = ServiceNames(cluster_.control(other));
+  EXPECT_TRUE(std::find(want.begin(), want.end(), "before") != want.end());
   for (int i = 0; i < 100 && ServiceNames(cluster_.control(*leader)) != want; ++i) {
     absl::SleepFor(absl::Milliseconds(100));
   }
@@ -367,6 +370,89 @@ TEST_F(SwarmdTest, Leave_ManagersRefuseToEraseTheSwarmWithoutForce) {
   EXPECT_TRUE(absl::StrContains(s.error_message(), "last manager")) << s.error_message();
   EXPECT_TRUE(leave(last, true).ok());
   EXPECT_EQ(cluster_.Info(last)->state(), api::LOCAL_NODE_STATE_INACTIVE);
+}
+
+TEST_F(SwarmdTest, Backup_OfALiveSwarmRestoresIntoAFreshStateDirectory) {
+  FormManagers(3);
+  ASSERT_TRUE(CreateService(cluster_.control(1), "web").ok());
+  ASSERT_TRUE(CreateService(cluster_.control(2), "db").ok());
+  {
+    grpc::ClientContext ctx;
+    SetTimeout(ctx);
+    api::CreateSecretRequest req;
+    req.mutable_spec()->mutable_annotations()->set_name("pw");
+    req.mutable_spec()->set_data("hunter2");
+    api::CreateSecretResponse resp;
+    ASSERT_TRUE(cluster_.control(3).CreateSecret(&ctx, req, &resp).ok());
+  }
+  // Taken through a follower while the swarm keeps serving.
+  api::BackupSwarmResponse backup;
+  {
+    grpc::ClientContext ctx;
+    SetTimeout(ctx);
+    const int follower = *cluster_.WaitForLeader(absl::Seconds(5)) % 3 + 1;
+    grpc::Status s = cluster_.admin(follower).BackupSwarm(&ctx, api::BackupSwarmRequest(), &backup);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  EXPECT_FALSE(backup.sealed());
+  const std::string file = cluster_.dir() + "/swarm.backup";
+  ASSERT_TRUE(WriteFileAtomically(file, backup.backup(), 0600, true).ok());
+  ASSERT_TRUE(CreateService(cluster_.control(1), "after-backup").ok());
+
+  SwarmdCluster restored;
+  ASSERT_TRUE(restored.Start(1, {"--restore=" + file}).ok()) << restored.Output(1);
+  auto info = restored.Info(1);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->state(), api::LOCAL_NODE_STATE_ACTIVE) << info->error();
+  EXPECT_EQ(info->cluster_id(), cluster_.Info(1)->cluster_id());
+  EXPECT_EQ(ServiceNames(restored.control(1)), (std::vector<std::string>{"db", "web"}));
+  grpc::ClientContext ctx;
+  SetTimeout(ctx);
+  api::ListSecretsResponse secrets;
+  ASSERT_TRUE(restored.control(1).ListSecrets(&ctx, api::ListSecretsRequest(), &secrets).ok());
+  ASSERT_EQ(secrets.secrets_size(), 1);
+  EXPECT_EQ(secrets.secrets(0).spec().annotations().name(), "pw");
+  // The restored swarm is a working one: it takes writes and new managers.
+  EXPECT_TRUE(CreateService(restored.control(1), "new").ok());
+  ASSERT_TRUE(restored.Start(2).ok());
+  auto joined = restored.Join(2, 1, /*manager=*/true);
+  EXPECT_TRUE(joined.ok()) << joined.status();
+
+  // A restore into a node that is part of a swarm is refused.
+  restored.Terminate(2);
+  EXPECT_FALSE(restored.Start(2, {"--restore=" + file}).ok());
+}
+
+TEST_F(SwarmdTest, ForceNewCluster_TheLastManagerKeepsEveryService) {
+  FormManagers(3);
+  ASSERT_TRUE(CreateService(cluster_.control(1), "web").ok());
+  ASSERT_TRUE(CreateService(cluster_.control(2), "db").ok());
+  // Two of three managers are lost for good: no quorum, no writes.
+  auto leader = cluster_.WaitForLeader(absl::Seconds(5));
+  ASSERT_TRUE(leader.ok());
+  const int survivor = *leader % 3 + 1;
+  for (int i = 1; i <= 3; ++i) {
+    if (i != survivor) cluster_.Kill(i);
+  }
+  EXPECT_FALSE(CreateService(cluster_.control(survivor), "x", absl::Seconds(3)).ok());
+
+  grpc::ClientContext ctx;
+  SetTimeout(ctx, absl::Seconds(30));
+  api::InitSwarmRequest req;
+  req.set_force_new_cluster(true);
+  api::InitSwarmResponse resp;
+  grpc::Status s = cluster_.admin(survivor).InitSwarm(&ctx, req, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message() << cluster_.Output(survivor);
+  EXPECT_EQ(ServiceNames(cluster_.control(survivor)), (std::vector<std::string>{"db", "web"}));
+  EXPECT_TRUE(CreateService(cluster_.control(survivor), "after").ok());
+  // It survives a restart as the one-manager swarm, and others can join it again.
+  EXPECT_EQ(cluster_.Terminate(survivor), 0);
+  ASSERT_TRUE(cluster_.Start(survivor).ok());
+  EXPECT_EQ(ServiceNames(cluster_.control(survivor)),
+            (std::vector<std::string>{"after", "db", "web"}));
+  ASSERT_TRUE(cluster_.Start(4).ok());
+  auto joined = cluster_.Join(4, survivor, /*manager=*/true);
+  EXPECT_TRUE(joined.ok()) << joined.status();
 }
 
 }  // namespace

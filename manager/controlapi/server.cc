@@ -138,21 +138,32 @@ absl::Status CheckVersion(const api::Version& requested, const api::Meta& meta,
 
 // ALREADY_EXISTS when another object of the kind has the name, compared without case as in
 // SwarmKit (service names are DNS names, and two networks "Web" and "web" would confuse
-// everyone).
-template <typename T>
-absl::Status CheckNameFree(const std::vector<store::Ptr<T>>& objects, const std::string& name,
-                           const std::string& self_id, Case kind) {
-  for (const auto& o : objects) {
-    if (o->id() == self_id) continue;
-    const std::string& other = o->spec().annotations().name();
-    if (absl::EqualsIgnoreCase(other, name)) {
-      return absl::AlreadyExistsError(absl::StrCat(
-          KindName(kind), " name ", Quote(name), " is already in use by ", KindName(kind), " ",
-          o->id(), other == name ? "" : absl::StrCat(" (named ", Quote(other), ")"),
-          "; choose another name"));
-    }
+// everyone). The store keeps names unique that way and re-checks at apply time; this check
+// gives the error its details (which object holds the name).
+absl::Status CheckNameFree(const store::ReadTx& tx, Case kind, const std::string& name,
+                           const std::string& self_id) {
+  std::optional<std::string> id = tx.IdByName(kind, name);
+  if (!id || *id == self_id) return absl::OkStatus();
+  std::string other = name;
+  switch (kind) {
+    case api::StoreAction::kService:
+      if (auto o = tx.GetService(*id)) other = o->spec().annotations().name();
+      break;
+    case api::StoreAction::kNetwork:
+      if (auto o = tx.GetNetwork(*id)) other = o->spec().annotations().name();
+      break;
+    case api::StoreAction::kSecret:
+      if (auto o = tx.GetSecret(*id)) other = o->spec().annotations().name();
+      break;
+    case api::StoreAction::kConfig:
+      if (auto o = tx.GetConfig(*id)) other = o->spec().annotations().name();
+      break;
+    default:
+      break;
   }
-  return absl::OkStatus();
+  return absl::AlreadyExistsError(absl::StrCat(
+      KindName(kind), " name ", Quote(name), " is already in use by ", KindName(kind), " ", *id,
+      other == name ? "" : absl::StrCat(" (named ", Quote(other), ")"), "; choose another name"));
 }
 
 // ---- list filters: AND across fields, OR within one ----
@@ -428,6 +439,7 @@ grpc::Status Server::Serve(grpc::ServerContext* ctx, Access access,
     }
     return ToGrpcStatus(fn());
   }
+  if (access == Access::kConcurrentWrite) return ToGrpcStatus(fn());
   absl::MutexLock lock(&write_mu_);
   return ToGrpcStatus(fn());
 }
@@ -689,7 +701,7 @@ grpc::Status Server::ListTasks(grpc::ServerContext* ctx, const api::ListTasksReq
 
 grpc::Status Server::RemoveTask(grpc::ServerContext* ctx, const api::RemoveTaskRequest* req,
                                 api::RemoveTaskResponse*) {
-  return Serve(ctx, Access::kWrite, [&]() -> absl::Status {
+  return Serve(ctx, Access::kConcurrentWrite, [&]() -> absl::Status {
     return store_->Update([&](store::WriteTx& tx) -> absl::Status {
       ASSIGN_OR_RETURN(const std::string id, Resolve(tx, api::StoreAction::kTask, req->task_id()));
       tx.RemoveObject(*tx.GetTask(id));
@@ -754,8 +766,8 @@ absl::Status Server::DoCreateService(const api::CreateServiceRequest& req,
     *svc.mutable_job_status()->mutable_last_execution() = ToTimestamp(options_.clock->Now());
   }
   RETURN_IF_ERROR(store_->Update([&](store::WriteTx& tx) -> absl::Status {
-    RETURN_IF_ERROR(CheckNameFree(tx.ListServices(), svc.spec().annotations().name(), "",
-                                  api::StoreAction::kService));
+    RETURN_IF_ERROR(
+        CheckNameFree(tx, api::StoreAction::kService, svc.spec().annotations().name(), ""));
     RETURN_IF_ERROR(ResolveReferences(tx, svc.mutable_spec()));
     RETURN_IF_ERROR(CheckPortConflicts(tx, svc.spec(), svc.id()));
     tx.CreateObject(svc);
@@ -851,7 +863,7 @@ absl::Status Server::DoUpdateService(const api::UpdateServiceRequest& req,
 
 grpc::Status Server::RemoveService(grpc::ServerContext* ctx, const api::RemoveServiceRequest* req,
                                    api::RemoveServiceResponse*) {
-  return Serve(ctx, Access::kWrite, [&]() -> absl::Status {
+  return Serve(ctx, Access::kConcurrentWrite, [&]() -> absl::Status {
     return store_->Update([&](store::WriteTx& tx) -> absl::Status {
       ASSIGN_OR_RETURN(const std::string id,
                        Resolve(tx, api::StoreAction::kService, req->service_id()));
@@ -959,7 +971,7 @@ grpc::Status Server::CreateNetwork(grpc::ServerContext* ctx, const api::CreateNe
     RETURN_IF_ERROR(store_->Update([&](store::WriteTx& tx) -> absl::Status {
       auto networks = tx.ListNetworks();
       RETURN_IF_ERROR(
-          CheckNameFree(networks, net.spec().annotations().name(), "", api::StoreAction::kNetwork));
+          CheckNameFree(tx, api::StoreAction::kNetwork, net.spec().annotations().name(), ""));
       if (net.spec().ingress()) {
         for (const auto& n : networks) {
           if (n->spec().ingress()) {
@@ -986,7 +998,7 @@ grpc::Status Server::CreateNetwork(grpc::ServerContext* ctx, const api::CreateNe
 
 grpc::Status Server::UpdateNetwork(grpc::ServerContext* ctx, const api::UpdateNetworkRequest* req,
                                    api::UpdateNetworkResponse* resp) {
-  return Serve(ctx, Access::kWrite, [&]() -> absl::Status {
+  return Serve(ctx, Access::kConcurrentWrite, [&]() -> absl::Status {
     RETURN_IF_ERROR(RequireVersion(req->has_network_version(), "network_version"));
     if (!req->has_spec()) return absl::InvalidArgumentError("the network's new spec is required");
     RETURN_IF_ERROR(ValidateLabels(req->spec().annotations().labels(), "network label"));
@@ -1209,15 +1221,15 @@ grpc::Status Server::ListSecrets(grpc::ServerContext* ctx, const api::ListSecret
 
 grpc::Status Server::CreateSecret(grpc::ServerContext* ctx, const api::CreateSecretRequest* req,
                                   api::CreateSecretResponse* resp) {
-  return Serve(ctx, Access::kWrite, [&]() -> absl::Status {
+  return Serve(ctx, Access::kConcurrentWrite, [&]() -> absl::Status {
     if (!req->has_spec()) return absl::InvalidArgumentError("a secret spec is required");
     RETURN_IF_ERROR(ValidateSecretSpec(req->spec()));
     api::Secret secret;
     secret.set_id(NewObjectId());
     *secret.mutable_spec() = req->spec();
     RETURN_IF_ERROR(store_->Update([&](store::WriteTx& tx) -> absl::Status {
-      RETURN_IF_ERROR(CheckNameFree(tx.ListSecrets(), secret.spec().annotations().name(), "",
-                                    api::StoreAction::kSecret));
+      RETURN_IF_ERROR(
+          CheckNameFree(tx, api::StoreAction::kSecret, secret.spec().annotations().name(), ""));
       tx.CreateObject(secret);
       return absl::OkStatus();
     }));
@@ -1228,7 +1240,7 @@ grpc::Status Server::CreateSecret(grpc::ServerContext* ctx, const api::CreateSec
 
 grpc::Status Server::UpdateSecret(grpc::ServerContext* ctx, const api::UpdateSecretRequest* req,
                                   api::UpdateSecretResponse* resp) {
-  return Serve(ctx, Access::kWrite, [&]() -> absl::Status {
+  return Serve(ctx, Access::kConcurrentWrite, [&]() -> absl::Status {
     RETURN_IF_ERROR(RequireVersion(req->has_secret_version(), "secret_version"));
     if (!req->has_spec()) return absl::InvalidArgumentError("the secret's new spec is required");
     RETURN_IF_ERROR(ValidateLabels(req->spec().annotations().labels(), "secret label"));
@@ -1319,15 +1331,15 @@ grpc::Status Server::ListConfigs(grpc::ServerContext* ctx, const api::ListConfig
 
 grpc::Status Server::CreateConfig(grpc::ServerContext* ctx, const api::CreateConfigRequest* req,
                                   api::CreateConfigResponse* resp) {
-  return Serve(ctx, Access::kWrite, [&]() -> absl::Status {
+  return Serve(ctx, Access::kConcurrentWrite, [&]() -> absl::Status {
     if (!req->has_spec()) return absl::InvalidArgumentError("a config spec is required");
     RETURN_IF_ERROR(ValidateConfigSpec(req->spec()));
     api::Config config;
     config.set_id(NewObjectId());
     *config.mutable_spec() = req->spec();
     RETURN_IF_ERROR(store_->Update([&](store::WriteTx& tx) -> absl::Status {
-      RETURN_IF_ERROR(CheckNameFree(tx.ListConfigs(), config.spec().annotations().name(), "",
-                                    api::StoreAction::kConfig));
+      RETURN_IF_ERROR(
+          CheckNameFree(tx, api::StoreAction::kConfig, config.spec().annotations().name(), ""));
       tx.CreateObject(config);
       return absl::OkStatus();
     }));
@@ -1338,7 +1350,7 @@ grpc::Status Server::CreateConfig(grpc::ServerContext* ctx, const api::CreateCon
 
 grpc::Status Server::UpdateConfig(grpc::ServerContext* ctx, const api::UpdateConfigRequest* req,
                                   api::UpdateConfigResponse* resp) {
-  return Serve(ctx, Access::kWrite, [&]() -> absl::Status {
+  return Serve(ctx, Access::kConcurrentWrite, [&]() -> absl::Status {
     RETURN_IF_ERROR(RequireVersion(req->has_config_version(), "config_version"));
     if (!req->has_spec()) return absl::InvalidArgumentError("the config's new spec is required");
     RETURN_IF_ERROR(ValidateLabels(req->spec().annotations().labels(), "config label"));

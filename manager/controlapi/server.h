@@ -30,12 +30,15 @@
 // them. The key manager is expected to watch the cluster and re-wrap each manager's keys at
 // rest with the new key; the daemon's Options::unlock_key can answer with UnlockKeyOf(cluster).
 //
-// Thread-safety: thread-safe. write_mu_ serializes this server's write transactions, held
-// across the store's Raft round trip on purpose: the store re-checks versions and names at
-// apply time but not the cross-object rules (a secret still in use, a port another service
-// publishes, the last manager), which are only sound if no other control API write commits
-// between a check and its write. Writes are rare (operators), and followers forward them to
-// the leader, so this serializes them cluster-wide. random_mu_ guards Options::random.
+// Thread-safety: thread-safe. write_mu_ serializes the writes that check other objects
+// (Access::kWrite), held across the store's Raft round trip on purpose: the store re-checks
+// versions and names at apply time but not the cross-object rules (a secret still in use, a
+// port another service publishes, the last manager), which are only sound if no other control
+// API write commits between a check and its write. Followers forward control API calls to the
+// leader, so this serializes them cluster-wide. Writes the store fully re-checks (creating
+// secrets and configs, changing labels, removing services and tasks) run in parallel and share
+// Raft round trips; two of them racing can only collide on a name that differs in case.
+// random_mu_ guards Options::random.
 #ifndef SWARM_MANAGER_CONTROLAPI_SERVER_H_
 #define SWARM_MANAGER_CONTROLAPI_SERVER_H_
 
@@ -153,9 +156,13 @@ class Server final : public api::Control::Service {
                             api::GetUnlockKeyResponse* resp) override;
 
  private:
-  enum class Access { kRead, kWrite };
+  // kWrite: a write whose checks look at other objects (references, ports, objects in use,
+  // the managers), serialized by write_mu_. kConcurrentWrite: a write whose only conflicts the
+  // store itself re-checks at apply time (versions, names), which may run in parallel, so
+  // many of them share one Raft round trip.
+  enum class Access { kRead, kWrite, kConcurrentWrite };
 
-  // Authorizes the call, syncs before reads, runs fn and maps its status; writes hold
+  // Authorizes the call, syncs before reads, runs fn and maps its status; kWrite holds
   // write_mu_.
   grpc::Status Serve(grpc::ServerContext* ctx, Access access,
                      const std::function<absl::Status()>& fn);

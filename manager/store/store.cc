@@ -2,6 +2,7 @@
 
 #include <google/protobuf/util/time_util.h>
 
+#include "absl/strings/ascii.h"
 #include "common/random.h"
 
 namespace swarm::manager::store {
@@ -49,7 +50,8 @@ std::string UniqueNameOf(const api::StoreAction& a) {
       r->GetMessage(t, t.GetDescriptor()->FindFieldByName("spec"));
   const auto& annotations = static_cast<const api::Annotations&>(
       spec.GetReflection()->GetMessage(spec, spec.GetDescriptor()->FindFieldByName("annotations")));
-  return annotations.name();
+  // Names are unique without regard to case, as in SwarmKit: "web" and "WEB" are one name.
+  return absl::AsciiStrToLower(annotations.name());
 }
 
 const api::Meta& MetaOf(const api::StoreAction& a) {
@@ -235,7 +237,7 @@ std::vector<Ptr<api::Task>> ReadTx::TasksByNode(const std::string& node_id) cons
 std::optional<std::string> ReadTx::IdByName(Case kind, const std::string& name) const {
   const MemoryStore::Tables::Table* t = store_->tables_->Find(kind);
   if (t == nullptr) return std::nullopt;
-  auto it = t->names.find(name);
+  auto it = t->names.find(absl::AsciiStrToLower(name));
   if (it == t->names.end()) return std::nullopt;
   return it->second;
 }

@@ -102,7 +102,8 @@ class ReadTx {
   // Indexes.
   std::vector<Ptr<api::Task>> TasksByService(const std::string& service_id) const;
   std::vector<Ptr<api::Task>> TasksByNode(const std::string& node_id) const;
-  // The ID of the object of that kind with that name, if any (names are unique per kind).
+  // The ID of the object of that kind with that name, if any (names are unique per kind,
+  // without regard to case).
   std::optional<std::string> IdByName(api::StoreAction::TargetCase kind,
                                       const std::string& name) const;
   // IDs of that kind starting with prefix.

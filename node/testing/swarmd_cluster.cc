@@ -61,13 +61,14 @@ std::string SwarmdCluster::Output(int i) const {
   return ss.str();
 }
 
-absl::Status SwarmdCluster::Start(int i) {
+absl::Status SwarmdCluster::Start(int i, const std::vector<std::string>& extra_args) {
   std::vector<std::string> args = {options_.binary,
                                    "--state-dir=" + state_dir(i),
                                    "--socket=" + socket(i),
                                    "--listen-addr=" + addr(i),
                                    "--hostname=node-" + std::to_string(i),
                                    "--tick-ms=" + std::to_string(options_.tick_ms)};
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
   const std::string log = absl::StrCat(dir_, "/node-", i, ".log");
   pid_t pid = fork();
   if (pid == 0) {

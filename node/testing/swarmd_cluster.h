@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -39,8 +40,8 @@ class SwarmdCluster {
   std::string addr(int i);
   std::string Output(int i) const;
 
-  // Starts node i and waits until its socket answers.
-  absl::Status Start(int i);
+  // Starts node i (with extra flags) and waits until its socket answers.
+  absl::Status Start(int i, const std::vector<std::string>& extra_args = {});
   // kill -9.
   void Kill(int i);
   // SIGTERM; returns the exit status (or -1 when it did not exit within 10 s; then kill -9).

@@ -488,6 +488,8 @@ absl::StatusOr<api::InitSwarmResponse> Daemon::Init(const api::InitSwarmRequest&
     }
     spec->mutable_raft()->set_snapshot_interval(10000);
     spec->mutable_raft()->set_log_entries_for_slow_followers(500);
+    spec->mutable_raft()->set_heartbeat_tick(1);
+    spec->mutable_raft()->set_election_tick(10);
     if (req.autolock()) {
       spec->mutable_encryption_config()->set_auto_lock_managers(true);
       api::EncryptionKey* k = cluster.add_unlock_keys();

@@ -9,6 +9,7 @@ namespace swarm::node {
 namespace {
 constexpr char kLog[] = "manager";
 constexpr absl::Duration kMaintenancePeriod = absl::Milliseconds(500);
+constexpr absl::Duration kUnreachableAfter = absl::Seconds(3);
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<Manager>> Manager::Start(ManagerConfig config) {
@@ -160,14 +161,21 @@ void Manager::SyncKeys() {
 
 void Manager::SyncManagerStatus() {
   const raft::NodeStatus rs = raft_->Status();
+  const absl::Time now = config_.clock->Now();
+  for (uint64_t id : rs.active) last_seen_[id] = now;
   std::vector<api::Node> changed;
   store_->View([&](const manager::store::ReadTx& tx) {
     for (const auto& n : tx.ListNodes()) {
       const uint64_t id = n->manager_status().raft_id();
       if (id == 0) continue;
       const bool leader = id == rs.leader;
+      // The leader's view of a member's activity resets every election timeout; a member
+      // is unreachable once it has not been heard from for longer than that.
+      auto seen = last_seen_.find(id);
+      const bool reachable = rs.members.count(id) && seen != last_seen_.end() &&
+                             now - seen->second < kUnreachableAfter;
       const api::Reachability reach =
-          rs.members.count(id) ? api::REACHABILITY_REACHABLE : api::REACHABILITY_UNREACHABLE;
+          reachable ? api::REACHABILITY_REACHABLE : api::REACHABILITY_UNREACHABLE;
       if (n->manager_status().leader() == leader && n->manager_status().reachability() == reach)
         continue;
       api::Node copy = *n;

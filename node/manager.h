@@ -111,6 +111,8 @@ class Manager {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   // The unlock key the stored keys are wrapped with now (maintenance thread only).
   std::string wrapped_with_;
+  // When the leader last saw each member active (maintenance thread only).
+  std::map<uint64_t, absl::Time> last_seen_;
   // Control API clients of other managers, by address.
   std::map<std::string, std::shared_ptr<api::Control::Stub>> peers_ ABSL_GUARDED_BY(mu_);
   std::thread maintenance_;

@@ -777,6 +777,10 @@ void Node::UpdateStatus() {
   status_.members = members_;
   status_.snapshot_index = snapshot_index_;
   status_.removed = removed_;
+  status_.active.clear();
+  for (const auto& [id, pr] : s.progress) {
+    if (id == config_.id || pr.recent_active) status_.active.insert(id);
+  }
 }
 
 }  // namespace swarm::raft

@@ -24,6 +24,7 @@
 #include <future>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -108,6 +109,9 @@ struct NodeStatus {
   uint64_t snapshot_index = 0;
   // Set once this node has applied its own removal.
   bool removed = false;
+  // On the leader: the members it heard from within the last election timeout (itself
+  // included); empty on followers.
+  std::set<uint64_t> active;
 };
 
 class Node {

@@ -33,6 +33,8 @@ constexpr char kLog[] = "swarmd";
 constexpr char kStateFile[] = "node.state";
 constexpr absl::Duration kDefaultCertExpiry = absl::Hours(24 * 90);
 constexpr absl::Duration kRpcTimeout = absl::Seconds(10);
+// How often a node checks whether the swarm changed its role.
+constexpr absl::Duration kRoleCheckPeriod = absl::Seconds(2);
 
 std::chrono::system_clock::time_point Deadline(absl::Duration d) {
   return absl::ToChronoTime(absl::Now() + d);
@@ -137,11 +139,18 @@ absl::Status Daemon::Start() {
                                   " (is another swarmd running? choose another with --socket)");
   }
   ::chmod(config_.socket.c_str(), 0660);
+  role_watch_ = std::thread([this] { RunRoleWatch(); });
   log::Info(kLog, "swarmd started", {{"socket", config_.socket}, {"state_dir", config_.state_dir}});
   return absl::OkStatus();
 }
 
 void Daemon::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    role_cv_.SignalAll();
+  }
+  if (role_watch_.joinable()) role_watch_.join();
   if (socket_server_) {
     socket_server_->Shutdown(Deadline(absl::Seconds(1)));
     socket_server_.reset();
@@ -759,49 +768,8 @@ absl::StatusOr<api::JoinSwarmResponse> Daemon::Join(const api::JoinSwarmRequest&
     RETURN_IF_ERROR(keys_.Store(Keys{dek, tls_key}, ""));
 
     if (role == api::NODE_ROLE_MANAGER) {
-      // 3. Become a Raft member: the leader adds this node as a learner, and promotes it to a
-      // voter once it has caught up.
-      const tls::Credentials creds{root.cert_pem(), st.cert_pem(), tls_key};
-      auto mch = grpc::CreateCustomChannel(remote, tls::ChannelCredentials(creds),
-                                           tls::ChannelArguments(tls::kManagerRole));
-      api::JoinResponse joined;
-      grpc::ClientContext ctx;
-      ctx.set_deadline(Deadline(absl::Seconds(20)));
-      api::JoinRequest r;
-      r.set_addr(addrs.advertise);
-      grpc::Status s = api::RaftMembership::NewStub(mch)->Join(&ctx, r, &joined);
-      if (!s.ok()) return unreachable(s);
-      st.set_raft_id(joined.raft_id());
-      std::map<uint64_t, std::string> members;
-      for (const api::RaftMember& m : joined.members()) members[m.raft_id()] = m.addr();
-      ASSIGN_OR_RETURN(started,
-                       StartManager(st, dek, tls_key, "", /*bootstrap=*/false, std::move(members)));
-      RETURN_IF_ERROR(started->WaitForLeader(absl::Seconds(30)));
-      // The join is done once this manager counts in the quorum: the leader promotes a
-      // learner when it has caught up.
-      for (int i = 0;; ++i) {
-        const std::vector<uint64_t> voters = started->raft().Status().conf_state.voters;
-        if (std::find(voters.begin(), voters.end(), st.raft_id()) != voters.end()) break;
-        if (i == 300) {
-          return absl::DeadlineExceededError(
-              "this manager caught up but was not made a voter within 30 s; check the "
-              "leader's log");
-        }
-        absl::SleepFor(absl::Milliseconds(100));
-      }
-      // Record this manager's description and Raft membership on its node object.
-      RETURN_IF_ERROR(started->store().Update([&](manager::store::WriteTx& tx) -> absl::Status {
-        manager::store::Ptr<api::Node> existing = tx.GetNode(id.node_id);
-        if (!existing) return absl::NotFoundError("this node is missing from the swarm's store");
-        api::Node n = *existing;
-        *n.mutable_description() = Describe();
-        n.mutable_status()->set_state(api::NODE_STATE_READY);
-        n.mutable_manager_status()->set_raft_id(st.raft_id());
-        n.mutable_manager_status()->set_addr(addrs.advertise);
-        n.mutable_manager_status()->set_reachability(api::REACHABILITY_REACHABLE);
-        tx.UpdateObject(n);
-        return absl::OkStatus();
-      }));
+      // 3. Become a Raft member.
+      ASSIGN_OR_RETURN(started, JoinRaft(&st, remote, dek, tls_key));
     }
     RETURN_IF_ERROR(WriteState(st));
     {
@@ -824,6 +792,212 @@ absl::StatusOr<api::JoinSwarmResponse> Daemon::Join(const api::JoinSwarmRequest&
   }
   EndOperation(api::LOCAL_NODE_STATE_ACTIVE, std::move(started));
   return result;
+}
+
+absl::StatusOr<std::shared_ptr<Manager>> Daemon::JoinRaft(NodeState* st, const std::string& remote,
+                                                          const DataKey& dek,
+                                                          const std::string& tls_key) {
+  // The leader adds this node as a learner and promotes it to a voter once it has caught up.
+  const tls::Credentials creds{st->root_ca_pem(), st->cert_pem(), tls_key};
+  auto ch = grpc::CreateCustomChannel(remote, tls::ChannelCredentials(creds),
+                                      tls::ChannelArguments(tls::kManagerRole));
+  api::JoinResponse joined;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Deadline(absl::Seconds(20)));
+  api::JoinRequest r;
+  r.set_addr(st->advertise_addr());
+  grpc::Status s = api::RaftMembership::NewStub(ch)->Join(&ctx, r, &joined);
+  if (!s.ok()) {
+    return absl::Status(FromGrpcStatus(s).code(),
+                        "joining the managers through " + remote + ": " + s.error_message());
+  }
+  st->set_raft_id(joined.raft_id());
+  std::map<uint64_t, std::string> members;
+  for (const api::RaftMember& m : joined.members()) members[m.raft_id()] = m.addr();
+  ASSIGN_OR_RETURN(std::shared_ptr<Manager> m,
+                   StartManager(*st, dek, tls_key, "", /*bootstrap=*/false, std::move(members)));
+  auto fail = [&](absl::Status s) {
+    m->Stop();
+    return s;
+  };
+  if (absl::Status s = m->WaitForLeader(absl::Seconds(30)); !s.ok()) return fail(s);
+  // Done once this manager counts in the quorum.
+  for (int i = 0;; ++i) {
+    const std::vector<uint64_t> voters = m->raft().Status().conf_state.voters;
+    if (std::find(voters.begin(), voters.end(), st->raft_id()) != voters.end()) break;
+    if (i == 300) {
+      return fail(absl::DeadlineExceededError(
+          "this manager caught up but was not made a voter within 30 s; check the leader's log"));
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  // Record this manager's description and Raft membership on its node object.
+  absl::Status u = m->store().Update([&](manager::store::WriteTx& tx) -> absl::Status {
+    manager::store::Ptr<api::Node> existing = tx.GetNode(st->node_id());
+    if (!existing) return absl::NotFoundError("this node is missing from the swarm's store");
+    api::Node n = *existing;
+    *n.mutable_description() = Describe();
+    n.mutable_status()->set_state(api::NODE_STATE_READY);
+    n.mutable_manager_status()->set_raft_id(st->raft_id());
+    n.mutable_manager_status()->set_addr(st->advertise_addr());
+    n.mutable_manager_status()->set_reachability(api::REACHABILITY_REACHABLE);
+    tx.UpdateObject(n);
+    return absl::OkStatus();
+  });
+  if (!u.ok()) return fail(u);
+  return m;
+}
+
+// ---- promotion and demotion ----
+
+void Daemon::RunRoleWatch() {
+  pthread_setname_np(pthread_self(), "node-role");
+  absl::MutexLock lock(&mu_);
+  while (!stopping_) {
+    role_cv_.WaitWithTimeout(&mu_, kRoleCheckPeriod);
+    if (stopping_ || busy_ || state_ != api::LOCAL_NODE_STATE_ACTIVE) continue;
+    const NodeState st = node_state_;
+    std::shared_ptr<Manager> m = manager_;
+    busy_ = true;
+    mu_.Unlock();
+    absl::Status s = m ? MaybeDemote(st, m) : MaybePromote(st);
+    if (!s.ok()) log::Warn(kLog, "role change failed; will retry", {{"reason", s}});
+    mu_.Lock();
+    busy_ = false;
+  }
+}
+
+absl::StatusOr<std::string> Daemon::Renew(const NodeState& st, const std::string& tls_key,
+                                          api::NodeRole* role) {
+  const tls::Credentials creds{st.root_ca_pem(), st.cert_pem(), tls_key};
+  ASSIGN_OR_RETURN(std::string csr, manager::ca::CreateCsr(tls_key));
+  absl::Status last = absl::UnavailableError("no manager known");
+  for (const std::string& addr : st.manager_addrs()) {
+    auto ca = api::NodeCA::NewStub(grpc::CreateCustomChannel(
+        addr, tls::ChannelCredentials(creds), tls::ChannelArguments(tls::kManagerRole)));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(Deadline(kRpcTimeout));
+    api::IssueNodeCertificateRequest req;
+    req.set_csr(csr);
+    api::IssueNodeCertificateResponse issued;
+    grpc::Status s = ca->IssueNodeCertificate(&ctx, req, &issued);
+    if (!s.ok()) {
+      last = FromGrpcStatus(s);
+      continue;
+    }
+    grpc::ClientContext sctx;
+    sctx.set_deadline(Deadline(kRpcTimeout));
+    api::NodeCertificateStatusRequest sreq;
+    sreq.set_node_id(st.node_id());
+    api::NodeCertificateStatusResponse status;
+    s = ca->NodeCertificateStatus(&sctx, sreq, &status);
+    if (!s.ok()) {
+      last = FromGrpcStatus(s);
+      continue;
+    }
+    ASSIGN_OR_RETURN(RootCA root, RootCA::Load(st.root_ca_pem(), ""));
+    ASSIGN_OR_RETURN(manager::ca::Identity id,
+                     root.Verify(status.certificate().certificate(), config_.clock->Now()));
+    if (id.node_id != st.node_id())
+      return absl::InternalError("renewed a certificate for another node");
+    *role = ApiRole(id.role);
+    return status.certificate().certificate();
+  }
+  return last;
+}
+
+absl::Status Daemon::MaybePromote(NodeState st) {
+  // Ask a manager whether the swarm wants this node in another role.
+  ASSIGN_OR_RETURN(Keys keys, keys_.Load());
+  const tls::Credentials creds{st.root_ca_pem(), st.cert_pem(), keys.tls_key_pem};
+  bool renew = false;
+  for (const std::string& addr : st.manager_addrs()) {
+    auto ca = api::NodeCA::NewStub(grpc::CreateCustomChannel(
+        addr, tls::ChannelCredentials(creds), tls::ChannelArguments(tls::kManagerRole)));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(Deadline(absl::Seconds(2)));
+    api::NodeCertificateStatusRequest req;
+    req.set_node_id(st.node_id());
+    api::NodeCertificateStatusResponse resp;
+    if (ca->NodeCertificateStatus(&ctx, req, &resp).ok()) {
+      renew = resp.status().state() == api::ISSUANCE_STATE_RENEW;
+      break;
+    }
+  }
+  if (!renew) return absl::OkStatus();
+  api::NodeRole role;
+  ASSIGN_OR_RETURN(std::string cert, Renew(st, keys.tls_key_pem, &role));
+  st.set_cert_pem(cert);
+  if (role != api::NODE_ROLE_MANAGER) return WriteState(st);
+  log::Info(kLog, "promoted: joining the managers", {{"node", st.node_id()}});
+  st.set_role(api::NODE_ROLE_MANAGER);
+  std::shared_ptr<Manager> started;
+  absl::Status joined = absl::UnavailableError("no manager known");
+  for (const std::string& addr : st.manager_addrs()) {
+    auto m = JoinRaft(&st, addr, keys.dek, keys.tls_key_pem);
+    if (m.ok()) {
+      started = *std::move(m);
+      joined = absl::OkStatus();
+      break;
+    }
+    joined = m.status();
+  }
+  if (!joined.ok()) {
+    std::error_code ec;
+    fs::remove_all(fs::path(config_.state_dir) / "raft", ec);
+    return joined;
+  }
+  RETURN_IF_ERROR(WriteState(st));
+  absl::MutexLock lock(&mu_);
+  node_state_ = st;
+  manager_ = std::move(started);
+  return absl::OkStatus();
+}
+
+absl::Status Daemon::MaybeDemote(NodeState st, std::shared_ptr<Manager> m) {
+  api::NodeRole desired = api::NODE_ROLE_MANAGER;
+  m->store().View([&](const manager::store::ReadTx& tx) {
+    if (auto n = tx.GetNode(st.node_id())) desired = n->spec().desired_role();
+  });
+  if (desired != api::NODE_ROLE_WORKER) return absl::OkStatus();
+  log::Info(kLog, "demoted: leaving the managers", {{"node", st.node_id()}});
+  // Other managers to renew through once this one is gone.
+  st.clear_manager_addrs();
+  for (const auto& [id, member] : m->raft().Status().members) {
+    if (id != st.raft_id()) st.add_manager_addrs(member.addr);
+  }
+  RETURN_IF_ERROR(m->LeaveRaft(absl::Seconds(20)));
+  const std::string tls_key = m->config().credentials.key_pem;
+  {
+    absl::MutexLock lock(&mu_);
+    manager_.reset();
+  }
+  m->Stop();
+  std::weak_ptr<Manager> gone = m;
+  m.reset();
+  for (int i = 0; i < 100 && !gone.expired(); ++i) absl::SleepFor(absl::Milliseconds(50));
+  std::error_code ec;
+  fs::remove_all(fs::path(config_.state_dir) / "raft", ec);
+  api::NodeRole role;
+  absl::StatusOr<std::string> cert = Renew(st, tls_key, &role);
+  for (int i = 0; !cert.ok() && i < 50; ++i) {
+    absl::SleepFor(absl::Milliseconds(200));
+    cert = Renew(st, tls_key, &role);
+  }
+  if (!cert.ok()) {
+    absl::MutexLock lock(&mu_);
+    state_ = api::LOCAL_NODE_STATE_ERROR;
+    error_ =
+        "demoted, but no manager renewed the certificate: " + std::string(cert.status().message());
+    return cert.status();
+  }
+  st.set_cert_pem(*cert);
+  st.set_role(role);
+  st.set_raft_id(0);
+  RETURN_IF_ERROR(WriteState(st));
+  absl::MutexLock lock(&mu_);
+  node_state_ = st;
+  return absl::OkStatus();
 }
 
 // ---- swarm leave ----

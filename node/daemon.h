@@ -22,6 +22,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -90,6 +91,20 @@ class Daemon {
                                                     api::NodeAvailability availability,
                                                     std::shared_ptr<Manager>* started);
   absl::Status Restore(const std::string& file, const std::string& unlock_key);
+  // Joins the Raft group through remote with the node's manager certificate and returns the
+  // started manager once it is a voter (st gets the Raft ID).
+  absl::StatusOr<std::shared_ptr<Manager>> JoinRaft(NodeState* st, const std::string& remote,
+                                                    const DataKey& dek, const std::string& tls_key);
+  // Promotion and demotion are carried out by the node itself: a worker asks a manager
+  // whether its role changed (the CA says RENEW), renews its certificate and joins the Raft
+  // group; a manager sees its own desired role in its store, leaves the Raft group and renews
+  // as a worker. One check every kRoleCheckPeriod, on the role-watch thread.
+  void RunRoleWatch();
+  absl::Status MaybePromote(NodeState st);
+  absl::Status MaybeDemote(NodeState st, std::shared_ptr<Manager> m);
+  // A new certificate for this node with the role the swarm wants for it now.
+  absl::StatusOr<std::string> Renew(const NodeState& st, const std::string& tls_key,
+                                    api::NodeRole* role);
   absl::StatusOr<api::InitSwarmResponse> ForceNewCluster();
   absl::StatusOr<Addresses> ChooseAddresses(const std::string& listen,
                                             const std::string& advertise) const;
@@ -120,6 +135,10 @@ class Daemon {
   NodeState node_state_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<Manager> manager_ ABSL_GUARDED_BY(mu_);
   bool busy_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Signalled by Stop().
+  absl::CondVar role_cv_;
+  std::thread role_watch_;
 };
 
 }  // namespace swarm::node

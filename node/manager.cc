@@ -1,5 +1,6 @@
 #include "node/manager.h"
 
+#include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "node/control_router.h"
@@ -10,6 +11,7 @@ namespace {
 constexpr char kLog[] = "manager";
 constexpr absl::Duration kMaintenancePeriod = absl::Milliseconds(500);
 constexpr absl::Duration kUnreachableAfter = absl::Seconds(3);
+constexpr absl::Duration kOrphanGrace = absl::Seconds(60);
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<Manager>> Manager::Start(ManagerConfig config) {
@@ -57,11 +59,27 @@ absl::Status Manager::Init() {
     }
   };
   opts.check_role_change = [raft = raft_.get()](const api::Node& node, api::NodeRole role) {
+    const uint64_t id = node.manager_status().raft_id();
+    if (role != api::NODE_ROLE_WORKER || id == 0) return absl::OkStatus();
     const raft::NodeStatus rs = raft->Status();
-    if (role == api::NODE_ROLE_WORKER && node.manager_status().raft_id() != 0 &&
-        rs.conf_state.voters.size() <= 1) {
+    std::vector<uint64_t> remaining;
+    for (uint64_t v : rs.conf_state.voters) {
+      if (v != id) remaining.push_back(v);
+    }
+    if (remaining.empty()) {
       return absl::FailedPreconditionError(
           "cannot demote the last manager of the swarm: promote another node first");
+    }
+    // The control API runs on the leader, which knows who answers: the managers left must
+    // still form a quorum among themselves.
+    size_t reachable = 0;
+    for (uint64_t v : remaining) reachable += rs.active.count(v);
+    const size_t quorum = remaining.size() / 2 + 1;
+    if (!rs.active.empty() && reachable < quorum) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "demoting this manager would leave ", reachable, " reachable managers of ",
+          remaining.size(), ", below the quorum of ", quorum,
+          ": the swarm would stop; bring the unreachable managers back or remove them first"));
     }
     return absl::OkStatus();
   };
@@ -184,6 +202,7 @@ void Manager::SyncManagerStatus() {
       changed.push_back(std::move(copy));
     }
   });
+  RemoveOrphanMembers(rs);
   if (changed.empty()) return;
   absl::Status s = store_->Update([&](manager::store::WriteTx& tx) {
     for (const api::Node& n : changed) tx.UpdateObject(n);
@@ -191,6 +210,29 @@ void Manager::SyncManagerStatus() {
   });
   // A concurrent write to one of these nodes wins; the next round retries.
   if (!s.ok()) log::Info(kLog, "manager status not updated", {{"reason", s}});
+}
+
+void Manager::RemoveOrphanMembers(const raft::NodeStatus& rs) {
+  std::set<uint64_t> referenced;
+  store_->View([&](const manager::store::ReadTx& tx) {
+    for (const auto& n : tx.ListNodes()) referenced.insert(n->manager_status().raft_id());
+  });
+  const absl::Time now = config_.clock->Now();
+  std::set<uint64_t> members(rs.conf_state.voters.begin(), rs.conf_state.voters.end());
+  members.insert(rs.conf_state.learners.begin(), rs.conf_state.learners.end());
+  for (auto it = unreferenced_since_.begin(); it != unreferenced_since_.end();) {
+    it = members.count(it->first) && !referenced.count(it->first) ? std::next(it)
+                                                                  : unreferenced_since_.erase(it);
+  }
+  for (uint64_t id : members) {
+    if (id == rs.id || referenced.count(id)) continue;
+    // A manager that is joining records itself on its node object once it is a voter; give
+    // it time before taking it for the member of a node that was removed.
+    auto [it, fresh] = unreferenced_since_.emplace(id, now);
+    if (fresh || now - it->second < kOrphanGrace) continue;
+    log::Info(kLog, "removing a raft member whose node is gone", {{"member", id}});
+    if (raft_->RemoveMember(id, absl::Seconds(5)).ok()) unreferenced_since_.erase(id);
+  }
 }
 
 absl::Status Manager::LeaveRaft(absl::Duration timeout) {

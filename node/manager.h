@@ -18,6 +18,7 @@
 #include <atomic>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -90,6 +91,9 @@ class Manager {
   void SyncKeys();
   // On the leader: keeps the leader flag and reachability on the managers' node objects.
   void SyncManagerStatus();
+  // On the leader: removes Raft members that no node object refers to any more (a manager
+  // removed with `node rm --force`), after a grace period that covers joins.
+  void RemoveOrphanMembers(const raft::NodeStatus& rs);
   // A control API client of the leader, or null when this manager leads or none is known.
   std::shared_ptr<api::Control::Stub> LeaderControl();
 
@@ -113,6 +117,8 @@ class Manager {
   std::string wrapped_with_;
   // When the leader last saw each member active (maintenance thread only).
   std::map<uint64_t, absl::Time> last_seen_;
+  // Since when each Raft member has had no node object (maintenance thread only).
+  std::map<uint64_t, absl::Time> unreferenced_since_;
   // Control API clients of other managers, by address.
   std::map<std::string, std::shared_ptr<api::Control::Stub>> peers_ ABSL_GUARDED_BY(mu_);
   std::thread maintenance_;

@@ -52,6 +52,28 @@ std::vector<api::Node> Nodes(api::Control::Stub& c) {
   return {resp.nodes().begin(), resp.nodes().end()};
 }
 
+// Changes a node's desired role through a manager's control API (`node promote/demote`).
+grpc::Status SetRole(api::Control::Stub& c, const std::string& node_id, api::NodeRole role) {
+  api::GetNodeResponse got;
+  {
+    grpc::ClientContext ctx;
+    SetTimeout(ctx);
+    api::GetNodeRequest req;
+    req.set_node_id(node_id);
+    grpc::Status s = c.GetNode(&ctx, req, &got);
+    if (!s.ok()) return s;
+  }
+  grpc::ClientContext ctx;
+  SetTimeout(ctx);
+  api::UpdateNodeRequest req;
+  req.set_node_id(node_id);
+  *req.mutable_node_version() = got.node().meta().version();
+  *req.mutable_spec() = got.node().spec();
+  req.mutable_spec()->set_desired_role(role);
+  api::UpdateNodeResponse resp;
+  return c.UpdateNode(&ctx, req, &resp);
+}
+
 // Every byte under dir, for grepping a state directory.
 std::string AllBytes(const std::string& dir) {
   std::string all;
@@ -453,6 +475,63 @@ TEST_F(SwarmdTest, ForceNewCluster_TheLastManagerKeepsEveryService) {
   ASSERT_TRUE(cluster_.Start(4).ok());
   auto joined = cluster_.Join(4, survivor, /*manager=*/true);
   EXPECT_TRUE(joined.ok()) << joined.status();
+}
+
+TEST_F(SwarmdTest, PromoteAndDemote_NodesChangeRoleThemselvesAndTheLeaderHandsOver) {
+  FormManagers(1);
+  ASSERT_TRUE(CreateService(cluster_.control(1), "web").ok());
+  ASSERT_TRUE(cluster_.Start(2).ok());
+  auto worker = cluster_.Join(2, 1, /*manager=*/false);
+  ASSERT_TRUE(worker.ok()) << worker.status();
+  auto wait_role = [&](int i, api::NodeRole role) {
+    for (int n = 0; n < 300; ++n) {
+      auto info = cluster_.Info(i);
+      if (info.ok() && info->role() == role &&
+          (role == api::NODE_ROLE_WORKER) == (info->raft_id() == 0)) {
+        return true;
+      }
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    return false;
+  };
+
+  // Promote the worker: it renews its certificate as a manager and joins the Raft group.
+  grpc::Status s = SetRole(cluster_.control(1), worker->node_id(), api::NODE_ROLE_MANAGER);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_TRUE(wait_role(2, api::NODE_ROLE_MANAGER)) << cluster_.Output(2);
+  EXPECT_EQ(ServiceNames(cluster_.control(2)), std::vector<std::string>{"web"});
+
+  // Demote the leader: it hands leadership over, leaves the Raft group and becomes a worker.
+  const std::string first = cluster_.Info(1)->node_id();
+  s = SetRole(cluster_.control(2), first, api::NODE_ROLE_WORKER);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_TRUE(wait_role(1, api::NODE_ROLE_WORKER)) << cluster_.Output(1);
+  auto leader = cluster_.WaitForLeader(absl::Seconds(10));
+  ASSERT_TRUE(leader.ok());
+  EXPECT_EQ(*leader, 2);
+  EXPECT_EQ(ServiceNames(cluster_.control(2)), std::vector<std::string>{"web"});
+  grpc::Status worker_control = CreateService(cluster_.control(1), "x");
+  EXPECT_EQ(worker_control.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+
+  // The last manager cannot be demoted.
+  s = SetRole(cluster_.control(2), worker->node_id(), api::NODE_ROLE_WORKER);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
+  EXPECT_TRUE(absl::StrContains(s.error_message(), "last manager")) << s.error_message();
+}
+
+TEST_F(SwarmdTest, Demote_ADemotionThatLosesTheQuorumIsRefused) {
+  FormManagers(3);
+  auto leader = cluster_.WaitForLeader(absl::Seconds(10));
+  ASSERT_TRUE(leader.ok());
+  const int down = *leader % 3 + 1;
+  const int victim = 6 - *leader - down;  // the third one
+  const std::string victim_id = cluster_.Info(victim)->node_id();
+  cluster_.Kill(down);
+  absl::SleepFor(absl::Seconds(4));  // the leader notices the dead manager
+  grpc::Status s = SetRole(cluster_.control(*leader), victim_id, api::NODE_ROLE_WORKER);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
+  EXPECT_TRUE(absl::StrContains(s.error_message(), "quorum")) << s.error_message();
+  EXPECT_EQ(cluster_.Info(victim)->role(), api::NODE_ROLE_MANAGER);
 }
 
 }  // namespace

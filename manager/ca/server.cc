@@ -148,6 +148,8 @@ grpc::Status CAServer::IssueNodeCertificate(grpc::ServerContext* ctx,
       node.mutable_spec()->set_availability(req->availability());
     }
     node.set_role(role == Role::kManager ? api::NODE_ROLE_MANAGER : api::NODE_ROLE_WORKER);
+    // A demoted manager is no Raft member any more (it left before renewing).
+    if (role == Role::kWorker) node.clear_manager_status();
     api::Certificate* c = node.mutable_certificate();
     c->set_role(node.role());
     c->set_csr(req->csr());
@@ -180,6 +182,11 @@ grpc::Status CAServer::NodeCertificateStatus(grpc::ServerContext*,
   }
   *resp->mutable_status() = node->certificate().status();
   *resp->mutable_certificate() = node->certificate();
+  // A promotion or demotion is waiting for the node: it renews its certificate to take the
+  // new role (the renewal issues the role the cluster wants).
+  if (node->spec().desired_role() != node->role()) {
+    resp->mutable_status()->set_state(api::ISSUANCE_STATE_RENEW);
+  }
   return grpc::Status::OK;
 }
 

@@ -534,5 +534,70 @@ TEST_F(SwarmdTest, Demote_ADemotionThatLosesTheQuorumIsRefused) {
   EXPECT_EQ(cluster_.Info(victim)->role(), api::NODE_ROLE_MANAGER);
 }
 
+TEST_F(SwarmdTest, UnlockKey_TurningAutolockOnAndRotatingTheKeyRewrapsEveryManager) {
+  FormManagers(3);
+  auto update_cluster = [&](bool autolock, bool rotate) {
+    grpc::ClientContext ctx;
+    SetTimeout(ctx);
+    api::ListClustersResponse clusters;
+    grpc::Status s = cluster_.control(1).ListClusters(&ctx, api::ListClustersRequest(), &clusters);
+    if (!s.ok()) return s;
+    grpc::ClientContext uctx;
+    SetTimeout(uctx);
+    api::UpdateClusterRequest req;
+    req.set_cluster_id(clusters.clusters(0).id());
+    *req.mutable_cluster_version() = clusters.clusters(0).meta().version();
+    *req.mutable_spec() = clusters.clusters(0).spec();
+    req.mutable_spec()->mutable_encryption_config()->set_auto_lock_managers(autolock);
+    req.mutable_rotation()->set_manager_unlock_key(rotate);
+    api::UpdateClusterResponse resp;
+    return cluster_.control(1).UpdateCluster(&uctx, req, &resp);
+  };
+  auto unlock_key = [&](int i) {
+    grpc::ClientContext ctx;
+    SetTimeout(ctx);
+    api::GetUnlockKeyResponse resp;
+    grpc::Status s = cluster_.control(i).GetUnlockKey(&ctx, api::GetUnlockKeyRequest(), &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return std::string(resp.unlock_key());
+  };
+  auto unlock = [&](int i, const std::string& key) {
+    grpc::ClientContext ctx;
+    SetTimeout(ctx, absl::Seconds(20));
+    api::UnlockSwarmRequest req;
+    req.set_unlock_key(key);
+    api::UnlockSwarmResponse resp;
+    return cluster_.admin(i).UnlockSwarm(&ctx, req, &resp);
+  };
+  // The key managers re-wrap their keys within a maintenance round; give them a few.
+  auto settle = [] { absl::SleepFor(absl::Seconds(2)); };
+
+  ASSERT_TRUE(update_cluster(true, false).ok());
+  const std::string first = unlock_key(2);
+  ASSERT_TRUE(absl::StartsWith(first, "SWMKEY-1-")) << first;
+  settle();
+  EXPECT_EQ(cluster_.Terminate(3), 0);
+  ASSERT_TRUE(cluster_.Start(3).ok());
+  EXPECT_EQ(cluster_.Info(3)->state(), api::LOCAL_NODE_STATE_LOCKED);
+  ASSERT_TRUE(unlock(3, first).ok());
+
+  // Rotate: once every manager has the new key, the old one no longer unlocks.
+  ASSERT_TRUE(update_cluster(true, true).ok());
+  const std::string second = unlock_key(1);
+  ASSERT_NE(second, first);
+  settle();
+  EXPECT_EQ(cluster_.Terminate(2), 0);
+  ASSERT_TRUE(cluster_.Start(2).ok());
+  EXPECT_EQ(unlock(2, first).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  ASSERT_TRUE(unlock(2, second).ok());
+
+  // Autolock off: managers restart by themselves again.
+  ASSERT_TRUE(update_cluster(false, false).ok());
+  settle();
+  EXPECT_EQ(cluster_.Terminate(1), 0);
+  ASSERT_TRUE(cluster_.Start(1).ok());
+  EXPECT_EQ(cluster_.Info(1)->state(), api::LOCAL_NODE_STATE_ACTIVE);
+}
+
 }  // namespace
 }  // namespace swarm::node

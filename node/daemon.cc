@@ -286,6 +286,17 @@ absl::Status Daemon::BeginOperation(api::LocalNodeState want, const char* what) 
   return absl::OkStatus();
 }
 
+absl::Status Daemon::EndFounding(absl::Status result, std::shared_ptr<Manager> started) {
+  if (result.ok()) {
+    EndOperation(api::LOCAL_NODE_STATE_ACTIVE, std::move(started));
+    return result;
+  }
+  if (started) started->Stop();
+  (void)WipeState();
+  EndOperation(api::LOCAL_NODE_STATE_INACTIVE);
+  return result;
+}
+
 void Daemon::EndOperation(api::LocalNodeState state, std::shared_ptr<Manager> manager) {
   absl::MutexLock lock(&mu_);
   busy_ = false;
@@ -512,13 +523,7 @@ absl::StatusOr<api::InitSwarmResponse> Daemon::Init(const api::InitSwarmRequest&
               {{"node", resp.node_id()}, {"cluster", resp.cluster_id()}});
     return resp;
   }();
-  if (!result.ok()) {
-    if (started) started->Stop();
-    (void)WipeState();
-    EndOperation(api::LOCAL_NODE_STATE_INACTIVE);
-    return result.status();
-  }
-  EndOperation(api::LOCAL_NODE_STATE_ACTIVE, std::move(started));
+  RETURN_IF_ERROR(EndFounding(result.status(), std::move(started)));
   return result;
 }
 
@@ -560,14 +565,7 @@ absl::Status Daemon::Restore(const std::string& file, const std::string& unlock_
               {{"file", file}, {"cluster", resp.cluster_id()}, {"node", resp.node_id()}});
     return absl::OkStatus();
   }();
-  if (!s.ok()) {
-    if (started) started->Stop();
-    (void)WipeState();
-    EndOperation(api::LOCAL_NODE_STATE_INACTIVE);
-    return s;
-  }
-  EndOperation(api::LOCAL_NODE_STATE_ACTIVE, std::move(started));
-  return absl::OkStatus();
+  return EndFounding(s, std::move(started));
 }
 
 absl::StatusOr<api::InitSwarmResponse> Daemon::ForceNewCluster() {
@@ -784,13 +782,7 @@ absl::StatusOr<api::JoinSwarmResponse> Daemon::Join(const api::JoinSwarmRequest&
     resp.set_cluster_id(id.cluster_id);
     return resp;
   }();
-  if (!result.ok()) {
-    if (started) started->Stop();
-    (void)WipeState();
-    EndOperation(api::LOCAL_NODE_STATE_INACTIVE);
-    return result.status();
-  }
-  EndOperation(api::LOCAL_NODE_STATE_ACTIVE, std::move(started));
+  RETURN_IF_ERROR(EndFounding(result.status(), std::move(started)));
   return result;
 }
 

@@ -112,6 +112,9 @@ class Daemon {
   // or the node is not in `want`.
   absl::Status BeginOperation(api::LocalNodeState want, const char* what);
   void EndOperation(api::LocalNodeState state, std::shared_ptr<Manager> manager = nullptr);
+  // Ends an init, join or restore: ACTIVE with the started manager (if any), or, when result
+  // is an error, INACTIVE again with nothing left behind.
+  absl::Status EndFounding(absl::Status result, std::shared_ptr<Manager> started);
   absl::StatusOr<std::shared_ptr<Manager>> StartManager(
       const NodeState& st, const DataKey& dek, const std::string& tls_key,
       const std::string& unlock_key, bool bootstrap,

@@ -1,9 +1,5 @@
 #include "node/testing/swarmd_cluster.h"
 
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -12,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/ports.h"
+#include "common/subprocess.h"
 
 namespace swarm::node {
 
@@ -28,10 +25,7 @@ SwarmdCluster::SwarmdCluster(Options options) : options_(std::move(options)) {
 }
 
 SwarmdCluster::~SwarmdCluster() {
-  for (auto& [i, pid] : pids_) {
-    kill(pid, SIGKILL);
-    waitpid(pid, nullptr, 0);
-  }
+  for (auto& [i, pid] : pids_) KillProcess(pid);
   // Keep the logs where Bazel collects test outputs, for a failure's post-mortem.
   if (const char* out = std::getenv("TEST_UNDECLARED_OUTPUTS_DIR")) {
     std::error_code ec;
@@ -69,18 +63,7 @@ absl::Status SwarmdCluster::Start(int i, const std::vector<std::string>& extra_a
                                    "--hostname=node-" + std::to_string(i),
                                    "--tick-ms=" + std::to_string(options_.tick_ms)};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
-  const std::string log = absl::StrCat(dir_, "/node-", i, ".log");
-  pid_t pid = fork();
-  if (pid == 0) {
-    int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
+  const pid_t pid = Spawn(std::move(args), absl::StrCat(dir_, "/node-", i, ".log"));
   pids_[i] = pid;
   admins_.erase(i);
   controls_.erase(i);
@@ -88,8 +71,7 @@ absl::Status SwarmdCluster::Start(int i, const std::vector<std::string>& extra_a
   while (absl::Now() < deadline) {
     // Only dial once the socket exists: a failed dial makes gRPC back off.
     if (fs::exists(socket(i)) && Info(i).ok()) return absl::OkStatus();
-    int status = 0;
-    if (waitpid(pid, &status, WNOHANG) == pid) {
+    if (WaitForExit(pid, absl::ZeroDuration()) != -1) {
       pids_.erase(i);
       return absl::InternalError(absl::StrCat("swarmd ", i, " exited at start:\n", Output(i)));
     }
@@ -101,8 +83,7 @@ absl::Status SwarmdCluster::Start(int i, const std::vector<std::string>& extra_a
 void SwarmdCluster::Kill(int i) {
   auto it = pids_.find(i);
   if (it == pids_.end()) return;
-  kill(it->second, SIGKILL);
-  waitpid(it->second, nullptr, 0);
+  KillProcess(it->second);
   pids_.erase(it);
 }
 
@@ -111,18 +92,7 @@ int SwarmdCluster::Terminate(int i) {
   if (it == pids_.end()) return -1;
   const pid_t pid = it->second;
   pids_.erase(it);
-  kill(pid, SIGTERM);
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (absl::Now() < deadline) {
-    int status = 0;
-    if (waitpid(pid, &status, WNOHANG) == pid) {
-      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    }
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  kill(pid, SIGKILL);
-  waitpid(pid, nullptr, 0);
-  return -1;
+  return TerminateProcess(pid);
 }
 
 namespace {

@@ -1,10 +1,6 @@
 #include "raft/tools/kv_cluster.h"
 
-#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
@@ -15,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/ports.h"
+#include "common/subprocess.h"
 
 namespace swarm::raft {
 namespace {
@@ -43,8 +40,7 @@ KvCluster::KvCluster(Options options) : options_(std::move(options)) {
 
 KvCluster::~KvCluster() {
   for (auto& [i, pid] : pids_) {
-    kill(pid, SIGKILL);
-    waitpid(pid, nullptr, 0);
+    KillProcess(pid);
   }
 }
 
@@ -67,50 +63,29 @@ void KvCluster::Start(int i) {
       "--peers=" + peers,
       "--snapshot-interval=" + std::to_string(options_.snapshot_interval),
       "--tick-ms=" + std::to_string(options_.tick_ms)};
-  const std::string log = absl::StrCat(options_.dir, "/node-", i, ".log");
-  pid_t pid = fork();
-  if (pid == 0) {
-    int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  pids_[i] = pid;
+  pids_[i] = Spawn(std::move(args), absl::StrCat(options_.dir, "/node-", i, ".log"));
 }
 
 void KvCluster::Kill(int i) {
   auto it = pids_.find(i);
   if (it == pids_.end()) return;
-  kill(it->second, SIGKILL);
-  waitpid(it->second, nullptr, 0);
+  KillProcess(it->second);
   pids_.erase(it);
 }
 
 void KvCluster::Terminate(int i) {
   auto it = pids_.find(i);
   if (it == pids_.end()) return;
-  kill(it->second, SIGTERM);
-  waitpid(it->second, nullptr, 0);
+  TerminateProcess(it->second, absl::InfiniteDuration());
   pids_.erase(it);
 }
 
 int KvCluster::WaitExit(int i, absl::Duration timeout) {
   auto it = pids_.find(i);
   if (it == pids_.end()) return -1;
-  const absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    int status = 0;
-    if (waitpid(it->second, &status, WNOHANG) == it->second) {
-      pids_.erase(it);
-      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    }
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return -1;
+  const int code = WaitForExit(it->second, timeout);
+  if (code != -1) pids_.erase(it);
+  return code;
 }
 
 std::string KvCluster::Output(int i) const {

@@ -1,5 +1,6 @@
 #include "common/aead.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include <cstdio>
@@ -28,6 +29,62 @@ using Ctx = std::unique_ptr<EVP_CIPHER_CTX, CtxDeleter>;
 
 const unsigned char* U(std::string_view s) {
   return reinterpret_cast<const unsigned char*>(s.data());
+}
+
+// OpenSSL 3 looks EVP_aes_256_gcm() up in its provider tables (locks, string compares) on every
+// init; the fetched cipher is looked up once.
+const EVP_CIPHER* Aes256Gcm() {
+  static const EVP_CIPHER* const cipher = [] {
+    EVP_CIPHER* c = EVP_CIPHER_fetch(nullptr, "AES-256-GCM", nullptr);
+    if (c == nullptr) CipherFailure("fetch");
+    return c;
+  }();
+  return cipher;
+}
+
+// A context keyed with one key, kept per thread: records are sealed one at a time (the Raft
+// log writes one per entry), and setting up a context and its AES key schedule costs more
+// than sealing a small record. Only the nonce changes between records, which a keyed context
+// takes without redoing the key schedule. The context is freed (and its key wiped) when the
+// thread exits.
+class KeyedCtx {
+ public:
+  // The context for key, initialized for encryption (encrypt = true) or decryption, with no
+  // nonce set yet.
+  EVP_CIPHER_CTX* Get(const std::string& key, bool encrypt) {
+    if (!ctx_) {
+      ctx_.reset(EVP_CIPHER_CTX_new());
+      if (!ctx_) CipherFailure("context allocation");
+    }
+    if (!keyed_ || key_id_ != key || encrypt_ != encrypt) {
+      const int ok = encrypt
+                         ? EVP_EncryptInit_ex(ctx_.get(), Aes256Gcm(), nullptr, U(key), nullptr)
+                         : EVP_DecryptInit_ex(ctx_.get(), Aes256Gcm(), nullptr, U(key), nullptr);
+      if (ok != 1) CipherFailure(encrypt ? "encrypt init" : "decrypt init");
+      key_id_.assign(key);
+      encrypt_ = encrypt;
+      keyed_ = true;
+    }
+    return ctx_.get();
+  }
+  ~KeyedCtx() { OPENSSL_cleanse(key_id_.data(), key_id_.size()); }
+
+ private:
+  Ctx ctx_;
+  // The key the context holds (compared, never used to encrypt).
+  std::string key_id_;
+  bool encrypt_ = false;
+  bool keyed_ = false;
+};
+
+KeyedCtx& SealCtx() {
+  thread_local KeyedCtx ctx;
+  return ctx;
+}
+
+KeyedCtx& OpenCtx() {
+  thread_local KeyedCtx ctx;
+  return ctx;
 }
 
 }  // namespace
@@ -64,22 +121,19 @@ std::string SealRecord(const DataKey& key, std::string_view plaintext, std::stri
   unsigned char* nonce = p + 5;
   random.Fill(nonce, kNonceSize);
 
-  Ctx ctx(EVP_CIPHER_CTX_new());
+  EVP_CIPHER_CTX* ctx = SealCtx().Get(key.key, /*encrypt=*/true);
   int len = 0;
-  if (!ctx || EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, U(key.key), nonce) != 1) {
-    CipherFailure("encrypt init");
-  }
+  if (EVP_EncryptInit_ex(ctx, nullptr, nullptr, nullptr, nonce) != 1) CipherFailure("set nonce");
   if (!aad.empty() &&
-      EVP_EncryptUpdate(ctx.get(), nullptr, &len, U(aad), static_cast<int>(aad.size())) != 1) {
+      EVP_EncryptUpdate(ctx, nullptr, &len, U(aad), static_cast<int>(aad.size())) != 1) {
     CipherFailure("encrypt aad");
   }
   unsigned char* ct = p + kHeaderSize;
-  if (EVP_EncryptUpdate(ctx.get(), ct, &len, U(plaintext), static_cast<int>(plaintext.size())) !=
-      1) {
+  if (EVP_EncryptUpdate(ctx, ct, &len, U(plaintext), static_cast<int>(plaintext.size())) != 1) {
     CipherFailure("encrypt");
   }
-  if (EVP_EncryptFinal_ex(ctx.get(), ct + len, &len) != 1) CipherFailure("encrypt final");
-  if (EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kTagSize, ct + plaintext.size()) != 1) {
+  if (EVP_EncryptFinal_ex(ctx, ct + len, &len) != 1) CipherFailure("encrypt final");
+  if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, kTagSize, ct + plaintext.size()) != 1) {
     CipherFailure("get tag");
   }
   return out;
@@ -104,24 +158,22 @@ absl::StatusOr<std::string> OpenRecord(const KeyRing& keys, std::string_view rec
   const unsigned char* nonce = p + 5;
   const size_t ct_size = record.size() - kHeaderSize - kTagSize;
   std::string out(ct_size, '\0');
-  Ctx ctx(EVP_CIPHER_CTX_new());
+  EVP_CIPHER_CTX* ctx = OpenCtx().Get(key->key, /*encrypt=*/false);
   int len = 0;
-  if (!ctx || EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, U(key->key), nonce) != 1) {
-    CipherFailure("decrypt init");
-  }
+  if (EVP_DecryptInit_ex(ctx, nullptr, nullptr, nullptr, nonce) != 1) CipherFailure("set nonce");
   if (!aad.empty() &&
-      EVP_DecryptUpdate(ctx.get(), nullptr, &len, U(aad), static_cast<int>(aad.size())) != 1) {
+      EVP_DecryptUpdate(ctx, nullptr, &len, U(aad), static_cast<int>(aad.size())) != 1) {
     CipherFailure("decrypt aad");
   }
   auto* o = reinterpret_cast<unsigned char*>(out.data());
-  if (EVP_DecryptUpdate(ctx.get(), o, &len, p + kHeaderSize, static_cast<int>(ct_size)) != 1) {
+  if (EVP_DecryptUpdate(ctx, o, &len, p + kHeaderSize, static_cast<int>(ct_size)) != 1) {
     CipherFailure("decrypt");
   }
   std::string tag(record.substr(kHeaderSize + ct_size));
-  if (EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTagSize, tag.data()) != 1) {
+  if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, kTagSize, tag.data()) != 1) {
     CipherFailure("set tag");
   }
-  if (EVP_DecryptFinal_ex(ctx.get(), o + len, &len) != 1) {
+  if (EVP_DecryptFinal_ex(ctx, o + len, &len) != 1) {
     return absl::DataLossError(
         "encrypted record failed authentication (corrupted, moved, or "
         "sealed with another key)");

@@ -23,6 +23,7 @@
 #ifndef SWARM_NODE_CONTROL_ROUTER_H_
 #define SWARM_NODE_CONTROL_ROUTER_H_
 
+#include <grpc/grpc_security_constants.h>
 #include <pthread.h>
 
 #include <chrono>
@@ -33,6 +34,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
@@ -197,8 +199,7 @@ class ControlRouter final : public api::Control::Service {
   grpc::Status Method(grpc::ServerContext* ctx, const api::Request* req, api::Response* resp)     \
       override {                                                                                  \
     if (require_manager_) {                                                                       \
-      if (absl::Status s = tls::RequireRole(*ctx, {tls::kManagerRole}); !s.ok())                  \
-        return ToGrpcStatus(s);                                                                   \
+      if (absl::Status s = RequireManager(*ctx); !s.ok()) return ToGrpcStatus(s);                 \
     }                                                                                             \
     return Route##Method(ctx, CallOf(*ctx), req, resp);                                           \
   }                                                                                               \
@@ -218,9 +219,40 @@ class ControlRouter final : public api::Control::Service {
   bool require_manager() const { return require_manager_; }
 
  private:
+  // Certificates remembered as a manager's; more are not expected (one per manager).
+  static constexpr size_t kMaxVerifiedCerts = 64;
+
+  // tls::RequireRole, remembering the verdict per certificate: it parses the certificate on
+  // every call, which with OpenSSL 3's decoders cost more CPU than the rest of a forwarded
+  // call, while a manager presents the same verified certificate on every call. Only
+  // verdicts of OK are kept, and only for a peer the TLS handshake authenticated.
+  absl::Status RequireManager(const grpc::ServerContext& ctx) {
+    std::string pem;
+    if (std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context();
+        auth && auth->IsPeerAuthenticated()) {
+      std::vector<grpc::string_ref> pems =
+          auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
+      if (!pems.empty()) pem.assign(pems[0].data(), pems[0].size());
+    }
+    if (!pem.empty()) {
+      absl::MutexLock lock(&verified_mu_);
+      if (verified_.contains(pem)) return absl::OkStatus();
+    }
+    absl::Status s = tls::RequireRole(ctx, {tls::kManagerRole});
+    if (s.ok() && !pem.empty()) {
+      absl::MutexLock lock(&verified_mu_);
+      if (verified_.size() >= kMaxVerifiedCerts) verified_.clear();
+      verified_.insert(std::move(pem));
+    }
+    return s;
+  }
+
   std::shared_ptr<api::Control::Service> local_;
   Leader leader_;
   bool require_manager_;
+  absl::Mutex verified_mu_;
+  // PEM certificates that passed tls::RequireRole for the manager role.
+  absl::flat_hash_set<std::string> verified_ ABSL_GUARDED_BY(verified_mu_);
 };
 
 // The gate's calls go to the current target: through its Route<Method> when it is a router

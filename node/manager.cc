@@ -10,6 +10,7 @@ namespace swarm::node {
 namespace {
 constexpr char kLog[] = "manager";
 constexpr absl::Duration kMaintenancePeriod = absl::Milliseconds(500);
+constexpr int kMaxIdleServerThreads = 256;
 constexpr absl::Duration kUnreachableAfter = absl::Seconds(3);
 constexpr absl::Duration kOrphanGrace = absl::Seconds(60);
 }  // namespace
@@ -96,6 +97,12 @@ absl::Status Manager::Init() {
   remote_control_ = std::make_unique<ControlRouter>(control_, leader, /*require_manager=*/true);
 
   grpc::ServerBuilder b;
+  // Control API calls forwarded by the other managers block here until their write commits.
+  // gRPC's synchronous server ends a thread that returns while more than MAX_POLLERS (2 by
+  // default) are idle, and starts another for the next call: under load, hundreds of threads
+  // a second, each building OpenSSL's and malloc's per-thread state again. Idle threads wait
+  // for work instead, up to the number of calls that have been in flight at once.
+  b.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, kMaxIdleServerThreads);
   b.AddListeningPort(config_.listen_addr,
                      tls::ServerCredentials(config_.credentials, tls::ClientCerts::kOptional));
   b.RegisterService(raft_->raft_service());

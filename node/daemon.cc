@@ -381,19 +381,24 @@ std::vector<api::StoreAction> ObjectsOf(const api::StoreSnapshot& snap) {
   return out;
 }
 
-// Writes objects into a new swarm's store, kBatch per transaction: no Raft entry grows with
-// the size of the state. The node's state file is written only after this, so a crash
-// halfway leaves an inactive node, not a partial swarm.
-absl::Status Reseed(manager::store::MemoryStore& store, std::vector<api::StoreAction> objects) {
-  constexpr size_t kBatch = 500;
-  for (size_t i = 0; i < objects.size(); i += kBatch) {
+// Writes objects into a new swarm's store, at most kBatchBytes per transaction: no Raft
+// entry grows with the size of the state. The node's state file is written only after this,
+// so a crash halfway leaves an inactive node, not a partial swarm.
+absl::Status Reseed(manager::store::MemoryStore& store,
+                    const std::vector<api::StoreAction>& objects) {
+  constexpr size_t kBatchBytes = 4 << 20;
+  for (size_t i = 0; i < objects.size();) {
+    size_t end = i, bytes = 0;
+    while (end < objects.size() &&
+           (end == i || bytes + objects[end].ByteSizeLong() <= kBatchBytes)) {
+      bytes += objects[end++].ByteSizeLong();
+    }
     RETURN_IF_ERROR(store.Update([&](manager::store::WriteTx& tx) {
-      for (size_t j = i; j < std::min(objects.size(), i + kBatch); ++j) {
-        // Versions restart with the new log (the store sets them when it applies).
-        tx.Create(objects[j]);
-      }
+      // Versions restart with the new log (the store sets them when it applies).
+      for (size_t j = i; j < end; ++j) tx.Create(objects[j]);
       return absl::OkStatus();
     }));
+    i = end;
   }
   return absl::OkStatus();
 }
@@ -620,7 +625,7 @@ absl::StatusOr<api::InitSwarmResponse> Daemon::ForceNewCluster() {
     }
     std::vector<api::StoreAction> objects = ObjectsOf(snap);
     objects.insert(objects.begin(), manager::store::Wrap(cluster));
-    RETURN_IF_ERROR(Reseed(started->store(), std::move(objects)));
+    RETURN_IF_ERROR(Reseed(started->store(), objects));
     log::Info(kLog, "forced a new cluster from this manager's state",
               {{"node", st.node_id()}, {"cluster", st.cluster_id()}});
     api::InitSwarmResponse resp;

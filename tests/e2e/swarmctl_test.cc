@@ -1,0 +1,157 @@
+// The swarm as an operator drives it: real swarmd processes on loopback, and nothing but the
+// swarmctl binary against their sockets (init, join tokens, join, nodes, services, secrets,
+// configs, promote/demote, autolock).
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "gtest/gtest.h"
+#include "node/testing/swarmd_cluster.h"
+
+namespace swarm::node {
+namespace {
+
+struct CtlResult {
+  int code = -1;
+  std::string out;  // stdout and stderr
+};
+
+class SwarmctlTest : public ::testing::Test {
+ protected:
+  // swarmctl against node i's socket; stdin_text is piped to it.
+  CtlResult Ctl(int i, const std::string& args, const std::string& stdin_text = "") {
+    const std::string cmd = absl::StrCat("printf '%s' '", stdin_text, "' | cli/swarmctl --socket ",
+                                         cluster_.socket(i), " ", args, " 2>&1");
+    CtlResult r;
+    FILE* p = popen(cmd.c_str(), "r");
+    if (p == nullptr) return r;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
+    const int status = pclose(p);
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return r;
+  }
+  // The output of a command that must succeed, trimmed.
+  std::string Ok(int i, const std::string& args, const std::string& stdin_text = "") {
+    CtlResult r = Ctl(i, args, stdin_text);
+    EXPECT_EQ(r.code, 0) << "swarmctl " << args << ":\n" << r.out;
+    return std::string(absl::StripAsciiWhitespace(r.out));
+  }
+  // Waits until a command's output contains what.
+  bool Eventually(int i, const std::string& args, const std::string& what) {
+    for (int n = 0; n < 150; ++n) {
+      if (absl::StrContains(Ctl(i, args).out, what)) return true;
+      absl::SleepFor(absl::Milliseconds(200));
+    }
+    return false;
+  }
+
+  SwarmdCluster cluster_;
+};
+
+TEST_F(SwarmctlTest, AnOperatorFormsTheSwarmAndManagesItsObjects) {
+  for (int i = 1; i <= 4; ++i) ASSERT_TRUE(cluster_.Start(i).ok());
+  std::string out = Ok(1, "swarm init");
+  EXPECT_TRUE(absl::StrContains(out, "Swarm initialized: current node (")) << out;
+  EXPECT_TRUE(absl::StrContains(out, "swarmctl swarm join --token SWMTKN-1-")) << out;
+
+  const std::string manager_token = Ok(1, "swarm join-token -q manager");
+  const std::string worker_token = Ok(1, "swarm join-token -q worker");
+  ASSERT_TRUE(absl::StartsWith(manager_token, "SWMTKN-1-")) << manager_token;
+  for (int i : {2, 3}) {
+    out = Ok(i, "swarm join --token - " + cluster_.addr(1), manager_token);
+    EXPECT_TRUE(absl::StrContains(out, "joined a swarm as a manager")) << out;
+  }
+  out = Ok(4, "swarm join --token - " + cluster_.addr(1), worker_token);
+  EXPECT_TRUE(absl::StrContains(out, "joined a swarm as a worker")) << out;
+  // A token on the command line would end up in the shell history; a wrong one is refused.
+  CtlResult bad = Ctl(4, "swarm join --token SWMTKN-1-nonsense " + cluster_.addr(1));
+  EXPECT_NE(bad.code, 0);
+  EXPECT_TRUE(absl::StartsWith(bad.out, "Error: ")) << bad.out;
+
+  out = Ok(2, "node ls");
+  EXPECT_TRUE(absl::StrContains(out, "MANAGER STATUS")) << out;
+  EXPECT_TRUE(absl::StrContains(out, "Leader")) << out;
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 4) << out;  // header + 4 nodes
+
+  // Services through a follower.
+  out = Ok(3, "service create --name web --replicas 3 -p 8080:80 --env A=1 busybox httpd -f");
+  EXPECT_EQ(Ok(3, "service ls -q").size(), 12u);
+  out = Ok(2, "service ls");
+  EXPECT_TRUE(absl::StrContains(out, "web")) << out;
+  EXPECT_TRUE(absl::StrContains(out, "*:8080->80/tcp")) << out;
+  Ok(1, "service scale web=5");
+  out = Ok(2, "service inspect web");
+  EXPECT_TRUE(absl::StrContains(out, "\"replicas\": \"5\"")) << out;
+  Ok(1, "service update --env-add B=2 --image busybox:1.36 web");
+  EXPECT_TRUE(absl::StrContains(Ok(2, "service inspect web"), "busybox:1.36"));
+  Ok(1, "service rollback web");
+  // The spec is the one before the update again (the updated one is now the previous spec).
+  out = Ok(3, "service inspect web");
+  const std::string current = out.substr(0, out.find("\"previousSpec\""));
+  EXPECT_FALSE(absl::StrContains(current, "busybox:1.36")) << out;
+  EXPECT_TRUE(absl::StrContains(out.substr(current.size()), "busybox:1.36")) << out;
+  CtlResult dup = Ctl(2, "service create --name web busybox");
+  EXPECT_EQ(dup.code, 1);
+  EXPECT_TRUE(absl::StrContains(dup.out, "already in use")) << dup.out;
+  CtlResult bad_port = Ctl(2, "service create --name x -p 80:x busybox");
+  EXPECT_EQ(bad_port.code, 1);
+  EXPECT_TRUE(absl::StrContains(bad_port.out, "invalid")) << bad_port.out;
+
+  // Secrets and configs: data from standard input, never shown back.
+  Ok(1, "secret create db-password -", "hunter2");
+  out = Ok(2, "secret ls");
+  EXPECT_TRUE(absl::StrContains(out, "db-password")) << out;
+  EXPECT_FALSE(absl::StrContains(Ok(3, "secret inspect db-password"), "hunter2"));
+  Ok(1, "config create app.conf -", "key=value");
+  EXPECT_TRUE(absl::StrContains(Ok(3, "config ls"), "app.conf"));
+  Ok(2, "config rm app.conf");
+  EXPECT_FALSE(absl::StrContains(Ok(1, "config ls"), "app.conf"));
+
+  // Nodes: drain, labels, promote the worker and demote it again.
+  const std::string info = Ok(4, "info");
+  const std::string worker_id = info.substr(info.find("NodeID: ") + 8, 25);
+  Ok(1, "node update --availability drain --label-add zone=east " + worker_id);
+  out = Ok(2, "node inspect " + worker_id);
+  EXPECT_TRUE(absl::StrContains(out, "zone")) << out;
+  EXPECT_TRUE(absl::StrContains(Ok(3, "node ls"), "Drain"));
+  Ok(1, "node promote " + worker_id);
+  EXPECT_TRUE(Eventually(4, "info", "Is Manager: true")) << Ok(4, "info");
+  EXPECT_TRUE(absl::StrContains(Ok(4, "service ls"), "web"));
+  Ok(4, "node demote " + worker_id);
+  EXPECT_TRUE(Eventually(4, "info", "Is Manager: false")) << Ok(4, "info");
+
+  Ok(1, "service rm web");
+  EXPECT_EQ(Ok(2, "service ls -q"), "");
+}
+
+TEST_F(SwarmctlTest, AutolockAndUnlockFromStandardInput) {
+  ASSERT_TRUE(cluster_.Start(1).ok());
+  std::string out = Ok(1, "swarm init --autolock");
+  const size_t at = out.find("SWMKEY-1-");
+  ASSERT_NE(at, std::string::npos) << out;
+  const std::string key = out.substr(at, out.find_first_of(" \n", at) - at);
+  EXPECT_EQ(Ok(1, "swarm unlock-key -q"), key);
+  Ok(1, "service create --name kept busybox");
+  EXPECT_EQ(cluster_.Terminate(1), 0);
+  ASSERT_TRUE(cluster_.Start(1).ok());
+
+  CtlResult locked = Ctl(1, "service ls");
+  EXPECT_EQ(locked.code, 1);
+  EXPECT_TRUE(absl::StrContains(locked.out, "swarmctl swarm unlock")) << locked.out;
+  CtlResult wrong = Ctl(1, "swarm unlock", "SWMKEY-1-" + std::string(43, 'A'));
+  EXPECT_EQ(wrong.code, 1);
+  // The key is never taken from the command line.
+  EXPECT_NE(Ctl(1, "swarm unlock " + key).code, 0);
+  Ok(1, "swarm unlock", key);
+  EXPECT_TRUE(absl::StrContains(Ok(1, "service ls"), "kept"));
+}
+
+}  // namespace
+}  // namespace swarm::node

@@ -7,6 +7,8 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include <optional>
+
 namespace swarm::tls {
 namespace {
 
@@ -30,17 +32,75 @@ std::string NameField(X509_NAME* name, int nid) {
   return out;
 }
 
+// Whom a PEM certificate names; nullopt when it does not parse.
+std::optional<Peer> ParsePeer(const char* pem, size_t size) {
+  BIO* bio = BIO_new_mem_buf(pem, static_cast<int>(size));
+  X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  if (cert == nullptr) return std::nullopt;
+  X509_NAME* name = X509_get_subject_name(cert);
+  Peer p{NameField(name, NID_commonName), NameField(name, NID_organizationalUnitName),
+         NameField(name, NID_organizationName)};
+  X509_free(cert);
+  return p;
+}
+
+}  // namespace
+
+namespace {
+
+// The revocation check, run for every call on a connection whose peer presented a verified
+// certificate. The node ID is parsed from the certificate once per connection and kept on the
+// connection's auth context.
+class RevocationCheck final : public grpc::AuthMetadataProcessor {
+ public:
+  explicit RevocationCheck(RevokedFn revoked) : revoked_(std::move(revoked)) {}
+  bool IsBlocking() const override { return false; }
+  grpc::Status Process(const InputMetadata&, grpc::AuthContext* context, OutputMetadata*,
+                       OutputMetadata*) override {
+    if (!context->IsPeerAuthenticated()) return grpc::Status::OK;  // a joining node
+    std::string node_id;
+    std::vector<grpc::string_ref> ids = context->FindPropertyValues(kNodeIdProperty);
+    if (!ids.empty()) {
+      node_id.assign(ids[0].data(), ids[0].size());
+    } else {
+      std::vector<grpc::string_ref> pems =
+          context->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
+      if (pems.empty()) return grpc::Status::OK;
+      std::optional<Peer> peer = ParsePeer(pems[0].data(), pems[0].size());
+      if (!peer) return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "unreadable certificate");
+      node_id = peer->node_id;
+      context->AddProperty(kNodeIdProperty, node_id);
+    }
+    if (!node_id.empty() && revoked_(node_id)) {
+      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                          "the certificate of node " + node_id +
+                              " is revoked: the node was removed from the swarm; join it again "
+                              "with a join token");
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  static constexpr char kNodeIdProperty[] = "swarm_node_id";
+  RevokedFn revoked_;
+};
+
 }  // namespace
 
 std::shared_ptr<grpc::ServerCredentials> ServerCredentials(const Credentials& c,
-                                                           ClientCerts clients) {
+                                                           ClientCerts clients, RevokedFn revoked) {
   grpc::experimental::TlsServerCredentialsOptions options(Provider(c));
   options.watch_root_certs();
   options.watch_identity_key_cert_pairs();
   options.set_cert_request_type(clients == ClientCerts::kRequire
                                     ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
                                     : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
-  return grpc::experimental::TlsServerCredentials(options);
+  std::shared_ptr<grpc::ServerCredentials> creds =
+      grpc::experimental::TlsServerCredentials(options);
+  if (revoked)
+    creds->SetAuthMetadataProcessor(std::make_shared<RevocationCheck>(std::move(revoked)));
+  return creds;
 }
 
 std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials(const Credentials& c) {
@@ -56,8 +116,7 @@ std::shared_ptr<grpc::ChannelCredentials> UnverifiedChannelCredentials() {
   grpc::experimental::TlsChannelCredentialsOptions options;
   options.set_verify_server_certs(false);
   options.set_check_call_host(false);
-  options.set_certificate_verifier(
-      std::make_shared<grpc::experimental::NoOpCertificateVerifier>());
+  options.set_certificate_verifier(std::make_shared<grpc::experimental::NoOpCertificateVerifier>());
   return grpc::experimental::TlsCredentials(options);
 }
 
@@ -74,15 +133,9 @@ absl::StatusOr<Peer> PeerOf(const grpc::ServerContext& context) {
   }
   std::vector<grpc::string_ref> pems = auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
   if (pems.empty()) return absl::UnauthenticatedError("the caller's certificate is missing");
-  BIO* bio = BIO_new_mem_buf(pems[0].data(), static_cast<int>(pems[0].size()));
-  X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
-  BIO_free(bio);
-  if (cert == nullptr) return absl::UnauthenticatedError("the caller's certificate does not parse");
-  X509_NAME* name = X509_get_subject_name(cert);
-  Peer p{NameField(name, NID_commonName), NameField(name, NID_organizationalUnitName),
-         NameField(name, NID_organizationName)};
-  X509_free(cert);
-  return p;
+  std::optional<Peer> p = ParsePeer(pems[0].data(), pems[0].size());
+  if (!p) return absl::UnauthenticatedError("the caller's certificate does not parse");
+  return *p;
 }
 
 absl::Status RequireRole(const grpc::ServerContext& context,

@@ -10,6 +10,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -32,10 +33,13 @@ struct Credentials {
 // joining (they have a token, not a certificate yet); every RPC but the join then checks the
 // caller's role, so a call without a certificate gets UNAUTHENTICATED.
 enum class ClientCerts { kRequire, kOptional };
+// Says whether a node's certificates are revoked (the node was removed from the swarm).
+using RevokedFn = std::function<bool(const std::string& node_id)>;
 // Server side: presents the node's certificate and verifies client certificates against the
-// root (required or optional).
+// root (required or optional). With revoked, every call whose certificate names a revoked
+// node is refused with PERMISSION_DENIED before any service sees it.
 std::shared_ptr<grpc::ServerCredentials> ServerCredentials(
-    const Credentials& c, ClientCerts clients = ClientCerts::kRequire);
+    const Credentials& c, ClientCerts clients = ClientCerts::kRequire, RevokedFn revoked = nullptr);
 // Client side: presents the node's certificate (none when cert_pem is empty: a joining node)
 // and verifies the server against the root.
 std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials(const Credentials& c);

@@ -104,7 +104,18 @@ absl::Status Manager::Init() {
   // for work instead, up to the number of calls that have been in flight at once.
   b.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, kMaxIdleServerThreads);
   b.AddListeningPort(config_.listen_addr,
-                     tls::ServerCredentials(config_.credentials, tls::ClientCerts::kOptional));
+                     tls::ServerCredentials(
+                         config_.credentials, tls::ClientCerts::kOptional,
+                         // Removed nodes are refused from the moment their removal commits.
+                         [store = store_.get()](const std::string& node_id) {
+                           bool revoked = false;
+                           store->View([&](const manager::store::ReadTx& tx) {
+                             for (const auto& c : tx.ListClusters()) {
+                               revoked = revoked || c->blacklisted_certificates().count(node_id);
+                             }
+                           });
+                           return revoked;
+                         }));
   b.RegisterService(raft_->raft_service());
   b.RegisterService(raft_->membership_service());
   b.RegisterService(static_cast<api::CA::Service*>(ca_.get()));

@@ -12,6 +12,7 @@
 #include "manager/keymanager/keystore.h"
 #include "node/state.pb.h"
 #include "node/testing/swarmd_cluster.h"
+#include "proto/ca.grpc.pb.h"
 #include "proto/raft_service.grpc.pb.h"
 
 namespace swarm::node {
@@ -607,6 +608,44 @@ TEST_F(SwarmdTest, UnlockKey_TurningAutolockOnAndRotatingTheKeyRewrapsEveryManag
   EXPECT_EQ(cluster_.Terminate(1), 0);
   ASSERT_TRUE(cluster_.Start(1).ok());
   EXPECT_EQ(cluster_.Info(1)->state(), api::LOCAL_NODE_STATE_ACTIVE);
+}
+
+TEST_F(SwarmdTest, RemovedNodes_AreRefusedFromTheMomentTheRemovalCommits) {
+  FormManagers(1);
+  ASSERT_TRUE(cluster_.Start(2).ok());
+  auto joined = cluster_.Join(2, 1, /*manager=*/false);
+  ASSERT_TRUE(joined.ok()) << joined.status();
+  NodeState st;
+  ASSERT_TRUE(st.ParseFromString(*ReadFile(cluster_.state_dir(2) + "/node.state")));
+  auto keys = manager::keymanager::KeyStore(cluster_.state_dir(2), SecureRandom::Get()).Load();
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  auto ch = grpc::CreateCustomChannel(
+      cluster_.addr(1),
+      tls::ChannelCredentials(tls::Credentials{st.root_ca_pem(), st.cert_pem(), keys->tls_key_pem}),
+      tls::ChannelArguments(tls::kManagerRole));
+  auto ca = api::NodeCA::NewStub(ch);
+  auto status = [&] {
+    grpc::ClientContext ctx;
+    SetTimeout(ctx);
+    api::NodeCertificateStatusRequest req;
+    req.set_node_id(joined->node_id());
+    api::NodeCertificateStatusResponse resp;
+    return ca->NodeCertificateStatus(&ctx, req, &resp);
+  };
+  ASSERT_TRUE(status().ok());
+
+  grpc::ClientContext ctx;
+  SetTimeout(ctx);
+  api::RemoveNodeRequest req;
+  req.set_node_id(joined->node_id());
+  req.set_force(true);
+  api::RemoveNodeResponse resp;
+  grpc::Status s = cluster_.control(1).RemoveNode(&ctx, req, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  // Same connection, next call: refused.
+  s = status();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
+  EXPECT_TRUE(absl::StrContains(s.error_message(), "revoked")) << s.error_message();
 }
 
 }  // namespace

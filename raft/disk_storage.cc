@@ -4,6 +4,9 @@
 #include <rocksdb/options.h>
 #include <rocksdb/write_batch.h>
 
+#include <algorithm>
+#include <cstring>
+
 #include "proto/raft.pb.h"
 #include "raft/codec.h"
 
@@ -50,6 +53,25 @@ absl::Status FromRocks(const rocksdb::Status& s, const std::string& what) {
 
 DiskStorage::DiskStorage(std::string path, KeyRing keys, Random& random)
     : path_(std::move(path)), keys_(std::move(keys)), random_(random) {}
+
+void DiskStorage::BufferedRandom::Fill(void* buf, size_t len) {
+  if (len > sizeof(pool_)) {
+    source_.Fill(buf, len);
+    return;
+  }
+  auto* out = static_cast<unsigned char*>(buf);
+  while (len > 0) {
+    if (used_ == sizeof(pool_)) {
+      source_.Fill(pool_, sizeof(pool_));
+      used_ = 0;
+    }
+    const size_t n = std::min(len, sizeof(pool_) - used_);
+    std::memcpy(out, pool_ + used_, n);
+    used_ += n;
+    out += n;
+    len -= n;
+  }
+}
 
 DiskStorage::~DiskStorage() {
   for (rocksdb::ColumnFamilyHandle* h : handles_) db_->DestroyColumnFamilyHandle(h);

@@ -80,9 +80,23 @@ class DiskStorage {
   absl::Status SnapshotToBatch(const Snapshot& snapshot, void* batch);
   absl::Status Write(void* batch, bool sync);
 
+  // Draws from another Random 4 KiB at a time. Every log entry is sealed with a fresh random
+  // nonce, and one call into OpenSSL's generator per entry cost about as much as sealing it.
+  class BufferedRandom final : public Random {
+   public:
+    explicit BufferedRandom(Random& source) : source_(source) {}
+    void Fill(void* buf, size_t len) override;
+
+   private:
+    Random& source_;
+    unsigned char pool_[4096];
+    // Bytes of pool_ handed out already (all of them until the first draw).
+    size_t used_ = sizeof(pool_);
+  };
+
   std::string path_;
   KeyRing keys_;
-  Random& random_;
+  BufferedRandom random_;
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   rocksdb::ColumnFamilyHandle* log_ = nullptr;

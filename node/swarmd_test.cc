@@ -9,6 +9,7 @@
 #include "common/random.h"
 #include "common/tls.h"
 #include "gtest/gtest.h"
+#include "manager/ca/ca.h"
 #include "manager/keymanager/keystore.h"
 #include "node/state.pb.h"
 #include "node/testing/swarmd_cluster.h"
@@ -646,6 +647,60 @@ TEST_F(SwarmdTest, RemovedNodes_AreRefusedFromTheMomentTheRemovalCommits) {
   s = status();
   EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
   EXPECT_TRUE(absl::StrContains(s.error_message(), "revoked")) << s.error_message();
+}
+
+TEST_F(SwarmdTest, ForeignAndExpiredCertificates_AreRefused) {
+  FormManagers(1);
+  ASSERT_TRUE(CreateService(cluster_.control(1), "web").ok());
+  SeededRandom random(7);
+  const absl::Time now = absl::Now();
+  // What the swarm's own CA key would sign (taken from a backup, which holds it).
+  api::BackupSwarmResponse backup;
+  {
+    grpc::ClientContext ctx;
+    SetTimeout(ctx);
+    ASSERT_TRUE(cluster_.admin(1).BackupSwarm(&ctx, api::BackupSwarmRequest(), &backup).ok());
+  }
+  Backup file;
+  ASSERT_TRUE(file.ParseFromString(backup.backup()));
+  api::StoreSnapshot snap;
+  ASSERT_TRUE(snap.ParseFromString(file.data()));
+  const api::Cluster& cluster = snap.clusters(0);
+  auto root = manager::ca::RootCA::Load(cluster.root_ca().ca_cert(), cluster.root_ca().ca_key());
+  ASSERT_TRUE(root.ok());
+  auto foreign = manager::ca::RootCA::Create("other-swarm", absl::Hours(24), now, random);
+  ASSERT_TRUE(foreign.ok());
+
+  auto list_nodes = [&](const std::string& cert, const std::string& key) {
+    auto ch = grpc::CreateCustomChannel(
+        cluster_.addr(1), tls::ChannelCredentials(tls::Credentials{root->cert_pem(), cert, key}),
+        tls::ChannelArguments(tls::kManagerRole));
+    grpc::ClientContext ctx;
+    SetTimeout(ctx, absl::Seconds(5));
+    api::ListNodesResponse resp;
+    return api::Control::NewStub(ch)->ListNodes(&ctx, api::ListNodesRequest(), &resp);
+  };
+  const std::string key = *manager::ca::GenerateKey();
+  const std::string csr = *manager::ca::CreateCsr(key);
+  // A valid manager certificate of this swarm works (the control check itself).
+  auto good = root->Issue(csr, "operator", manager::ca::Role::kManager, cluster.id(),
+                          absl::Hours(1), now - absl::Minutes(1), random);
+  ASSERT_TRUE(good.ok());
+  grpc::Status s = list_nodes(*good, key);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  // Expired an hour ago.
+  auto expired = root->Issue(csr, "operator", manager::ca::Role::kManager, cluster.id(),
+                             absl::Hours(1), now - absl::Hours(2), random);
+  ASSERT_TRUE(expired.ok());
+  // The TLS handshake fails: the call never reaches a service.
+  s = list_nodes(*expired, key);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  // Signed by another swarm's CA.
+  auto other = foreign->Issue(csr, "intruder", manager::ca::Role::kManager, "other-swarm",
+                              absl::Hours(1), now - absl::Minutes(1), random);
+  ASSERT_TRUE(other.ok());
+  s = list_nodes(*other, key);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
 }
 
 }  // namespace

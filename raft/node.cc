@@ -404,6 +404,14 @@ void Node::ProposeAsync(std::string data, absl::Duration timeout, Done done) {
   auto w = std::make_shared<Waiter>();
   w->done = OnNotifier(std::move(done));
   w->deadline = config_.clock->Now() + timeout;
+  if (data.size() > kMaxProposalBytes) {
+    // An entry too large for the transport would be appended and then never replicated,
+    // wedging the log behind it: refuse it up front.
+    w->Finish(absl::InvalidArgumentError(
+        "raft: a proposal of " + std::to_string(data.size()) + " bytes is larger than the " +
+        std::to_string(kMaxProposalBytes >> 20) + " MiB limit; split it into smaller writes"));
+    return;
+  }
   {
     absl::MutexLock lock(&mu_);
     if (!stopping_) {

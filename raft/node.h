@@ -116,6 +116,10 @@ struct NodeStatus {
 
 class Node {
  public:
+  // The largest proposal accepted. Raft messages carry at least one entry, and the transport
+  // takes messages of up to 64 MiB; snapshots are streamed in chunks and have no limit.
+  static constexpr size_t kMaxProposalBytes = 16 << 20;
+
   // Opens the log in config.state_dir and restores the state machine; DATA_LOSS when the log
   // cannot be trusted.
   static absl::StatusOr<std::unique_ptr<Node>> Create(NodeConfig config);

@@ -156,5 +156,27 @@ TEST_F(ReplicatedStoreTest, FollowerWritesGoThroughTheLeader) {
             absl::StatusCode::kAlreadyExists);
 }
 
+TEST_F(ReplicatedStoreTest, OversizedTransactionsAreRefusedAndTheLogKeepsGoing) {
+  const uint64_t leader = WaitForLeader();
+  MemoryStore& store = *managers_[leader].store;
+  absl::Status s = store.Update([&](WriteTx& tx) {
+    api::Secret big;
+    big.set_id("big");
+    big.mutable_spec()->mutable_annotations()->set_name("big");
+    big.mutable_spec()->set_data(std::string(raft::Node::kMaxProposalBytes + 1, 'x'));
+    tx.CreateObject(big);
+    return absl::OkStatus();
+  });
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_NE(std::string(s.message()).find("split it"), std::string::npos) << s;
+  ASSERT_TRUE(store
+                  .Update([&](WriteTx& tx) {
+                    tx.CreateObject(NewService("after", "after"));
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  WaitForIndex(store.last_index());
+}
+
 }  // namespace
 }  // namespace swarm::manager::store

@@ -735,6 +735,7 @@ absl::StatusOr<api::JoinSwarmResponse> Daemon::Join(const api::JoinSwarmRequest&
       r.set_token(req.join_token());
       r.set_csr(csr);
       r.set_availability(req.availability());
+      *r.mutable_description() = Describe();
       grpc::Status s = ca->IssueNodeCertificate(&ctx, r, &issued);
       if (!s.ok()) return unreachable(s);
     }

@@ -212,7 +212,13 @@ TEST_F(SwarmdTest, Workers_JoinWithTheWorkerTokenAndCannotUseManagerServices) {
   auto joined = cluster_.Join(2, 1, /*manager=*/false);
   ASSERT_TRUE(joined.ok()) << joined.status() << cluster_.Output(2);
   EXPECT_EQ(joined->role(), api::NODE_ROLE_WORKER);
-  EXPECT_EQ(Nodes(cluster_.control(1)).size(), 2u);
+  std::vector<api::Node> nodes = Nodes(cluster_.control(1));
+  ASSERT_EQ(nodes.size(), 2u);
+  for (const api::Node& n : nodes) {
+    if (n.id() == joined->node_id()) {
+      EXPECT_EQ(n.description().hostname(), "node-2");
+    }
+  }
 
   // The worker's own socket has no control API.
   grpc::Status s = CreateService(cluster_.control(2), "x");

@@ -146,6 +146,7 @@ grpc::Status CAServer::IssueNodeCertificate(grpc::ServerContext* ctx,
       node.mutable_spec()->set_desired_role(role == Role::kManager ? api::NODE_ROLE_MANAGER
                                                                    : api::NODE_ROLE_WORKER);
       node.mutable_spec()->set_availability(req->availability());
+      *node.mutable_description() = req->description();
     }
     node.set_role(role == Role::kManager ? api::NODE_ROLE_MANAGER : api::NODE_ROLE_WORKER);
     // A demoted manager is no Raft member any more (it left before renewing).

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
+#include "manager/leader/members.h"
 #include "node/control_router.h"
 #include "proto/raft_service.grpc.pb.h"
 
@@ -11,8 +12,6 @@ namespace {
 constexpr char kLog[] = "manager";
 constexpr absl::Duration kMaintenancePeriod = absl::Milliseconds(500);
 constexpr int kMaxIdleServerThreads = 256;
-constexpr absl::Duration kUnreachableAfter = absl::Seconds(3);
-constexpr absl::Duration kOrphanGrace = absl::Seconds(60);
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<Manager>> Manager::Start(ManagerConfig config) {
@@ -40,6 +39,15 @@ absl::Status Manager::Init() {
   rc.require_manager_peers = true;
   rc.clock = config_.clock;
   rc.state_machine = store_.get();
+  // Leader-only components: built anew for each leadership, after the node exists.
+  leader_ = std::make_unique<manager::leader::LeaderRuntime>(
+      std::vector<manager::leader::LeaderRuntime::Factory>{[this] {
+        return std::make_unique<manager::leader::MemberReconciler>(store_.get(), raft_.get(),
+                                                                   config_.clock);
+      }});
+  rc.on_leadership_change = [leader = leader_.get()](bool is_leader, uint64_t term) {
+    leader->OnLeadershipChange(is_leader, term);
+  };
   auto node = raft::Node::Create(std::move(rc));
   if (!node.ok()) return node.status();
   raft_ = *std::move(node);
@@ -145,6 +153,8 @@ void Manager::Stop() {
     stop_cv_.SignalAll();
   }
   if (maintenance_.joinable()) maintenance_.join();
+  // Leader-only components use the Raft node and the store: they stop first.
+  if (leader_) leader_->Stop();
   // Peers keep their Raft streams open: cancel them after a short grace period.
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
   if (raft_) raft_->Stop();
@@ -173,7 +183,6 @@ void Manager::RunMaintenance() {
     if (stopping_) break;
     mu_.Unlock();
     SyncKeys();
-    if (raft_->Status().state == raft::StateType::kLeader) SyncManagerStatus();
     mu_.Lock();
   }
 }
@@ -193,64 +202,6 @@ void Manager::SyncKeys() {
   wrapped_with_ = *wanted;
   log::Info(kLog, wanted->empty() ? "autolock is off: keys wrapped with the node-local key"
                                   : "autolock is on: keys wrapped with the unlock key");
-}
-
-void Manager::SyncManagerStatus() {
-  const raft::NodeStatus rs = raft_->Status();
-  const absl::Time now = config_.clock->Now();
-  for (uint64_t id : rs.active) last_seen_[id] = now;
-  std::vector<api::Node> changed;
-  store_->View([&](const manager::store::ReadTx& tx) {
-    for (const auto& n : tx.ListNodes()) {
-      const uint64_t id = n->manager_status().raft_id();
-      if (id == 0) continue;
-      const bool leader = id == rs.leader;
-      // The leader's view of a member's activity resets every election timeout; a member
-      // is unreachable once it has not been heard from for longer than that.
-      auto seen = last_seen_.find(id);
-      const bool reachable = rs.members.count(id) && seen != last_seen_.end() &&
-                             now - seen->second < kUnreachableAfter;
-      const api::Reachability reach =
-          reachable ? api::REACHABILITY_REACHABLE : api::REACHABILITY_UNREACHABLE;
-      if (n->manager_status().leader() == leader && n->manager_status().reachability() == reach)
-        continue;
-      api::Node copy = *n;
-      copy.mutable_manager_status()->set_leader(leader);
-      copy.mutable_manager_status()->set_reachability(reach);
-      changed.push_back(std::move(copy));
-    }
-  });
-  RemoveOrphanMembers(rs);
-  if (changed.empty()) return;
-  absl::Status s = store_->Update([&](manager::store::WriteTx& tx) {
-    for (const api::Node& n : changed) tx.UpdateObject(n);
-    return absl::OkStatus();
-  });
-  // A concurrent write to one of these nodes wins; the next round retries.
-  if (!s.ok()) log::Info(kLog, "manager status not updated", {{"reason", s}});
-}
-
-void Manager::RemoveOrphanMembers(const raft::NodeStatus& rs) {
-  std::set<uint64_t> referenced;
-  store_->View([&](const manager::store::ReadTx& tx) {
-    for (const auto& n : tx.ListNodes()) referenced.insert(n->manager_status().raft_id());
-  });
-  const absl::Time now = config_.clock->Now();
-  std::set<uint64_t> members(rs.conf_state.voters.begin(), rs.conf_state.voters.end());
-  members.insert(rs.conf_state.learners.begin(), rs.conf_state.learners.end());
-  for (auto it = unreferenced_since_.begin(); it != unreferenced_since_.end();) {
-    it = members.count(it->first) && !referenced.count(it->first) ? std::next(it)
-                                                                  : unreferenced_since_.erase(it);
-  }
-  for (uint64_t id : members) {
-    if (id == rs.id || referenced.count(id)) continue;
-    // A manager that is joining records itself on its node object once it is a voter; give
-    // it time before taking it for the member of a node that was removed.
-    auto [it, fresh] = unreferenced_since_.emplace(id, now);
-    if (fresh || now - it->second < kOrphanGrace) continue;
-    log::Info(kLog, "removing a raft member whose node is gone", {{"member", id}});
-    if (raft_->RemoveMember(id, absl::Seconds(5)).ok()) unreferenced_since_.erase(id);
-  }
 }
 
 absl::Status Manager::LeaveRaft(absl::Duration timeout) {

@@ -6,7 +6,8 @@
 // Control API calls that reach a follower are forwarded to the leader (node/control_router.h),
 // so the control API's checks across objects run in one place. The CA is served by every
 // manager itself: its writes are Raft proposals, which a follower's Raft node forwards to the
-// leader. Reads wait for a linearizable read index first.
+// leader. Reads wait for a linearizable read index first. Leader-only components run under
+// the LeaderRuntime (manager/leader), fed by the Raft node's leadership changes.
 //
 // Thread-safety: thread-safe. Stop() may be called from any thread but not from a gRPC handler
 // of this manager's own server.
@@ -18,7 +19,6 @@
 #include <atomic>
 #include <map>
 #include <memory>
-#include <set>
 #include <string>
 #include <thread>
 
@@ -33,6 +33,7 @@
 #include "manager/ca/server.h"
 #include "manager/controlapi/server.h"
 #include "manager/keymanager/keystore.h"
+#include "manager/leader/runtime.h"
 #include "manager/store/store.h"
 #include "raft/node.h"
 
@@ -89,16 +90,13 @@ class Manager {
   void RunMaintenance();
   // Re-wraps the keys at rest when the cluster's autolock setting or unlock key changed.
   void SyncKeys();
-  // On the leader: keeps the leader flag and reachability on the managers' node objects.
-  void SyncManagerStatus();
-  // On the leader: removes Raft members that no node object refers to any more (a manager
-  // removed with `node rm --force`), after a grace period that covers joins.
-  void RemoveOrphanMembers(const raft::NodeStatus& rs);
   // A control API client of the leader, or null when this manager leads or none is known.
   std::shared_ptr<api::Control::Stub> LeaderControl();
 
   ManagerConfig config_;
   std::unique_ptr<manager::store::MemoryStore> store_;
+  // Starts and stops the leader-only components; fed by the Raft node's leadership changes.
+  std::unique_ptr<manager::leader::LeaderRuntime> leader_;
   std::unique_ptr<raft::Node> raft_;
   std::unique_ptr<manager::store::RaftProposer> proposer_;
   std::unique_ptr<manager::ca::CAServer> ca_;
@@ -115,10 +113,6 @@ class Manager {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   // The unlock key the stored keys are wrapped with now (maintenance thread only).
   std::string wrapped_with_;
-  // When the leader last saw each member active (maintenance thread only).
-  std::map<uint64_t, absl::Time> last_seen_;
-  // Since when each Raft member has had no node object (maintenance thread only).
-  std::map<uint64_t, absl::Time> unreferenced_since_;
   // Control API clients of other managers, by address.
   std::map<std::string, std::shared_ptr<api::Control::Stub>> peers_ ABSL_GUARDED_BY(mu_);
   std::thread maintenance_;

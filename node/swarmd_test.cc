@@ -131,6 +131,20 @@ class SwarmdTest : public ::testing::Test {
     std::cout << n << " managers: control API back " << absl::ToInt64Milliseconds(back - killed)
               << " ms after kill -9 of the leader\n";
 
+    // The new leader's leader-only components mark it the leader, and the dead one
+    // unreachable.
+    bool flagged = false;
+    for (int i = 0; i < 100 && !flagged; ++i) {
+      int leaders = 0, unreachable = 0;
+      for (const api::Node& node : Nodes(cluster_.control(other))) {
+        leaders += node.manager_status().leader();
+        unreachable += node.manager_status().reachability() == api::REACHABILITY_UNREACHABLE;
+      }
+      flagged = leaders == 1 && unreachable == 1;
+      if (!flagged) absl::SleepFor(absl::Milliseconds(100));
+    }
+    EXPECT_TRUE(flagged);
+
     // The old leader comes back as a follower and catches up.
     ASSERT_TRUE(cluster_.Start(*leader).ok());
     const std::vector<std::string> want = ServiceNames(cluster_.control(other));

@@ -405,6 +405,165 @@ T Reread(store::MemoryStore* store, Getter<T> get, const T& written) {
   return o ? *o : written;
 }
 
+// ---- secrets and configs ----
+// The control API treats the two kinds alike; BlobKind<T> says what differs.
+
+template <typename T>
+struct BlobKind;
+
+template <>
+struct BlobKind<api::Secret> {
+  using Spec = api::SecretSpec;
+  static constexpr Case kCase = api::StoreAction::kSecret;
+  static constexpr char kName[] = "secret";
+  static constexpr Getter<api::Secret> kGet = &store::ReadTx::GetSecret;
+  static std::vector<store::Ptr<api::Secret>> List(const store::ReadTx& tx) {
+    return tx.ListSecrets();
+  }
+  static absl::Status Validate(const Spec& spec) { return ValidateSecretSpec(spec); }
+  // Created by the swarm itself: never listed, changed or removed through the API.
+  static bool Internal(const api::Secret& s) { return s.internal(); }
+  // What a caller gets back: never the data.
+  static api::Secret Shown(api::Secret s) { return Redacted(std::move(s)); }
+  // Whether an update leaves what is not a label alone (besides name and data).
+  static bool SameSource(const Spec& want, const Spec& have) {
+    return MessageDifferencer::Equals(want.templating(), have.templating()) &&
+           MessageDifferencer::Equals(want.driver(), have.driver());
+  }
+  static bool UsedBy(const api::Service& s, const std::string& id) {
+    for (const auto& r : s.spec().task_template().container().secrets()) {
+      if (r.secret_id() == id) return true;
+    }
+    return false;
+  }
+};
+
+template <>
+struct BlobKind<api::Config> {
+  using Spec = api::ConfigSpec;
+  static constexpr Case kCase = api::StoreAction::kConfig;
+  static constexpr char kName[] = "config";
+  static constexpr Getter<api::Config> kGet = &store::ReadTx::GetConfig;
+  static std::vector<store::Ptr<api::Config>> List(const store::ReadTx& tx) {
+    return tx.ListConfigs();
+  }
+  static absl::Status Validate(const Spec& spec) { return ValidateConfigSpec(spec); }
+  static bool Internal(const api::Config&) { return false; }
+  static api::Config Shown(api::Config c) { return c; }
+  static bool SameSource(const Spec& want, const Spec& have) {
+    return MessageDifferencer::Equals(want.templating(), have.templating());
+  }
+  static bool UsedBy(const api::Service& s, const std::string& id) {
+    for (const auto& r : s.spec().task_template().container().configs()) {
+      if (r.config_id() == id) return true;
+    }
+    return false;
+  }
+};
+
+template <typename T>
+absl::Status GetBlob(store::MemoryStore* store, const std::string& input, T* out) {
+  using K = BlobKind<T>;
+  absl::Status s;
+  store->View([&](const store::ReadTx& tx) {
+    auto id = Resolve(tx, K::kCase, input);
+    if (!id.ok()) {
+      s = id.status();
+      return;
+    }
+    *out = K::Shown(*(tx.*K::kGet)(*id));
+  });
+  return s;
+}
+
+template <typename T, typename Filters>
+void ListBlobs(store::MemoryStore* store, const Filters& filters,
+               google::protobuf::RepeatedPtrField<T>* out) {
+  using K = BlobKind<T>;
+  store->View([&](const store::ReadTx& tx) {
+    for (const auto& o : K::List(tx)) {
+      if (!K::Internal(*o) && CommonFiltersMatch(filters, *o)) *out->Add() = K::Shown(*o);
+    }
+  });
+}
+
+// spec is null when the request has none; new_id is only called for a valid spec.
+template <typename T>
+absl::Status CreateBlob(store::MemoryStore* store, const typename BlobKind<T>::Spec* spec,
+                        const std::function<std::string()>& new_id, T* out) {
+  using K = BlobKind<T>;
+  if (spec == nullptr)
+    return absl::InvalidArgumentError(absl::StrCat("a ", K::kName, " spec is required"));
+  RETURN_IF_ERROR(K::Validate(*spec));
+  T o;
+  o.set_id(new_id());
+  *o.mutable_spec() = *spec;
+  RETURN_IF_ERROR(store->Update([&](store::WriteTx& tx) -> absl::Status {
+    RETURN_IF_ERROR(CheckNameFree(tx, K::kCase, o.spec().annotations().name(), ""));
+    tx.CreateObject(o);
+    return absl::OkStatus();
+  }));
+  *out = K::Shown(Reread(store, K::kGet, o));
+  return absl::OkStatus();
+}
+
+// Only labels change; version and spec are null when the request has none.
+template <typename T>
+absl::Status UpdateBlob(store::MemoryStore* store, const std::string& input,
+                        const api::Version* version, const typename BlobKind<T>::Spec* spec,
+                        T* out) {
+  using K = BlobKind<T>;
+  RETURN_IF_ERROR(RequireVersion(version != nullptr, absl::StrCat(K::kName, "_version")));
+  if (spec == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("the ", K::kName, "'s new spec is required"));
+  }
+  RETURN_IF_ERROR(ValidateLabels(spec->annotations().labels(), absl::StrCat(K::kName, " label")));
+  T o;
+  RETURN_IF_ERROR(store->Update([&](store::WriteTx& tx) -> absl::Status {
+    ASSIGN_OR_RETURN(const std::string id, Resolve(tx, K::kCase, input));
+    o = *(tx.*K::kGet)(id);
+    const std::string& name = o.spec().annotations().name();
+    RETURN_IF_ERROR(CheckVersion(*version, o.meta(), absl::StrCat(K::kName, " ", name)));
+    if (K::Internal(o)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          K::kName, " ", Quote(name), " is managed by the swarm and cannot be changed"));
+    }
+    // Get never returns a secret's data, so an update that sends none keeps it.
+    if (spec->annotations().name() != name ||
+        (!spec->data().empty() && spec->data() != o.spec().data()) ||
+        !K::SameSource(*spec, o.spec())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("only a ", K::kName, "'s labels can be changed; to change ", Quote(name),
+                       "'s name or data, create a new ", K::kName, " and switch services to it"));
+    }
+    *o.mutable_spec()->mutable_annotations()->mutable_labels() = spec->annotations().labels();
+    tx.UpdateObject(o);
+    return absl::OkStatus();
+  }));
+  *out = K::Shown(Reread(store, K::kGet, o));
+  return absl::OkStatus();
+}
+
+// FAILED_PRECONDITION while a service still uses it.
+template <typename T>
+absl::Status RemoveBlob(store::MemoryStore* store, const std::string& input) {
+  using K = BlobKind<T>;
+  return store->Update([&](store::WriteTx& tx) -> absl::Status {
+    ASSIGN_OR_RETURN(const std::string id, Resolve(tx, K::kCase, input));
+    store::Ptr<T> o = (tx.*K::kGet)(id);
+    const std::string& name = o->spec().annotations().name();
+    if (K::Internal(*o)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          K::kName, " ", Quote(name), " is managed by the swarm and cannot be removed"));
+    }
+    std::vector<std::string> users =
+        ServicesUsing(tx, [&](const api::Service& s) { return K::UsedBy(s, id); });
+    if (!users.empty()) return InUseError(K::kName, name, users);
+    tx.RemoveObject(*o);
+    return absl::OkStatus();
+  });
+}
+
 }  // namespace
 
 std::string UnlockKeyOf(const api::Cluster& cluster) {
@@ -1187,215 +1346,82 @@ absl::Status Server::DoUpdateCluster(const api::UpdateClusterRequest& req,
   return absl::OkStatus();
 }
 
-// ---- secrets ----
+// ---- secrets and configs ----
 
 grpc::Status Server::GetSecret(grpc::ServerContext* ctx, const api::GetSecretRequest* req,
                                api::GetSecretResponse* resp) {
-  return Serve(ctx, Access::kRead, [&]() -> absl::Status {
-    absl::Status s;
-    store_->View([&](const store::ReadTx& tx) {
-      auto id = Resolve(tx, api::StoreAction::kSecret, req->secret_id());
-      if (!id.ok()) {
-        s = id.status();
-        return;
-      }
-      *resp->mutable_secret() = Redacted(*tx.GetSecret(*id));
-    });
-    return s;
-  });
+  return Serve(ctx, Access::kRead,
+               [&] { return GetBlob(store_, req->secret_id(), resp->mutable_secret()); });
 }
 
 grpc::Status Server::ListSecrets(grpc::ServerContext* ctx, const api::ListSecretsRequest* req,
                                  api::ListSecretsResponse* resp) {
-  return Serve(ctx, Access::kRead, [&]() -> absl::Status {
-    store_->View([&](const store::ReadTx& tx) {
-      for (const auto& s : tx.ListSecrets()) {
-        if (!s->internal() && CommonFiltersMatch(req->filters(), *s)) {
-          *resp->add_secrets() = Redacted(*s);
-        }
-      }
-    });
+  return Serve(ctx, Access::kRead, [&] {
+    ListBlobs(store_, req->filters(), resp->mutable_secrets());
     return absl::OkStatus();
   });
 }
 
 grpc::Status Server::CreateSecret(grpc::ServerContext* ctx, const api::CreateSecretRequest* req,
                                   api::CreateSecretResponse* resp) {
-  return Serve(ctx, Access::kConcurrentWrite, [&]() -> absl::Status {
-    if (!req->has_spec()) return absl::InvalidArgumentError("a secret spec is required");
-    RETURN_IF_ERROR(ValidateSecretSpec(req->spec()));
-    api::Secret secret;
-    secret.set_id(NewObjectId());
-    *secret.mutable_spec() = req->spec();
-    RETURN_IF_ERROR(store_->Update([&](store::WriteTx& tx) -> absl::Status {
-      RETURN_IF_ERROR(
-          CheckNameFree(tx, api::StoreAction::kSecret, secret.spec().annotations().name(), ""));
-      tx.CreateObject(secret);
-      return absl::OkStatus();
-    }));
-    *resp->mutable_secret() = Redacted(Reread(store_, &store::ReadTx::GetSecret, secret));
-    return absl::OkStatus();
+  return Serve(ctx, Access::kConcurrentWrite, [&] {
+    return CreateBlob(
+        store_, req->has_spec() ? &req->spec() : nullptr, [this] { return NewObjectId(); },
+        resp->mutable_secret());
   });
 }
 
 grpc::Status Server::UpdateSecret(grpc::ServerContext* ctx, const api::UpdateSecretRequest* req,
                                   api::UpdateSecretResponse* resp) {
-  return Serve(ctx, Access::kConcurrentWrite, [&]() -> absl::Status {
-    RETURN_IF_ERROR(RequireVersion(req->has_secret_version(), "secret_version"));
-    if (!req->has_spec()) return absl::InvalidArgumentError("the secret's new spec is required");
-    RETURN_IF_ERROR(ValidateLabels(req->spec().annotations().labels(), "secret label"));
-    api::Secret secret;
-    RETURN_IF_ERROR(store_->Update([&](store::WriteTx& tx) -> absl::Status {
-      ASSIGN_OR_RETURN(const std::string id,
-                       Resolve(tx, api::StoreAction::kSecret, req->secret_id()));
-      secret = *tx.GetSecret(id);
-      const std::string& name = secret.spec().annotations().name();
-      RETURN_IF_ERROR(CheckVersion(req->secret_version(), secret.meta(), "secret " + name));
-      if (secret.internal()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("secret ", Quote(name), " is managed by the swarm and cannot be changed"));
-      }
-      const api::SecretSpec& want = req->spec();
-      // Get never returns the data, so an update that sends none keeps it.
-      if (want.annotations().name() != name ||
-          (!want.data().empty() && want.data() != secret.spec().data()) ||
-          !MessageDifferencer::Equals(want.templating(), secret.spec().templating()) ||
-          !MessageDifferencer::Equals(want.driver(), secret.spec().driver())) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("only a secret's labels can be changed; to change ", Quote(name),
-                         "'s name or data, create a new secret and switch services to it"));
-      }
-      *secret.mutable_spec()->mutable_annotations()->mutable_labels() = want.annotations().labels();
-      tx.UpdateObject(secret);
-      return absl::OkStatus();
-    }));
-    *resp->mutable_secret() = Redacted(Reread(store_, &store::ReadTx::GetSecret, secret));
-    return absl::OkStatus();
+  return Serve(ctx, Access::kConcurrentWrite, [&] {
+    return UpdateBlob(store_, req->secret_id(),
+                      req->has_secret_version() ? &req->secret_version() : nullptr,
+                      req->has_spec() ? &req->spec() : nullptr, resp->mutable_secret());
   });
 }
 
 grpc::Status Server::RemoveSecret(grpc::ServerContext* ctx, const api::RemoveSecretRequest* req,
                                   api::RemoveSecretResponse*) {
-  return Serve(ctx, Access::kWrite, [&]() -> absl::Status {
-    return store_->Update([&](store::WriteTx& tx) -> absl::Status {
-      ASSIGN_OR_RETURN(const std::string id,
-                       Resolve(tx, api::StoreAction::kSecret, req->secret_id()));
-      store::Ptr<api::Secret> secret = tx.GetSecret(id);
-      const std::string& name = secret->spec().annotations().name();
-      if (secret->internal()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("secret ", Quote(name), " is managed by the swarm and cannot be removed"));
-      }
-      std::vector<std::string> users = ServicesUsing(tx, [&](const api::Service& s) {
-        for (const auto& r : s.spec().task_template().container().secrets()) {
-          if (r.secret_id() == id) return true;
-        }
-        return false;
-      });
-      if (!users.empty()) return InUseError("secret", name, users);
-      tx.RemoveObject(*secret);
-      return absl::OkStatus();
-    });
-  });
+  return Serve(ctx, Access::kWrite,
+               [&] { return RemoveBlob<api::Secret>(store_, req->secret_id()); });
 }
-
-// ---- configs ----
 
 grpc::Status Server::GetConfig(grpc::ServerContext* ctx, const api::GetConfigRequest* req,
                                api::GetConfigResponse* resp) {
-  return Serve(ctx, Access::kRead, [&]() -> absl::Status {
-    absl::Status s;
-    store_->View([&](const store::ReadTx& tx) {
-      auto id = Resolve(tx, api::StoreAction::kConfig, req->config_id());
-      if (!id.ok()) {
-        s = id.status();
-        return;
-      }
-      *resp->mutable_config() = *tx.GetConfig(*id);
-    });
-    return s;
-  });
+  return Serve(ctx, Access::kRead,
+               [&] { return GetBlob(store_, req->config_id(), resp->mutable_config()); });
 }
 
 grpc::Status Server::ListConfigs(grpc::ServerContext* ctx, const api::ListConfigsRequest* req,
                                  api::ListConfigsResponse* resp) {
-  return Serve(ctx, Access::kRead, [&]() -> absl::Status {
-    store_->View([&](const store::ReadTx& tx) {
-      for (const auto& c : tx.ListConfigs()) {
-        if (CommonFiltersMatch(req->filters(), *c)) *resp->add_configs() = *c;
-      }
-    });
+  return Serve(ctx, Access::kRead, [&] {
+    ListBlobs(store_, req->filters(), resp->mutable_configs());
     return absl::OkStatus();
   });
 }
 
 grpc::Status Server::CreateConfig(grpc::ServerContext* ctx, const api::CreateConfigRequest* req,
                                   api::CreateConfigResponse* resp) {
-  return Serve(ctx, Access::kConcurrentWrite, [&]() -> absl::Status {
-    if (!req->has_spec()) return absl::InvalidArgumentError("a config spec is required");
-    RETURN_IF_ERROR(ValidateConfigSpec(req->spec()));
-    api::Config config;
-    config.set_id(NewObjectId());
-    *config.mutable_spec() = req->spec();
-    RETURN_IF_ERROR(store_->Update([&](store::WriteTx& tx) -> absl::Status {
-      RETURN_IF_ERROR(
-          CheckNameFree(tx, api::StoreAction::kConfig, config.spec().annotations().name(), ""));
-      tx.CreateObject(config);
-      return absl::OkStatus();
-    }));
-    *resp->mutable_config() = Reread(store_, &store::ReadTx::GetConfig, config);
-    return absl::OkStatus();
+  return Serve(ctx, Access::kConcurrentWrite, [&] {
+    return CreateBlob(
+        store_, req->has_spec() ? &req->spec() : nullptr, [this] { return NewObjectId(); },
+        resp->mutable_config());
   });
 }
 
 grpc::Status Server::UpdateConfig(grpc::ServerContext* ctx, const api::UpdateConfigRequest* req,
                                   api::UpdateConfigResponse* resp) {
-  return Serve(ctx, Access::kConcurrentWrite, [&]() -> absl::Status {
-    RETURN_IF_ERROR(RequireVersion(req->has_config_version(), "config_version"));
-    if (!req->has_spec()) return absl::InvalidArgumentError("the config's new spec is required");
-    RETURN_IF_ERROR(ValidateLabels(req->spec().annotations().labels(), "config label"));
-    api::Config config;
-    RETURN_IF_ERROR(store_->Update([&](store::WriteTx& tx) -> absl::Status {
-      ASSIGN_OR_RETURN(const std::string id,
-                       Resolve(tx, api::StoreAction::kConfig, req->config_id()));
-      config = *tx.GetConfig(id);
-      const std::string& name = config.spec().annotations().name();
-      RETURN_IF_ERROR(CheckVersion(req->config_version(), config.meta(), "config " + name));
-      const api::ConfigSpec& want = req->spec();
-      if (want.annotations().name() != name ||
-          (!want.data().empty() && want.data() != config.spec().data()) ||
-          !MessageDifferencer::Equals(want.templating(), config.spec().templating())) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("only a config's labels can be changed; to change ", Quote(name),
-                         "'s name or data, create a new config and switch services to it"));
-      }
-      *config.mutable_spec()->mutable_annotations()->mutable_labels() = want.annotations().labels();
-      tx.UpdateObject(config);
-      return absl::OkStatus();
-    }));
-    *resp->mutable_config() = Reread(store_, &store::ReadTx::GetConfig, config);
-    return absl::OkStatus();
+  return Serve(ctx, Access::kConcurrentWrite, [&] {
+    return UpdateBlob(store_, req->config_id(),
+                      req->has_config_version() ? &req->config_version() : nullptr,
+                      req->has_spec() ? &req->spec() : nullptr, resp->mutable_config());
   });
 }
 
 grpc::Status Server::RemoveConfig(grpc::ServerContext* ctx, const api::RemoveConfigRequest* req,
                                   api::RemoveConfigResponse*) {
-  return Serve(ctx, Access::kWrite, [&]() -> absl::Status {
-    return store_->Update([&](store::WriteTx& tx) -> absl::Status {
-      ASSIGN_OR_RETURN(const std::string id,
-                       Resolve(tx, api::StoreAction::kConfig, req->config_id()));
-      store::Ptr<api::Config> config = tx.GetConfig(id);
-      std::vector<std::string> users = ServicesUsing(tx, [&](const api::Service& s) {
-        for (const auto& r : s.spec().task_template().container().configs()) {
-          if (r.config_id() == id) return true;
-        }
-        return false;
-      });
-      if (!users.empty()) return InUseError("config", config->spec().annotations().name(), users);
-      tx.RemoveObject(*config);
-      return absl::OkStatus();
-    });
-  });
+  return Serve(ctx, Access::kWrite,
+               [&] { return RemoveBlob<api::Config>(store_, req->config_id()); });
 }
 
 // ---- unlock key ----

@@ -99,6 +99,19 @@ absl::Status LabelFilter(const std::string& value,
   return absl::OkStatus();
 }
 
+// A list request whose only filters are the ones every named kind has: id, name, label.
+template <typename Request>
+absl::StatusOr<Request> NamedListRequest(const Filters& filters) {
+  Request req;
+  for (const auto& [key, value] : filters) {
+    auto* f = req.mutable_filters();
+    if (key == "id") f->add_id_prefixes(value);
+    if (key == "name") f->add_name_prefixes(value);
+    if (key == "label") RETURN_IF_ERROR(LabelFilter(value, f->mutable_labels()));
+  }
+  return req;
+}
+
 }  // namespace
 
 bool CidrContains(absl::string_view cidr, absl::string_view address) {
@@ -281,36 +294,15 @@ absl::StatusOr<api::ListServicesRequest> ServiceListRequest(const Filters& filte
 }
 
 absl::StatusOr<api::ListNetworksRequest> NetworkListRequest(const Filters& filters) {
-  api::ListNetworksRequest req;
-  for (const auto& [key, value] : filters) {
-    auto* f = req.mutable_filters();
-    if (key == "id") f->add_id_prefixes(value);
-    if (key == "name") f->add_name_prefixes(value);
-    if (key == "label") RETURN_IF_ERROR(LabelFilter(value, f->mutable_labels()));
-  }
-  return req;
+  return NamedListRequest<api::ListNetworksRequest>(filters);
 }
 
 absl::StatusOr<api::ListSecretsRequest> SecretListRequest(const Filters& filters) {
-  api::ListSecretsRequest req;
-  for (const auto& [key, value] : filters) {
-    auto* f = req.mutable_filters();
-    if (key == "id") f->add_id_prefixes(value);
-    if (key == "name") f->add_name_prefixes(value);
-    if (key == "label") RETURN_IF_ERROR(LabelFilter(value, f->mutable_labels()));
-  }
-  return req;
+  return NamedListRequest<api::ListSecretsRequest>(filters);
 }
 
 absl::StatusOr<api::ListConfigsRequest> ConfigListRequest(const Filters& filters) {
-  api::ListConfigsRequest req;
-  for (const auto& [key, value] : filters) {
-    auto* f = req.mutable_filters();
-    if (key == "id") f->add_id_prefixes(value);
-    if (key == "name") f->add_name_prefixes(value);
-    if (key == "label") RETURN_IF_ERROR(LabelFilter(value, f->mutable_labels()));
-  }
-  return req;
+  return NamedListRequest<api::ListConfigsRequest>(filters);
 }
 
 absl::StatusOr<api::ListTasksRequest> TaskListRequest(const Filters& filters,

@@ -745,6 +745,25 @@ absl::Status ValidateNetworkSpec(const api::NetworkSpec& spec) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// The data of a secret or config: 1 byte up to the kind's limit.
+absl::Status ValidateBlobData(const std::string& data, const std::string& kind, size_t max_size) {
+  if (!data.empty() && data.size() <= max_size) return absl::OkStatus();
+  return Invalid(absl::StrCat(kind, " data must be 1 byte to ", max_size / 1024, " KiB (", max_size,
+                              " bytes); got ", data.size(), " bytes"));
+}
+
+absl::Status ValidateTemplating(bool has_templating, const api::Driver& templating) {
+  if (has_templating && templating.name() != "golang") {
+    return Invalid(absl::StrCat("template driver ", Quote(templating.name()),
+                                " is not supported: use golang"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status ValidateSecretSpec(const api::SecretSpec& spec) {
   RETURN_IF_ERROR(ValidateSecretName(spec.annotations().name()));
   RETURN_IF_ERROR(ValidateLabels(spec.annotations().labels(), "secret label"));
@@ -753,29 +772,17 @@ absl::Status ValidateSecretSpec(const api::SecretSpec& spec) {
     if (!spec.data().empty()) {
       return Invalid("a secret with a driver gets its data from the driver: pass no data");
     }
-  } else if (spec.data().empty() || spec.data().size() > kMaxSecretSize) {
-    return Invalid(absl::StrCat("secret data must be 1 byte to 500 KiB (", kMaxSecretSize,
-                                " bytes); got ", spec.data().size(), " bytes"));
+  } else {
+    RETURN_IF_ERROR(ValidateBlobData(spec.data(), "secret", kMaxSecretSize));
   }
-  if (spec.has_templating() && spec.templating().name() != "golang") {
-    return Invalid(absl::StrCat("template driver ", Quote(spec.templating().name()),
-                                " is not supported: use golang"));
-  }
-  return absl::OkStatus();
+  return ValidateTemplating(spec.has_templating(), spec.templating());
 }
 
 absl::Status ValidateConfigSpec(const api::ConfigSpec& spec) {
   RETURN_IF_ERROR(ValidateConfigName(spec.annotations().name()));
   RETURN_IF_ERROR(ValidateLabels(spec.annotations().labels(), "config label"));
-  if (spec.data().empty() || spec.data().size() > kMaxConfigSize) {
-    return Invalid(absl::StrCat("config data must be 1 byte to 1000 KiB (", kMaxConfigSize,
-                                " bytes); got ", spec.data().size(), " bytes"));
-  }
-  if (spec.has_templating() && spec.templating().name() != "golang") {
-    return Invalid(absl::StrCat("template driver ", Quote(spec.templating().name()),
-                                " is not supported: use golang"));
-  }
-  return absl::OkStatus();
+  RETURN_IF_ERROR(ValidateBlobData(spec.data(), "config", kMaxConfigSize));
+  return ValidateTemplating(spec.has_templating(), spec.templating());
 }
 
 absl::Status ValidateNodeSpec(const api::NodeSpec& spec) {

@@ -597,12 +597,7 @@ absl::StatusOr<api::InitSwarmResponse> Daemon::ForceNewCluster() {
   const ManagerConfig& oc = old->config();
   const DataKey dek = oc.dek;
   const std::string tls_key = oc.credentials.key_pem;
-  old->Stop();
-  // The old manager must be gone (its log closed) before a new one opens the directory;
-  // calls that were in flight on it hold it until they end.
-  std::weak_ptr<Manager> gone = old;
-  old.reset();
-  for (int i = 0; i < 100 && !gone.expired(); ++i) absl::SleepFor(absl::Milliseconds(50));
+  StopAndRelease(std::move(old));
   auto result = [&]() -> absl::StatusOr<api::InitSwarmResponse> {
     std::error_code ec;
     fs::remove_all(fs::path(config_.state_dir) / "raft", ec);
@@ -846,6 +841,15 @@ absl::StatusOr<std::shared_ptr<Manager>> Daemon::JoinRaft(NodeState* st, const s
   return m;
 }
 
+void Daemon::StopAndRelease(std::shared_ptr<Manager> m) {
+  m->Stop();
+  // It must be gone (its Raft log closed) before another manager opens the directory; calls
+  // that were in flight on it hold it until they end.
+  std::weak_ptr<Manager> gone = m;
+  m.reset();
+  for (int i = 0; i < 100 && !gone.expired(); ++i) absl::SleepFor(absl::Milliseconds(50));
+}
+
 // ---- promotion and demotion ----
 
 void Daemon::RunRoleWatch() {
@@ -858,7 +862,16 @@ void Daemon::RunRoleWatch() {
     std::shared_ptr<Manager> m = manager_;
     busy_ = true;
     mu_.Unlock();
-    absl::Status s = m ? MaybeDemote(st, m) : MaybePromote(st);
+    // The manager is handed over (moved): a demotion or a renewal stops it, and it must be
+    // destroyed before its Raft log can be opened again.
+    absl::Status s;
+    if (m == nullptr) {
+      s = MaybePromote(st);
+    } else if (DemotionWanted(st, *m)) {
+      s = Demote(st, std::move(m));
+    } else {
+      s = MaybeRenewManager(st, std::move(m));
+    }
     if (!s.ok()) log::Warn(kLog, "role change failed; will retry", {{"reason", s}});
     mu_.Lock();
     busy_ = false;
@@ -908,8 +921,9 @@ absl::Status Daemon::MaybePromote(NodeState st) {
   // Ask a manager whether the swarm wants this node in another role.
   ASSIGN_OR_RETURN(Keys keys, keys_.Load());
   const tls::Credentials creds{st.root_ca_pem(), st.cert_pem(), keys.tls_key_pem};
-  bool renew = false;
+  bool renew = RenewalDue(st);
   for (const std::string& addr : st.manager_addrs()) {
+    if (renew) break;
     auto ca = api::NodeCA::NewStub(grpc::CreateCustomChannel(
         addr, tls::ChannelCredentials(creds), tls::ChannelArguments(tls::kManagerRole)));
     grpc::ClientContext ctx;
@@ -926,7 +940,12 @@ absl::Status Daemon::MaybePromote(NodeState st) {
   api::NodeRole role;
   ASSIGN_OR_RETURN(std::string cert, Renew(st, keys.tls_key_pem, &role));
   st.set_cert_pem(cert);
-  if (role != api::NODE_ROLE_MANAGER) return WriteState(st);
+  if (role != api::NODE_ROLE_MANAGER) {
+    RETURN_IF_ERROR(WriteState(st));
+    absl::MutexLock lock(&mu_);
+    node_state_ = st;
+    return absl::OkStatus();
+  }
   log::Info(kLog, "promoted: joining the managers", {{"node", st.node_id()}});
   st.set_role(api::NODE_ROLE_MANAGER);
   std::shared_ptr<Manager> started;
@@ -952,12 +971,68 @@ absl::Status Daemon::MaybePromote(NodeState st) {
   return absl::OkStatus();
 }
 
-absl::Status Daemon::MaybeDemote(NodeState st, std::shared_ptr<Manager> m) {
-  api::NodeRole desired = api::NODE_ROLE_MANAGER;
+bool Daemon::RenewalDue(const NodeState& st) {
+  if (renewal_cert_ != st.cert_pem()) {
+    auto root = RootCA::Load(st.root_ca_pem(), "");
+    if (!root.ok()) return false;
+    auto id = root->Verify(st.cert_pem(), config_.clock->Now());
+    // An expired certificate cannot renew itself: the node must join again.
+    if (!id.ok()) return false;
+    renewal_cert_ = st.cert_pem();
+    renewal_at_ = manager::ca::RenewalTime(id->not_before, id->not_after, *config_.random);
+  }
+  return config_.clock->Now() >= renewal_at_;
+}
+
+absl::Status Daemon::MaybeRenewManager(NodeState st, std::shared_ptr<Manager> m) {
+  bool due = RenewalDue(st);
+  std::string unlock_key;
   m->store().View([&](const manager::store::ReadTx& tx) {
+    auto node = tx.GetNode(st.node_id());
+    for (const auto& c : tx.ListClusters()) {
+      unlock_key = manager::controlapi::UnlockKeyOf(*c);
+      due = due ||
+            (node && node->certificate().force_rotate() < c->spec().ca_config().force_rotate());
+    }
+  });
+  if (!due) return absl::OkStatus();
+  NodeState through = st;
+  through.clear_manager_addrs();
+  for (const auto& [id, member] : m->raft().Status().members)
+    through.add_manager_addrs(member.addr);
+  const DataKey dek = m->config().dek;
+  const std::string tls_key = m->config().credentials.key_pem;
+  api::NodeRole role;
+  ASSIGN_OR_RETURN(std::string cert, Renew(through, tls_key, &role));
+  if (role != api::NODE_ROLE_MANAGER) return absl::OkStatus();  // a demotion: next round
+  st.set_cert_pem(cert);
+  RETURN_IF_ERROR(WriteState(st));
+  log::Info(kLog, "renewed this manager's certificate; restarting its listener with it");
+  // gRPC 1.51 reloads certificates only from files, which would put the private key on disk
+  // in the clear; the manager restarts in-process with the new one instead (the Raft group
+  // sees a member restart for about a second).
+  {
+    absl::MutexLock lock(&mu_);
+    manager_.reset();
+    node_state_ = st;
+  }
+  StopAndRelease(std::move(m));
+  ASSIGN_OR_RETURN(std::shared_ptr<Manager> restarted,
+                   StartManager(st, dek, tls_key, unlock_key, /*bootstrap=*/false));
+  absl::MutexLock lock(&mu_);
+  manager_ = std::move(restarted);
+  return absl::OkStatus();
+}
+
+bool Daemon::DemotionWanted(const NodeState& st, Manager& m) {
+  api::NodeRole desired = api::NODE_ROLE_MANAGER;
+  m.store().View([&](const manager::store::ReadTx& tx) {
     if (auto n = tx.GetNode(st.node_id())) desired = n->spec().desired_role();
   });
-  if (desired != api::NODE_ROLE_WORKER) return absl::OkStatus();
+  return desired == api::NODE_ROLE_WORKER;
+}
+
+absl::Status Daemon::Demote(NodeState st, std::shared_ptr<Manager> m) {
   log::Info(kLog, "demoted: leaving the managers", {{"node", st.node_id()}});
   // Other managers to renew through once this one is gone.
   st.clear_manager_addrs();
@@ -970,10 +1045,7 @@ absl::Status Daemon::MaybeDemote(NodeState st, std::shared_ptr<Manager> m) {
     absl::MutexLock lock(&mu_);
     manager_.reset();
   }
-  m->Stop();
-  std::weak_ptr<Manager> gone = m;
-  m.reset();
-  for (int i = 0; i < 100 && !gone.expired(); ++i) absl::SleepFor(absl::Milliseconds(50));
+  StopAndRelease(std::move(m));
   std::error_code ec;
   fs::remove_all(fs::path(config_.state_dir) / "raft", ec);
   api::NodeRole role;

@@ -101,7 +101,15 @@ class Daemon {
   // as a worker. One check every kRoleCheckPeriod, on the role-watch thread.
   void RunRoleWatch();
   absl::Status MaybePromote(NodeState st);
-  absl::Status MaybeDemote(NodeState st, std::shared_ptr<Manager> m);
+  bool DemotionWanted(const NodeState& st, Manager& m);
+  absl::Status Demote(NodeState st, std::shared_ptr<Manager> m);
+  // Certificates renew at a random point between half and four fifths of their lifetime, and
+  // when the swarm forces a rotation (its CA config's force_rotate grew). Workers learn of a
+  // forced rotation from the CA (RENEW), managers from their store.
+  bool RenewalDue(const NodeState& st);
+  absl::Status MaybeRenewManager(NodeState st, std::shared_ptr<Manager> m);
+  // Stops a manager and waits until it is destroyed (its log closed).
+  void StopAndRelease(std::shared_ptr<Manager> m);
   // A new certificate for this node with the role the swarm wants for it now.
   absl::StatusOr<std::string> Renew(const NodeState& st, const std::string& tls_key,
                                     api::NodeRole* role);
@@ -142,6 +150,9 @@ class Daemon {
   // Signalled by Stop().
   absl::CondVar role_cv_;
   std::thread role_watch_;
+  // The certificate whose renewal time is known, and that time (role-watch thread only).
+  std::string renewal_cert_;
+  absl::Time renewal_at_;
 };
 
 }  // namespace swarm::node

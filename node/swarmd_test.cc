@@ -723,5 +723,57 @@ TEST_F(SwarmdTest, ForeignAndExpiredCertificates_AreRefused) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
 }
 
+TEST_F(SwarmdTest, ForcedRotation_EveryNodeRenewsItsCertificateAndTheSwarmKeepsWorking) {
+  FormManagers(2);
+  ASSERT_TRUE(cluster_.Start(3).ok());
+  ASSERT_TRUE(cluster_.Join(3, 1, /*manager=*/false).ok());
+  auto cert_of = [&](int i) {
+    NodeState st;
+    EXPECT_TRUE(st.ParseFromString(*ReadFile(cluster_.state_dir(i) + "/node.state")));
+    return st.cert_pem();
+  };
+  std::map<int, std::string> before;
+  for (int i = 1; i <= 3; ++i) before[i] = cert_of(i);
+
+  // `swarm ca --rotate` without a new root: force_rotate grows.
+  grpc::ClientContext ctx;
+  SetTimeout(ctx);
+  api::ListClustersResponse clusters;
+  ASSERT_TRUE(cluster_.control(1).ListClusters(&ctx, api::ListClustersRequest(), &clusters).ok());
+  grpc::ClientContext uctx;
+  SetTimeout(uctx);
+  api::UpdateClusterRequest req;
+  req.set_cluster_id(clusters.clusters(0).id());
+  *req.mutable_cluster_version() = clusters.clusters(0).meta().version();
+  *req.mutable_spec() = clusters.clusters(0).spec();
+  req.mutable_spec()->mutable_ca_config()->set_force_rotate(
+      clusters.clusters(0).spec().ca_config().force_rotate() + 1);
+  api::UpdateClusterResponse resp;
+  grpc::Status s = cluster_.control(1).UpdateCluster(&uctx, req, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+
+  for (int i = 1; i <= 3; ++i) {
+    bool renewed = false;
+    for (int n = 0; n < 150 && !renewed; ++n) {
+      renewed = cert_of(i) != before[i];
+      if (!renewed) absl::SleepFor(absl::Milliseconds(100));
+    }
+    EXPECT_TRUE(renewed) << "node " << i << cluster_.Output(i);
+  }
+  // The managers run on their new certificates: writes through both, and the worker's new
+  // certificate is accepted by the CA.
+  ASSERT_TRUE(cluster_.WaitForLeader(absl::Seconds(10)).ok());
+  for (int i = 1; i <= 2; ++i) {
+    grpc::Status w;
+    for (int n = 0; n < 50; ++n) {
+      w = CreateService(cluster_.control(i), "after-rotation-" + std::to_string(i));
+      if (w.ok() || w.error_code() == grpc::StatusCode::ALREADY_EXISTS) break;
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    EXPECT_TRUE(w.ok() || w.error_code() == grpc::StatusCode::ALREADY_EXISTS) << w.error_message();
+  }
+  EXPECT_EQ(cluster_.Info(3)->state(), api::LOCAL_NODE_STATE_ACTIVE);
+}
+
 }  // namespace
 }  // namespace swarm::node

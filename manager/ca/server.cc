@@ -133,8 +133,11 @@ grpc::Status CAServer::IssueNodeCertificate(grpc::ServerContext* ctx,
   }
 
   const absl::Time now = clock_->Now();
-  auto cert = root->Issue(req->csr(), node_id, role, cluster->id(), kDefaultNodeCertValidity, now,
-                          *random_);
+  absl::Duration validity = kDefaultNodeCertValidity;
+  if (cluster->spec().ca_config().has_node_cert_expiry()) {
+    validity = absl::Seconds(cluster->spec().ca_config().node_cert_expiry().seconds());
+  }
+  auto cert = root->Issue(req->csr(), node_id, role, cluster->id(), validity, now, *random_);
   if (!cert.ok()) return ToGrpcStatus(cert.status());
 
   absl::Status s = store_->Update([&](store::WriteTx& tx) -> absl::Status {
@@ -157,6 +160,7 @@ grpc::Status CAServer::IssueNodeCertificate(grpc::ServerContext* ctx,
     c->mutable_status()->set_state(api::ISSUANCE_STATE_ISSUED);
     c->set_certificate(*cert);
     c->set_cn(node_id);
+    c->set_force_rotate(cluster->spec().ca_config().force_rotate());
     if (existing) {
       tx.UpdateObject(node);
     } else {
@@ -183,9 +187,12 @@ grpc::Status CAServer::NodeCertificateStatus(grpc::ServerContext*,
   }
   *resp->mutable_status() = node->certificate().status();
   *resp->mutable_certificate() = node->certificate();
-  // A promotion or demotion is waiting for the node: it renews its certificate to take the
-  // new role (the renewal issues the role the cluster wants).
-  if (node->spec().desired_role() != node->role()) {
+  // A promotion or demotion is waiting for the node, or a forced rotation: it renews its
+  // certificate (the renewal issues the role the cluster wants).
+  auto cluster = Cluster();
+  const bool rotate = cluster.ok() && node->certificate().force_rotate() <
+                                          cluster->spec().ca_config().force_rotate();
+  if (node->spec().desired_role() != node->role() || rotate) {
     resp->mutable_status()->set_state(api::ISSUANCE_STATE_RENEW);
   }
   return grpc::Status::OK;

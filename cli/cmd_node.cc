@@ -127,22 +127,9 @@ absl::Status Inspect(Session& s, const NodeListFlags& f) {
   if (f.pretty && !f.format.empty()) {
     return absl::InvalidArgumentError("--format and --pretty cannot be used together");
   }
-  std::vector<api::Node> found;
-  absl::Status status = ForEach(s, f.nodes, [&](const std::string& name) -> absl::Status {
-    ASSIGN_OR_RETURN(api::Node node, GetNode(s, name));
-    found.push_back(std::move(node));
-    return absl::OkStatus();
-  });
-  if (f.pretty) {
-    for (size_t i = 0; i < found.size(); ++i) {
-      s.out() << (i > 0 ? "\n" : "") << PrettyNode(found[i]);
-    }
-    return status;
-  }
-  std::vector<const google::protobuf::Message*> objects;
-  for (const api::Node& n : found) objects.push_back(&n);
-  RETURN_IF_ERROR(PrintInspect(s, objects, f.format));
-  return status;
+  return InspectEach<api::Node>(
+      s, f.nodes, f.format, [&](const std::string& name) { return GetNode(s, name); },
+      f.pretty ? PrettyNode : nullptr);
 }
 
 absl::Status Ps(Session& s, const NodeListFlags& f) {

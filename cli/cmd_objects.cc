@@ -195,17 +195,9 @@ void AddDataCommands(CommandTree& tree, Kind kind, const std::string& title) {
   cmd = tree.Command(group, "inspect", "Display detailed information on one or more " + title,
                      [k, inspect](Session& s) -> absl::Status {
                        ASSIGN_OR_RETURN(Client * c, s.client());
-                       std::vector<std::unique_ptr<google::protobuf::Message>> found;
-                       absl::Status status =
-                           ForEach(s, inspect->names, [&](const std::string& name) -> absl::Status {
-                             ASSIGN_OR_RETURN(auto m, k->get(c, name));
-                             found.push_back(std::move(m));
-                             return absl::OkStatus();
-                           });
-                       std::vector<const google::protobuf::Message*> objects;
-                       for (const auto& m : found) objects.push_back(m.get());
-                       RETURN_IF_ERROR(PrintInspect(s, objects, inspect->format));
-                       return status;
+                       return InspectEach<std::unique_ptr<google::protobuf::Message>>(
+                           s, inspect->names, inspect->format,
+                           [&](const std::string& name) { return k->get(c, name); });
                      });
   cmd->add_option("-f,--format", inspect->format, "Format output (json)");
   cmd->add_option("NAME", inspect->names, "IDs or names")->required();
@@ -256,18 +248,10 @@ void AddObjectCommands(CommandTree& tree) {
 
   auto inspect = std::make_shared<InspectFlags>();
   cmd = tree.Command(network, "inspect", "Display detailed information on one or more networks",
-                     [inspect](Session& s) -> absl::Status {
-                       std::vector<api::Network> found;
-                       absl::Status status =
-                           ForEach(s, inspect->names, [&](const std::string& name) -> absl::Status {
-                             ASSIGN_OR_RETURN(api::Network n, GetNetwork(s, name));
-                             found.push_back(std::move(n));
-                             return absl::OkStatus();
-                           });
-                       std::vector<const google::protobuf::Message*> objects;
-                       for (const auto& n : found) objects.push_back(&n);
-                       RETURN_IF_ERROR(PrintInspect(s, objects, inspect->format));
-                       return status;
+                     [inspect](Session& s) {
+                       return InspectEach<api::Network>(
+                           s, inspect->names, inspect->format,
+                           [&](const std::string& name) { return GetNetwork(s, name); });
                      });
   cmd->add_option("-f,--format", inspect->format, "Format output (json)");
   cmd->add_option("NETWORK", inspect->names, "Networks (ID or name)")->required();

@@ -227,22 +227,10 @@ absl::Status Inspect(Session& s, const InspectFlags& f) {
   if (f.pretty && !f.format.empty()) {
     return absl::InvalidArgumentError("--format and --pretty cannot be used together");
   }
-  std::vector<api::Service> found;
-  absl::Status status = ForEach(s, f.services, [&](const std::string& name) -> absl::Status {
-    ASSIGN_OR_RETURN(api::Service svc, GetService(s, name, /*insert_defaults=*/true));
-    found.push_back(std::move(svc));
-    return absl::OkStatus();
-  });
-  if (f.pretty) {
-    for (size_t i = 0; i < found.size(); ++i) {
-      s.out() << (i > 0 ? "\n" : "") << PrettyService(found[i]);
-    }
-    return status;
-  }
-  std::vector<const google::protobuf::Message*> objects;
-  for (const api::Service& svc : found) objects.push_back(&svc);
-  RETURN_IF_ERROR(PrintInspect(s, objects, f.format));
-  return status;
+  return InspectEach<api::Service>(
+      s, f.services, f.format,
+      [&](const std::string& name) { return GetService(s, name, /*insert_defaults=*/true); },
+      f.pretty ? PrettyService : nullptr);
 }
 
 // The flags create and update share; update adds the --X-add/--X-rm forms.

@@ -21,6 +21,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -181,6 +182,39 @@ absl::StatusOr<std::string> ReadFileOrStdin(Session& session, const std::string&
 // only, so nothing is reported twice.
 absl::Status ForEach(Session& session, const std::vector<std::string>& args,
                      const std::function<absl::Status(const std::string&)>& f);
+
+// `inspect`: gets each named object (going on past failures, as ForEach does), then prints
+// the ones found with PrintInspect, or one after another with pretty when it is set. T is a
+// message, or a pointer to one when the kind is only known at run time.
+template <typename T>
+absl::Status InspectEach(Session& session, const std::vector<std::string>& names,
+                         const std::string& format,
+                         const std::function<absl::StatusOr<T>(const std::string&)>& get,
+                         const std::function<std::string(const T&)>& pretty = nullptr) {
+  std::vector<T> found;
+  absl::Status status = ForEach(session, names, [&](const std::string& name) -> absl::Status {
+    absl::StatusOr<T> o = get(name);
+    if (!o.ok()) return o.status();
+    found.push_back(*std::move(o));
+    return absl::OkStatus();
+  });
+  if (pretty) {
+    for (size_t i = 0; i < found.size(); ++i) {
+      session.out() << (i > 0 ? "\n" : "") << pretty(found[i]);
+    }
+    return status;
+  }
+  std::vector<const google::protobuf::Message*> objects;
+  for (const T& o : found) {
+    if constexpr (std::is_base_of_v<google::protobuf::Message, T>) {
+      objects.push_back(&o);
+    } else {
+      objects.push_back(&*o);
+    }
+  }
+  if (absl::Status s = PrintInspect(session, objects, format); !s.ok()) return s;
+  return status;
+}
 
 void AddSwarmCommands(CommandTree& tree);
 void AddNodeCommands(CommandTree& tree);

@@ -200,14 +200,11 @@ void AddNodeCommands(CommandTree& tree) {
 
   auto rm = std::make_shared<std::pair<bool, std::vector<std::string>>>();
   cmd = tree.Command(node, "rm", "Remove one or more nodes from the swarm", [rm](Session& s) {
-    return ForEach(s, rm->second, [&s, &rm](const std::string& n) -> absl::Status {
-      ASSIGN_OR_RETURN(Client * c, s.client());
+    return RemoveEach(s, rm->second, [&rm](Client* c, const std::string& n) {
       api::RemoveNodeRequest req;
       req.set_node_id(n);
       req.set_force(rm->first);
-      RETURN_IF_ERROR(c->Control(&api::Control::Stub::RemoveNode, req).status());
-      s.out() << n << "\n";
-      return absl::OkStatus();
+      return c->Control(&api::Control::Stub::RemoveNode, req).status();
     });
   });
   cmd->alias("remove");

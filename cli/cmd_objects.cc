@@ -203,14 +203,8 @@ void AddDataCommands(CommandTree& tree, Kind kind, const std::string& title) {
   cmd->add_option("NAME", inspect->names, "IDs or names")->required();
 
   auto rm = std::make_shared<std::vector<std::string>>();
-  cmd = tree.Command(group, "rm", "Remove one or more " + title, [k, rm](Session& s) {
-    return ForEach(s, *rm, [&](const std::string& name) -> absl::Status {
-      ASSIGN_OR_RETURN(Client * c, s.client());
-      RETURN_IF_ERROR(k->remove(c, name));
-      s.out() << name << "\n";
-      return absl::OkStatus();
-    });
-  });
+  cmd = tree.Command(group, "rm", "Remove one or more " + title,
+                     [k, rm](Session& s) { return RemoveEach(s, *rm, k->remove); });
   cmd->alias("remove");
   cmd->add_option("NAME", *rm, "IDs or names")->required();
 }
@@ -258,13 +252,10 @@ void AddObjectCommands(CommandTree& tree) {
 
   auto rm = std::make_shared<std::vector<std::string>>();
   cmd = tree.Command(network, "rm", "Remove one or more networks", [rm](Session& s) {
-    return ForEach(s, *rm, [&s](const std::string& name) -> absl::Status {
-      ASSIGN_OR_RETURN(Client * c, s.client());
+    return RemoveEach(s, *rm, [](Client* c, const std::string& name) {
       api::RemoveNetworkRequest req;
       req.set_network_id(name);
-      RETURN_IF_ERROR(c->Control(&api::Control::Stub::RemoveNetwork, req).status());
-      s.out() << name << "\n";
-      return absl::OkStatus();
+      return c->Control(&api::Control::Stub::RemoveNetwork, req).status();
     });
   });
   cmd->alias("remove");

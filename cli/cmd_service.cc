@@ -408,13 +408,10 @@ void AddServiceCommands(CommandTree& tree) {
 
   auto rm = std::make_shared<std::vector<std::string>>();
   cmd = tree.Command(service, "rm", "Remove one or more services", [rm](Session& s) {
-    return ForEach(s, *rm, [&s](const std::string& name) -> absl::Status {
-      ASSIGN_OR_RETURN(Client * c, s.client());
+    return RemoveEach(s, *rm, [](Client* c, const std::string& name) {
       api::RemoveServiceRequest req;
       req.set_service_id(name);
-      RETURN_IF_ERROR(c->Control(&api::Control::Stub::RemoveService, req).status());
-      s.out() << name << "\n";
-      return absl::OkStatus();
+      return c->Control(&api::Control::Stub::RemoveService, req).status();
     });
   });
   cmd->alias("remove");

@@ -259,4 +259,14 @@ absl::Status ForEach(Session& session, const std::vector<std::string>& args,
   return failed ? absl::UnknownError("") : absl::OkStatus();
 }
 
+absl::Status RemoveEach(Session& session, const std::vector<std::string>& names,
+                        const std::function<absl::Status(Client*, const std::string&)>& remove) {
+  return ForEach(session, names, [&](const std::string& name) -> absl::Status {
+    ASSIGN_OR_RETURN(Client * c, session.client());
+    RETURN_IF_ERROR(remove(c, name));
+    session.out() << name << "\n";
+    return absl::OkStatus();
+  });
+}
+
 }  // namespace swarm::cli

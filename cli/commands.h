@@ -183,6 +183,11 @@ absl::StatusOr<std::string> ReadFileOrStdin(Session& session, const std::string&
 absl::Status ForEach(Session& session, const std::vector<std::string>& args,
                      const std::function<absl::Status(const std::string&)>& f);
 
+// `rm`: removes each named object with remove (going on past failures, as ForEach does) and
+// prints the name of each one removed, as Docker does.
+absl::Status RemoveEach(Session& session, const std::vector<std::string>& names,
+                        const std::function<absl::Status(Client*, const std::string&)>& remove);
+
 // `inspect`: gets each named object (going on past failures, as ForEach does), then prints
 // the ones found with PrintInspect, or one after another with pretty when it is set. T is a
 // message, or a pointer to one when the kind is only known at run time.

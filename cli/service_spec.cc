@@ -565,6 +565,20 @@ absl::Status Apply(const ServiceFlags& f, const ServiceFlagEnv& env, bool create
   return absl::OkStatus();
 }
 
+// The object a secret or config reference names: by name, else by ID; null if none.
+template <typename T>
+const T* FindByNameOrId(const std::vector<T>& objects, const std::string& name) {
+  const T* found = nullptr;
+  for (const T& o : objects) {
+    if (o.spec().annotations().name() == name) found = &o;
+  }
+  if (found != nullptr) return found;
+  for (const T& o : objects) {
+    if (o.id() == name) return &o;
+  }
+  return nullptr;
+}
+
 }  // namespace
 
 absl::StatusOr<api::ServiceSpec> BuildServiceSpec(const ServiceFlags& flags,
@@ -597,26 +611,14 @@ absl::Status ResolveReferences(const std::vector<api::Secret>& secrets,
   api::ContainerSpec* c = spec->mutable_task_template()->mutable_container();
   for (api::SecretReference& ref : *c->mutable_secrets()) {
     if (!ref.secret_id().empty()) continue;
-    const api::Secret* found = nullptr;
-    for (const api::Secret& s : secrets) {
-      if (s.spec().annotations().name() == ref.secret_name()) found = &s;
-    }
-    for (const api::Secret& s : secrets) {
-      if (!found && s.id() == ref.secret_name()) found = &s;
-    }
+    const api::Secret* found = FindByNameOrId(secrets, ref.secret_name());
     if (!found) return absl::NotFoundError(absl::StrCat("secret not found: ", ref.secret_name()));
     ref.set_secret_id(found->id());
     ref.set_secret_name(found->spec().annotations().name());
   }
   for (api::ConfigReference& ref : *c->mutable_configs()) {
     if (!ref.config_id().empty()) continue;
-    const api::Config* found = nullptr;
-    for (const api::Config& s : configs) {
-      if (s.spec().annotations().name() == ref.config_name()) found = &s;
-    }
-    for (const api::Config& s : configs) {
-      if (!found && s.id() == ref.config_name()) found = &s;
-    }
+    const api::Config* found = FindByNameOrId(configs, ref.config_name());
     if (!found) return absl::NotFoundError(absl::StrCat("config not found: ", ref.config_name()));
     ref.set_config_id(found->id());
     ref.set_config_name(found->spec().annotations().name());

@@ -1119,7 +1119,11 @@ absl::Status Daemon::Leave(const api::LeaveSwarmRequest& req) {
       EndOperation(api::LOCAL_NODE_STATE_ACTIVE, m);
       return refused;
     }
-    m->Stop();
+    {
+      absl::MutexLock lock(&mu_);
+      manager_.reset();
+    }
+    StopAndRelease(std::move(m));  // its log is closed before the state is wiped
   }
   absl::Status s = WipeState();
   {

@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
 #include "cli/flags.h"
 #include "common/status_macros.h"
 
@@ -113,12 +114,6 @@ absl::StatusOr<Request> NamedListRequest(const Filters& filters) {
 }
 
 }  // namespace
-
-bool CidrContains(absl::string_view cidr, absl::string_view address) {
-  auto net = ParseAddress(cidr, true);
-  auto addr = ParseAddress(address, false);
-  return net && addr && SamePrefix(*net, *addr, net->bits);
-}
 
 absl::StatusOr<api::NetworkSpec> BuildNetworkSpec(const NetworkFlags& f) {
   RETURN_IF_ERROR(CheckName("network", f.name));

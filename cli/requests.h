@@ -14,7 +14,6 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/string_view.h"
 #include "proto/control.pb.h"
 #include "proto/specs.pb.h"
 
@@ -41,9 +40,6 @@ struct NetworkFlags {
 // The spec of `network create`: each --gateway, --ip-range and --aux-address goes to the
 // --subnet that contains it; subnets must not overlap.
 absl::StatusOr<api::NetworkSpec> BuildNetworkSpec(const NetworkFlags& flags);
-
-// Whether the address (IPv4 or IPv6, without prefix) is inside the CIDR.
-bool CidrContains(absl::string_view cidr, absl::string_view address);
 
 // The spec of `secret create` / `config create`.
 absl::StatusOr<api::SecretSpec> BuildSecretSpec(const std::string& name, std::string data,

@@ -66,15 +66,6 @@ TEST(BuildNetworkSpec, Errors) {
   EXPECT_THAT(BuildNetworkSpec(f).status().message(), HasSubstr("invalid opt"));
 }
 
-TEST(CidrContains, V4AndV6) {
-  EXPECT_TRUE(CidrContains("10.0.0.0/8", "10.200.1.1"));
-  EXPECT_FALSE(CidrContains("10.0.0.0/8", "11.0.0.1"));
-  EXPECT_TRUE(CidrContains("0.0.0.0/0", "1.2.3.4"));
-  EXPECT_TRUE(CidrContains("fd00::/64", "fd00::abcd"));
-  EXPECT_FALSE(CidrContains("fd00::/64", "10.0.0.1"));
-  EXPECT_FALSE(CidrContains("bogus", "10.0.0.1"));
-}
-
 TEST(BuildSecretSpec, DataNameLabels) {
   auto spec = BuildSecretSpec("db", "pw", {"a=b"}, "", "golang");
   ASSERT_TRUE(spec.ok());

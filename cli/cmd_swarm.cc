@@ -15,12 +15,6 @@
 namespace swarm::cli {
 namespace {
 
-void SetProtoDuration(absl::Duration d, google::protobuf::Duration* out) {
-  const int64_t nanos = absl::ToInt64Nanoseconds(d);
-  out->set_seconds(nanos / 1'000'000'000);
-  out->set_nanos(static_cast<int32_t>(nanos % 1'000'000'000));
-}
-
 // The unlock key as users see it: SWMKEY-1-<base64url of the 32 secret bytes>.
 std::string HumanUnlockKey(const std::string& key) {
   if (absl::StartsWith(key, "SWMKEY-")) return key;

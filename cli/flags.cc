@@ -379,6 +379,12 @@ absl::StatusOr<absl::Duration> ParseDuration(absl::string_view what, absl::strin
   return absl::Nanoseconds(static_cast<int64_t>(total));
 }
 
+void SetProtoDuration(absl::Duration d, google::protobuf::Duration* out) {
+  const int64_t nanos = absl::ToInt64Nanoseconds(d);
+  out->set_seconds(nanos / 1'000'000'000);
+  out->set_nanos(static_cast<int32_t>(nanos % 1'000'000'000));
+}
+
 std::string FormatGoDuration(absl::Duration d) {
   // Go's Duration.String().
   const bool neg = d < absl::ZeroDuration();

@@ -23,6 +23,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "google/protobuf/duration.pb.h"
 #include "proto/specs.pb.h"
 #include "proto/types.pb.h"
 
@@ -42,6 +43,8 @@ absl::Status InvalidFlag(absl::string_view what, absl::string_view value, absl::
 absl::StatusOr<absl::Duration> ParseDuration(absl::string_view what, absl::string_view text);
 // Go's Duration.String(): "1h30m0s", "500ms", "0s".
 std::string FormatGoDuration(absl::Duration d);
+// Stores d in a protobuf Duration, to the nanosecond.
+void SetProtoDuration(absl::Duration d, google::protobuf::Duration* out);
 // Docker's RAMInBytes: a number with an optional binary unit b, k, m, g, t, p (any case, an
 // optional "b" or "ib" after it): "512k" = 524288, "1.5G", "50M", "1024".
 absl::StatusOr<int64_t> ParseBytes(absl::string_view what, absl::string_view text);

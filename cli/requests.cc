@@ -368,10 +368,7 @@ absl::Status ApplyClusterUpdate(const ClusterFlags& flags, api::ClusterSpec* spe
       return InvalidFlag("dispatcher-heartbeat", *flags.dispatcher_heartbeat, "it must be positive",
                          "a duration such as 5s");
     }
-    auto* h = spec->mutable_dispatcher()->mutable_heartbeat_period();
-    const int64_t nanos = absl::ToInt64Nanoseconds(d);
-    h->set_seconds(nanos / 1'000'000'000);
-    h->set_nanos(static_cast<int32_t>(nanos % 1'000'000'000));
+    SetProtoDuration(d, spec->mutable_dispatcher()->mutable_heartbeat_period());
   }
   return absl::OkStatus();
 }

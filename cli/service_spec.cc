@@ -12,17 +12,11 @@
 namespace swarm::cli {
 namespace {
 
-void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
-  const int64_t nanos = absl::ToInt64Nanoseconds(d);
-  out->set_seconds(nanos / 1'000'000'000);
-  out->set_nanos(static_cast<int32_t>(nanos % 1'000'000'000));
-}
-
 absl::Status SetDurationFlag(const char* what, const std::optional<std::string>& text,
                              google::protobuf::Duration* out) {
   if (!text) return absl::OkStatus();
   ASSIGN_OR_RETURN(absl::Duration d, ParseDuration(what, *text));
-  SetDuration(d, out);
+  SetProtoDuration(d, out);
   return absl::OkStatus();
 }
 
@@ -172,7 +166,7 @@ absl::Status ApplyRestartPolicy(const ServiceFlags& f, api::TaskSpec* task) {
   if (!present) {
     // An unset policy means "any, after 5s"; keep that meaning for the fields not given.
     policy->set_condition(api::RESTART_CONDITION_ANY);
-    SetDuration(absl::Seconds(5), policy->mutable_delay());
+    SetProtoDuration(absl::Seconds(5), policy->mutable_delay());
   }
   if (f.restart_condition) {
     ASSIGN_OR_RETURN(api::RestartCondition c, ParseRestartCondition(*f.restart_condition));

@@ -135,6 +135,7 @@ if ((managers >= 3)); then
     t0=$(date +%s%N)
     until ctl "$other" service ls >/dev/null 2>&1; do sleep 0.05; done
     echo "control API back after $((($(date +%s%N) - t0) / 1000000)) ms"
+    sleep 4  # the new leader marks a manager unreachable after 3 s of silence
     ctl "$other" node ls
     echo "== restarting node $leader: it recovers from its log and rejoins"
     start "$leader" manager

@@ -155,6 +155,24 @@ class SwarmdTest : public ::testing::Test {
     EXPECT_EQ(ServiceNames(cluster_.control(*leader)), want);
   }
 
+  // Node i's state file.
+  NodeState StateOf(int i) {
+    NodeState st;
+    EXPECT_TRUE(st.ParseFromString(*ReadFile(cluster_.state_dir(i) + "/node.state")));
+    return st;
+  }
+  // A channel to node to's listener with node from's own certificate and key.
+  std::shared_ptr<grpc::Channel> ChannelAs(int from, int to) {
+    const NodeState st = StateOf(from);
+    auto keys = manager::keymanager::KeyStore(cluster_.state_dir(from), SecureRandom::Get()).Load();
+    EXPECT_TRUE(keys.ok()) << keys.status();
+    return grpc::CreateCustomChannel(
+        cluster_.addr(to),
+        tls::ChannelCredentials(
+            tls::Credentials{st.root_ca_pem(), st.cert_pem(), keys.ok() ? keys->tls_key_pem : ""}),
+        tls::ChannelArguments(tls::kManagerRole));
+  }
+
   SwarmdCluster cluster_;
 };
 
@@ -240,14 +258,8 @@ TEST_F(SwarmdTest, Workers_JoinWithTheWorkerTokenAndCannotUseManagerServices) {
   EXPECT_TRUE(absl::StrContains(s.error_message(), "not a swarm manager")) << s.error_message();
 
   // With the worker's own certificate, the manager refuses Control and Raft.
-  NodeState st;
-  ASSERT_TRUE(st.ParseFromString(*ReadFile(cluster_.state_dir(2) + "/node.state")));
-  auto keys = manager::keymanager::KeyStore(cluster_.state_dir(2), SecureRandom::Get()).Load();
-  ASSERT_TRUE(keys.ok()) << keys.status();
-  auto ch = grpc::CreateCustomChannel(
-      cluster_.addr(1),
-      tls::ChannelCredentials(tls::Credentials{st.root_ca_pem(), st.cert_pem(), keys->tls_key_pem}),
-      tls::ChannelArguments(tls::kManagerRole));
+  const NodeState st = StateOf(2);
+  auto ch = ChannelAs(2, 1);
   {
     grpc::ClientContext ctx;
     SetTimeout(ctx);
@@ -636,14 +648,8 @@ TEST_F(SwarmdTest, RemovedNodes_AreRefusedFromTheMomentTheRemovalCommits) {
   ASSERT_TRUE(cluster_.Start(2).ok());
   auto joined = cluster_.Join(2, 1, /*manager=*/false);
   ASSERT_TRUE(joined.ok()) << joined.status();
-  NodeState st;
-  ASSERT_TRUE(st.ParseFromString(*ReadFile(cluster_.state_dir(2) + "/node.state")));
-  auto keys = manager::keymanager::KeyStore(cluster_.state_dir(2), SecureRandom::Get()).Load();
-  ASSERT_TRUE(keys.ok()) << keys.status();
-  auto ch = grpc::CreateCustomChannel(
-      cluster_.addr(1),
-      tls::ChannelCredentials(tls::Credentials{st.root_ca_pem(), st.cert_pem(), keys->tls_key_pem}),
-      tls::ChannelArguments(tls::kManagerRole));
+  const NodeState st = StateOf(2);
+  auto ch = ChannelAs(2, 1);
   auto ca = api::NodeCA::NewStub(ch);
   auto status = [&] {
     grpc::ClientContext ctx;
@@ -727,11 +733,7 @@ TEST_F(SwarmdTest, ForcedRotation_EveryNodeRenewsItsCertificateAndTheSwarmKeepsW
   FormManagers(2);
   ASSERT_TRUE(cluster_.Start(3).ok());
   ASSERT_TRUE(cluster_.Join(3, 1, /*manager=*/false).ok());
-  auto cert_of = [&](int i) {
-    NodeState st;
-    EXPECT_TRUE(st.ParseFromString(*ReadFile(cluster_.state_dir(i) + "/node.state")));
-    return st.cert_pem();
-  };
+  auto cert_of = [&](int i) { return StateOf(i).cert_pem(); };
   std::map<int, std::string> before;
   for (int i = 1; i <= 3; ++i) before[i] = cert_of(i);
 

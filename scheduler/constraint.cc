@@ -2,7 +2,6 @@
 
 #include <arpa/inet.h>
 
-#include <array>
 #include <optional>
 
 #include "absl/strings/ascii.h"
@@ -10,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "common/ip.h"
 
 namespace swarm::scheduler {
 namespace {
@@ -28,52 +28,6 @@ bool IsKeyChar(char c) { return absl::ascii_isalnum(c) || c == '-' || c == '_' |
 bool IsValueChar(char c) {
   return absl::ascii_isalnum(c) || absl::ascii_isspace(c) ||
          absl::string_view(":-_.*()?+[]\\^$|/").find(c) != absl::string_view::npos;
-}
-
-// An IPv4 or IPv6 address, IPv4 kept in its 4 bytes.
-struct IpAddress {
-  int family = AF_INET;
-  std::array<unsigned char, 16> bytes{};
-  size_t size() const { return family == AF_INET ? 4 : 16; }
-};
-
-std::optional<IpAddress> ParseIp(std::string_view text) {
-  IpAddress ip;
-  const std::string s(text);
-  if (inet_pton(AF_INET, s.c_str(), ip.bytes.data()) == 1) return ip;
-  ip.family = AF_INET6;
-  if (inet_pton(AF_INET6, s.c_str(), ip.bytes.data()) == 1) return ip;
-  return std::nullopt;
-}
-
-// An address or a CIDR network (an address is a network of full length).
-struct IpNetwork {
-  IpAddress base;
-  int prefix = 0;
-  bool Contains(const IpAddress& ip) const {
-    if (ip.family != base.family) return false;
-    for (int bit = 0; bit < prefix; ++bit) {
-      const unsigned char mask = static_cast<unsigned char>(0x80 >> (bit % 8));
-      if ((ip.bytes[bit / 8] & mask) != (base.bytes[bit / 8] & mask)) return false;
-    }
-    return true;
-  }
-};
-
-std::optional<IpNetwork> ParseIpNetwork(std::string_view text) {
-  std::string_view addr = text;
-  std::optional<int> prefix;
-  if (size_t slash = text.find('/'); slash != std::string_view::npos) {
-    addr = text.substr(0, slash);
-    int p = 0;
-    if (!absl::SimpleAtoi(Absl(text.substr(slash + 1)), &p)) return std::nullopt;
-    prefix = p;
-  }
-  std::optional<IpAddress> ip = ParseIp(addr);
-  if (!ip) return std::nullopt;
-  const int max = static_cast<int>(ip->size() * 8);
-  if (prefix && (*prefix < 0 || *prefix > max)) return std::nullopt;
-  return IpNetwork{*ip, prefix.value_or(max)};
 }
 
 // The node's address without a port: "10.0.0.5:2377" -> 10.0.0.5, "[fe80::1]:2377" -> fe80::1.
@@ -220,7 +174,7 @@ absl::StatusOr<Constraint> Constraint::Parse(std::string_view expression_in) {
         "constraint \"", expression, "\": node.role is manager or worker, not \"", value, "\""));
   }
   if (key->kind == AttributeKey::Kind::kNodeIp &&
-      !ParseIpNetwork(std::string_view(value.data(), value.size()))) {
+      !ParseCidr(std::string_view(value.data(), value.size()), /*require_prefix=*/false)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "constraint \"", expression, "\": node.ip takes an IP address or a CIDR network (e.g. ",
         "10.0.0.0/8), not \"", value, "\""));
@@ -243,7 +197,7 @@ absl::StatusOr<std::vector<Constraint>> Constraint::ParseAll(
 bool Constraint::Matches(const api::Node& node) const {
   bool equal;
   if (key_.kind == AttributeKey::Kind::kNodeIp) {
-    std::optional<IpNetwork> net = ParseIpNetwork(value_);
+    std::optional<IpNetwork> net = ParseCidr(value_, /*require_prefix=*/false);
     std::optional<IpAddress> ip = NodeIp(node);
     equal = net && ip && net->Contains(*ip);
   } else {

@@ -1,8 +1,6 @@
 #include "manager/controlapi/validation.h"
 
-#include <arpa/inet.h>
 
-#include <array>
 #include <cmath>
 #include <map>
 #include <optional>
@@ -16,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/ip.h"
 #include "common/status_macros.h"
 #include "manager/ca/ca.h"
 #include "scheduler/constraint.h"
@@ -38,49 +37,6 @@ absl::Status NonNegative(bool has, const google::protobuf::Duration& d, const st
         absl::StrCat(what, " cannot be negative (got ", absl::FormatDuration(ToDuration(d)), ")"));
   }
   return absl::OkStatus();
-}
-
-// ---- IP addresses, for IPAM and DNS settings ----
-
-struct IpAddress {
-  int family = AF_INET;
-  std::array<unsigned char, 16> bytes{};
-  int bits() const { return family == AF_INET ? 32 : 128; }
-};
-
-std::optional<IpAddress> ParseIp(const std::string& s) {
-  IpAddress ip;
-  if (inet_pton(AF_INET, s.c_str(), ip.bytes.data()) == 1) return ip;
-  ip.family = AF_INET6;
-  if (inet_pton(AF_INET6, s.c_str(), ip.bytes.data()) == 1) return ip;
-  return std::nullopt;
-}
-
-struct IpNetwork {
-  IpAddress base;
-  int prefix = 0;
-  bool Contains(const IpAddress& ip) const {
-    if (ip.family != base.family) return false;
-    for (int bit = 0; bit < prefix; ++bit) {
-      const unsigned char mask = static_cast<unsigned char>(0x80 >> (bit % 8));
-      if ((ip.bytes[bit / 8] & mask) != (base.bytes[bit / 8] & mask)) return false;
-    }
-    return true;
-  }
-  bool Contains(const IpNetwork& other) const {
-    return other.prefix >= prefix && Contains(other.base);
-  }
-};
-
-// A network in CIDR form ("10.0.0.0/24"); the prefix length is required.
-std::optional<IpNetwork> ParseCidr(const std::string& s) {
-  const size_t slash = s.find('/');
-  if (slash == std::string::npos) return std::nullopt;
-  int prefix = 0;
-  if (!absl::SimpleAtoi(absl::string_view(s).substr(slash + 1), &prefix)) return std::nullopt;
-  std::optional<IpAddress> ip = ParseIp(s.substr(0, slash));
-  if (!ip || prefix < 0 || prefix > ip->bits()) return std::nullopt;
-  return IpNetwork{*ip, prefix};
 }
 
 // ---- names ----

@@ -1,6 +1,5 @@
 #include "node/testing/swarmd_cluster.h"
 
-
 #include <filesystem>
 #include <fstream>
 #include <sstream>

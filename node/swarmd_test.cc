@@ -648,7 +648,6 @@ TEST_F(SwarmdTest, RemovedNodes_AreRefusedFromTheMomentTheRemovalCommits) {
   ASSERT_TRUE(cluster_.Start(2).ok());
   auto joined = cluster_.Join(2, 1, /*manager=*/false);
   ASSERT_TRUE(joined.ok()) << joined.status();
-  const NodeState st = StateOf(2);
   auto ch = ChannelAs(2, 1);
   auto ca = api::NodeCA::NewStub(ch);
   auto status = [&] {

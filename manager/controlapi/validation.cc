@@ -1,6 +1,5 @@
 #include "manager/controlapi/validation.h"
 
-
 #include <cmath>
 #include <map>
 #include <optional>

@@ -841,6 +841,11 @@ TEST_F(SwarmctlTest, ServiceUpdate_AppliesFlagsOnTheCurrentSpec) {
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_TRUE(Last<api::UpdateServiceRequest>("UpdateService").rollback());
 
+  r = Run({"service", "update", "--rebalance", "web"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(Last<api::UpdateServiceRequest>("UpdateService").rebalance());
+  EXPECT_FALSE(Last<api::UpdateServiceRequest>("UpdateService").rollback());
+
   r = Run({"service", "update", "--rollback", "--image", "x", "web"});
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.err, HasSubstr("--rollback cannot be combined"));

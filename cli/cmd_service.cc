@@ -25,13 +25,14 @@ absl::StatusOr<api::Service> GetService(Session& s, const std::string& name,
 }
 
 absl::Status SendUpdate(Session& s, const api::Service& service, const api::ServiceSpec& spec,
-                        bool rollback) {
+                        bool rollback, bool rebalance = false) {
   ASSIGN_OR_RETURN(Client * c, s.client());
   api::UpdateServiceRequest req;
   req.set_service_id(service.id());
   *req.mutable_service_version() = service.meta().version();
   if (!rollback) *req.mutable_spec() = spec;
   req.set_rollback(rollback);
+  req.set_rebalance(rebalance);
   return c->Control(&api::Control::Stub::UpdateService, req).status();
 }
 
@@ -116,12 +117,13 @@ struct UpdateFlags {
   ServiceFlags service;
   std::string name;
   bool rollback = false;
+  bool rebalance = false;
   bool detach = false;
   bool quiet = false;
 };
 
 absl::Status Update(Session& s, const UpdateFlags& f) {
-  if (f.rollback && !(f.service == ServiceFlags{})) {
+  if (f.rollback && (!(f.service == ServiceFlags{}) || f.rebalance)) {
     return absl::InvalidArgumentError("--rollback cannot be combined with other changes");
   }
   ASSIGN_OR_RETURN(api::Service service, GetService(s, f.name));
@@ -132,7 +134,7 @@ absl::Status Update(Session& s, const UpdateFlags& f) {
     auto cache = std::make_shared<std::map<std::string, std::string>>();
     RETURN_IF_ERROR(ApplyServiceUpdate(f.service, FlagEnv(s, cache), &spec));
     RETURN_IF_ERROR(ResolveSpecReferences(s, &spec));
-    RETURN_IF_ERROR(SendUpdate(s, service, spec, /*rollback=*/false));
+    RETURN_IF_ERROR(SendUpdate(s, service, spec, /*rollback=*/false, f.rebalance));
   }
   s.out() << f.name << "\n";
   return absl::OkStatus();
@@ -375,6 +377,9 @@ void AddServiceCommands(CommandTree& tree) {
                      [update](Session& s) { return Update(s, *update); });
   AddServiceFlags(tree, cmd, &update->service, /*update=*/true);
   tree.Flag(cmd, "--rollback", &update->rollback, "Rollback to previous specification");
+  tree.Flag(cmd, "--rebalance", &update->rebalance,
+            "Spread the tasks evenly over the eligible nodes, including nodes that joined "
+            "since (moves tasks with the update parallelism and delay)");
   tree.Flag(cmd, "-d,--detach", &update->detach, "Exit immediately (swarmctl always does)");
   tree.Flag(cmd, "-q,--quiet", &update->quiet, "Suppress progress output");
   cmd->add_option("SERVICE", update->name, "Service (ID or name)")->required();

@@ -3,7 +3,9 @@
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
+#include "manager/allocator/allocator.h"
 #include "manager/leader/members.h"
+#include "manager/orchestrator/orchestrator.h"
 #include "node/control_router.h"
 #include "proto/raft_service.grpc.pb.h"
 
@@ -41,10 +43,19 @@ absl::Status Manager::Init() {
   rc.state_machine = store_.get();
   // Leader-only components: built anew for each leadership, after the node exists.
   leader_ = std::make_unique<manager::leader::LeaderRuntime>(
-      std::vector<manager::leader::LeaderRuntime::Factory>{[this] {
-        return std::make_unique<manager::leader::MemberReconciler>(store_.get(), raft_.get(),
-                                                                   config_.clock);
-      }});
+      std::vector<manager::leader::LeaderRuntime::Factory>{
+          [this] {
+            return std::make_unique<manager::leader::MemberReconciler>(store_.get(), raft_.get(),
+                                                                       config_.clock);
+          },
+          [this] {
+            return std::make_unique<manager::orchestrator::Orchestrator>(
+                store_.get(), config_.clock, config_.random);
+          },
+          [this] {
+            return std::make_unique<manager::allocator::Allocator>(store_.get(), config_.clock);
+          },
+      });
   rc.on_leadership_change = [leader = leader_.get()](bool is_leader, uint64_t term) {
     leader->OnLeadershipChange(is_leader, term);
   };

@@ -944,12 +944,12 @@ grpc::Status Server::UpdateService(grpc::ServerContext* ctx, const api::UpdateSe
 absl::Status Server::DoUpdateService(const api::UpdateServiceRequest& req,
                                      api::UpdateServiceResponse* resp) {
   RETURN_IF_ERROR(RequireVersion(req.has_service_version(), "service_version"));
-  if (!req.rollback()) {
-    if (!req.has_spec()) {
-      return absl::InvalidArgumentError("the service's new spec is required (or rollback)");
-    }
-    RETURN_IF_ERROR(ValidateServiceSpec(req.spec()));
+  const bool new_spec = !req.rollback() && req.has_spec();
+  if (!req.rollback() && !req.has_spec() && !req.rebalance()) {
+    return absl::InvalidArgumentError(
+        "the service's new spec is required (or rollback, or rebalance)");
   }
+  if (new_spec) RETURN_IF_ERROR(ValidateServiceSpec(req.spec()));
   const absl::Time now = options_.clock->Now();
   api::Service svc;
   RETURN_IF_ERROR(store_->Update([&](store::WriteTx& tx) -> absl::Status {
@@ -966,6 +966,8 @@ absl::Status Server::DoUpdateService(const api::UpdateServiceRequest& req,
             absl::StrCat(what, " has no previous spec to roll back to: it was never updated"));
       }
       next = svc.previous_spec();
+    } else if (!new_spec) {
+      next = svc.spec();
     } else {
       next = req.spec();
       if (next.annotations().name() != svc.spec().annotations().name()) {
@@ -1007,6 +1009,15 @@ absl::Status Server::DoUpdateService(const api::UpdateServiceRequest& req,
       *svc.mutable_spec() = next;
       svc.mutable_spec_version()->set_index(version);
       svc.clear_update_status();
+    }
+    if (req.rebalance()) {
+      if (!svc.spec().has_replicated()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(what,
+                         " is not a replicated service: only replicated services can be rebalanced "
+                         "(a global service already runs one task on every eligible node)"));
+      }
+      svc.set_rebalance(true);
     }
     if (changed && IsJob(svc.spec())) {
       api::JobStatus* job = svc.mutable_job_status();

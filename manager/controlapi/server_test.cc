@@ -613,6 +613,28 @@ TEST_F(ServerTest, UpdateService_RollbackSwapsBackToThePreviousSpec) {
   EXPECT_FALSE(v3.has_update_status());
 }
 
+TEST_F(ServerTest, UpdateService_RebalanceMarksReplicatedServicesOnly) {
+  auto svc = CreateService(ServiceSpec("web"));
+  ASSERT_TRUE(svc.ok());
+  api::UpdateServiceRequest req;
+  req.set_service_id("web");
+  *req.mutable_service_version() = svc->meta().version();
+  req.set_rebalance(true);
+  api::UpdateServiceResponse resp;
+  ASSERT_OK(Call(&Server::UpdateService, req, &resp));
+  EXPECT_TRUE(resp.service().rebalance());
+  EXPECT_EQ(resp.service().spec_version().index(), 1u) << "the spec did not change";
+
+  api::ServiceSpec global = ServiceSpec("agent");
+  global.mutable_global();
+  auto g = CreateService(global);
+  ASSERT_TRUE(g.ok());
+  req.set_service_id("agent");
+  *req.mutable_service_version() = g->meta().version();
+  EXPECT_TRUE(Fails(Call(&Server::UpdateService, req, &resp), StatusCode::INVALID_ARGUMENT,
+                    "only replicated services can be rebalanced"));
+}
+
 TEST_F(ServerTest, UpdateService_RegistryAuthIsKeptWhenNotResent) {
   api::ServiceSpec spec = ServiceSpec("private");
   spec.mutable_task_template()->mutable_container()->mutable_pull_options()->set_registry_auth(

@@ -101,6 +101,7 @@ class Reconciler {
   void Global();
   // Returns false when a failure action rolled the service back (the plan is then complete).
   bool RollOut();
+  void Rebalance(int budget);
   void ReapHistory();
   void Finish();
 
@@ -496,7 +497,8 @@ bool Reconciler::RollOut() {
           old_live.push_back(e);
           old_outdated |= !clean;
         }
-      } else if (Runs(t) && (!clean || evict)) {
+      } else if (Runs(t)) {
+        // A task being stopped: outdated, evicted, or moved by a rebalance.
         old_running = true;
         old_outdated |= !clean;
       }
@@ -606,7 +608,7 @@ bool Reconciler::RollOut() {
   int budget =
       config.parallelism() == 0 ? INT_MAX : static_cast<int>(config.parallelism()) - in_progress;
   const absl::Duration delay = FromProtoDuration(config.delay());
-  if (delay > absl::ZeroDuration() && !todo.empty()) {
+  if (delay > absl::ZeroDuration() && (!todo.empty() || svc_->rebalance())) {
     // Batches: the next one starts `delay` after the last one is running.
     if (in_progress > 0) {
       budget = 0;
@@ -615,6 +617,7 @@ bool Reconciler::RollOut() {
       Wake(last_started + delay);
     }
   }
+  if (todo.empty() && !paused && in_progress == 0) Rebalance(budget);
   const bool start_first = config.order() == api::UPDATE_ORDER_START_FIRST;
   for (const Replacement& r : todo) {
     if (budget <= 0) break;
@@ -646,6 +649,49 @@ bool Reconciler::RollOut() {
     }
   }
   return true;
+}
+
+// Moves tasks from the nodes with most of the service's tasks, while any node that may take
+// them has two fewer. Only once everything runs: the counts must be settled. The replacement
+// starts at once (the scheduler places it on the node with fewest of the service's tasks,
+// since the old one still counts where it runs) and the old one stops.
+void Reconciler::Rebalance(int budget) {
+  if (!svc_->rebalance() || !svc_->spec().has_replicated()) return;
+  std::map<std::string, std::vector<Entry*>> on_node;
+  for (const auto& n : in_.nodes->all()) {
+    if (MayTake(n.get())) on_node[n->id()];
+  }
+  for (auto& [key, slot] : slots_) {
+    if (slot.remove) continue;
+    if (slot.state == Slot::State::kWaiting || slot.state == Slot::State::kRestart) return;
+    for (Entry* e : slot.current) {
+      const Task& t = e->task();
+      if (!DesiredLive(t)) continue;
+      if (t.status().state() != api::TASK_STATE_RUNNING) return;
+      auto it = on_node.find(t.node_id());
+      if (it != on_node.end()) it->second.push_back(e);
+    }
+  }
+  // Tasks that may move off each node, and how many of the service's tasks each will run.
+  std::vector<std::pair<std::vector<Entry*>, size_t>> nodes;
+  for (auto& [id, tasks] : on_node) nodes.push_back({tasks, tasks.size()});
+  auto fewer = [](const auto& a, const auto& b) { return a.second < b.second; };
+  auto most = [&] { return std::max_element(nodes.begin(), nodes.end(), fewer); };
+  auto least = [&] { return std::min_element(nodes.begin(), nodes.end(), fewer); };
+  if (nodes.empty() || most()->second < least()->second + 2) {
+    if (!plan_.service) plan_.service = *svc_;
+    plan_.service->set_rebalance(false);  // spread evenly: done
+    return;
+  }
+  for (; budget > 0 && most()->second >= least()->second + 2; --budget) {
+    auto from = most();
+    Entry* e = from->first.back();
+    from->first.pop_back();
+    --from->second;
+    ++least()->second;  // where the scheduler will place the replacement
+    SetDesired(e, api::TASK_STATE_SHUTDOWN);
+    Create(slots_[{e->task().slot(), ""}], api::TASK_STATE_RUNNING, nullptr);
+  }
 }
 
 void Reconciler::ReapHistory() {

@@ -86,7 +86,17 @@ class World {
       if (t.desired_state() <= api::TASK_STATE_COMPLETE && s < api::TASK_STATE_ASSIGNED) {
         if (t.node_id().empty()) {
           if (usable.empty()) continue;
-          t.set_node_id(usable[next_node++ % usable.size()]);
+          // Like the scheduler: the node with fewest tasks of the service.
+          std::map<std::string, int> load;
+          for (const std::string& n : usable) load[n] = 0;
+          for (const auto& [oid, o] : tasks) {
+            if (load.count(o.node_id()) && o.status().state() >= api::TASK_STATE_ASSIGNED &&
+                o.status().state() <= api::TASK_STATE_RUNNING)
+              ++load[o.node_id()];
+          }
+          t.set_node_id(std::min_element(load.begin(), load.end(), [](auto& a, auto& b) {
+                          return a.second < b.second;
+                        })->first);
         }
         SetState(t, api::TASK_STATE_ASSIGNED);
       }
@@ -189,7 +199,6 @@ class World {
   bool removed = false;
   SeededRandom random{7};
   uint64_t seq = 0;
-  size_t next_node = 0;
 };
 
 std::set<uint64_t> Slots(const std::vector<const api::Task*>& tasks) {
@@ -581,6 +590,28 @@ TEST(ReconcileTest, Rollback_ManualUsesTheRollbackConfigAndCompletes) {
   w.Settle();
   EXPECT_EQ(w.svc.update_status().state(), api::UPDATE_STATE_ROLLBACK_COMPLETED);
   for (const api::Task* t : w.Running()) EXPECT_EQ(t->spec().container().image(), "busybox:1");
+}
+
+TEST(ReconcileTest, Rebalance_SpreadsOntoNewNodesThenClearsTheRequest) {
+  World w;
+  w.AddNode("n1");
+  w.svc.mutable_spec()->mutable_replicated()->set_replicas(5);
+  w.Settle();
+  w.AddNode("n2");
+  w.AddNode("n3");
+  w.Settle();
+  EXPECT_EQ(w.Running().size(), 5u);
+  for (const api::Task* t : w.Running()) EXPECT_EQ(t->node_id(), "n1") << "not without asking";
+
+  w.svc.set_rebalance(true);
+  Plan p = w.Step();
+  EXPECT_EQ(p.create.size(), 1u) << "update parallelism 1";
+  w.Settle();
+  EXPECT_FALSE(w.svc.rebalance());
+  std::map<std::string, int> per_node;
+  for (const api::Task* t : w.Running()) ++per_node[t->node_id()];
+  EXPECT_EQ(per_node, (std::map<std::string, int>{{"n1", 2}, {"n2", 2}, {"n3", 1}}));
+  EXPECT_EQ(Slots(w.Running()).size(), 5u);
 }
 
 TEST(ReconcileTest, Global_OneTaskPerEligibleNodeFollowingNodes) {

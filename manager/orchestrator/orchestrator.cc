@@ -1,0 +1,166 @@
+#include "manager/orchestrator/orchestrator.h"
+
+#include <pthread.h>
+
+#include <algorithm>
+
+#include "common/logging.h"
+#include "common/status_macros.h"
+
+namespace swarm::manager::orchestrator {
+namespace {
+
+constexpr char kLog[] = "orchestrator";
+// How long the thread waits for store events before it looks at the clock again; bounds how
+// late a due time (measured on the injected clock) is noticed.
+constexpr absl::Duration kPoll = absl::Milliseconds(100);
+
+}  // namespace
+
+void Orchestrator::Start() {
+  // Events from now on; the first round looks at every service, so nothing before is missed.
+  auto watch = store_->WatchFrom(0);
+  if (watch.ok()) watch_ = *watch;
+  thread_ = std::thread([this] { Run(); });
+}
+
+void Orchestrator::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+  if (watch_) watch_->Close();
+}
+
+void Orchestrator::Run() {
+  pthread_setname_np(pthread_self(), "orchestrator");
+  absl::Time next_resync = clock_->Now() + kResync;
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+    }
+    const bool idle = !all_dirty_ && dirty_.empty();
+    if (watch_ != nullptr) {
+      // Wait for the first event only when there is nothing to do; then take what is queued.
+      for (auto e = watch_->Next(idle ? kPoll : absl::ZeroDuration()); e.has_value();
+           e = watch_->Next(absl::ZeroDuration())) {
+        const api::StoreAction& obj = e->new_object ? *e->new_object : *e->old_object;
+        switch (obj.target_case()) {
+          case api::StoreAction::kService:
+            dirty_.insert(obj.service().id());
+            break;
+          case api::StoreAction::kTask:
+            dirty_.insert(obj.task().service_id());
+            break;
+          case api::StoreAction::kNode:
+          case api::StoreAction::kCluster:
+            all_dirty_ = true;
+            break;
+          default:
+            break;
+        }
+      }
+    } else {
+      clock_->SleepFor(kPoll);
+    }
+    const absl::Time now = clock_->Now();
+    if (now >= next_resync) {
+      all_dirty_ = true;
+      next_resync = now + kResync;
+    }
+    for (auto it = due_.begin(); it != due_.end();) {
+      if (it->second > now) {
+        ++it;
+        continue;
+      }
+      dirty_.insert(it->first);
+      it = due_.erase(it);
+    }
+    if (all_dirty_ || !dirty_.empty()) Round();
+  }
+}
+
+void Orchestrator::Round() {
+  std::vector<std::pair<std::string, Plan>> plans;
+  const absl::Time now = clock_->Now();
+  store_->View([&](const store::ReadTx& tx) {
+    int64_t history = 5;
+    for (const auto& c : tx.ListClusters()) {
+      history = c->spec().orchestration().task_history_retention_limit();
+    }
+    const NodeIndex nodes(tx.ListNodes());
+    if (all_dirty_) {
+      for (const auto& s : tx.ListServices()) dirty_.insert(s->id());
+      // Tasks whose service is gone.
+      for (const auto& t : tx.ListTasks()) {
+        if (!t->service_id().empty()) dirty_.insert(t->service_id());
+      }
+      all_dirty_ = false;
+    }
+    for (const std::string& id : dirty_) {
+      if (id.empty()) continue;  // tasks that belong to no service are not ours
+      auto svc = tx.GetService(id);
+      auto tasks = tx.TasksByService(id);
+      ServiceState state;
+      state.service = svc.get();
+      state.tasks.reserve(tasks.size());
+      for (const auto& t : tasks) state.tasks.push_back(t.get());
+      state.nodes = &nodes;
+      state.task_history_limit = history;
+      state.now = now;
+      Plan plan = Reconcile(state, *random_);
+      if (!plan.empty() || plan.next_check != absl::InfiniteFuture()) {
+        plans.emplace_back(id, std::move(plan));
+      }
+    }
+    dirty_.clear();
+  });
+  for (auto& [id, plan] : plans) {
+    if (plan.next_check != absl::InfiniteFuture()) {
+      auto [it, fresh] = due_.emplace(id, plan.next_check);
+      if (!fresh) it->second = std::min(it->second, plan.next_check);
+    }
+    if (plan.empty()) continue;
+    const absl::Status s = Write(plan);
+    if (!s.ok()) {
+      // Usually a race with the scheduler or an agent's report; look again shortly.
+      log::Debug(kLog, "plan not written; retrying", {{"service", id}, {"reason", s}});
+      due_[id] = now + kRetryAfter;
+    }
+  }
+}
+
+absl::Status Orchestrator::Write(const Plan& plan) {
+  // Every write of the plan, in the order they are best applied: state changes of existing
+  // tasks, deletions, new tasks, then the service.
+  std::vector<std::function<void(store::WriteTx&)>> writes;
+  writes.reserve(plan.update.size() + plan.remove.size() + plan.create.size() + 1);
+  for (const api::Task& t : plan.update) {
+    writes.push_back([&t](store::WriteTx& tx) { tx.UpdateObject(t); });
+  }
+  for (const std::string& id : plan.remove) {
+    writes.push_back([&id](store::WriteTx& tx) {
+      api::Task t;
+      t.set_id(id);
+      tx.RemoveObject(t);
+    });
+  }
+  for (const api::Task& t : plan.create) {
+    writes.push_back([&t](store::WriteTx& tx) { tx.CreateObject(t); });
+  }
+  if (plan.service) {
+    writes.push_back([&plan](store::WriteTx& tx) { tx.UpdateObject(*plan.service); });
+  }
+  for (size_t begin = 0; begin < writes.size(); begin += kMaxWritesPerTransaction) {
+    const size_t end = std::min(writes.size(), begin + kMaxWritesPerTransaction);
+    RETURN_IF_ERROR(store_->Update([&](store::WriteTx& tx) {
+      for (size_t i = begin; i < end; ++i) writes[i](tx);
+      return absl::OkStatus();
+    }));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace swarm::manager::orchestrator

@@ -189,8 +189,8 @@ absl::StatusOr<std::string> Runtime::Create(ContainerSpec spec) {
     }
     ASSIGN_OR_RETURN(ResolvedImage image, options_.images->ResolveForContainer(spec.image));
     spec.lower_dirs = image.lower_dirs;
-    std::vector<std::string> args = image.entrypoint;
-    if (spec.args.empty()) {
+    std::vector<std::string> args = spec.entrypoint.value_or(image.entrypoint);
+    if (spec.args.empty() && !spec.entrypoint) {
       args.insert(args.end(), image.cmd.begin(), image.cmd.end());
     } else {
       args.insert(args.end(), spec.args.begin(), spec.args.end());

@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -61,8 +62,11 @@ struct ContainerSpec {
   std::string image;  // reference resolved through the image store when lower_dirs is empty
   // Overlay lower directories, uppermost first.
   std::vector<std::string> lower_dirs;
-  // Entry point and command are already joined: args[0] is looked up in PATH.
+  // Entry point and command are already joined: args[0] is looked up in PATH. With an image,
+  // these are the command (the image's cmd when empty), appended to the entry point.
   std::vector<std::string> args;
+  // Replaces the image's entry point (`--entrypoint`); the image's cmd is then not used.
+  std::optional<std::vector<std::string>> entrypoint;
   std::vector<std::string> env;  // "KEY=value"
   std::string working_dir = "/";
   std::string user;  // "uid[:gid]" or "name[:group]", resolved in the container's /etc

@@ -1,0 +1,61 @@
+// AssignmentSet: what one node's Assignments stream has told its agent so far, and the next
+// message that brings the agent up to date with the store.
+//
+// A node's assignments are its tasks (node_id == node, observed state ASSIGNED or later, any
+// desired state) and the secrets and configs that its tasks still need (those referenced by
+// spec.container.secrets[].secret_id / configs[].config_id of a task that is not past
+// RUNNING: a finished task needs none, and DESIGN.md wants secrets only on nodes that run a
+// task that uses them). Nothing else is sent.
+//
+// The set diffs the store's current state against the versions it last sent, instead of
+// replaying store events: so it needs no event history (a fan-out that falls behind simply
+// sends a larger diff), and changes that happen while a message is being written coalesce
+// into the next one. The first message is COMPLETE; the others are INCREMENTAL, ordered so
+// that an agent applying them in order never holds a task without its secrets and configs:
+// secret and config updates, task updates, task removals, then secret and config removals.
+// Messages are numbered: results_in is the set's sequence number after the message,
+// applies_to the one before (empty for COMPLETE); an agent that sees a gap reopens the stream.
+//
+// Thread-safety: none; the dispatcher's fan-out thread owns each set.
+#ifndef SWARM_MANAGER_DISPATCHER_ASSIGNMENTS_H_
+#define SWARM_MANAGER_DISPATCHER_ASSIGNMENTS_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "manager/store/store.h"
+#include "proto/dispatcher.pb.h"
+
+namespace swarm::manager::dispatcher {
+
+// Whether a task belongs in its node's assignments.
+bool IsAssigned(const api::Task& task);
+
+class AssignmentSet {
+ public:
+  // The message that takes the agent from what was sent to what tx holds for node_id: the
+  // first call returns a COMPLETE message (possibly empty), later calls an INCREMENTAL one, or
+  // nullopt when nothing changed.
+  std::optional<api::AssignmentsMessage> Next(const store::ReadTx& tx, const std::string& node_id);
+
+  // Whether the agent holds this secret or config (store events about it concern this node).
+  bool HasSecret(const std::string& id) const { return secrets_.contains(id); }
+  bool HasConfig(const std::string& id) const { return configs_.contains(id); }
+  // Messages sent so far.
+  uint64_t sequence() const { return sequence_; }
+
+ private:
+  // ID -> store version, of what the agent holds.
+  using Versions = absl::flat_hash_map<std::string, uint64_t>;
+
+  uint64_t sequence_ = 0;
+  Versions tasks_;
+  Versions secrets_;
+  Versions configs_;
+};
+
+}  // namespace swarm::manager::dispatcher
+
+#endif  // SWARM_MANAGER_DISPATCHER_ASSIGNMENTS_H_

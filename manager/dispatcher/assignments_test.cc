@@ -1,0 +1,201 @@
+#include "manager/dispatcher/assignments.h"
+
+#include <set>
+
+#include "gtest/gtest.h"
+
+namespace swarm::manager::dispatcher {
+namespace {
+
+using store::ReadTx;
+using store::WriteTx;
+
+api::Task NewTask(const std::string& id, const std::string& node, api::TaskState state,
+                  std::vector<std::string> secrets = {}, std::vector<std::string> configs = {}) {
+  api::Task t;
+  t.set_id(id);
+  t.set_node_id(node);
+  t.mutable_status()->set_state(state);
+  t.set_desired_state(api::TASK_STATE_RUNNING);
+  api::ContainerSpec* c = t.mutable_spec()->mutable_container();
+  c->set_image("nginx");
+  for (const std::string& s : secrets) c->add_secrets()->set_secret_id(s);
+  for (const std::string& s : configs) c->add_configs()->set_config_id(s);
+  return t;
+}
+
+// What a message says, as "u:task:t1", "r:secret:s1", in message order.
+std::vector<std::string> Changes(const api::AssignmentsMessage& m) {
+  std::vector<std::string> out;
+  for (const api::AssignmentChange& c : m.changes()) {
+    std::string s = c.action() == api::ASSIGNMENT_ACTION_UPDATE ? "u:" : "r:";
+    const api::Assignment& a = c.assignment();
+    if (a.has_task()) s += "task:" + a.task().id();
+    if (a.has_secret()) s += "secret:" + a.secret().id();
+    if (a.has_config()) s += "config:" + a.config().id();
+    out.push_back(s);
+  }
+  return out;
+}
+
+class AssignmentSetTest : public ::testing::Test {
+ protected:
+  AssignmentSetTest() : store_(&proposer_, &clock_) {
+    proposer_.set_store(&store_);
+    Write([](WriteTx& tx) {
+      for (const char* id : {"s1", "s2"}) {
+        api::Secret s;
+        s.set_id(id);
+        s.mutable_spec()->mutable_annotations()->set_name(id);
+        s.mutable_spec()->set_data(std::string("data of ") + id);
+        tx.CreateObject(s);
+      }
+      api::Config c;
+      c.set_id("c1");
+      c.mutable_spec()->mutable_annotations()->set_name("c1");
+      tx.CreateObject(c);
+    });
+  }
+
+  void Write(const std::function<void(WriteTx&)>& fn) {
+    ASSERT_TRUE(store_
+                    .Update([&](WriteTx& tx) {
+                      fn(tx);
+                      return absl::OkStatus();
+                    })
+                    .ok());
+  }
+  void UpdateTask(const std::string& id, const std::function<void(api::Task&)>& fn) {
+    Write([&](WriteTx& tx) {
+      api::Task t = *tx.GetTask(id);
+      fn(t);
+      tx.UpdateObject(t);
+    });
+  }
+  std::optional<api::AssignmentsMessage> Next(const std::string& node = "n1") {
+    std::optional<api::AssignmentsMessage> m;
+    store_.View([&](const ReadTx& tx) { m = set_.Next(tx, node); });
+    return m;
+  }
+
+  FakeClock clock_;
+  store::LocalProposer proposer_;
+  store::MemoryStore store_;
+  AssignmentSet set_;
+};
+
+TEST_F(AssignmentSetTest, First_IsCompleteWithTasksAndWhatTheyUse) {
+  Write([](WriteTx& tx) {
+    tx.CreateObject(NewTask("t1", "n1", api::TASK_STATE_ASSIGNED, {"s1"}, {"c1"}));
+    tx.CreateObject(NewTask("t2", "n1", api::TASK_STATE_RUNNING, {"s1"}));
+    // Not this node's, or not assigned yet.
+    tx.CreateObject(NewTask("t3", "n2", api::TASK_STATE_ASSIGNED, {"s2"}));
+    tx.CreateObject(NewTask("t4", "n1", api::TASK_STATE_PENDING, {"s2"}));
+  });
+  auto m = Next();
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->type(), api::ASSIGNMENTS_TYPE_COMPLETE);
+  EXPECT_EQ(m->applies_to(), "");
+  EXPECT_EQ(m->results_in(), "1");
+  EXPECT_EQ(Changes(*m),
+            (std::vector<std::string>{"u:secret:s1", "u:config:c1", "u:task:t1", "u:task:t2"}));
+  // Secrets carry their data: the agent needs it to run the task.
+  EXPECT_EQ(m->changes(0).assignment().secret().spec().data(), "data of s1");
+  EXPECT_TRUE(set_.HasSecret("s1"));
+  EXPECT_FALSE(set_.HasSecret("s2"));
+  EXPECT_TRUE(set_.HasConfig("c1"));
+}
+
+TEST_F(AssignmentSetTest, EmptyNode_GetsAnEmptyCompleteSet) {
+  auto m = Next();
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->type(), api::ASSIGNMENTS_TYPE_COMPLETE);
+  EXPECT_TRUE(m->changes().empty());
+  EXPECT_FALSE(Next().has_value());
+}
+
+TEST_F(AssignmentSetTest, Changes_AreIncrementalAndChained) {
+  ASSERT_TRUE(Next().has_value());
+  // Assigned.
+  Write(
+      [](WriteTx& tx) { tx.CreateObject(NewTask("t1", "n1", api::TASK_STATE_ASSIGNED, {"s1"})); });
+  auto m = Next();
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->type(), api::ASSIGNMENTS_TYPE_INCREMENTAL);
+  EXPECT_EQ(m->applies_to(), "1");
+  EXPECT_EQ(m->results_in(), "2");
+  EXPECT_EQ(Changes(*m), (std::vector<std::string>{"u:secret:s1", "u:task:t1"}));
+  EXPECT_FALSE(Next().has_value());
+
+  // Updated: the task only (the secret did not change).
+  UpdateTask("t1", [](api::Task& t) { t.set_desired_state(api::TASK_STATE_SHUTDOWN); });
+  m = Next();
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->applies_to(), "2");
+  EXPECT_EQ(Changes(*m), (std::vector<std::string>{"u:task:t1"}));
+  EXPECT_EQ(m->changes(0).assignment().task().desired_state(), api::TASK_STATE_SHUTDOWN);
+
+  // Removed from the store: the task, then the secret nobody uses any more; keys only.
+  Write([](WriteTx& tx) {
+    api::Task t;
+    t.set_id("t1");
+    tx.RemoveObject(t);
+  });
+  m = Next();
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(Changes(*m), (std::vector<std::string>{"r:task:t1", "r:secret:s1"}));
+  EXPECT_EQ(m->changes(0).assignment().task().ByteSizeLong(), std::string("t1").size() + 2);
+  EXPECT_FALSE(set_.HasSecret("s1"));
+}
+
+TEST_F(AssignmentSetTest, TaskMovedAway_IsRemoved) {
+  Write([](WriteTx& tx) { tx.CreateObject(NewTask("t1", "n1", api::TASK_STATE_ASSIGNED)); });
+  ASSERT_TRUE(Next().has_value());
+  UpdateTask("t1", [](api::Task& t) { t.set_node_id("n2"); });
+  auto m = Next();
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(Changes(*m), (std::vector<std::string>{"r:task:t1"}));
+}
+
+TEST_F(AssignmentSetTest, SecretShared_StaysWhileReferencedAndWithdrawnOnceDone) {
+  Write([](WriteTx& tx) {
+    tx.CreateObject(NewTask("t1", "n1", api::TASK_STATE_RUNNING, {"s1"}));
+    tx.CreateObject(NewTask("t2", "n1", api::TASK_STATE_RUNNING, {"s1", "s2"}));
+  });
+  ASSERT_TRUE(Next().has_value());
+  // t2 ends: s2 is no longer needed, s1 still is (t1). The finished task itself stays.
+  UpdateTask("t2", [](api::Task& t) { t.mutable_status()->set_state(api::TASK_STATE_COMPLETE); });
+  auto m = Next();
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(Changes(*m), (std::vector<std::string>{"u:task:t2", "r:secret:s2"}));
+  EXPECT_TRUE(set_.HasSecret("s1"));
+  EXPECT_FALSE(set_.HasSecret("s2"));
+}
+
+TEST_F(AssignmentSetTest, SecretUpdated_IsSentAgain) {
+  Write([](WriteTx& tx) { tx.CreateObject(NewTask("t1", "n1", api::TASK_STATE_RUNNING, {"s1"})); });
+  ASSERT_TRUE(Next().has_value());
+  Write([](WriteTx& tx) {
+    api::Secret s = *tx.GetSecret("s1");
+    (*s.mutable_spec()->mutable_annotations()->mutable_labels())["k"] = "v";
+    tx.UpdateObject(s);
+  });
+  auto m = Next();
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(Changes(*m), (std::vector<std::string>{"u:secret:s1"}));
+}
+
+TEST_F(AssignmentSetTest, ChangesBetweenCalls_Coalesce) {
+  ASSERT_TRUE(Next().has_value());
+  // Assigned and removed again before the next message: nothing to say.
+  Write([](WriteTx& tx) { tx.CreateObject(NewTask("t1", "n1", api::TASK_STATE_ASSIGNED)); });
+  Write([](WriteTx& tx) {
+    api::Task t;
+    t.set_id("t1");
+    tx.RemoveObject(t);
+  });
+  EXPECT_FALSE(Next().has_value());
+}
+
+}  // namespace
+}  // namespace swarm::manager::dispatcher

@@ -86,10 +86,16 @@ void SchedulerComponent::Run() {
     }
     const absl::Time now = clock_->Now();
     if (!batch_opened_) batch_opened_ = now;
-    if (now >= *batch_opened_ + options_.batch_window || pending_.size() >= options_.max_batch) {
+    if ((now >= *batch_opened_ + options_.batch_window || pending_.size() >= options_.max_batch) &&
+        !Stopping()) {
       ScheduleBatch();
     }
   }
+}
+
+bool SchedulerComponent::Stopping() {
+  absl::MutexLock lock(&mu_);
+  return stopping_;
 }
 
 bool SchedulerComponent::Relist() {
@@ -239,7 +245,9 @@ void SchedulerComponent::WriteDecisions(const std::vector<Write>& writes) {
   const google::protobuf::Timestamp now =
       google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(clock_->Now()));
   size_t next = 0;
-  while (next < writes.size()) {
+  // Stop() does not wait for the rest of a large batch: the next leader lists and schedules
+  // whatever is still pending.
+  while (next < writes.size() && !Stopping()) {
     const size_t begin = next;
     std::vector<std::string> changed;  // tasks that changed since we read them
     absl::Status s = store_->Update([&](store::WriteTx& tx) {

@@ -86,6 +86,7 @@ class SchedulerComponent final : public manager::leader::Component {
   };
 
   void Run();
+  bool Stopping();
   // A fresh watch, node set and pending tasks from one list; false if stopping or the store
   // refused the watch.
   bool Relist();

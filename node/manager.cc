@@ -8,6 +8,7 @@
 #include "manager/orchestrator/orchestrator.h"
 #include "node/control_router.h"
 #include "proto/raft_service.grpc.pb.h"
+#include "scheduler/component.h"
 
 namespace swarm::node {
 namespace {
@@ -54,6 +55,9 @@ absl::Status Manager::Init() {
           },
           [this] {
             return std::make_unique<manager::allocator::Allocator>(store_.get(), config_.clock);
+          },
+          [this] {
+            return std::make_unique<scheduler::SchedulerComponent>(store_.get(), config_.clock);
           },
       });
   rc.on_leadership_change = [leader = leader_.get()](bool is_leader, uint64_t term) {

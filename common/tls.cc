@@ -126,7 +126,7 @@ grpc::ChannelArguments ChannelArguments(std::string_view server_role) {
   return args;
 }
 
-absl::StatusOr<Peer> PeerOf(const grpc::ServerContext& context) {
+absl::StatusOr<Peer> PeerOf(const grpc::ServerContextBase& context) {
   std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
   if (!auth || !auth->IsPeerAuthenticated()) {
     return absl::UnauthenticatedError("the caller presented no verified certificate");
@@ -138,7 +138,7 @@ absl::StatusOr<Peer> PeerOf(const grpc::ServerContext& context) {
   return *p;
 }
 
-absl::Status RequireRole(const grpc::ServerContext& context,
+absl::Status RequireRole(const grpc::ServerContextBase& context,
                          std::initializer_list<std::string_view> roles) {
   absl::StatusOr<Peer> peer = PeerOf(context);
   if (!peer.ok()) return peer.status();

@@ -59,9 +59,9 @@ struct Peer {
 };
 
 // UNAUTHENTICATED when the call carries no verified certificate.
-absl::StatusOr<Peer> PeerOf(const grpc::ServerContext& context);
+absl::StatusOr<Peer> PeerOf(const grpc::ServerContextBase& context);
 // OK when the peer has one of the roles; PERMISSION_DENIED naming the role needed otherwise.
-absl::Status RequireRole(const grpc::ServerContext& context,
+absl::Status RequireRole(const grpc::ServerContextBase& context,
                          std::initializer_list<std::string_view> roles);
 
 }  // namespace swarm::tls

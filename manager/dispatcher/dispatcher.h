@@ -18,13 +18,13 @@
 // Heartbeats. The deadline of a node is its last heartbeat (or the session's start) plus the
 // grace, kGraceMultiplier heartbeat periods (ClusterSpec.dispatcher.heartbeat_period, default
 // kDefaultHeartbeatPeriod). The period returned to the agent includes jitter, up to +10%
-// (kJitterFraction), so that agents that started together spread out; the agent heartbeats
-// after the returned period and adds no jitter of its own. A node past its deadline is marked
-// DOWN ("heartbeat failure") and its streams end (UNAVAILABLE). When a leadership starts,
-// every node not already DOWN gets a full grace period, as does a node that joins: agents
-// reconnect after a leader change, and a healthy node is never marked DOWN for it. A session
-// ID this leader does not know (expired, replaced, or from an earlier leader) gets NOT_FOUND
-// with kUnknownSessionMessage: the agent starts a new session.
+// (kJitterFraction), so that agents that started together spread out; the agent must call
+// again within the returned period (it may call earlier: ours does, at 70-90% of it). A node past
+// its deadline is marked DOWN ("heartbeat failure") and its streams end (UNAVAILABLE). When a
+// leadership starts, every node not already DOWN gets a full grace period, as does a node that
+// joins: agents reconnect after a leader change, and a healthy node is never marked DOWN for it. A
+// session ID this leader does not know (expired, replaced, or from an earlier leader) gets
+// NOT_FOUND with kUnknownSessionMessage: the agent starts a new session.
 //
 // Task status. Reports are checked by CheckTaskStatus (task_status.h) and written in batches,
 // together with the queued node states: what is queued within Options::batch_window (or
@@ -115,7 +115,7 @@ class Dispatcher {
     size_t max_batch = 1000;
     // Objects written per store transaction (each one Raft entry).
     size_t max_writes_per_transaction = 500;
-    // Task reports one node may send per second, and at once.
+    // Task reports one node may send per second, and in a burst (RateLimiter).
     double updates_per_second = 500;
     double update_burst = 2000;
     // False: no threads; the caller drives the steps (tests).

@@ -44,7 +44,7 @@ bool RateLimiter::Take(double n, absl::Time now) {
     tokens_ = std::min(burst_, tokens_ + absl::ToDoubleSeconds(now - last_) * per_second_);
     last_ = now;
   }
-  if (tokens_ < n) return false;
+  if (tokens_ <= 0) return false;
   tokens_ -= n;
   return true;
 }

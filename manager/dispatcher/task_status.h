@@ -30,12 +30,14 @@ namespace swarm::manager::dispatcher {
 absl::Status CheckTaskStatus(const api::Task* task, const std::string& node_id,
                              const api::TaskStatus& status);
 
-// A token bucket: up to `burst` units at once, refilled at `per_second`.
+// A token bucket, refilled at `per_second` up to `burst`. A take is admitted while the bucket
+// is not empty and may leave it in debt, so that one large batch (an agent sending every
+// report it kept during a disconnect) is never refused for good; the debt delays what follows.
 class RateLimiter {
  public:
   RateLimiter(double per_second, double burst, absl::Time now)
       : per_second_(per_second), burst_(burst), tokens_(burst), last_(now) {}
-  // Takes n units if the bucket holds them.
+  // Takes n units, unless the bucket is empty.
   bool Take(double n, absl::Time now);
 
  private:

@@ -83,11 +83,20 @@ TEST(RateLimiterTest, Take_RefillsOverTime) {
   RateLimiter r(/*per_second=*/10, /*burst=*/20, kT0);
   EXPECT_TRUE(r.Take(20, kT0));
   EXPECT_FALSE(r.Take(1, kT0));
-  EXPECT_FALSE(r.Take(6, kT0 + absl::Milliseconds(500)));  // 5 back
-  EXPECT_TRUE(r.Take(5, kT0 + absl::Milliseconds(500)));
-  // Never more than the burst.
-  EXPECT_FALSE(r.Take(21, kT0 + absl::Hours(1)));
+  EXPECT_TRUE(r.Take(1, kT0 + absl::Milliseconds(200)));  // 2 back
+  EXPECT_TRUE(r.Take(1, kT0 + absl::Milliseconds(200)));
+  EXPECT_FALSE(r.Take(1, kT0 + absl::Milliseconds(200)));
+  // Never more than the burst in reserve.
   EXPECT_TRUE(r.Take(20, kT0 + absl::Hours(1)));
+  EXPECT_FALSE(r.Take(1, kT0 + absl::Hours(1)));
+}
+
+TEST(RateLimiterTest, LargeTake_IsAdmittedAndPaidFor) {
+  RateLimiter r(/*per_second=*/10, /*burst=*/20, kT0);
+  EXPECT_TRUE(r.Take(100, kT0));
+  // 80 in debt: 8 s before the next.
+  EXPECT_FALSE(r.Take(1, kT0 + absl::Seconds(8)));
+  EXPECT_TRUE(r.Take(1, kT0 + absl::Seconds(8) + absl::Milliseconds(100)));
 }
 
 }  // namespace

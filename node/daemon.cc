@@ -151,6 +151,7 @@ void Daemon::Stop() {
     role_cv_.SignalAll();
   }
   if (role_watch_.joinable()) role_watch_.join();
+  StopAgent(/*remove_containers=*/false);
   if (socket_server_) {
     socket_server_->Shutdown(Deadline(absl::Seconds(1)));
     socket_server_.reset();
@@ -303,6 +304,7 @@ void Daemon::EndOperation(api::LocalNodeState state, std::shared_ptr<Manager> ma
   state_ = state;
   if (state != api::LOCAL_NODE_STATE_ERROR) error_.clear();
   manager_ = std::move(manager);
+  role_cv_.SignalAll();  // the role watch starts the agent of a node that became active
 }
 
 absl::StatusOr<Daemon::Addresses> Daemon::ChooseAddresses(const std::string& listen,
@@ -855,8 +857,15 @@ void Daemon::StopAndRelease(std::shared_ptr<Manager> m) {
 void Daemon::RunRoleWatch() {
   pthread_setname_np(pthread_self(), "node-role");
   absl::MutexLock lock(&mu_);
+  bool first = true;
   while (!stopping_) {
-    role_cv_.WaitWithTimeout(&mu_, kRoleCheckPeriod);
+    // The first round starts the agent of a resumed node at once.
+    if (!first) role_cv_.WaitWithTimeout(&mu_, kRoleCheckPeriod);
+    first = false;
+    if (stopping_) continue;
+    mu_.Unlock();
+    SyncAgent();
+    mu_.Lock();
     if (stopping_ || busy_ || state_ != api::LOCAL_NODE_STATE_ACTIVE) continue;
     const NodeState st = node_state_;
     std::shared_ptr<Manager> m = manager_;
@@ -1125,6 +1134,7 @@ absl::Status Daemon::Leave(const api::LeaveSwarmRequest& req) {
     }
     StopAndRelease(std::move(m));  // its log is closed before the state is wiped
   }
+  StopAgent(/*remove_containers=*/true);
   absl::Status s = WipeState();
   {
     absl::MutexLock lock(&mu_);
@@ -1133,6 +1143,94 @@ absl::Status Daemon::Leave(const api::LeaveSwarmRequest& req) {
   EndOperation(api::LOCAL_NODE_STATE_INACTIVE);
   log::Info(kLog, "left the swarm");
   return s;
+}
+
+// ---- the agent ----
+
+absl::Status Daemon::OpenRuntime() {
+  if (executor_ != nullptr) return absl::OkStatus();
+  const fs::path dir(config_.state_dir);
+  ASSIGN_OR_RETURN(images_, agent::runtime::ImageStore::Open((dir / "images").string()));
+  agent::runtime::Runtime::Options ro;
+  ro.root = (dir / "runtime").string();
+  ro.images = images_.get();
+  ASSIGN_OR_RETURN(runtime_, agent::runtime::Runtime::Open(std::move(ro)));
+  ASSIGN_OR_RETURN(task_db_, agent::TaskDb::Open((dir / "tasks").string()));
+  agent::ContainerExecutor::Options eo;
+  eo.runtime = runtime_.get();
+  eo.images = images_.get();
+  eo.registry.insecure_registries = config_.insecure_registries;
+  eo.hostname = config_.hostname;
+  eo.labels = config_.labels;
+  executor_ = std::make_unique<agent::ContainerExecutor>(std::move(eo));
+  return absl::OkStatus();
+}
+
+void Daemon::SyncAgent() {
+  absl::MutexLock agent_lock(&agent_mu_);
+  NodeState st;
+  std::string tls_key;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_ || busy_ || state_ != api::LOCAL_NODE_STATE_ACTIVE) return;
+    st = node_state_;
+    if (manager_ != nullptr) tls_key = manager_->config().credentials.key_pem;
+  }
+  if (agent_ != nullptr && agent_cert_ == st.cert_pem()) return;
+  if (tls_key.empty()) {
+    absl::StatusOr<Keys> keys = keys_.Load();
+    if (!keys.ok()) {
+      log::Warn(kLog, "the agent cannot start without the node's key", {{"reason", keys.status()}});
+      return;
+    }
+    tls_key = keys->tls_key_pem;
+  }
+  agent_.reset();  // a session with the old certificate; its containers keep running
+  if (absl::Status s = OpenRuntime(); !s.ok()) {
+    log::Error(kLog, "the agent cannot start: this node will run no tasks", {{"reason", s}});
+    return;
+  }
+  agent::Agent::Options ao;
+  // A manager's own dispatcher first; the others it learns from the session.
+  if (st.role() == api::NODE_ROLE_MANAGER) ao.managers.push_back(st.advertise_addr());
+  for (const std::string& a : st.manager_addrs()) {
+    if (a != st.advertise_addr()) ao.managers.push_back(a);
+  }
+  ao.credentials =
+      tls::ChannelCredentials(tls::Credentials{st.root_ca_pem(), st.cert_pem(), tls_key});
+  ao.channel_arguments = tls::ChannelArguments(tls::kManagerRole);
+  ao.executor = executor_.get();
+  ao.db = task_db_.get();
+  ao.clock = config_.clock;
+  ao.random = config_.random;
+  absl::StatusOr<std::unique_ptr<agent::Agent>> a = agent::Agent::Start(std::move(ao));
+  if (!a.ok()) {
+    log::Error(kLog, "the agent cannot start: this node will run no tasks",
+               {{"reason", a.status()}});
+    return;
+  }
+  agent_ = *std::move(a);
+  agent_cert_ = st.cert_pem();
+}
+
+void Daemon::StopAgent(bool remove_containers) {
+  absl::MutexLock agent_lock(&agent_mu_);
+  agent_.reset();
+  agent_cert_.clear();
+  if (!remove_containers || runtime_ == nullptr) return;
+  // Leaving the swarm: the node's tasks end with it.
+  if (absl::StatusOr<std::vector<agent::runtime::ContainerInfo>> all = runtime_->List(); all.ok()) {
+    for (const auto& c : *all) {
+      if (absl::Status s = runtime_->Remove(c.id, /*force=*/true); !s.ok()) {
+        log::Warn(kLog, "removing a container on leave failed",
+                  {{"container", c.id}, {"error", s}});
+      }
+    }
+  }
+  executor_.reset();
+  task_db_.reset();
+  std::error_code ec;
+  fs::remove_all(fs::path(config_.state_dir) / "tasks", ec);
 }
 
 // ---- swarm unlock ----

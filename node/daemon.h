@@ -8,9 +8,15 @@
 // ERROR when the stored state cannot be used (the reason is in `info` and the log). `swarm
 // leave` returns to INACTIVE.
 //
+// Every active node also runs the agent (agent/agent.h): the session with a dispatcher and
+// the node's tasks, as containers of the node's runtime. It starts once the node is active and
+// unlocked, restarts with each new certificate (the containers keep running and are adopted),
+// and on leave stops and removes the node's containers.
+//
 // On disk (STATE_DIR, mode 0700): node.state (node/state.proto: who the node is; written last,
 // once an init or join has succeeded, so a crash halfway leaves an inactive node), keys (the
-// Raft DEK and the TLS key, wrapped: manager/keymanager), and raft/ (the encrypted log).
+// Raft DEK and the TLS key, wrapped: manager/keymanager), raft/ (the encrypted log), and the
+// agent's runtime/ (containers), images/ and tasks/ (its task database).
 //
 // Thread-safety: thread-safe. mu_ guards the state; an init, join, leave or unlock runs one at
 // a time (busy_) without holding mu_ across its RPCs and disk writes.
@@ -21,12 +27,15 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "agent/agent.h"
+#include "agent/container_executor.h"
 #include "common/clock.h"
 #include "common/random.h"
 #include "manager/keymanager/keystore.h"
@@ -53,6 +62,8 @@ struct DaemonConfig {
   // hold one); the unlock key when the backup is sealed.
   std::string restore_file;
   std::string restore_unlock_key;
+  // Registries pulled from over plain HTTP (`--insecure-registry HOST:PORT`).
+  std::set<std::string> insecure_registries;
   Clock* clock = &Clock::Real();
   Random* random = &SecureRandom::Get();
 };
@@ -133,6 +144,13 @@ class Daemon {
   // Removes everything a previous membership left (state, keys, Raft log).
   absl::Status WipeState();
   absl::StatusOr<std::shared_ptr<api::Control::Service>> CurrentControl() const;
+  // Starts the agent when the node is active and it is not running with the node's current
+  // certificate (restarting it when the certificate changed); called by the role watch.
+  void SyncAgent();
+  // Stops the agent; with remove_containers (leaving the swarm), also every container of the
+  // node and its task database.
+  void StopAgent(bool remove_containers);
+  absl::Status OpenRuntime() ABSL_EXCLUSIVE_LOCKS_REQUIRED(agent_mu_);
 
   const DaemonConfig config_;
   manager::keymanager::KeyStore keys_;
@@ -153,6 +171,16 @@ class Daemon {
   // The certificate whose renewal time is known, and that time (role-watch thread only).
   std::string renewal_cert_;
   absl::Time renewal_at_;
+
+  // The agent and what it runs on. Lock order: agent_mu_, then mu_.
+  absl::Mutex agent_mu_;
+  std::unique_ptr<agent::runtime::ImageStore> images_ ABSL_GUARDED_BY(agent_mu_);
+  std::unique_ptr<agent::runtime::Runtime> runtime_ ABSL_GUARDED_BY(agent_mu_);
+  std::unique_ptr<agent::ContainerExecutor> executor_ ABSL_GUARDED_BY(agent_mu_);
+  std::unique_ptr<agent::TaskDb> task_db_ ABSL_GUARDED_BY(agent_mu_);
+  std::unique_ptr<agent::Agent> agent_ ABSL_GUARDED_BY(agent_mu_);
+  // The certificate the agent's session was opened with.
+  std::string agent_cert_ ABSL_GUARDED_BY(agent_mu_);
 };
 
 }  // namespace swarm::node

@@ -31,6 +31,9 @@ int Main(int argc, char** argv) {
   app.add_option("--hostname", config.hostname,
                  "hostname the node reports (default: the machine's)");
   app.add_option("--label", labels, "engine label KEY=VALUE the node reports (repeatable)");
+  std::vector<std::string> insecure;
+  app.add_option("--insecure-registry", insecure,
+                 "registry (HOST:PORT) to pull images from over plain HTTP (repeatable)");
   app.add_option("--restore", config.restore_file,
                  "start a new swarm from a backup (swarmctl swarm backup); a sealed backup "
                  "reads the unlock key from standard input");
@@ -57,6 +60,7 @@ int Main(int argc, char** argv) {
     }
     config.labels[kv.first] = kv.second;
   }
+  config.insecure_registries.insert(insecure.begin(), insecure.end());
   config.tick_interval = absl::Milliseconds(tick_ms);
   if (!config.restore_file.empty()) {
     auto bytes = ReadFile(config.restore_file);

@@ -19,73 +19,27 @@
 #include "agent/runtime/fsutil.h"
 #include "agent/runtime/logs.h"
 #include "agent/runtime/runtime.h"
+#include "agent/runtime/testing/local_registry.h"
 #include "agent/runtime/testing/test_image.h"
 #include "gtest/gtest.h"
 
 namespace swarm::agent::runtime {
 namespace {
 
-int FreePort() {
-  int s = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-  close(s);
-  return ntohs(a.sin_port);
-}
-
-long HttpStatus(const std::string& url) {
-  CURL* h = curl_easy_init();
-  curl_easy_setopt(h, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-  long status = 0;
-  if (curl_easy_perform(h) == CURLE_OK) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-  curl_easy_cleanup(h);
-  return status;
-}
-
 class RegistryTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    char tmpl[] = "/tmp/registry_test.XXXXXX";
-    dir_ = mkdtemp(tmpl);
-    port_ = FreePort();
-    registry_ = absl::StrCat("127.0.0.1:", port_);
-    std::ofstream(dir_ + "/config.yml")
-        << "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: "
-        << dir_ << "/data\nhttp:\n  addr: " << registry_ << "\n";
-    registry_pid_ = fork();
-    if (registry_pid_ == 0) {
-      execl("/usr/bin/docker-registry", "docker-registry", "serve", (dir_ + "/config.yml").c_str(),
-            nullptr);
-      _exit(127);
-    }
-    for (int i = 0; i < 200 && HttpStatus(absl::StrCat("http://", registry_, "/v2/")) != 200; ++i) {
-      usleep(50000);
-    }
-    ASSERT_EQ(HttpStatus(absl::StrCat("http://", registry_, "/v2/")), 200);
-
-    ASSERT_TRUE(testing::BuildBusyboxRootfs(dir_ + "/rootfs").ok());
-    testing::LayoutOptions o;
-    o.cmd = {"echo", "pulled"};
-    auto digest = testing::BuildOciLayout({dir_ + "/rootfs"}, dir_ + "/layout", o);
-    ASSERT_TRUE(digest.ok()) << digest.status();
-    manifest_digest_ = *digest;
-    std::string push = absl::StrCat(
-        "skopeo --insecure-policy copy -q --preserve-digests --dest-tls-verify=false oci:", dir_,
-        "/layout:latest docker://", registry_, "/test/busybox:latest");
-    ASSERT_EQ(system(push.c_str()), 0) << push;
+    auto registry = testing::LocalRegistry::Start({"echo", "pulled"});
+    ASSERT_TRUE(registry.ok()) << registry.status();
+    local_ = registry->release();
+    dir_ = local_->dir();
+    registry_ = local_->addr();
+    manifest_digest_ = local_->manifest_digest();
   }
 
   static void TearDownTestSuite() {
-    if (registry_pid_ > 0) {
-      kill(registry_pid_, SIGKILL);
-      waitpid(registry_pid_, nullptr, 0);
-    }
-    ASSERT_TRUE(RemoveAll(dir_).ok());
+    delete local_;
+    local_ = nullptr;
   }
 
   void SetUp() override {
@@ -109,16 +63,14 @@ class RegistryTest : public ::testing::Test {
     return info.ok() ? info->layer_blobs[0] : "";
   }
 
+  static testing::LocalRegistry* local_;
   static std::string dir_, registry_, manifest_digest_;
-  static int port_;
-  static pid_t registry_pid_;
   std::string state_;
   std::unique_ptr<ImageStore> store_;
 };
 
+testing::LocalRegistry* RegistryTest::local_ = nullptr;
 std::string RegistryTest::dir_, RegistryTest::registry_, RegistryTest::manifest_digest_;
-int RegistryTest::port_ = 0;
-pid_t RegistryTest::registry_pid_ = -1;
 
 TEST_F(RegistryTest, Pull_ByTagThenRunsAContainer) {
   std::vector<PullProgress> completed;
@@ -244,7 +196,7 @@ class RegistryAuthTest : public ::testing::Test {
   static void SetUpTestSuite() {
     char tmpl[] = "/tmp/registry_auth_test.XXXXXX";
     dir_ = mkdtemp(tmpl);
-    registry_ = absl::StrCat("127.0.0.1:", FreePort());
+    registry_ = absl::StrCat("127.0.0.1:", testing::FreePort());
     char setting[CRYPT_GENSALT_OUTPUT_SIZE];
     ASSERT_NE(crypt_gensalt_rn("$2b$", 5, nullptr, 0, setting, sizeof setting), nullptr);
     crypt_data data{};
@@ -261,10 +213,11 @@ class RegistryAuthTest : public ::testing::Test {
             nullptr);
       _exit(127);
     }
-    for (int i = 0; i < 200 && HttpStatus(absl::StrCat("http://", registry_, "/v2/")) != 401; ++i) {
+    for (int i = 0;
+         i < 200 && testing::HttpStatus(absl::StrCat("http://", registry_, "/v2/")) != 401; ++i) {
       usleep(50000);
     }
-    ASSERT_EQ(HttpStatus(absl::StrCat("http://", registry_, "/v2/")), 401);
+    ASSERT_EQ(testing::HttpStatus(absl::StrCat("http://", registry_, "/v2/")), 401);
     ASSERT_TRUE(testing::BuildBusyboxRootfs(dir_ + "/rootfs").ok());
     ASSERT_TRUE(testing::BuildOciLayout({dir_ + "/rootfs"}, dir_ + "/layout").ok());
     std::string push = absl::StrCat(

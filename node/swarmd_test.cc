@@ -27,8 +27,9 @@ grpc::Status CreateService(api::Control::Stub& c, const std::string& name,
   SetTimeout(ctx, timeout);
   api::CreateServiceRequest req;
   req.mutable_spec()->mutable_annotations()->set_name(name);
+  // No replicas: these tests are about the control plane, and no node should try to pull.
   req.mutable_spec()->mutable_task_template()->mutable_container()->set_image("busybox");
-  req.mutable_spec()->mutable_replicated()->set_replicas(2);
+  req.mutable_spec()->mutable_replicated()->set_replicas(0);
   api::CreateServiceResponse resp;
   return c.CreateService(&ctx, req, &resp);
 }

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "agent/runtime/runtime.h"
 #include "common/grpc_status.h"
 #include "common/ports.h"
 #include "common/subprocess.h"
@@ -25,6 +26,16 @@ SwarmdCluster::SwarmdCluster(Options options) : options_(std::move(options)) {
 
 SwarmdCluster::~SwarmdCluster() {
   for (auto& [i, pid] : pids_) KillProcess(pid);
+  for (const auto& e : fs::directory_iterator(dir_)) {
+    if (!e.is_directory() || !fs::exists(e.path() / "runtime")) continue;
+    agent::runtime::Runtime::Options o;
+    o.root = (e.path() / "runtime").string();
+    auto rt = agent::runtime::Runtime::Open(std::move(o));
+    if (!rt.ok()) continue;
+    if (auto all = (*rt)->List(); all.ok()) {
+      for (const auto& c : *all) (void)(*rt)->Remove(c.id, /*force=*/true);
+    }
+  }
   // Keep the logs where Bazel collects test outputs, for a failure's post-mortem.
   if (const char* out = std::getenv("TEST_UNDECLARED_OUTPUTS_DIR")) {
     std::error_code ec;
@@ -133,6 +144,11 @@ absl::StatusOr<api::InitSwarmResponse> SwarmdCluster::Init(int i, bool autolock)
   SetTimeout(ctx, absl::Seconds(30));
   api::InitSwarmRequest req;
   req.set_autolock(autolock);
+  if (options_.heartbeat > absl::ZeroDuration()) {
+    req.mutable_dispatcher_heartbeat()->set_seconds(absl::ToInt64Seconds(options_.heartbeat));
+    req.mutable_dispatcher_heartbeat()->set_nanos(
+        static_cast<int32_t>(absl::ToInt64Nanoseconds(options_.heartbeat % absl::Seconds(1))));
+  }
   api::InitSwarmResponse resp;
   grpc::Status s = admin(i).InitSwarm(&ctx, req, &resp);
   if (!s.ok()) return FromGrpcStatus(s);

@@ -1,7 +1,8 @@
 // SwarmdCluster: real swarmd processes on loopback for multi-process tests and benchmarks.
 // Node i (1-based) gets its own port, state directory and unix socket under one temporary
 // directory in /tmp (unix socket paths must stay short), and its output in node-i.log there.
-// The destructor kills every process and removes the directory.
+// The destructor kills every process, removes the containers the nodes started (their shims
+// outlive swarmd by design) and removes the directory.
 //
 // Thread-safety: the stubs may be used from several threads; Start/Kill/Terminate from one.
 #ifndef SWARM_NODE_TESTING_SWARMD_CLUSTER_H_
@@ -27,6 +28,8 @@ class SwarmdCluster {
     // The swarmd binary; by default node/swarmd in the runfiles.
     std::string binary = "node/swarmd";
     int tick_ms = 100;
+    // The swarm's dispatcher heartbeat period set by Init (0: swarmd's default, 5 s).
+    absl::Duration heartbeat = absl::ZeroDuration();
   };
 
   explicit SwarmdCluster(Options options);

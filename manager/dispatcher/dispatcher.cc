@@ -48,7 +48,10 @@ bool Retryable(const absl::Status& s) {
 // ---- lifecycle ----
 
 Dispatcher::Dispatcher(store::MemoryStore* store, Options options)
-    : store_(store), options_(std::move(options)), clock_(options_.clock) {}
+    : store_(store),
+      options_(std::move(options)),
+      clock_(options_.clock),
+      jitter_(options_.random->Next64()) {}
 
 Dispatcher::~Dispatcher() { Stop(); }
 
@@ -164,7 +167,7 @@ absl::StatusOr<absl::Duration> Dispatcher::Heartbeat(const std::string& node_id,
   if (n == nullptr) return absl::NotFoundError(kUnknownSessionMessage);
   n->deadline = clock_->Now() + GraceLocked();
   constexpr uint64_t kSteps = 1000;
-  const double jitter = kJitterFraction * options_.random->Uniform(kSteps) / kSteps;
+  const double jitter = kJitterFraction * jitter_.Uniform(kSteps) / kSteps;
   return period_ * (1 + jitter);
 }
 

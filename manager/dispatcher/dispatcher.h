@@ -231,6 +231,9 @@ class Dispatcher {
   store::MemoryStore* const store_;
   const Options options_;
   Clock* const clock_;
+  // Heartbeat jitter needs no secrets: a PRNG seeded from options_.random, cheaper than it
+  // (SecureRandom locks and calls into OpenSSL for every heartbeat).
+  SeededRandom jitter_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<store::Watch> watch_;
 
   mutable absl::Mutex mu_;

@@ -4,6 +4,7 @@
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "manager/allocator/allocator.h"
+#include "manager/dispatcher/dispatcher.h"
 #include "manager/leader/members.h"
 #include "manager/orchestrator/orchestrator.h"
 #include "node/control_router.h"
@@ -58,6 +59,14 @@ absl::Status Manager::Init() {
           },
           [this] {
             return std::make_unique<scheduler::SchedulerComponent>(store_.get(), config_.clock);
+          },
+          [this] {
+            manager::dispatcher::Dispatcher::Options o;
+            o.node_id = config_.node_id;
+            o.clock = config_.clock;
+            o.random = config_.random;
+            return std::make_unique<manager::dispatcher::LeaderDispatcher>(store_.get(), o,
+                                                                           &dispatcher_slot_);
           },
       });
   rc.on_leadership_change = [leader = leader_.get()](bool is_leader, uint64_t term) {
@@ -144,6 +153,9 @@ absl::Status Manager::Init() {
   b.RegisterService(static_cast<api::CA::Service*>(ca_.get()));
   b.RegisterService(static_cast<api::NodeCA::Service*>(ca_.get()));
   b.RegisterService(remote_control_.get());
+  dispatcher_ = std::make_unique<manager::dispatcher::Service>(
+      &dispatcher_slot_, [this] { return LeaderDispatcher(); });
+  b.RegisterService(dispatcher_.get());
   server_ = b.BuildAndStart();
   if (server_ == nullptr) {
     return absl::UnavailableError("cannot listen on " + config_.listen_addr +
@@ -175,16 +187,35 @@ void Manager::Stop() {
   if (raft_) raft_->Stop();
 }
 
-std::shared_ptr<api::Control::Stub> Manager::LeaderControl() {
+std::optional<std::string> Manager::LeaderAddr() {
   const raft::NodeStatus rs = raft_->Status();
-  if (rs.leader == raft::kNone || rs.leader == rs.id) return nullptr;
+  if (rs.leader == raft::kNone || rs.leader == rs.id) return std::nullopt;
   auto it = rs.members.find(rs.leader);
-  if (it == rs.members.end()) return nullptr;
+  if (it == rs.members.end()) return std::nullopt;
+  return it->second.addr;
+}
+
+std::shared_ptr<api::Control::Stub> Manager::LeaderControl() {
+  const std::optional<std::string> addr = LeaderAddr();
+  if (!addr) return nullptr;
   absl::MutexLock lock(&mu_);
-  std::shared_ptr<api::Control::Stub>& stub = peers_[it->second.addr];
+  std::shared_ptr<api::Control::Stub>& stub = peers_[*addr];
   if (stub == nullptr) {
     stub = api::Control::NewStub(
-        grpc::CreateCustomChannel(it->second.addr, tls::ChannelCredentials(config_.credentials),
+        grpc::CreateCustomChannel(*addr, tls::ChannelCredentials(config_.credentials),
+                                  tls::ChannelArguments(tls::kManagerRole)));
+  }
+  return stub;
+}
+
+std::shared_ptr<api::Dispatcher::Stub> Manager::LeaderDispatcher() {
+  const std::optional<std::string> addr = LeaderAddr();
+  if (!addr) return nullptr;
+  absl::MutexLock lock(&mu_);
+  std::shared_ptr<api::Dispatcher::Stub>& stub = dispatcher_peers_[*addr];
+  if (stub == nullptr) {
+    stub = api::Dispatcher::NewStub(
+        grpc::CreateCustomChannel(*addr, tls::ChannelCredentials(config_.credentials),
                                   tls::ChannelArguments(tls::kManagerRole)));
   }
   return stub;

@@ -7,7 +7,9 @@
 // so the control API's checks across objects run in one place. The CA is served by every
 // manager itself: its writes are Raft proposals, which a follower's Raft node forwards to the
 // leader. Reads wait for a linearizable read index first. Leader-only components run under
-// the LeaderRuntime (manager/leader), fed by the Raft node's leadership changes.
+// the LeaderRuntime (manager/leader), fed by the Raft node's leadership changes. The agents'
+// Dispatcher calls are served by the leader's dispatcher, one of those components; the other
+// managers relay them to it (manager/dispatcher/service.h).
 //
 // Thread-safety: thread-safe. Stop() may be called from any thread but not from a gRPC handler
 // of this manager's own server.
@@ -19,6 +21,7 @@
 #include <atomic>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -32,6 +35,8 @@
 #include "common/tls.h"
 #include "manager/ca/server.h"
 #include "manager/controlapi/server.h"
+#include "manager/dispatcher/dispatcher.h"
+#include "manager/dispatcher/service.h"
 #include "manager/keymanager/keystore.h"
 #include "manager/leader/runtime.h"
 #include "manager/store/store.h"
@@ -90,11 +95,18 @@ class Manager {
   void RunMaintenance();
   // Re-wraps the keys at rest when the cluster's autolock setting or unlock key changed.
   void SyncKeys();
+  // The leader's address, unless this manager leads or none is known.
+  std::optional<std::string> LeaderAddr();
   // A control API client of the leader, or null when this manager leads or none is known.
   std::shared_ptr<api::Control::Stub> LeaderControl();
+  // A Dispatcher client of the leader, likewise.
+  std::shared_ptr<api::Dispatcher::Stub> LeaderDispatcher();
 
   ManagerConfig config_;
   std::unique_ptr<manager::store::MemoryStore> store_;
+  // Holds the leader's dispatcher while this manager leads (set by its leader component, read
+  // by the Dispatcher service); outlives both.
+  manager::dispatcher::DispatcherSlot dispatcher_slot_;
   // Starts and stops the leader-only components; fed by the Raft node's leadership changes.
   std::unique_ptr<manager::leader::LeaderRuntime> leader_;
   std::unique_ptr<raft::Node> raft_;
@@ -104,6 +116,8 @@ class Manager {
   std::shared_ptr<manager::controlapi::Server> control_;
   std::shared_ptr<api::Control::Service> local_control_;
   std::unique_ptr<api::Control::Service> remote_control_;
+  // Serves the agents' Dispatcher calls, or relays them to the leader; outlives server_.
+  std::unique_ptr<manager::dispatcher::Service> dispatcher_;
   std::unique_ptr<grpc::Server> server_;
   std::atomic<bool> stopped_{false};
 
@@ -115,6 +129,9 @@ class Manager {
   std::string wrapped_with_;
   // Control API clients of other managers, by address.
   std::map<std::string, std::shared_ptr<api::Control::Stub>> peers_ ABSL_GUARDED_BY(mu_);
+  // Dispatcher clients of other managers, by address.
+  std::map<std::string, std::shared_ptr<api::Dispatcher::Stub>> dispatcher_peers_
+      ABSL_GUARDED_BY(mu_);
   std::thread maintenance_;
 };
 

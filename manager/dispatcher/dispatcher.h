@@ -49,7 +49,7 @@
 //
 // Thread-safety: the RPC methods are thread-safe and never wait for a store write. mu_ guards
 // the session table and the write queues; it is never held while calling into the store or a
-// stream (lock order: mu_ before the store's, and streams call back without it). An
+// stream (but for Stream::Busy, which only reads), so streams may call back from any thread. An
 // AssignmentSet is owned by the thread running ProcessEvents/FlushAssignments.
 #ifndef SWARM_MANAGER_DISPATCHER_DISPATCHER_H_
 #define SWARM_MANAGER_DISPATCHER_DISPATCHER_H_

@@ -241,10 +241,14 @@ void Agent::SendLoop(Session& s) {
       ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
       api::UpdateTaskStatusResponse resp;
       if (grpc::Status st = s.stub->UpdateTaskStatus(&ctx, req, &resp); !st.ok()) {
-        absl::MutexLock lock(&mu_);
-        // Newer statuses reported meanwhile win over the ones that were not sent.
-        for (auto& [id, status] : batch) unsent_.emplace(id, std::move(status));
-        return s.End(FromGrpcStatus(st));
+        {
+          absl::MutexLock lock(&mu_);
+          // Newer statuses reported meanwhile win over the ones that were not sent.
+          for (auto& [id, status] : batch) unsent_.emplace(id, std::move(status));
+        }
+        // Rate limited: the session is fine, the statuses go with a later batch.
+        if (st.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED)
+          return s.End(FromGrpcStatus(st));
       }
     }
     if (now >= next_describe) {

@@ -154,8 +154,11 @@ absl::StatusOr<rt::ContainerSpec> ContainerSpecOf(const api::Task& task, const D
 
 class ContainerController final : public Controller {
  public:
-  ContainerController(const ContainerExecutor::Options& options, api::Task task, Dependencies deps)
-      : options_(options), task_(std::move(task)), deps_(std::move(deps)) {
+  ContainerController(ContainerExecutor* executor, api::Task task, Dependencies deps)
+      : executor_(executor),
+        options_(executor->options()),
+        task_(std::move(task)),
+        deps_(std::move(deps)) {
     name_ = task_.annotations().name().empty() ? task_.id() : task_.annotations().name();
   }
 
@@ -165,14 +168,7 @@ class ContainerController final : public Controller {
       return absl::InvalidArgumentError("the task has no container spec");
     }
     ASSIGN_OR_RETURN(rt::ContainerSpec spec, ContainerSpecOf(task_, deps_));
-    if (!options_.images->Get(spec.image).ok()) {
-      rt::RegistryClient registry(*options_.images, options_.registry);
-      if (absl::StatusOr<std::string> pulled = registry.Pull(spec.image); !pulled.ok()) {
-        return absl::NotFoundError(absl::StrCat(
-            "image ", spec.image,
-            " is not on this node and could not be pulled: ", pulled.status().message()));
-      }
-    }
+    RETURN_IF_ERROR(executor_->EnsureImage(spec.image));
     ASSIGN_OR_RETURN(id_, options_.runtime->Create(std::move(spec)));
     return absl::OkStatus();
   }
@@ -243,6 +239,7 @@ class ContainerController final : public Controller {
     return absl::OkStatus();
   }
 
+  ContainerExecutor* const executor_;
   const ContainerExecutor::Options& options_;
   const api::Task task_;
   const Dependencies deps_;
@@ -294,7 +291,26 @@ api::NodeDescription ContainerExecutor::Describe() {
 
 std::unique_ptr<Controller> ContainerExecutor::NewController(const api::Task& task,
                                                              const Dependencies& deps) {
-  return std::make_unique<ContainerController>(options_, task, deps);
+  return std::make_unique<ContainerController>(this, task, deps);
+}
+
+absl::Status ContainerExecutor::EnsureImage(const std::string& ref) {
+  absl::Mutex* image_mu;
+  {
+    absl::MutexLock lock(&pulls_mu_);
+    auto& slot = pulls_[ref];
+    if (slot == nullptr) slot = std::make_unique<absl::Mutex>();
+    image_mu = slot.get();
+  }
+  absl::MutexLock lock(image_mu);
+  if (options_.images->Get(ref).ok()) return absl::OkStatus();
+  rt::RegistryClient registry(*options_.images, options_.registry);
+  if (absl::StatusOr<std::string> pulled = registry.Pull(ref); !pulled.ok()) {
+    return absl::NotFoundError(
+        absl::StrCat("image ", ref,
+                     " is not on this node and could not be pulled: ", pulled.status().message()));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace swarm::agent

@@ -15,6 +15,8 @@
 #include <map>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "agent/executor.h"
 #include "agent/runtime/image_store.h"
 #include "agent/runtime/registry.h"
@@ -41,8 +43,16 @@ class ContainerExecutor final : public Executor {
   std::unique_ptr<Controller> NewController(const api::Task& task,
                                             const Dependencies& deps) override;
 
+  const Options& options() const { return options_; }
+  // Makes sure the image is in the image store, pulling it when it is not. Tasks that need
+  // the same image at once wait for one pull.
+  absl::Status EnsureImage(const std::string& ref);
+
  private:
   const Options options_;
+  absl::Mutex pulls_mu_;
+  // One lock per image being pulled; entries stay (one per image ever pulled).
+  std::map<std::string, std::unique_ptr<absl::Mutex>> pulls_ ABSL_GUARDED_BY(pulls_mu_);
 };
 
 // "SIGTERM", "TERM" or "15" as a signal number; INVALID_ARGUMENT otherwise.

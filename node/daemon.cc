@@ -252,7 +252,10 @@ absl::StatusOr<std::shared_ptr<api::Control::Service>> Daemon::CurrentControl() 
 
 absl::Status Daemon::BeginOperation(api::LocalNodeState want, const char* what) {
   absl::MutexLock lock(&mu_);
-  if (busy_) {
+  // A role check of the node's own is short: wait it out rather than refuse the operator.
+  auto idle = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return !role_check_; };
+  mu_.AwaitWithTimeout(absl::Condition(&idle), absl::Seconds(60));
+  if (busy_ || role_check_) {
     return absl::FailedPreconditionError(
         "another swarm init, join, leave or unlock is in progress on this node; wait for it");
   }
@@ -869,7 +872,7 @@ void Daemon::RunRoleWatch() {
     if (stopping_ || busy_ || state_ != api::LOCAL_NODE_STATE_ACTIVE) continue;
     const NodeState st = node_state_;
     std::shared_ptr<Manager> m = manager_;
-    busy_ = true;
+    role_check_ = true;
     mu_.Unlock();
     // The manager is handed over (moved): a demotion or a renewal stops it, and it must be
     // destroyed before its Raft log can be opened again.
@@ -883,7 +886,7 @@ void Daemon::RunRoleWatch() {
     }
     if (!s.ok()) log::Warn(kLog, "role change failed; will retry", {{"reason", s}});
     mu_.Lock();
-    busy_ = false;
+    role_check_ = false;
   }
 }
 
@@ -1096,7 +1099,11 @@ absl::Status Daemon::Leave(const api::LeaveSwarmRequest& req) {
           "on another manager");
     }
     absl::MutexLock lock(&mu_);
-    if (busy_) return absl::FailedPreconditionError("another operation is in progress");
+    auto idle = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return !role_check_; };
+    mu_.AwaitWithTimeout(absl::Condition(&idle), absl::Seconds(60));
+    if (busy_ || role_check_) {
+      return absl::FailedPreconditionError("another operation is in progress");
+    }
     busy_ = true;
   } else {
     RETURN_IF_ERROR(BeginOperation(api::LOCAL_NODE_STATE_ACTIVE, "leave"));
@@ -1172,7 +1179,7 @@ void Daemon::SyncAgent() {
   std::string tls_key;
   {
     absl::MutexLock lock(&mu_);
-    if (stopping_ || busy_ || state_ != api::LOCAL_NODE_STATE_ACTIVE) return;
+    if (stopping_ || busy_ || role_check_ || state_ != api::LOCAL_NODE_STATE_ACTIVE) return;
     st = node_state_;
     if (manager_ != nullptr) tls_key = manager_->config().credentials.key_pem;
   }

@@ -164,6 +164,9 @@ class Daemon {
   NodeState node_state_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<Manager> manager_ ABSL_GUARDED_BY(mu_);
   bool busy_ ABSL_GUARDED_BY(mu_) = false;
+  // The role watch is checking or changing the node's role (promotion, demotion, renewal);
+  // operators' operations wait for it to end.
+  bool role_check_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   // Signalled by Stop().
   absl::CondVar role_cv_;

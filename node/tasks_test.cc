@@ -28,7 +28,10 @@ class TasksTest : public ::testing::Test {
     auto r = LocalRegistry::Start({"sleep", "3600"});
     ASSERT_TRUE(r.ok()) << r.status();
     registry_ = *std::move(r);
-    for (int i = 1; i <= 2; ++i) ASSERT_TRUE(StartNode(i).ok());
+    for (int i = 1; i <= 2; ++i) {
+      absl::Status s = StartNode(i);
+      ASSERT_TRUE(s.ok()) << s << cluster_.Output(i);
+    }
     auto init = cluster_.Init(1);
     ASSERT_TRUE(init.ok()) << init.status() << cluster_.Output(1);
     auto joined = cluster_.Join(2, 1, /*manager=*/false);
@@ -37,8 +40,7 @@ class TasksTest : public ::testing::Test {
   }
 
   absl::Status StartNode(int i) {
-    return cluster_.Start(
-        i, {"--insecure-registry", registry_->addr(), "--hostname", absl::StrCat("host", i)});
+    return cluster_.Start(i, {"--insecure-registry", registry_->addr()});
   }
 
   std::string CreateService(const std::string& name, uint64_t replicas) {

@@ -18,6 +18,7 @@
 #include "common/tls.h"
 #include "manager/ca/ca.h"
 #include "manager/controlapi/validation.h"
+#include "manager/orchestrator/defaults.h"
 
 namespace swarm::manager::controlapi {
 namespace {
@@ -882,7 +883,7 @@ grpc::Status Server::GetService(grpc::ServerContext* ctx, const api::GetServiceR
         return;
       }
       api::Service svc = Redacted(*tx.GetService(*id));
-      if (req->insert_defaults()) InsertServiceDefaults(svc.mutable_spec());
+      if (req->insert_defaults()) orchestrator::InsertServiceDefaults(svc.mutable_spec());
       *resp->mutable_service() = std::move(svc);
     });
     return s;

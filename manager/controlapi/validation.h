@@ -5,8 +5,7 @@
 // the flag that sets it. The rules follow Docker swarm mode (SwarmKit's controlapi and
 // Docker's own checks), so specs Docker accepts are accepted here.
 //
-// Also here: the defaults `service inspect` shows (InsertServiceDefaults) and small helpers
-// on specs shared by the server and its tests.
+// Also here: small helpers on specs shared by the server and its tests.
 //
 // Thread-safety: pure functions, thread-safe.
 #ifndef SWARM_MANAGER_CONTROLAPI_VALIDATION_H_
@@ -62,10 +61,6 @@ bool IsJob(const api::ServiceSpec& spec);
 std::string PortName(const api::PortConfig& port);
 // Whether the spec publishes a port through the routing mesh (and so needs the ingress network).
 bool PublishesIngressPorts(const api::ServiceSpec& spec);
-
-// Fills unset fields with the values the orchestrators use when they are unset (restart
-// policy, update and rollback configs, stop grace period), for `service inspect`.
-void InsertServiceDefaults(api::ServiceSpec* spec);
 
 // A protobuf duration as an absl::Duration.
 absl::Duration ToDuration(const google::protobuf::Duration& d);

@@ -123,10 +123,21 @@ void Orchestrator::Round() {
       if (!fresh) it->second = std::min(it->second, plan.next_check);
     }
     if (plan.empty()) continue;
+    log::Info(kLog, "reconciling a service",
+              {{"service", id},
+               {"create", plan.create.size()},
+               {"update", plan.update.size()},
+               {"remove", plan.remove.size()},
+               {"service_update", plan.service.has_value()}});
     const absl::Status s = Write(plan);
     if (!s.ok()) {
-      // Usually a race with the scheduler or an agent's report; look again shortly.
-      log::Debug(kLog, "plan not written; retrying", {{"service", id}, {"reason", s}});
+      // Usually a race with the scheduler or an agent's report ("update out of sequence");
+      // anything else is worth a line. Either way: look again shortly.
+      if (s.code() == absl::StatusCode::kFailedPrecondition) {
+        log::Debug(kLog, "plan not written; retrying", {{"service", id}, {"reason", s}});
+      } else {
+        log::Warn(kLog, "plan not written; retrying", {{"service", id}, {"reason", s}});
+      }
       due_[id] = now + kRetryAfter;
     }
   }

@@ -10,6 +10,7 @@
 #include "common/id.h"
 #include "common/proto_time.h"
 #include "google/protobuf/util/message_differencer.h"
+#include "manager/orchestrator/defaults.h"
 #include "scheduler/constraint.h"
 
 namespace swarm::manager::orchestrator {
@@ -119,6 +120,9 @@ class Reconciler {
   const ServiceState& in_;
   Random& random_;
   const api::Service* svc_ = nullptr;
+  // The service's spec with the defaults the orchestrators use for what it leaves unset
+  // (restart policy, update and rollback configs); tasks are made from the spec as stored.
+  api::ServiceSpec effective_;
   bool job_ = false;
   bool global_ = false;
   std::vector<scheduler::Constraint> constraints_;
@@ -217,6 +221,8 @@ Plan Reconciler::Run() {
     return std::move(plan_);
   }
   const api::ServiceSpec& spec = svc_->spec();
+  effective_ = spec;
+  InsertServiceDefaults(&effective_);
   job_ = IsJobSpec(spec);
   global_ = IsGlobalSpec(spec);
   const auto& exprs = spec.task_template().placement().constraints();
@@ -327,7 +333,7 @@ void Reconciler::Classify(Slot& slot) {
     slot.state = State::kRestart;
     return;
   }
-  const api::RestartPolicy& policy = svc_->spec().task_template().restart_policy();
+  const api::RestartPolicy& policy = effective_.task_template().restart_policy();
   const bool succeeded = s == api::TASK_STATE_COMPLETE;
   bool restart = false;
   switch (policy.condition()) {
@@ -466,7 +472,7 @@ bool Reconciler::RollOut() {
   const bool rolling_back = status.state() == api::UPDATE_STATE_ROLLBACK_STARTED ||
                             status.state() == api::UPDATE_STATE_ROLLBACK_PAUSED;
   const api::UpdateConfig& config =
-      rolling_back ? svc_->spec().rollback_config() : svc_->spec().update_config();
+      rolling_back ? effective_.rollback_config() : effective_.update_config();
 
   // What each live slot needs: nothing, to finish a replacement in progress, or a replacement.
   std::vector<std::pair<Slot*, std::vector<Entry*>>> outdated, evicted;
@@ -697,7 +703,7 @@ void Reconciler::Rebalance(int budget) {
 void Reconciler::ReapHistory() {
   const uint64_t iteration = svc_->job_status().job_iteration().index();
   const int64_t limit = in_.task_history_limit;
-  const uint64_t attempts = svc_->spec().task_template().restart_policy().max_attempts();
+  const uint64_t attempts = effective_.task_template().restart_policy().max_attempts();
   const size_t keep =
       limit < 0 ? SIZE_MAX
                 : std::max<size_t>({static_cast<size_t>(limit),

@@ -318,6 +318,26 @@ TEST(ReconcileTest, Restart_ConditionsDecideWhetherAnExitIsRestarted) {
   }
 }
 
+TEST(ReconcileTest, Defaults_UnsetPoliciesMeanAnyExitAfter5sAndOneTaskAtATime) {
+  World w;
+  w.AddNode("n1");
+  w.svc.mutable_spec()->mutable_task_template()->clear_restart_policy();
+  w.svc.mutable_spec()->clear_update_config();
+  w.Settle();
+  w.SetState(w.TaskInSlot(1), api::TASK_STATE_COMPLETE);
+  const absl::Time exited = w.now;
+  Plan p = w.Step();
+  EXPECT_TRUE(p.create.empty());
+  EXPECT_EQ(p.next_check, exited + absl::Seconds(5));
+  w.now = p.next_check;
+  EXPECT_EQ(w.Step().create.size(), 1u);
+  w.Settle();
+  w.ChangeSpec([](api::ServiceSpec& s) {
+    s.mutable_task_template()->mutable_container()->set_image("busybox:2");
+  });
+  EXPECT_EQ(w.Step().create.size(), 1u) << "parallelism 1";
+}
+
 TEST(ReconcileTest, Restart_MaxAttemptsWithinTheWindow) {
   World w;
   w.AddNode("n1");

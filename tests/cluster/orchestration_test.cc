@@ -64,6 +64,9 @@ class SimulatedAgents {
           std::string err;
           if (t->desired_state() > api::TASK_STATE_COMPLETE) {
             next = api::TASK_STATE_SHUTDOWN;
+          } else if (s < api::TASK_STATE_READY && t->spec().container().image() == "reject") {
+            next = api::TASK_STATE_REJECTED;
+            err = "image reject could not be pulled";
           } else if (s < api::TASK_STATE_READY) {
             next = api::TASK_STATE_READY;
           } else if (s == api::TASK_STATE_READY && t->desired_state() >= api::TASK_STATE_RUNNING) {
@@ -326,6 +329,14 @@ TEST_F(OrchestrationTest, Restart_GivesUpAfterMaxAttempts) {
       EXPECT_EQ(t.replaced_task_status().state(), api::TASK_STATE_FAILED);
     }
   }
+}
+
+TEST_F(OrchestrationTest, Restart_RejectedTasksAreRetriedAfterTheDelay) {
+  AddNode("node1");
+  api::ServiceSpec spec = Spec("rejected", "reject");
+  spec.mutable_replicated()->set_replicas(2);
+  const std::string id = Create(spec).id();
+  ASSERT_TRUE(Eventually([&] { return InState(id, api::TASK_STATE_REJECTED).size() >= 4; }, id));
 }
 
 TEST_F(OrchestrationTest, Update_WithAFailingImageRollsBack) {

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -50,6 +51,12 @@ absl::StatusOr<std::unique_ptr<LocalRegistry>> LocalRegistry::Start(
       << r->dir_ << "/data\nhttp:\n  addr: " << r->addr_ << "\n";
   r->pid_ = fork();
   if (r->pid_ == 0) {
+    // Its request log goes to a file, not into the test's output.
+    const int log = open((r->dir_ + "/registry.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+    if (log >= 0) {
+      dup2(log, 1);
+      dup2(log, 2);
+    }
     execl("/usr/bin/docker-registry", "docker-registry", "serve", (r->dir_ + "/config.yml").c_str(),
           nullptr);
     _exit(127);

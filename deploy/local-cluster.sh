@@ -7,7 +7,9 @@
 #   bash deploy/local-cluster.sh down                                 removes everything
 #
 # Needs root (namespaces, bridge). Everything lives under /run/swarm-local: the nodes' state,
-# sockets and logs; `down` removes it with the namespaces, links and processes.
+# sockets and logs, and a registry (Debian's docker-registry, on the bridge's address) holding
+# a busybox image built here, which the nodes pull; `down` removes it all with the namespaces,
+# links, processes and the containers the nodes ran.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,14 +20,22 @@ port=4242
 
 down() {
   if [[ -d $base ]]; then
-    for pidfile in "$base"/node-*.pid; do
+    for pidfile in "$base"/node-*.pid "$base"/registry.pid; do
       [[ -e $pidfile ]] || continue
       kill -TERM "$(cat "$pidfile")" 2>/dev/null || true
     done
     sleep 1
-    for pidfile in "$base"/node-*.pid; do
+    for pidfile in "$base"/node-*.pid "$base"/registry.pid; do
       [[ -e $pidfile ]] || continue
       kill -KILL "$(cat "$pidfile")" 2>/dev/null || true
+    done
+    # The nodes' containers outlive swarmd by design (their shims hold them): end them too.
+    for dir in "$base"/node-*/runtime; do
+      [[ -d $dir && -x $base/bin/swarmd-runtime ]] || continue
+      rt=("$base/bin/swarmd-runtime" --root "$dir" --run-root "$dir")
+      for id in $("${rt[@]}" ps -a 2>/dev/null | awk 'NR > 1 {print $1}'); do
+        "${rt[@]}" rm -f "$id" >/dev/null 2>&1 || true
+      done
     done
   fi
   for ns in $(ip netns list 2>/dev/null | awk '/^swarm-local-/ {print $1}'); do
@@ -60,12 +70,13 @@ fi
 
 bash deploy/install-deps.sh
 echo "== building swarmd and swarmctl"
-bazel build -c opt //node:swarmd //cli:swarmctl >/dev/null 2>&1 ||
-  { echo "build failed: run 'bazel build //node:swarmd //cli:swarmctl' to see why" >&2; exit 1; }
+targets="//node:swarmd //cli:swarmctl //agent/runtime:swarmd-runtime //agent/runtime:make_busybox_image"
+bazel build -c opt $targets >/dev/null 2>&1 ||
+  { echo "build failed: run 'bazel build $targets' to see why" >&2; exit 1; }
 bin=$(bazel info -c opt bazel-bin 2>/dev/null)
 down
 mkdir -p "$base/bin"
-cp "$bin/node/swarmd" "$bin/cli/swarmctl" "$base/bin/"
+cp "$bin/node/swarmd" "$bin/cli/swarmctl" "$bin/agent/runtime/swarmd-runtime" "$base/bin/"
 
 echo "== network: bridge $bridge ($subnet.0/24), one namespace per node"
 ip link add "$bridge" type bridge
@@ -82,11 +93,27 @@ for i in $(seq "$nodes"); do
   ip -n "$ns" link set lo up
 done
 
+registry=$subnet.254:5000
+echo "== a registry on $registry with a busybox image built here"
+printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n' \
+  "$base/registry" "$registry" >"$base/registry.yml"
+/usr/bin/docker-registry serve "$base/registry.yml" >>"$base/registry.log" 2>&1 &
+echo $! >"$base/registry.pid"
+"$bin/agent/runtime/make_busybox_image" "$base/busybox-layout" latest >/dev/null
+for _ in $(seq 100); do
+  curl -fs "http://$registry/v2/" >/dev/null && break
+  sleep 0.1
+done
+skopeo --insecure-policy copy -q --dest-tls-verify=false "oci:$base/busybox-layout:latest" \
+  "docker://$registry/busybox:latest"
+
 start() {
   local i=$1 role=$2
-  ip netns exec "swarm-local-$i" "$base/bin/swarmd" --state-dir "$base/node-$i" \
+  # nsenter enters the node's network namespace only: `ip netns exec` would also mount a
+  # sysfs of its own over /sys, hiding the cgroup hierarchies the containers need.
+  nsenter --net="/run/netns/swarm-local-$i" "$base/bin/swarmd" --state-dir "$base/node-$i" \
     --socket "$base/node-$i.sock" --listen-addr "$subnet.$i:$port" \
-    --hostname "$role-$i" >>"$base/node-$i.log" 2>&1 &
+    --insecure-registry "$registry" --hostname "$role-$i" >>"$base/node-$i.log" 2>&1 &
   echo $! >"$base/node-$i.pid"
   for _ in $(seq 100); do
     [[ -S $base/node-$i.sock ]] && return
@@ -118,10 +145,15 @@ echo "== the swarm, seen from node $managers"
 ctl "$managers" node ls
 
 echo "== a demo service, created through node $managers"
-ctl "$managers" service create --name web --replicas 3 --publish 8080:80 busybox httpd -f -p 80
+ctl "$managers" service create --name web --replicas 3 "$registry/busybox" httpd -f -p 80
+for _ in $(seq 300); do
+  ctl 1 service ls | grep -q " 3/3 " && break
+  sleep 0.1
+done
 ctl 1 service ls
-echo "(its tasks wait for the orchestrator, scheduler and agent, which are open issues:"
-echo " today the swarm stores and replicates services but does not run them yet)"
+ctl 1 service ps web
+echo "(each task is a container on its node; publishing ports and reaching the service over"
+echo " the swarm's networks come with overlay networking, an open issue)"
 
 if ((managers >= 3)); then
   leader=

@@ -23,9 +23,11 @@ constexpr absl::Duration kDefaultHeartbeat = absl::Seconds(5);
 // The calls of one session; cancelling it ends them all.
 struct Agent::Session {
   std::string id;
+  std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<api::Dispatcher::Stub> stub;
   grpc::ClientContext session_ctx;
   grpc::ClientContext assignments_ctx;
+  grpc::ClientContext logs_ctx;
   absl::Mutex mu;
   bool over ABSL_GUARDED_BY(mu) = false;
   absl::Status why ABSL_GUARDED_BY(mu);
@@ -40,6 +42,7 @@ struct Agent::Session {
     }
     session_ctx.TryCancel();
     assignments_ctx.TryCancel();
+    logs_ctx.TryCancel();
   }
   bool ended() {
     absl::MutexLock lock(&mu);
@@ -125,8 +128,8 @@ void Agent::Loop() {
 
 absl::Status Agent::RunSession(const std::string& addr) {
   Session s;
-  s.stub = api::Dispatcher::NewStub(
-      grpc::CreateCustomChannel(addr, options_.credentials, options_.channel_arguments));
+  s.channel = grpc::CreateCustomChannel(addr, options_.credentials, options_.channel_arguments);
+  s.stub = api::Dispatcher::NewStub(s.channel);
   {
     absl::MutexLock lock(&mu_);
     if (stopping_) return absl::CancelledError("the agent is stopping");
@@ -137,12 +140,13 @@ absl::Status Agent::RunSession(const std::string& addr) {
   std::unique_ptr<grpc::ClientReader<api::SessionMessage>> reader =
       s.stub->Session(&s.session_ctx, req);
   api::SessionMessage msg;
-  std::thread assign, send;
+  std::thread assign, send, logs;
   if (reader->Read(&msg)) {
     s.id = msg.session_id();
     log::Info(kLog, "session started", {{"manager", addr}, {"session", s.id}});
     assign = std::thread([this, &s] { AssignmentsLoop(s); });
     send = std::thread([this, &s] { SendLoop(s); });
+    logs = std::thread([this, &s] { LogsLoop(s); });
     do {
       std::vector<std::string> managers;
       for (const api::WeightedPeer& p : msg.managers()) {
@@ -156,6 +160,7 @@ absl::Status Agent::RunSession(const std::string& addr) {
   s.End(st.ok() ? absl::UnavailableError("the dispatcher ended the session") : FromGrpcStatus(st));
   if (assign.joinable()) assign.join();
   if (send.joinable()) send.join();
+  if (logs.joinable()) logs.join();
   absl::MutexLock lock(&mu_);
   session_ = nullptr;
   absl::MutexLock slock(&s.mu);
@@ -260,6 +265,18 @@ void Agent::SendLoop(Session& s) {
       }
     }
   }
+}
+
+void Agent::LogsLoop(Session& s) {
+  pthread_setname_np(pthread_self(), "agent-logs");
+  LogPublisher::Options o;
+  o.tasks = [this] { return tasks_->Tasks(); };
+  o.log_path = [executor = options_.executor](const api::Task& t) { return executor->LogPath(t); };
+  LogPublisher publisher(std::move(o));
+  std::unique_ptr<api::LogBroker::Stub> stub = api::LogBroker::NewStub(s.channel);
+  // Logs are not worth ending the session over: the next session listens again.
+  const absl::Status why = publisher.Run(stub.get(), &s.logs_ctx);
+  if (!s.ended()) log::Warn(kLog, "log subscriptions ended", {{"reason", why}});
 }
 
 }  // namespace swarm::agent

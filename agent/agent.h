@@ -15,7 +15,8 @@
 // Owner: the node daemon. Thread-safety: Start/Stop from one thread; status reports come from
 // the task runners' threads. Threads: "agent-session" (the session loop and its Session
 // stream), "agent-assign" (the Assignments stream) and "agent-send" (heartbeats and status
-// batches), the last two per session.
+// batches), the last two per session, and "agent-logs" (log subscriptions, log_publisher.h)
+// with its readers.
 #ifndef SWARM_AGENT_AGENT_H_
 #define SWARM_AGENT_AGENT_H_
 
@@ -30,6 +31,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "agent/executor.h"
+#include "agent/log_publisher.h"
 #include "agent/task_db.h"
 #include "agent/task_manager.h"
 #include "common/clock.h"
@@ -77,6 +79,8 @@ class Agent {
   absl::Status RunSession(const std::string& addr);
   void AssignmentsLoop(Session& s);
   void SendLoop(Session& s);
+  // Serves the node's log subscriptions for the session ("agent-logs").
+  void LogsLoop(Session& s);
   void Report(const std::string& task_id, const api::TaskStatus& status);
 
   Options options_;

@@ -313,4 +313,11 @@ absl::Status ContainerExecutor::EnsureImage(const std::string& ref) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::string> ContainerExecutor::LogPath(const api::Task& task) {
+  const std::string name =
+      task.annotations().name().empty() ? task.id() : task.annotations().name();
+  ASSIGN_OR_RETURN(std::string id, options_.runtime->Resolve(name));
+  return options_.runtime->LogPath(id);
+}
+
 }  // namespace swarm::agent

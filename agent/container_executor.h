@@ -42,6 +42,7 @@ class ContainerExecutor final : public Executor {
   api::NodeDescription Describe() override;
   std::unique_ptr<Controller> NewController(const api::Task& task,
                                             const Dependencies& deps) override;
+  absl::StatusOr<std::string> LogPath(const api::Task& task) override;
 
   const Options& options() const { return options_; }
   // Makes sure the image is in the image store, pulling it when it is not. Tasks that need

@@ -69,6 +69,11 @@ class Executor {
   virtual api::NodeDescription Describe() = 0;
   virtual std::unique_ptr<Controller> NewController(const api::Task& task,
                                                     const Dependencies& deps) = 0;
+  // The task's log file in the json-file format of agent/runtime/logs.h, for `service logs`;
+  // UNIMPLEMENTED for executors that keep no logs, NOT_FOUND when the task has no container.
+  virtual absl::StatusOr<std::string> LogPath(const api::Task& /*task*/) {
+    return absl::UnimplementedError("this node's executor keeps no task logs");
+  }
 };
 
 }  // namespace swarm::agent

@@ -156,6 +156,16 @@ absl::Status Manager::Init() {
   dispatcher_ = std::make_unique<manager::dispatcher::Service>(
       &dispatcher_slot_, [this] { return LeaderDispatcher(); });
   b.RegisterService(dispatcher_.get());
+  manager::logbroker::LogBroker::Options lo;
+  lo.clock = config_.clock;
+  lo.random = config_.random;
+  log_broker_ = std::make_shared<manager::logbroker::LogBroker>(store_.get(), lo);
+  log_broker_->Start();
+  local_logs_ = std::make_shared<manager::logbroker::LogsService>(log_broker_, false);
+  remote_logs_ = std::make_unique<manager::logbroker::LogsService>(log_broker_, true);
+  log_broker_service_ = std::make_unique<manager::logbroker::LogBrokerService>(log_broker_);
+  b.RegisterService(remote_logs_.get());
+  b.RegisterService(log_broker_service_.get());
   server_ = b.BuildAndStart();
   if (server_ == nullptr) {
     return absl::UnavailableError("cannot listen on " + config_.listen_addr +
@@ -183,6 +193,8 @@ void Manager::Stop() {
   // Leader-only components use the Raft node and the store: they stop first.
   if (leader_) leader_->Stop();
   // Peers keep their Raft streams open: cancel them after a short grace period.
+  // Log streams end first (their calls would hold the server's shutdown up to its deadline).
+  if (log_broker_) log_broker_->Stop();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
   if (raft_) raft_->Stop();
 }

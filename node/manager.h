@@ -39,6 +39,8 @@
 #include "manager/dispatcher/service.h"
 #include "manager/keymanager/keystore.h"
 #include "manager/leader/runtime.h"
+#include "manager/logbroker/broker.h"
+#include "manager/logbroker/service.h"
 #include "manager/store/store.h"
 #include "raft/node.h"
 
@@ -81,6 +83,8 @@ class Manager {
   raft::Node& raft() { return *raft_; }
   // The control API for the node's unix socket (no certificate needed: root on the node).
   std::shared_ptr<api::Control::Service> local_control() { return local_control_; }
+  // The Logs service for the node's unix socket (no certificate needed).
+  std::shared_ptr<api::Logs::CallbackService> local_logs() { return local_logs_; }
   // Waits until a leader is known and this manager has applied what it committed.
   absl::Status WaitForLeader(absl::Duration timeout);
   // Removes this manager from the Raft group (`swarm leave`): a leader hands over first,
@@ -118,6 +122,12 @@ class Manager {
   std::unique_ptr<api::Control::Service> remote_control_;
   // Serves the agents' Dispatcher calls, or relays them to the leader; outlives server_.
   std::unique_ptr<manager::dispatcher::Service> dispatcher_;
+  // Log subscriptions of clients and the agents connected here (every manager has one), and
+  // its services: Logs for the unix socket and the TCP listener, LogBroker for agents.
+  std::shared_ptr<manager::logbroker::LogBroker> log_broker_;
+  std::shared_ptr<api::Logs::CallbackService> local_logs_;
+  std::unique_ptr<api::Logs::CallbackService> remote_logs_;
+  std::unique_ptr<api::LogBroker::CallbackService> log_broker_service_;
   std::unique_ptr<grpc::Server> server_;
   std::atomic<bool> stopped_{false};
 

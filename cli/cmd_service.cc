@@ -2,14 +2,19 @@
 #include <map>
 #include <ostream>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/time/time.h"
 #include "cli/commands.h"
 #include "cli/flags.h"
 #include "cli/pretty.h"
 #include "cli/requests.h"
 #include "cli/service_spec.h"
 #include "common/files.h"
+#include "common/proto_time.h"
 #include "common/status_macros.h"
+#include "proto/logbroker.grpc.pb.h"
 
 namespace swarm::cli {
 namespace {
@@ -235,6 +240,131 @@ absl::Status Inspect(Session& s, const InspectFlags& f) {
       f.pretty ? PrettyService : nullptr);
 }
 
+struct LogsFlags {
+  std::string target;
+  bool follow = false;
+  std::string since;
+  std::string tail = "all";
+  bool timestamps = false;
+  bool no_task_ids = false;
+  bool no_trunc = false;
+  bool raw = false;
+};
+
+// --since: a Go duration before now ("10m") or an RFC 3339 time.
+absl::StatusOr<absl::Time> ParseSince(Session& s, const std::string& text) {
+  absl::Time t;
+  std::string err;
+  if (absl::ParseTime(absl::RFC3339_full, text, &t, &err)) return t;
+  absl::StatusOr<absl::Duration> d = ParseDuration("--since", text);
+  if (!d.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "invalid --since \"", text, "\": give a duration such as 10m or an RFC 3339 time"));
+  }
+  return s.now() - *d;
+}
+
+// `service logs SERVICE|TASK`: the lines of the tasks as the agents publish them, prefixed
+// "<task name>.<task id>@<node>    | " as Docker prints them. Nodes whose logs cannot come are
+// named on stderr and the rest keeps coming.
+absl::Status Logs(Session& s, const LogsFlags& f) {
+  ASSIGN_OR_RETURN(Client * c, s.client());
+  api::SubscribeLogsRequest req;
+  std::string service_name;
+  absl::StatusOr<api::Service> svc = GetService(s, f.target);
+  if (svc.ok()) {
+    req.mutable_selector()->add_service_ids(svc->id());
+  } else {
+    api::GetTaskRequest treq;
+    treq.set_task_id(f.target);
+    absl::StatusOr<api::GetTaskResponse> task = c->Control(&api::Control::Stub::GetTask, treq);
+    if (!task.ok()) {
+      return absl::NotFoundError(
+          absl::StrCat("no such service or task: ", f.target, " (", svc.status().message(), ")"));
+    }
+    req.mutable_selector()->add_task_ids(task->task().id());
+  }
+  api::LogSubscriptionOptions* o = req.mutable_options();
+  o->set_follow(f.follow);
+  if (f.tail != "all") {
+    int64_t n;
+    if (!absl::SimpleAtoi(f.tail, &n) || n < 0) {
+      return absl::InvalidArgumentError("--tail takes a number of lines or \"all\"");
+    }
+    o->set_tail(-n - 1);
+  }
+  if (!f.since.empty()) {
+    ASSIGN_OR_RETURN(absl::Time since, ParseSince(s, f.since));
+    *o->mutable_since() = ToTimestamp(since);
+  }
+
+  // Names of tasks and nodes, looked up once (and again for a task not seen before).
+  std::map<std::string, std::string> node_names;
+  if (auto nodes = c->Control(&api::Control::Stub::ListNodes, api::ListNodesRequest());
+      nodes.ok()) {
+    for (const api::Node& n : nodes->nodes()) {
+      node_names[n.id()] = n.description().hostname().empty() ? n.id() : n.description().hostname();
+    }
+  }
+  std::map<std::string, std::string> task_names;
+  auto task_name = [&](const std::string& id) -> const std::string& {
+    auto it = task_names.find(id);
+    if (it != task_names.end()) return it->second;
+    std::string name = id;
+    api::GetTaskRequest treq;
+    treq.set_task_id(id);
+    if (auto t = c->Control(&api::Control::Stub::GetTask, treq); t.ok()) {
+      const api::Task& task = t->task();
+      const std::string service = task.service_annotations().name().empty()
+                                      ? task.service_id()
+                                      : task.service_annotations().name();
+      name = task.slot() != 0 ? absl::StrCat(service, ".", task.slot())
+                              : absl::StrCat(service, ".", task.node_id());
+    }
+    return task_names[id] = name;
+  };
+
+  std::unique_ptr<api::Logs::Stub> stub = api::Logs::NewStub(c->channel());
+  grpc::ClientContext ctx;
+  std::unique_ptr<grpc::ClientReader<api::SubscribeLogsMessage>> reader =
+      stub->SubscribeLogs(&ctx, req);
+  api::SubscribeLogsMessage msg;
+  while (reader->Read(&msg)) {
+    for (const api::LogUnavailable& u : msg.unavailable()) {
+      std::string reason = u.reason();
+      if (auto n = node_names.find(u.node_id()); n != node_names.end()) {
+        reason = absl::StrReplaceAll(reason, {{u.node_id(), n->second}});
+      }
+      s.err() << "error from daemon in stream: " << reason << "\n";
+    }
+    for (const api::LogMessage& m : msg.messages()) {
+      std::string line;
+      if (f.timestamps) {
+        absl::StrAppend(
+            &line,
+            absl::FormatTime(absl::RFC3339_full, FromTimestamp(m.timestamp()), absl::UTCTimeZone()),
+            " ");
+      }
+      if (!f.raw) {
+        const std::string& task = m.context().task_id();
+        std::string id = f.no_trunc ? task : task.substr(0, 12);
+        auto node = node_names.find(m.context().node_id());
+        absl::StrAppend(&line, task_name(task), f.no_task_ids ? "" : "." + id, "@",
+                        node == node_names.end() ? m.context().node_id() : node->second, "    | ");
+      }
+      absl::StrAppend(&line, m.data());
+      if (line.empty() || line.back() != '\n') line += "\n";
+      s.out() << line;
+    }
+    s.out().flush();
+  }
+  grpc::Status st = reader->Finish();
+  if (!st.ok()) {
+    return absl::Status(static_cast<absl::StatusCode>(st.error_code()), st.error_message());
+  }
+  return absl::OkStatus();
+}
+
 // The flags create and update share; update adds the --X-add/--X-rm forms.
 void AddServiceFlags(CommandTree& t, CLI::App* cmd, ServiceFlags* f, bool update) {
   auto list = [&](const std::string& create_name, const std::string& update_name,
@@ -394,6 +524,21 @@ void AddServiceCommands(CommandTree& tree) {
                      [ps](Session& s) { return Ps(s, *ps); });
   AddListFlags(tree, cmd, &ps->list, /*no_trunc=*/true, "id, name, node, desired-state");
   cmd->add_option("SERVICE", ps->services, "Services (ID or name)")->required();
+
+  auto logs = std::make_shared<LogsFlags>();
+  cmd = tree.Command(service, "logs", "Fetch the logs of a service or task",
+                     [logs](Session& s) { return Logs(s, *logs); });
+  tree.Flag(cmd, "-f,--follow", &logs->follow, "Follow log output");
+  cmd->add_option("--since", logs->since,
+                  "Show logs since timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m "
+                  "for 42 minutes)");
+  cmd->add_option("-n,--tail", logs->tail, "Number of lines to show from the end of the logs")
+      ->default_str("all");
+  tree.Flag(cmd, "-t,--timestamps", &logs->timestamps, "Show timestamps");
+  tree.Flag(cmd, "--no-task-ids", &logs->no_task_ids, "Do not include task IDs in output");
+  tree.Flag(cmd, "--no-trunc", &logs->no_trunc, "Do not truncate output");
+  tree.Flag(cmd, "--raw", &logs->raw, "Do not neatly format logs");
+  cmd->add_option("SERVICE|TASK", logs->target, "Service or task (ID or name)")->required();
 
   auto inspect = std::make_shared<InspectFlags>();
   cmd = tree.Command(service, "inspect", "Display detailed information on one or more services",

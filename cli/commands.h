@@ -57,6 +57,8 @@ class Client {
   bool is_local() const { return !socket_path_.empty(); }
   // "unix:/var/run/swarmd.sock" or the manager's address.
   const std::string& target() const { return target_; }
+  // For streaming services (Logs).
+  std::shared_ptr<grpc::Channel> channel() const { return channel_; }
 
   template <typename Req, typename Resp>
   absl::StatusOr<Resp> Control(grpc::Status (api::Control::Stub::*method)(grpc::ClientContext*,

@@ -102,7 +102,17 @@ Daemon::Daemon(DaemonConfig config)
     : config_(std::move(config)),
       keys_(config_.state_dir, *config_.random),
       admin_(std::make_unique<AdminService>(this)),
-      gate_(std::make_unique<ControlGate>([this] { return CurrentControl(); })) {}
+      gate_(std::make_unique<ControlGate>([this] { return CurrentControl(); })),
+      logs_gate_(std::make_unique<LogsGate>(
+          [this]() -> absl::StatusOr<std::shared_ptr<api::Logs::CallbackService>> {
+            // The same answers as the control API when this node has no manager.
+            RETURN_IF_ERROR(CurrentControl().status());
+            absl::MutexLock lock(&mu_);
+            if (manager_ == nullptr) {
+              return absl::UnavailableError("this node's manager is stopping");
+            }
+            return manager_->local_logs();
+          })) {}
 
 Daemon::~Daemon() { Stop(); }
 
@@ -133,6 +143,7 @@ absl::Status Daemon::Start() {
   b.AddListeningPort("unix:" + config_.socket, grpc::InsecureServerCredentials());
   b.RegisterService(admin_.get());
   b.RegisterService(gate_.get());
+  b.RegisterService(logs_gate_.get());
   socket_server_ = b.BuildAndStart();
   if (socket_server_ == nullptr) {
     return absl::UnavailableError("cannot serve the unix socket " + config_.socket +
@@ -1157,6 +1168,16 @@ absl::Status Daemon::Leave(const api::LeaveSwarmRequest& req) {
 absl::Status Daemon::OpenRuntime() {
   if (executor_ != nullptr) return absl::OkStatus();
   const fs::path dir(config_.state_dir);
+  if (config_.executor == "simulated") {
+    ASSIGN_OR_RETURN(task_db_, agent::TaskDb::Open((dir / "tasks").string()));
+    agent::SimulatedExecutor::Options so;
+    so.dir = (dir / "simulated").string();
+    so.hostname = config_.hostname;
+    so.labels = config_.labels;
+    so.clock = config_.clock;
+    executor_ = std::make_unique<agent::SimulatedExecutor>(std::move(so));
+    return absl::OkStatus();
+  }
   ASSIGN_OR_RETURN(images_, agent::runtime::ImageStore::Open((dir / "images").string()));
   agent::runtime::Runtime::Options ro;
   ro.root = (dir / "runtime").string();
@@ -1224,9 +1245,11 @@ void Daemon::StopAgent(bool remove_containers) {
   absl::MutexLock agent_lock(&agent_mu_);
   agent_.reset();
   agent_cert_.clear();
-  if (!remove_containers || runtime_ == nullptr) return;
+  if (!remove_containers || executor_ == nullptr) return;
   // Leaving the swarm: the node's tasks end with it.
-  if (absl::StatusOr<std::vector<agent::runtime::ContainerInfo>> all = runtime_->List(); all.ok()) {
+  absl::StatusOr<std::vector<agent::runtime::ContainerInfo>> all =
+      runtime_ ? runtime_->List() : std::vector<agent::runtime::ContainerInfo>{};
+  if (all.ok()) {
     for (const auto& c : *all) {
       if (absl::Status s = runtime_->Remove(c.id, /*force=*/true); !s.ok()) {
         log::Warn(kLog, "removing a container on leave failed",
@@ -1238,6 +1261,7 @@ void Daemon::StopAgent(bool remove_containers) {
   task_db_.reset();
   std::error_code ec;
   fs::remove_all(fs::path(config_.state_dir) / "tasks", ec);
+  fs::remove_all(fs::path(config_.state_dir) / "simulated", ec);
 }
 
 // ---- swarm unlock ----

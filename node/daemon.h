@@ -36,9 +36,11 @@
 #include "absl/synchronization/mutex.h"
 #include "agent/agent.h"
 #include "agent/container_executor.h"
+#include "agent/sim_executor.h"
 #include "common/clock.h"
 #include "common/random.h"
 #include "manager/keymanager/keystore.h"
+#include "node/logs_gate.h"
 #include "node/manager.h"
 #include "node/state.pb.h"
 #include "proto/node.grpc.pb.h"
@@ -64,6 +66,9 @@ struct DaemonConfig {
   std::string restore_unlock_key;
   // Registries pulled from over plain HTTP (`--insecure-registry HOST:PORT`).
   std::set<std::string> insecure_registries;
+  // What runs tasks: "container" (our runtime) or "simulated" (agent/sim_executor.h, for
+  // tests and scale benchmarks).
+  std::string executor = "container";
   Clock* clock = &Clock::Real();
   Random* random = &SecureRandom::Get();
 };
@@ -156,6 +161,8 @@ class Daemon {
   manager::keymanager::KeyStore keys_;
   std::unique_ptr<AdminService> admin_;
   std::unique_ptr<api::Control::Service> gate_;
+  // `service logs` on the unix socket, passed to the current manager like the control API.
+  std::unique_ptr<api::Logs::CallbackService> logs_gate_;
   std::unique_ptr<grpc::Server> socket_server_;
 
   mutable absl::Mutex mu_;
@@ -179,7 +186,7 @@ class Daemon {
   absl::Mutex agent_mu_;
   std::unique_ptr<agent::runtime::ImageStore> images_ ABSL_GUARDED_BY(agent_mu_);
   std::unique_ptr<agent::runtime::Runtime> runtime_ ABSL_GUARDED_BY(agent_mu_);
-  std::unique_ptr<agent::ContainerExecutor> executor_ ABSL_GUARDED_BY(agent_mu_);
+  std::unique_ptr<agent::Executor> executor_ ABSL_GUARDED_BY(agent_mu_);
   std::unique_ptr<agent::TaskDb> task_db_ ABSL_GUARDED_BY(agent_mu_);
   std::unique_ptr<agent::Agent> agent_ ABSL_GUARDED_BY(agent_mu_);
   // The certificate the agent's session was opened with.

@@ -34,6 +34,10 @@ int Main(int argc, char** argv) {
   std::vector<std::string> insecure;
   app.add_option("--insecure-registry", insecure,
                  "registry (HOST:PORT) to pull images from over plain HTTP (repeatable)");
+  app.add_option("--executor", config.executor,
+                 "what runs tasks: container, or simulated (tests and benchmarks)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"container", "simulated"}));
   app.add_option("--restore", config.restore_file,
                  "start a new swarm from a backup (swarmctl swarm backup); a sealed backup "
                  "reads the unlock key from standard input");

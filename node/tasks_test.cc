@@ -3,13 +3,17 @@
 // runtime. What a user of Docker swarm would check: replicas spread and run, a dead worker's
 // tasks move after the heartbeat grace and never run twice when it returns, a restarted
 // daemon adopts its containers without restarting them, a removed service leaves nothing.
+#include <grpcpp/grpcpp.h>
+
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "agent/runtime/runtime.h"
 #include "agent/runtime/testing/local_registry.h"
 #include "gtest/gtest.h"
 #include "node/testing/swarmd_cluster.h"
+#include "proto/logbroker.grpc.pb.h"
 
 namespace swarm::node {
 namespace {
@@ -43,7 +47,8 @@ class TasksTest : public ::testing::Test {
     return cluster_.Start(i, {"--insecure-registry", registry_->addr()});
   }
 
-  std::string CreateService(const std::string& name, uint64_t replicas) {
+  std::string CreateService(const std::string& name, uint64_t replicas,
+                            const std::vector<std::string>& args = {}) {
     grpc::ClientContext ctx;
     SetTimeout(ctx);
     api::CreateServiceRequest req;
@@ -52,6 +57,8 @@ class TasksTest : public ::testing::Test {
     spec->mutable_task_template()->mutable_container()->set_image(registry_->busybox());
     spec->mutable_task_template()->mutable_container()->mutable_stop_grace_period()->set_seconds(1);
     spec->mutable_replicated()->set_replicas(replicas);
+    for (const std::string& a : args)
+      spec->mutable_task_template()->mutable_container()->add_args(a);
     api::CreateServiceResponse resp;
     grpc::Status s = cluster_.control(1).CreateService(&ctx, req, &resp);
     EXPECT_TRUE(s.ok()) << s.error_message();
@@ -182,6 +189,61 @@ TEST_F(TasksTest, ARestartedDaemonAdoptsItsContainersAndARemovedServiceLeavesNot
   ASSERT_TRUE(Eventually([&] {
     return Tasks(id).empty() && ContainersRunning(1) == 0 && ContainersRunning(2) == 0;
   })) << Describe(id);
+}
+
+// `service logs` through node 1's unix socket: every task's lines, and a node that cannot
+// answer is named without hanging the rest.
+struct Logs {
+  std::map<std::string, std::string> by_task;  // task ID -> its lines
+  std::set<std::string> unavailable;           // node IDs
+  absl::Duration took;
+};
+
+TEST_F(TasksTest, ServiceLogsComeFromEveryTaskAndAMissingNodeIsNamed) {
+  const std::string id =
+      CreateService("talk", 2, {"sh", "-c", "echo hello from $(hostname); sleep 3600"});
+  ASSERT_TRUE(Eventually([&] { return Running(id).size() == 2; })) << Describe(id);
+  auto stub = api::Logs::NewStub(
+      grpc::CreateChannel("unix:" + cluster_.socket(1), grpc::InsecureChannelCredentials()));
+  auto read = [&] {
+    Logs out;
+    const absl::Time start = absl::Now();
+    grpc::ClientContext ctx;
+    SetTimeout(ctx, absl::Seconds(30));
+    api::SubscribeLogsRequest req;
+    req.mutable_selector()->add_service_ids(id);
+    auto reader = stub->SubscribeLogs(&ctx, req);
+    api::SubscribeLogsMessage msg;
+    while (reader->Read(&msg)) {
+      for (const auto& m : msg.messages()) out.by_task[m.context().task_id()] += m.data();
+      for (const auto& u : msg.unavailable()) out.unavailable.insert(u.node_id());
+    }
+    EXPECT_TRUE(reader->Finish().ok());
+    out.took = absl::Now() - start;
+    return out;
+  };
+  Logs logs;
+  ASSERT_TRUE(Eventually(
+      [&] {
+        logs = read();
+        return logs.by_task.size() == 2;
+      },
+      absl::Seconds(30)));
+  for (const auto& [task, lines] : logs.by_task) {
+    EXPECT_TRUE(absl::StrContains(lines, "hello from ")) << lines;
+  }
+
+  // The worker dies: its part is reported missing, node 1's lines still come, nothing hangs.
+  std::string worker;
+  for (const api::Task& t : Running(id)) {
+    if (t.node_id() != cluster_.Info(1)->node_id()) worker = t.node_id();
+  }
+  ASSERT_FALSE(worker.empty()) << Describe(id);
+  cluster_.Kill(2);
+  logs = read();
+  EXPECT_TRUE(logs.unavailable.count(worker)) << "the dead worker is named";
+  EXPECT_EQ(logs.by_task.size(), 1u);
+  EXPECT_LT(logs.took, absl::Seconds(15));
 }
 
 }  // namespace

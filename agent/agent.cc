@@ -152,8 +152,10 @@ absl::Status Agent::RunSession(const std::string& addr) {
       for (const api::WeightedPeer& p : msg.managers()) {
         if (!p.peer().addr().empty()) managers.push_back(p.peer().addr());
       }
+      if (managers.empty()) continue;
+      if (options_.on_managers) options_.on_managers(managers);
       absl::MutexLock lock(&mu_);
-      if (!managers.empty()) managers_ = std::move(managers);
+      managers_ = std::move(managers);
     } while (reader->Read(&msg));
   }
   const grpc::Status st = reader->Finish();

@@ -58,6 +58,9 @@ class Agent {
     absl::Duration send_interval = absl::Milliseconds(100);
     // How often the node's description is checked for changes (re-sent by a new session).
     absl::Duration describe_interval = absl::Seconds(30);
+    // Called with the managers' addresses each session brings, so the node can remember them
+    // (a restarted agent must find a manager even when the one it joined through is gone).
+    std::function<void(const std::vector<std::string>&)> on_managers;
   };
 
   // Resumes the tasks of the local database, then starts the session loop.

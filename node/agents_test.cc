@@ -137,7 +137,10 @@ TEST_F(AgentsTest, TasksRunOnAgentsThatFailMoveAndRestart) {
   EXPECT_EQ(cluster_.Terminate(5), 0);
   ASSERT_TRUE(StartNode(5).ok());
   std::cout << "agent restarted in " << absl::ToInt64Milliseconds(absl::Now() - stopped) << " ms\n";
-  absl::SleepFor(absl::Seconds(3));
+  // Past the heartbeat grace: the restarted agent found a live manager (the one it joined
+  // through is dead) and kept its tasks.
+  absl::SleepFor(absl::Seconds(8));
+  EXPECT_EQ(ReadyNodes(), 4) << cluster_.Output(5);
   EXPECT_EQ(RunningOn(id, 5), on5) << cluster_.Output(5);
   EXPECT_EQ(Running(id).size(), 6u);
 }

@@ -1227,6 +1227,27 @@ void Daemon::SyncAgent() {
   ao.credentials =
       tls::ChannelCredentials(tls::Credentials{st.root_ca_pem(), st.cert_pem(), tls_key});
   ao.channel_arguments = tls::ChannelArguments(tls::kManagerRole);
+  if (st.role() != api::NODE_ROLE_MANAGER) {
+    // A worker remembers the managers it learns of: the one it joined through may be gone
+    // when it restarts, and its role checks go through them too.
+    ao.on_managers = [this](const std::vector<std::string>& managers) {
+      NodeState st;
+      {
+        absl::MutexLock lock(&mu_);
+        if (std::equal(managers.begin(), managers.end(), node_state_.manager_addrs().begin(),
+                       node_state_.manager_addrs().end()) ||
+            node_state_.role() == api::NODE_ROLE_MANAGER) {
+          return;
+        }
+        node_state_.clear_manager_addrs();
+        for (const std::string& m : managers) node_state_.add_manager_addrs(m);
+        st = node_state_;
+      }
+      if (absl::Status s = WriteState(st); !s.ok()) {
+        log::Warn(kLog, "recording the managers' addresses failed", {{"error", s}});
+      }
+    };
+  }
   ao.executor = executor_.get();
   ao.db = task_db_.get();
   ao.clock = config_.clock;

@@ -68,6 +68,13 @@ absl::Status Manager::Init() {
             return std::make_unique<manager::dispatcher::LeaderDispatcher>(store_.get(), o,
                                                                            &dispatcher_slot_);
           },
+          [this] {
+            manager::logbroker::LogBroker::Options o;
+            o.clock = config_.clock;
+            o.random = config_.random;
+            return std::make_unique<manager::logbroker::LeaderLogBroker>(store_.get(), o,
+                                                                         &broker_slot_);
+          },
       });
   rc.on_leadership_change = [leader = leader_.get()](bool is_leader, uint64_t term) {
     leader->OnLeadershipChange(is_leader, term);
@@ -156,14 +163,13 @@ absl::Status Manager::Init() {
   dispatcher_ = std::make_unique<manager::dispatcher::Service>(
       &dispatcher_slot_, [this] { return LeaderDispatcher(); });
   b.RegisterService(dispatcher_.get());
-  manager::logbroker::LogBroker::Options lo;
-  lo.clock = config_.clock;
-  lo.random = config_.random;
-  log_broker_ = std::make_shared<manager::logbroker::LogBroker>(store_.get(), lo);
-  log_broker_->Start();
-  local_logs_ = std::make_shared<manager::logbroker::LogsService>(log_broker_, false);
-  remote_logs_ = std::make_unique<manager::logbroker::LogsService>(log_broker_, true);
-  log_broker_service_ = std::make_unique<manager::logbroker::LogBrokerService>(log_broker_);
+  auto leader_logs = [this] { return LeaderChannel(); };
+  local_logs_ =
+      std::make_shared<manager::logbroker::LogsService>(&broker_slot_, leader_logs, false);
+  remote_logs_ =
+      std::make_unique<manager::logbroker::LogsService>(&broker_slot_, leader_logs, true);
+  log_broker_service_ =
+      std::make_unique<manager::logbroker::LogBrokerService>(&broker_slot_, leader_logs);
   b.RegisterService(remote_logs_.get());
   b.RegisterService(log_broker_service_.get());
   server_ = b.BuildAndStart();
@@ -193,8 +199,6 @@ void Manager::Stop() {
   // Leader-only components use the Raft node and the store: they stop first.
   if (leader_) leader_->Stop();
   // Peers keep their Raft streams open: cancel them after a short grace period.
-  // Log streams end first (their calls would hold the server's shutdown up to its deadline).
-  if (log_broker_) log_broker_->Stop();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
   if (raft_) raft_->Stop();
 }
@@ -231,6 +235,18 @@ std::shared_ptr<api::Dispatcher::Stub> Manager::LeaderDispatcher() {
                                   tls::ChannelArguments(tls::kManagerRole)));
   }
   return stub;
+}
+
+std::shared_ptr<grpc::Channel> Manager::LeaderChannel() {
+  const std::optional<std::string> addr = LeaderAddr();
+  if (!addr) return nullptr;
+  absl::MutexLock lock(&mu_);
+  std::shared_ptr<grpc::Channel>& channel = channels_[*addr];
+  if (channel == nullptr) {
+    channel = grpc::CreateCustomChannel(*addr, tls::ChannelCredentials(config_.credentials),
+                                        tls::ChannelArguments(tls::kManagerRole));
+  }
+  return channel;
 }
 
 void Manager::RunMaintenance() {

@@ -9,7 +9,9 @@
 // leader. Reads wait for a linearizable read index first. Leader-only components run under
 // the LeaderRuntime (manager/leader), fed by the Raft node's leadership changes. The agents'
 // Dispatcher calls are served by the leader's dispatcher, one of those components; the other
-// managers relay them to it (manager/dispatcher/service.h).
+// managers relay them to it (manager/dispatcher/service.h). Log subscriptions likewise live in
+// the leader's log broker, and the other managers relay Logs and LogBroker calls to it
+// (manager/logbroker/service.h).
 //
 // Thread-safety: thread-safe. Stop() may be called from any thread but not from a gRPC handler
 // of this manager's own server.
@@ -105,12 +107,16 @@ class Manager {
   std::shared_ptr<api::Control::Stub> LeaderControl();
   // A Dispatcher client of the leader, likewise.
   std::shared_ptr<api::Dispatcher::Stub> LeaderDispatcher();
+  // A channel to the leader (the log services' relay), likewise.
+  std::shared_ptr<grpc::Channel> LeaderChannel();
 
   ManagerConfig config_;
   std::unique_ptr<manager::store::MemoryStore> store_;
   // Holds the leader's dispatcher while this manager leads (set by its leader component, read
   // by the Dispatcher service); outlives both.
   manager::dispatcher::DispatcherSlot dispatcher_slot_;
+  // Holds the leader's log broker while this manager leads, likewise.
+  manager::logbroker::BrokerSlot broker_slot_;
   // Starts and stops the leader-only components; fed by the Raft node's leadership changes.
   std::unique_ptr<manager::leader::LeaderRuntime> leader_;
   std::unique_ptr<raft::Node> raft_;
@@ -122,9 +128,8 @@ class Manager {
   std::unique_ptr<api::Control::Service> remote_control_;
   // Serves the agents' Dispatcher calls, or relays them to the leader; outlives server_.
   std::unique_ptr<manager::dispatcher::Service> dispatcher_;
-  // Log subscriptions of clients and the agents connected here (every manager has one), and
-  // its services: Logs for the unix socket and the TCP listener, LogBroker for agents.
-  std::shared_ptr<manager::logbroker::LogBroker> log_broker_;
+  // Log services (Logs for the unix socket and the TCP listener, LogBroker for agents): they
+  // serve from broker_slot_ or relay to the leader (manager/logbroker/service.h).
   std::shared_ptr<api::Logs::CallbackService> local_logs_;
   std::unique_ptr<api::Logs::CallbackService> remote_logs_;
   std::unique_ptr<api::LogBroker::CallbackService> log_broker_service_;
@@ -142,6 +147,8 @@ class Manager {
   // Dispatcher clients of other managers, by address.
   std::map<std::string, std::shared_ptr<api::Dispatcher::Stub>> dispatcher_peers_
       ABSL_GUARDED_BY(mu_);
+  // Channels to other managers for the log services' relays, by address.
+  std::map<std::string, std::shared_ptr<grpc::Channel>> channels_ ABSL_GUARDED_BY(mu_);
   std::thread maintenance_;
 };
 

@@ -265,4 +265,37 @@ size_t LogBroker::subscriptions() const {
   return subs_.size();
 }
 
+size_t LogBroker::listeners() const {
+  absl::MutexLock lock(&mu_);
+  return listeners_.size();
+}
+
+std::shared_ptr<LogBroker> BrokerSlot::Get() const {
+  absl::MutexLock lock(&mu_);
+  return broker_;
+}
+
+void BrokerSlot::Set(std::shared_ptr<LogBroker> broker) {
+  absl::MutexLock lock(&mu_);
+  broker_ = std::move(broker);
+}
+
+void BrokerSlot::Clear(const LogBroker* broker) {
+  absl::MutexLock lock(&mu_);
+  if (broker_.get() == broker) broker_.reset();
+}
+
+void LeaderLogBroker::Start() {
+  broker_ = std::make_shared<LogBroker>(store_, options_);
+  broker_->Start();
+  slot_->Set(broker_);
+}
+
+void LeaderLogBroker::Stop() {
+  if (broker_ == nullptr) return;
+  slot_->Clear(broker_.get());
+  broker_->Stop();
+  broker_.reset();
+}
+
 }  // namespace swarm::manager::logbroker

@@ -12,12 +12,14 @@
 // breaks before close, is reported the same way for its node. With follow, a subscription
 // lasts until the client goes away (Unsubscribe), which tells its nodes to stop.
 //
-// Where it lives: every manager has one, for the agents connected to it (an agent's log
-// streams use the same manager as its dispatcher session).
+// Where it lives: on the leader only, as a leader-only component (LeaderLogBroker), so that one
+// broker sees every subscription and every agent; the other managers relay both clients' and
+// agents' calls to it (service.h). Each leadership gets a new broker; the end of a leadership
+// ends its streams (UNAVAILABLE), and agents and clients reconnect to the new leader.
 //
-// Owner: the node's Manager. Thread-safety: thread-safe. Sinks are called without mu_ held
-// and must not block (they queue onto gRPC streams). Threads: "logbroker-tick" (deadlines),
-// started by Start and joined by Stop.
+// Owner: LeaderLogBroker (shared with the calls in flight). Thread-safety: thread-safe. Sinks are
+// called without mu_ held and must not block (they queue onto gRPC streams). Threads:
+// "logbroker-tick" (deadlines), started by Start and joined by Stop.
 #ifndef SWARM_MANAGER_LOGBROKER_BROKER_H_
 #define SWARM_MANAGER_LOGBROKER_BROKER_H_
 
@@ -35,6 +37,7 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/random.h"
+#include "manager/leader/runtime.h"
 #include "manager/store/store.h"
 #include "proto/logbroker.pb.h"
 
@@ -92,6 +95,8 @@ class LogBroker {
 
   // Subscriptions in progress (tests).
   size_t subscriptions() const;
+  // Nodes listening (tests).
+  size_t listeners() const;
 
  private:
   struct Subscription {
@@ -124,6 +129,40 @@ class LogBroker {
   // Signalled by Stop (through Await).
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread tick_;
+};
+
+// Where the gRPC services find the broker: set while this manager leads, empty otherwise.
+// Thread-safe.
+class BrokerSlot {
+ public:
+  std::shared_ptr<LogBroker> Get() const;
+  void Set(std::shared_ptr<LogBroker> broker);
+  // Empties the slot if it still holds this broker.
+  void Clear(const LogBroker* broker);
+
+ private:
+  mutable absl::Mutex mu_;
+  std::shared_ptr<LogBroker> broker_ ABSL_GUARDED_BY(mu_);
+};
+
+// The broker as a leader-only component: each leadership starts a new LogBroker and publishes
+// it in the slot; Stop withdraws it and ends its streams. Calls in flight keep the stopped
+// object alive until they end.
+class LeaderLogBroker final : public leader::Component {
+ public:
+  LeaderLogBroker(const store::MemoryStore* store, LogBroker::Options options, BrokerSlot* slot)
+      : store_(store), options_(std::move(options)), slot_(slot) {}
+  ~LeaderLogBroker() override { Stop(); }
+
+  const char* name() const override { return "logbroker"; }
+  void Start() override;
+  void Stop() override;
+
+ private:
+  const store::MemoryStore* store_;
+  LogBroker::Options options_;
+  BrokerSlot* slot_;
+  std::shared_ptr<LogBroker> broker_;
 };
 
 // Whether a task is selected (the union of the selector's lists).

@@ -1,11 +1,13 @@
 #include "manager/logbroker/service.h"
 
+#include <atomic>
 #include <deque>
 #include <optional>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
+#include "common/status_macros.h"
 #include "common/tls.h"
 
 namespace swarm::manager::logbroker {
@@ -175,6 +177,182 @@ absl::StatusOr<tls::Peer> NodePeer(const grpc::CallbackServerContext& ctx) {
   return peer;
 }
 
+// The agent a LogBroker call is for: the certificate's node, or the node a manager relayed
+// for (kForwardedNode, trusted from managers only). Sets *relayed accordingly.
+absl::StatusOr<std::string> NodeOf(const grpc::CallbackServerContext& ctx, bool* relayed) {
+  ASSIGN_OR_RETURN(tls::Peer peer, NodePeer(ctx));
+  auto it = ctx.client_metadata().find(kForwardedNode);
+  *relayed = it != ctx.client_metadata().end();
+  if (!*relayed) return peer.node_id;
+  if (peer.role != tls::kManagerRole) {
+    return absl::PermissionDeniedError(absl::StrCat("only managers relay log broker calls; node ",
+                                                    peer.node_id, " is a ", peer.role));
+  }
+  std::string node(it->second.data(), it->second.size());
+  if (node.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("manager ", peer.node_id, " relayed a log broker call without a node"));
+  }
+  return node;
+}
+
+// Where a call goes: the broker here, or the leader's channel (exactly one is set).
+struct Route {
+  std::shared_ptr<LogBroker> local;
+  std::shared_ptr<grpc::Channel> leader;
+};
+
+absl::StatusOr<Route> RouteOf(BrokerSlot* slot, const Leader& leader, bool relayed) {
+  if (std::shared_ptr<LogBroker> b = slot->Get()) return Route{std::move(b), nullptr};
+  if (!relayed) {
+    if (std::shared_ptr<grpc::Channel> ch = leader()) return Route{nullptr, std::move(ch)};
+  }
+  return absl::UnavailableError(
+      "this manager does not lead the swarm and cannot reach the one that does (an election "
+      "or a leader change may be under way); try again in a moment");
+}
+
+bool HasMetadata(const grpc::CallbackServerContext& ctx, const char* key) {
+  return ctx.client_metadata().find(key) != ctx.client_metadata().end();
+}
+
+// The relays below follow manager/dispatcher/service.cc (StreamRelay), made generic over the
+// stub; kept as a focused copy rather than shared, to be merged when both settle.
+
+// A server stream relayed from the leader: each message read from the leader is written to the
+// caller before the next is read, and the leader's final status is the caller's. Deletes
+// itself once both calls are done. `out` is prepared (metadata) by the caller.
+template <typename Stub, typename Request, typename Message>
+class StreamRelay final : public grpc::ServerWriteReactor<Message> {
+ public:
+  using Start = std::function<void(Stub*, grpc::ClientContext*, const Request*,
+                                   grpc::ClientReadReactor<Message>*)>;
+
+  StreamRelay(const grpc::CallbackServerContext& ctx, const Request& req,
+              std::shared_ptr<grpc::Channel> channel,
+              const std::function<void(grpc::ClientContext*)>& prepare, const Start& start)
+      : request_(req), stub_(std::make_unique<Stub>(std::move(channel))), upstream_(this) {
+    client_.set_deadline(ctx.raw_deadline());
+    prepare(&client_);
+    start(stub_.get(), &client_, &request_, &upstream_);
+    // Reads are started from OnWriteDone, outside the upstream's reactions: a hold keeps the
+    // upstream call until the last read.
+    upstream_.AddHold();
+    upstream_.StartRead(&message_);
+    upstream_.StartCall();
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (ok) {
+      upstream_.StartRead(&message_);
+      return;
+    }
+    client_.TryCancel();
+    upstream_.RemoveHold();
+  }
+  void OnCancel() override { client_.TryCancel(); }
+  void OnDone() override { Release(); }
+
+ private:
+  class Upstream final : public grpc::ClientReadReactor<Message> {
+   public:
+    explicit Upstream(StreamRelay* relay) : relay_(relay) {}
+    void OnReadDone(bool ok) override {
+      if (ok) {
+        relay_->StartWrite(&relay_->message_);
+      } else {
+        this->RemoveHold();  // no more reads
+      }
+    }
+    void OnDone(const grpc::Status& s) override {
+      relay_->Finish(s);
+      relay_->Release();
+    }
+
+   private:
+    StreamRelay* relay_;
+  };
+
+  void Release() {
+    if (pending_.fetch_sub(1) == 1) delete this;
+  }
+
+  Request request_;
+  std::unique_ptr<Stub> stub_;
+  grpc::ClientContext client_;
+  Upstream upstream_;
+  // Read from the leader, then written to the caller; one at a time.
+  Message message_;
+  // The two calls not yet done.
+  std::atomic<int> pending_{2};
+};
+
+// An agent's publish stream relayed to the leader: each message read from the agent is written
+// to the leader before the next is read; the agent's end (or break) ends the leader's stream,
+// and the leader's final status and response are the agent's. Deletes itself once both calls
+// are done.
+class PublishRelay final : public grpc::ServerReadReactor<api::PublishLogsMessage> {
+ public:
+  PublishRelay(const grpc::CallbackServerContext& ctx, const std::string& node_id,
+               std::shared_ptr<grpc::Channel> channel, api::PublishLogsResponse* resp)
+      : stub_(api::LogBroker::NewStub(std::move(channel))), resp_(resp), upstream_(this) {
+    client_.set_deadline(ctx.raw_deadline());
+    client_.AddMetadata(kForwardedNode, node_id);
+    stub_->async()->PublishLogs(&client_, &upstream_response_, &upstream_);
+    // Writes are started from this reactor's reads, outside the upstream's reactions: a hold
+    // keeps the upstream call until the agent's stream is over (exactly one RemoveHold: reads
+    // here and writes there alternate).
+    upstream_.AddHold();
+    upstream_.StartCall();
+    StartRead(&message_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (ok) {
+      upstream_.StartWrite(&message_);
+      return;
+    }
+    upstream_.StartWritesDone();
+    upstream_.RemoveHold();
+  }
+  void OnCancel() override { client_.TryCancel(); }
+  void OnDone() override { Release(); }
+
+ private:
+  class Upstream final : public grpc::ClientWriteReactor<api::PublishLogsMessage> {
+   public:
+    explicit Upstream(PublishRelay* relay) : relay_(relay) {}
+    void OnWriteDone(bool ok) override {
+      if (ok) {
+        relay_->StartRead(&relay_->message_);
+      } else {
+        this->RemoveHold();  // the leader's stream broke: OnDone reports why
+      }
+    }
+    void OnDone(const grpc::Status& s) override {
+      *relay_->resp_ = relay_->upstream_response_;
+      relay_->Finish(s);
+      relay_->Release();
+    }
+
+   private:
+    PublishRelay* relay_;
+  };
+
+  void Release() {
+    if (pending_.fetch_sub(1) == 1) delete this;
+  }
+
+  std::unique_ptr<api::LogBroker::Stub> stub_;
+  api::PublishLogsResponse* resp_;
+  grpc::ClientContext client_;
+  api::PublishLogsResponse upstream_response_;
+  Upstream upstream_;
+  // Read from the agent, then written to the leader; one at a time.
+  api::PublishLogsMessage message_;
+  std::atomic<int> pending_{2};
+};
+
 }  // namespace
 
 grpc::ServerWriteReactor<api::SubscribeLogsMessage>* LogsService::SubscribeLogs(
@@ -184,40 +362,68 @@ grpc::ServerWriteReactor<api::SubscribeLogsMessage>* LogsService::SubscribeLogs(
       return Failed<api::SubscribeLogsMessage>(s);
     }
   }
+  // Only managers reach the TCP listener, so only they can mark a call relayed; the unix
+  // socket's callers are not relayed.
+  const bool relayed = require_manager_ && HasMetadata(*ctx, kRelayedLogs);
+  absl::StatusOr<Route> route = RouteOf(slot_, leader_, relayed);
+  if (!route.ok()) return Failed<api::SubscribeLogsMessage>(route.status());
+  if (route->leader) {
+    return new StreamRelay<api::Logs::Stub, api::SubscribeLogsRequest, api::SubscribeLogsMessage>(
+        *ctx, *req, route->leader,
+        [](grpc::ClientContext* c) { c->AddMetadata(kRelayedLogs, "1"); },
+        [](auto* stub, auto* c, auto* r, auto* reactor) {
+          stub->async()->SubscribeLogs(c, r, reactor);
+        });
+  }
+  std::shared_ptr<LogBroker> broker = route->local;
   std::shared_ptr<Writer<api::SubscribeLogsMessage>> w =
       Writer<api::SubscribeLogsMessage>::Create();
-  absl::StatusOr<std::string> sub = broker_->Subscribe(*req, w->sink());
+  absl::StatusOr<std::string> sub = broker->Subscribe(*req, w->sink());
   if (!sub.ok()) {
     w->End(sub.status());
     return w.get();
   }
-  w->set_on_done([broker = broker_, id = *sub] { broker->Unsubscribe(id); });
+  w->set_on_done([broker, id = *sub] { broker->Unsubscribe(id); });
   return w.get();
 }
 
 grpc::ServerWriteReactor<api::SubscriptionMessage>* LogBrokerService::ListenSubscriptions(
-    grpc::CallbackServerContext* ctx, const api::ListenSubscriptionsRequest*) {
-  absl::StatusOr<tls::Peer> peer = NodePeer(*ctx);
-  if (!peer.ok()) return Failed<api::SubscriptionMessage>(peer.status());
+    grpc::CallbackServerContext* ctx, const api::ListenSubscriptionsRequest* req) {
+  bool relayed = false;
+  absl::StatusOr<std::string> node = NodeOf(*ctx, &relayed);
+  absl::StatusOr<Route> route = node.ok() ? RouteOf(slot_, leader_, relayed) : node.status();
+  if (!route.ok()) return Failed<api::SubscriptionMessage>(route.status());
+  if (route->leader) {
+    return new StreamRelay<api::LogBroker::Stub, api::ListenSubscriptionsRequest,
+                           api::SubscriptionMessage>(
+        *ctx, *req, route->leader,
+        [node = *node](grpc::ClientContext* c) { c->AddMetadata(kForwardedNode, node); },
+        [](auto* stub, auto* c, auto* r, auto* reactor) {
+          stub->async()->ListenSubscriptions(c, r, reactor);
+        });
+  }
+  std::shared_ptr<LogBroker> broker = route->local;
   std::shared_ptr<Writer<api::SubscriptionMessage>> w = Writer<api::SubscriptionMessage>::Create();
-  const uint64_t token = broker_->Listen(peer->node_id, w->sink());
-  w->set_on_done(
-      [broker = broker_, node = peer->node_id, token] { broker->StopListening(node, token); });
+  const uint64_t token = broker->Listen(*node, w->sink());
+  w->set_on_done([broker, node = *node, token] { broker->StopListening(node, token); });
   return w.get();
 }
 
 grpc::ServerReadReactor<api::PublishLogsMessage>* LogBrokerService::PublishLogs(
-    grpc::CallbackServerContext* ctx, api::PublishLogsResponse*) {
-  absl::StatusOr<tls::Peer> peer = NodePeer(*ctx);
-  if (!peer.ok()) {
+    grpc::CallbackServerContext* ctx, api::PublishLogsResponse* resp) {
+  bool relayed = false;
+  absl::StatusOr<std::string> node = NodeOf(*ctx, &relayed);
+  absl::StatusOr<Route> route = node.ok() ? RouteOf(slot_, leader_, relayed) : node.status();
+  if (!route.ok()) {
     class Refused final : public grpc::ServerReadReactor<api::PublishLogsMessage> {
      public:
       explicit Refused(const absl::Status& s) { Finish(ToGrpcStatus(s)); }
       void OnDone() override { delete this; }
     };
-    return new Refused(peer.status());
+    return new Refused(route.status());
   }
-  return new Publisher(broker_, peer->node_id);
+  if (route->leader) return new PublishRelay(*ctx, *node, route->leader, resp);
+  return new Publisher(route->local, *node);
 }
 
 }  // namespace swarm::manager::logbroker

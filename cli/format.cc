@@ -133,10 +133,6 @@ std::string TimeAgo(absl::Time then, absl::Time now) {
   return HumanDuration(now - then) + " ago";
 }
 
-absl::Time FromTimestamp(const google::protobuf::Timestamp& ts) {
-  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
-}
-
 std::string TruncateId(absl::string_view id, bool no_trunc) {
   if (no_trunc || id.size() <= 12) return std::string(id);
   return std::string(id.substr(0, 12));

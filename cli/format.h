@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/proto_time.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "proto/control.pb.h"
@@ -29,7 +30,6 @@ namespace swarm::cli {
 std::string HumanDuration(absl::Duration d);
 // HumanDuration(now - then) + " ago" ("About a minute ago"); "" when then is unset.
 std::string TimeAgo(absl::Time then, absl::Time now);
-absl::Time FromTimestamp(const google::protobuf::Timestamp& ts);
 
 // The first 12 characters of an ID unless no_trunc.
 std::string TruncateId(absl::string_view id, bool no_trunc);

@@ -14,6 +14,7 @@
 #include "absl/strings/strip.h"
 #include "common/grpc_status.h"
 #include "common/id.h"
+#include "common/proto_time.h"
 #include "common/status_macros.h"
 #include "common/tls.h"
 #include "manager/ca/ca.h"
@@ -25,19 +26,10 @@ namespace {
 
 using Case = api::StoreAction::TargetCase;
 using google::protobuf::util::MessageDifferencer;
-using google::protobuf::util::TimeUtil;
 
 constexpr char kUnlockKeySubsystem[] = "manager:unlock";
 
 std::string Quote(const std::string& s) { return absl::StrCat("\"", s, "\""); }
-
-google::protobuf::Timestamp ToTimestamp(absl::Time t) {
-  return TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(t));
-}
-
-absl::Time FromTimestamp(const google::protobuf::Timestamp& t) {
-  return absl::FromUnixNanos(TimeUtil::TimestampToNanoseconds(t));
-}
 
 const char* KindName(Case kind) {
   switch (kind) {

@@ -31,8 +31,8 @@ class LogPublisherTest : public ::testing::Test {
   // Writes line<i> for i in [from, to), one second apart; odd lines on stderr.
   void WriteLines(int from, int to) {
     for (int i = from; i < to; ++i) {
-      ASSERT_TRUE(writer_->Write(i % 2 ? "stderr" : "stdout", "line" + std::to_string(i) + "\n")
-                      .ok());
+      ASSERT_TRUE(
+          writer_->Write(i % 2 ? "stderr" : "stdout", "line" + std::to_string(i) + "\n").ok());
       clock_.Advance(absl::Seconds(1));
     }
   }

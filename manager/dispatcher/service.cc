@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "common/grpc_relay.h"
 #include "common/grpc_status.h"
 #include "common/proto_time.h"
 #include "common/status_macros.h"
@@ -140,74 +141,6 @@ void Forward(grpc::ClientContext& out, const grpc::CallbackServerContext& in,
   out.AddMetadata(kForwardedAddr, caller.addr);
 }
 
-// A server stream relayed from the leader: each message read from the leader is written to the
-// agent before the next is read, and the leader's final status is the agent's. Deletes itself
-// once both calls are done.
-template <typename Request, typename Message>
-class StreamRelay final : public grpc::ServerWriteReactor<Message> {
- public:
-  using Start =
-      std::function<void(api::Dispatcher::StubInterface::async_interface*, grpc::ClientContext*,
-                         const Request*, grpc::ClientReadReactor<Message>*)>;
-
-  template <typename Caller>
-  StreamRelay(const grpc::CallbackServerContext& ctx, const Caller& caller, const Request& req,
-              std::shared_ptr<api::Dispatcher::Stub> stub, const Start& start)
-      : request_(req), stub_(std::move(stub)), upstream_(this) {
-    Forward(client_, ctx, caller);
-    start(stub_->async(), &client_, &request_, &upstream_);
-    // Reads are started from OnWriteDone, outside the upstream's reactions: a hold keeps the
-    // upstream call until the last read.
-    upstream_.AddHold();
-    upstream_.StartRead(&message_);
-    upstream_.StartCall();
-  }
-
-  void OnWriteDone(bool ok) override {
-    if (ok) {
-      upstream_.StartRead(&message_);
-      return;
-    }
-    client_.TryCancel();
-    upstream_.RemoveHold();
-  }
-  void OnCancel() override { client_.TryCancel(); }
-  void OnDone() override { Release(); }
-
- private:
-  class Upstream final : public grpc::ClientReadReactor<Message> {
-   public:
-    explicit Upstream(StreamRelay* relay) : relay_(relay) {}
-    void OnReadDone(bool ok) override {
-      if (ok) {
-        relay_->StartWrite(&relay_->message_);
-      } else {
-        this->RemoveHold();  // no more reads
-      }
-    }
-    void OnDone(const grpc::Status& s) override {
-      relay_->Finish(s);
-      relay_->Release();
-    }
-
-   private:
-    StreamRelay* relay_;
-  };
-
-  void Release() {
-    if (pending_.fetch_sub(1) == 1) delete this;
-  }
-
-  Request request_;
-  std::shared_ptr<api::Dispatcher::Stub> stub_;
-  grpc::ClientContext client_;
-  Upstream upstream_;
-  // Read from the leader, then written to the agent; one at a time.
-  Message message_;
-  // The two calls not yet done.
-  std::atomic<int> pending_{2};
-};
-
 // A unary call relayed to the leader.
 template <typename Caller, typename Request, typename Response, typename Call>
 void RelayUnary(grpc::CallbackServerContext* ctx, const Caller& caller, const Request* req,
@@ -291,9 +224,9 @@ grpc::ServerWriteReactor<api::SessionMessage>* Service::Session(grpc::CallbackSe
   absl::StatusOr<Caller> caller = Identify(*ctx);
   absl::StatusOr<Route> route = caller.ok() ? RouteOf(*caller) : caller.status();
   if (route.ok() && route->leader) {
-    return new StreamRelay<api::SessionRequest, api::SessionMessage>(
-        *ctx, *caller, *req, route->leader,
-        [](auto* async, auto* c, auto* r, auto* reactor) { async->Session(c, r, reactor); });
+    return new StreamRelay<api::Dispatcher::Stub, api::SessionRequest, api::SessionMessage>(
+        *ctx, *req, route->leader, [&](grpc::ClientContext* c) { Forward(*c, *ctx, *caller); },
+        [](auto* stub, auto* c, auto* r, auto* reactor) { stub->async()->Session(c, r, reactor); });
   }
   std::shared_ptr<Writer<api::SessionMessage>> w =
       Writer<api::SessionMessage>::Create(/*coalesce=*/true);
@@ -357,9 +290,11 @@ grpc::ServerWriteReactor<api::AssignmentsMessage>* Service::Assignments(
   absl::StatusOr<Caller> caller = Identify(*ctx);
   absl::StatusOr<Route> route = caller.ok() ? RouteOf(*caller) : caller.status();
   if (route.ok() && route->leader) {
-    return new StreamRelay<api::AssignmentsRequest, api::AssignmentsMessage>(
-        *ctx, *caller, *req, route->leader,
-        [](auto* async, auto* c, auto* r, auto* reactor) { async->Assignments(c, r, reactor); });
+    return new StreamRelay<api::Dispatcher::Stub, api::AssignmentsRequest, api::AssignmentsMessage>(
+        *ctx, *req, route->leader, [&](grpc::ClientContext* c) { Forward(*c, *ctx, *caller); },
+        [](auto* stub, auto* c, auto* r, auto* reactor) {
+          stub->async()->Assignments(c, r, reactor);
+        });
   }
   std::shared_ptr<Writer<api::AssignmentsMessage>> w =
       Writer<api::AssignmentsMessage>::Create(/*coalesce=*/false);

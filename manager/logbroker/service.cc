@@ -6,6 +6,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "common/grpc_relay.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
 #include "common/tls.h"
@@ -216,77 +217,6 @@ bool HasMetadata(const grpc::CallbackServerContext& ctx, const char* key) {
   return ctx.client_metadata().find(key) != ctx.client_metadata().end();
 }
 
-// The relays below follow manager/dispatcher/service.cc (StreamRelay), made generic over the
-// stub; kept as a focused copy rather than shared, to be merged when both settle.
-
-// A server stream relayed from the leader: each message read from the leader is written to the
-// caller before the next is read, and the leader's final status is the caller's. Deletes
-// itself once both calls are done. `out` is prepared (metadata) by the caller.
-template <typename Stub, typename Request, typename Message>
-class StreamRelay final : public grpc::ServerWriteReactor<Message> {
- public:
-  using Start = std::function<void(Stub*, grpc::ClientContext*, const Request*,
-                                   grpc::ClientReadReactor<Message>*)>;
-
-  StreamRelay(const grpc::CallbackServerContext& ctx, const Request& req,
-              std::shared_ptr<grpc::Channel> channel,
-              const std::function<void(grpc::ClientContext*)>& prepare, const Start& start)
-      : request_(req), stub_(std::make_unique<Stub>(std::move(channel))), upstream_(this) {
-    client_.set_deadline(ctx.raw_deadline());
-    prepare(&client_);
-    start(stub_.get(), &client_, &request_, &upstream_);
-    // Reads are started from OnWriteDone, outside the upstream's reactions: a hold keeps the
-    // upstream call until the last read.
-    upstream_.AddHold();
-    upstream_.StartRead(&message_);
-    upstream_.StartCall();
-  }
-
-  void OnWriteDone(bool ok) override {
-    if (ok) {
-      upstream_.StartRead(&message_);
-      return;
-    }
-    client_.TryCancel();
-    upstream_.RemoveHold();
-  }
-  void OnCancel() override { client_.TryCancel(); }
-  void OnDone() override { Release(); }
-
- private:
-  class Upstream final : public grpc::ClientReadReactor<Message> {
-   public:
-    explicit Upstream(StreamRelay* relay) : relay_(relay) {}
-    void OnReadDone(bool ok) override {
-      if (ok) {
-        relay_->StartWrite(&relay_->message_);
-      } else {
-        this->RemoveHold();  // no more reads
-      }
-    }
-    void OnDone(const grpc::Status& s) override {
-      relay_->Finish(s);
-      relay_->Release();
-    }
-
-   private:
-    StreamRelay* relay_;
-  };
-
-  void Release() {
-    if (pending_.fetch_sub(1) == 1) delete this;
-  }
-
-  Request request_;
-  std::unique_ptr<Stub> stub_;
-  grpc::ClientContext client_;
-  Upstream upstream_;
-  // Read from the leader, then written to the caller; one at a time.
-  Message message_;
-  // The two calls not yet done.
-  std::atomic<int> pending_{2};
-};
-
 // An agent's publish stream relayed to the leader: each message read from the agent is written
 // to the leader before the next is read; the agent's end (or break) ends the leader's stream,
 // and the leader's final status and response are the agent's. Deletes itself once both calls
@@ -369,7 +299,7 @@ grpc::ServerWriteReactor<api::SubscribeLogsMessage>* LogsService::SubscribeLogs(
   if (!route.ok()) return Failed<api::SubscribeLogsMessage>(route.status());
   if (route->leader) {
     return new StreamRelay<api::Logs::Stub, api::SubscribeLogsRequest, api::SubscribeLogsMessage>(
-        *ctx, *req, route->leader,
+        *ctx, *req, std::make_shared<api::Logs::Stub>(route->leader),
         [](grpc::ClientContext* c) { c->AddMetadata(kRelayedLogs, "1"); },
         [](auto* stub, auto* c, auto* r, auto* reactor) {
           stub->async()->SubscribeLogs(c, r, reactor);
@@ -396,7 +326,7 @@ grpc::ServerWriteReactor<api::SubscriptionMessage>* LogBrokerService::ListenSubs
   if (route->leader) {
     return new StreamRelay<api::LogBroker::Stub, api::ListenSubscriptionsRequest,
                            api::SubscriptionMessage>(
-        *ctx, *req, route->leader,
+        *ctx, *req, std::make_shared<api::LogBroker::Stub>(route->leader),
         [node = *node](grpc::ClientContext* c) { c->AddMetadata(kForwardedNode, node); },
         [](auto* stub, auto* c, auto* r, auto* reactor) {
           stub->async()->ListenSubscriptions(c, r, reactor);

@@ -686,9 +686,13 @@ TEST_F(SwarmctlTest, NodeInspect_SelfAndNames) {
   EXPECT_THAT(r.out, HasSubstr("\"id\": \"node3id000000000000000000\""));
   EXPECT_EQ(Last<api::GetNodeRequest>("GetNode").node_id(), "node3");
 
-  r = Run({"node", "inspect", "--format", "{{.ID}}", "self"});
+  r = Run({"node", "inspect", "--format", "{{.ID}} {{.Description.Hostname}}", "self", "node3"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "node1id000000000000000000 node1\nnode3id000000000000000000 node3\n");
+
+  r = Run({"node", "inspect", "--format", "{{.Hostname}}", "self"});
   EXPECT_EQ(r.code, 1);
-  EXPECT_THAT(r.err, HasSubstr("inspect prints JSON only"));
+  EXPECT_THAT(r.err, HasSubstr("can't evaluate field Hostname in type Node"));
 }
 
 TEST_F(SwarmctlTest, NodeUpdate_SendsSpecWithVersion) {

@@ -166,7 +166,8 @@ void AddNodeCommands(CommandTree& tree) {
   auto inspect = std::make_shared<NodeListFlags>();
   cmd = tree.Command(node, "inspect", "Display detailed information on one or more nodes",
                      [inspect](Session& s) { return Inspect(s, *inspect); });
-  cmd->add_option("-f,--format", inspect->format, "Format output (json)");
+  cmd->add_option("-f,--format", inspect->format,
+                  "Format output: json, or a Go template ('{{.Spec.Name}}', '{{json .Spec}}')");
   tree.Flag(cmd, "--pretty", &inspect->pretty, "Print the information in a human friendly format");
   cmd->add_option("NODE", inspect->nodes, "Nodes (ID, name or self)")->required();
 

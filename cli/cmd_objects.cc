@@ -199,7 +199,8 @@ void AddDataCommands(CommandTree& tree, Kind kind, const std::string& title) {
                            s, inspect->names, inspect->format,
                            [&](const std::string& name) { return k->get(c, name); });
                      });
-  cmd->add_option("-f,--format", inspect->format, "Format output (json)");
+  cmd->add_option("-f,--format", inspect->format,
+                  "Format output: json, or a Go template ('{{.Spec.Name}}', '{{json .Spec}}')");
   cmd->add_option("NAME", inspect->names, "IDs or names")->required();
 
   auto rm = std::make_shared<std::vector<std::string>>();
@@ -247,7 +248,8 @@ void AddObjectCommands(CommandTree& tree) {
                            s, inspect->names, inspect->format,
                            [&](const std::string& name) { return GetNetwork(s, name); });
                      });
-  cmd->add_option("-f,--format", inspect->format, "Format output (json)");
+  cmd->add_option("-f,--format", inspect->format,
+                  "Format output: json, or a Go template ('{{.Spec.Name}}', '{{json .Spec}}')");
   cmd->add_option("NETWORK", inspect->names, "Networks (ID or name)")->required();
 
   auto rm = std::make_shared<std::vector<std::string>>();

@@ -543,7 +543,8 @@ void AddServiceCommands(CommandTree& tree) {
   auto inspect = std::make_shared<InspectFlags>();
   cmd = tree.Command(service, "inspect", "Display detailed information on one or more services",
                      [inspect](Session& s) { return Inspect(s, *inspect); });
-  cmd->add_option("-f,--format", inspect->format, "Format output (json)");
+  cmd->add_option("-f,--format", inspect->format,
+                  "Format output: json, or a Go template ('{{.Spec.Name}}', '{{json .Spec}}')");
   tree.Flag(cmd, "--pretty", &inspect->pretty, "Print the information in a human friendly format");
   cmd->add_option("SERVICE", inspect->services, "Services (ID or name)")->required();
 

@@ -212,7 +212,8 @@ void AddListFlags(CommandTree& tree, CLI::App* app, ListFlags* flags, bool no_tr
   tree.Flag(app, "-q,--quiet", &flags->output.quiet, "Only display IDs");
   if (no_trunc) tree.Flag(app, "--no-trunc", &flags->output.no_trunc, "Do not truncate output");
   app->add_option("--format", flags->output.format,
-                  "Format output: table, json, or a template with {{.Field}} placeholders");
+                  "Format output: table, json, or a Go template ('table {{.ID}}\\t{{.Name}}', "
+                  "'{{json .}}')");
   tree.List(app, "-f,--filter", &flags->filters,
             "Filter output based on conditions (" + filter_help + ")");
 }
@@ -226,11 +227,12 @@ absl::Status PrintListing(Session& session, const Listing& listing, const Output
 absl::Status PrintInspect(Session& session,
                           const std::vector<const google::protobuf::Message*>& objects,
                           const std::string& format) {
+  std::string text;
   if (!format.empty() && format != "json") {
-    return absl::InvalidArgumentError(
-        "inspect prints JSON only (--format json); templates are not supported yet");
+    ASSIGN_OR_RETURN(text, InspectTemplate(objects, format));
+  } else {
+    ASSIGN_OR_RETURN(text, InspectJson(objects));
   }
-  ASSIGN_OR_RETURN(std::string text, InspectJson(objects));
   session.out() << text;
   return absl::OkStatus();
 }

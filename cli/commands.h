@@ -171,7 +171,8 @@ void AddListFlags(CommandTree& tree, CLI::App* app, ListFlags* flags, bool no_tr
                   const std::string& filter_help);
 // Prints a listing with the options of ListFlags.
 absl::Status PrintListing(Session& session, const Listing& listing, const OutputOptions& output);
-// Prints objects as `inspect` does; `format` must be "" or "json".
+// Prints objects as `inspect` does: a JSON array for "" or "json", else the template run over
+// each object (InspectTemplate).
 absl::Status PrintInspect(Session& session,
                           const std::vector<const google::protobuf::Message*>& objects,
                           const std::string& format);

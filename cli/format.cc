@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -56,51 +57,87 @@ std::string DriverName(const api::Network& n) {
 
 std::string Name(const api::Annotations& a) { return a.name(); }
 
-// Expands {{.Key}} and {{json .}} in one line of a template; header mode puts the column
-// headers in place of the values.
-absl::StatusOr<std::string> ExpandTemplate(absl::string_view tmpl, const Listing& listing,
-                                           const std::vector<std::string>* row) {
+// One row of a listing as templates see it: a struct whose fields are the columns, sorted by
+// key as Docker's json prints them. header_row puts the column headers in place of the values
+// (the header line of a `table` format).
+tmpl::Value RowValue(const Listing& listing, const std::vector<std::string>* row) {
+  std::vector<tmpl::Value::Field> fields;
+  for (size_t i = 0; i < listing.columns.size(); ++i) {
+    const Column& c = listing.columns[i];
+    fields.push_back({c.key, tmpl::Value::String(row == nullptr ? c.header : (*row)[i])});
+  }
+  std::sort(
+      fields.begin(), fields.end(),
+      [](const tmpl::Value::Field& a, const tmpl::Value::Field& b) { return a.name < b.name; });
+  return tmpl::Value::Struct("row", std::move(fields));
+}
+
+// "invalid --format: <engine's error>", naming the fields a row has when one is missing.
+absl::Status FormatError(const absl::Status& s, const Listing& listing) {
+  std::string message = absl::StrCat("invalid --format: ", s.message());
+  if (absl::StrContains(s.message(), "can't evaluate field")) {
+    std::vector<std::string> keys;
+    for (const Column& c : listing.columns) keys.push_back("{{." + c.key + "}}");
+    absl::StrAppend(&message, " (fields: ", absl::StrJoin(keys, ", "),
+                    ", or {{json .}}; or use --format json)");
+  }
+  return absl::InvalidArgumentError(message);
+}
+
+// Protobuf field names as Go's (and so Docker's templates) spell them: "node_id" -> "NodeID".
+std::string GoFieldName(absl::string_view proto_name) {
+  static const std::map<std::string, std::string, std::less<>> kInitialisms = {
+      {"id", "ID"},   {"ids", "IDs"},   {"ip", "IP"},     {"os", "OS"},
+      {"tls", "TLS"}, {"ca", "CA"},     {"url", "URL"},   {"dns", "DNS"},
+      {"vip", "VIP"}, {"vips", "VIPs"}, {"cpus", "CPUs"}, {"tty", "TTY"}};
   std::string out;
-  absl::string_view rest = tmpl;
-  while (!rest.empty()) {
-    const size_t open = rest.find("{{");
-    if (open == absl::string_view::npos) {
-      absl::StrAppend(&out, rest);
-      break;
-    }
-    absl::StrAppend(&out, rest.substr(0, open));
-    const size_t close = rest.find("}}", open);
-    if (close == absl::string_view::npos) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("invalid --format: \"{{\" is not closed in ", tmpl));
-    }
-    absl::string_view action = absl::StripAsciiWhitespace(rest.substr(open + 2, close - open - 2));
-    rest.remove_prefix(close + 2);
-    if (action == "json .") {
-      if (row == nullptr) continue;
-      nlohmann::json obj = nlohmann::json::object();
-      for (size_t i = 0; i < listing.columns.size(); ++i) obj[listing.columns[i].key] = (*row)[i];
-      absl::StrAppend(&out, obj.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-      continue;
-    }
-    bool found = false;
-    if (absl::ConsumePrefix(&action, ".")) {
-      for (size_t i = 0; i < listing.columns.size(); ++i) {
-        if (listing.columns[i].key == action) {
-          absl::StrAppend(&out, row == nullptr ? listing.columns[i].header : (*row)[i]);
-          found = true;
-        }
-      }
-    }
-    if (!found) {
-      std::vector<std::string> keys;
-      for (const Column& c : listing.columns) keys.push_back("{{." + c.key + "}}");
-      return absl::InvalidArgumentError(
-          absl::StrCat("invalid --format: {{", action, "}} is not supported (fields: ",
-                       absl::StrJoin(keys, ", "), ", or {{json .}}; or use --format json)"));
+  for (absl::string_view part : absl::StrSplit(proto_name, '_', absl::SkipEmpty())) {
+    auto it = kInitialisms.find(part);
+    if (it != kInitialisms.end()) {
+      out += it->second;
+    } else {
+      out += absl::AsciiStrToUpper(part.substr(0, 1));
+      out += std::string(part.substr(1));
     }
   }
   return out;
+}
+
+tmpl::Value ScalarValue(const google::protobuf::Message& m,
+                        const google::protobuf::FieldDescriptor* f, int index) {
+  using FD = google::protobuf::FieldDescriptor;
+  const google::protobuf::Reflection* r = m.GetReflection();
+  const bool rep = f->is_repeated();
+  switch (f->cpp_type()) {
+    case FD::CPPTYPE_INT32:
+      return tmpl::Value::Int(rep ? r->GetRepeatedInt32(m, f, index) : r->GetInt32(m, f));
+    case FD::CPPTYPE_INT64:
+      return tmpl::Value::Int(rep ? r->GetRepeatedInt64(m, f, index) : r->GetInt64(m, f));
+    case FD::CPPTYPE_UINT32:
+      return tmpl::Value::Int(rep ? r->GetRepeatedUInt32(m, f, index) : r->GetUInt32(m, f));
+    case FD::CPPTYPE_UINT64:
+      return tmpl::Value::Int(
+          static_cast<int64_t>(rep ? r->GetRepeatedUInt64(m, f, index) : r->GetUInt64(m, f)));
+    case FD::CPPTYPE_DOUBLE:
+      return tmpl::Value::Float(rep ? r->GetRepeatedDouble(m, f, index) : r->GetDouble(m, f));
+    case FD::CPPTYPE_FLOAT:
+      return tmpl::Value::Float(rep ? r->GetRepeatedFloat(m, f, index) : r->GetFloat(m, f));
+    case FD::CPPTYPE_BOOL:
+      return tmpl::Value::Bool(rep ? r->GetRepeatedBool(m, f, index) : r->GetBool(m, f));
+    case FD::CPPTYPE_ENUM: {
+      const google::protobuf::EnumValueDescriptor* e =
+          rep ? r->GetRepeatedEnum(m, f, index) : r->GetEnum(m, f);
+      return tmpl::Value::String(e->name());
+    }
+    case FD::CPPTYPE_STRING: {
+      std::string v = rep ? r->GetRepeatedString(m, f, index) : r->GetString(m, f);
+      if (f->type() == FD::TYPE_BYTES) v = absl::Base64Escape(v);
+      return tmpl::Value::String(std::move(v));
+    }
+    case FD::CPPTYPE_MESSAGE:
+      return ProtoValue(rep ? r->GetRepeatedMessage(m, f, index) : r->GetMessage(m, f));
+  }
+  return tmpl::Value();
 }
 
 // Sort key of a task: service name, slot (or node for global services), newest first.
@@ -334,32 +371,94 @@ absl::StatusOr<std::string> RenderListing(const Listing& listing, const OutputOp
     return RenderTable(lines);
   }
   if (format == "json") format = "{{json .}}";
+  // As Docker's formatter: "table" first, the spaces around, and \t and \n escapes.
+  const bool table = absl::StartsWith(format, "table");
+  if (table) format = format.substr(5);
+  const size_t first = format.find_first_not_of(' ');
+  format = first == std::string::npos
+               ? ""
+               : format.substr(first, format.find_last_not_of(' ') - first + 1);
   format = absl::StrReplaceAll(format, {{"\\t", "\t"}, {"\\n", "\n"}});
-  const bool table = absl::StartsWith(format, "table ");
-  if (table) format = format.substr(6);
-  if (table) {
-    std::vector<std::vector<std::string>> lines;
-    auto split = [](const std::string& s) {
-      std::vector<std::string> cells = absl::StrSplit(s, '\t');
-      return cells;
-    };
-    auto header = ExpandTemplate(format, listing, nullptr);
-    if (!header.ok()) return header.status();
-    lines.push_back(split(*header));
-    for (const auto& row : listing.rows) {
-      auto line = ExpandTemplate(format, listing, &row);
-      if (!line.ok()) return line.status();
-      lines.push_back(split(*line));
-    }
-    return RenderTable(lines);
-  }
-  std::string out;
-  // Check the template even when there is nothing to print.
-  if (auto check = ExpandTemplate(format, listing, nullptr); !check.ok()) return check.status();
+  absl::StatusOr<tmpl::Template> t = tmpl::Template::Parse(format);
+  if (!t.ok()) return FormatError(t.status(), listing);
+  // The header line; it also checks the template when there are no rows.
+  absl::StatusOr<std::string> header = t->Execute(RowValue(listing, nullptr));
+  if (!header.ok()) return FormatError(header.status(), listing);
+  std::string text = table ? *header + "\n" : "";
   for (const auto& row : listing.rows) {
-    auto line = ExpandTemplate(format, listing, &row);
-    if (!line.ok()) return line.status();
-    absl::StrAppend(&out, *line, "\n");
+    absl::StatusOr<std::string> line = t->Execute(RowValue(listing, &row));
+    if (!line.ok()) return FormatError(line.status(), listing);
+    absl::StrAppend(&text, *line, "\n");
+  }
+  if (!table) return text;
+  std::vector<std::vector<std::string>> lines;
+  absl::string_view body = text;
+  body.remove_suffix(1);  // the last line's "\n"
+  for (absl::string_view line : absl::StrSplit(body, '\n')) {
+    lines.push_back(absl::StrSplit(line, '\t'));
+  }
+  return RenderTable(lines);
+}
+
+tmpl::Value ProtoValue(const google::protobuf::Message& m) {
+  using FD = google::protobuf::FieldDescriptor;
+  const google::protobuf::Descriptor* d = m.GetDescriptor();
+  if (d->full_name() == "google.protobuf.Timestamp") {
+    const auto& ts = static_cast<const google::protobuf::Timestamp&>(m);
+    return tmpl::Value::String(
+        absl::FormatTime(absl::RFC3339_full, FromTimestamp(ts), absl::UTCTimeZone()));
+  }
+  if (d->full_name() == "google.protobuf.Duration") {
+    const google::protobuf::Reflection* r = m.GetReflection();
+    return tmpl::Value::String(
+        absl::FormatDuration(absl::Seconds(r->GetInt64(m, d->FindFieldByName("seconds"))) +
+                             absl::Nanoseconds(r->GetInt32(m, d->FindFieldByName("nanos")))));
+  }
+  const google::protobuf::Reflection* r = m.GetReflection();
+  std::vector<tmpl::Value::Field> fields;
+  for (int i = 0; i < d->field_count(); ++i) {
+    const FD* f = d->field(i);
+    tmpl::Value v;
+    if (f->is_map()) {
+      std::map<std::string, tmpl::Value> entries;
+      for (int k = 0; k < r->FieldSize(m, f); ++k) {
+        const google::protobuf::Message& entry = r->GetRepeatedMessage(m, f, k);
+        const FD* key = entry.GetDescriptor()->map_key();
+        const FD* value = entry.GetDescriptor()->map_value();
+        entries[ScalarValue(entry, key, -1).Print()] = ScalarValue(entry, value, -1);
+      }
+      v = tmpl::Value::Map(std::move(entries));
+    } else if (f->is_repeated()) {
+      std::vector<tmpl::Value> items;
+      for (int k = 0; k < r->FieldSize(m, f); ++k) items.push_back(ScalarValue(m, f, k));
+      v = tmpl::Value::List(std::move(items));
+    } else if (f->cpp_type() == FD::CPPTYPE_MESSAGE && !r->HasField(m, f)) {
+      v = tmpl::Value::Nil();  // Go's nil pointer
+    } else if (f->containing_oneof() != nullptr && !r->HasField(m, f)) {
+      v = tmpl::Value::Nil();
+    } else {
+      v = ScalarValue(m, f, -1);
+    }
+    // Docker's types embed Meta (ID, Version, CreatedAt) and Annotations (Name, Labels).
+    const bool embedded = f->name() == "meta" || f->name() == "annotations";
+    fields.push_back({GoFieldName(f->name()), std::move(v), embedded});
+  }
+  return tmpl::Value::Struct(d->name(), std::move(fields));
+}
+
+absl::StatusOr<std::string> InspectTemplate(
+    const std::vector<const google::protobuf::Message*>& objects, const std::string& format) {
+  const std::string text = absl::StrReplaceAll(format, {{"\\t", "\t"}, {"\\n", "\n"}});
+  absl::StatusOr<tmpl::Template> t = tmpl::Template::Parse(text);
+  if (!t.ok())
+    return absl::InvalidArgumentError(absl::StrCat("invalid --format: ", t.status().message()));
+  std::string out;
+  for (const google::protobuf::Message* m : objects) {
+    absl::StatusOr<std::string> one = t->Execute(ProtoValue(*m));
+    if (!one.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("invalid --format: ", one.status().message()));
+    }
+    absl::StrAppend(&out, *one, "\n");
   }
   return out;
 }

@@ -2,8 +2,9 @@
 // settings: minimum width 10, padding 3), relative times ("5 seconds ago", "About a minute
 // ago"), truncated IDs, capitalized states, published ports ("*:8080->80/tcp"), the listings
 // of `node ls`, `service ls`, `service ps`, `network ls`, `secret ls` and `config ls` with
-// Docker's columns, `--format json` (one JSON object per row), `--format '{{.Field}}'`
-// templates, `-q`, and `inspect`'s JSON array. Everything here is pure: the current time is a
+// Docker's columns, `--format json` (one JSON object per row), `--format` templates (Go's
+// text/template through common/template, with Docker's `table` form), `-q`, and `inspect`'s
+// JSON array or template. Everything here is pure: the current time is a
 // parameter, so tests pin it.
 //
 // Thread-safety: all functions are thread-safe (they hold no state).
@@ -18,6 +19,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/proto_time.h"
+#include "common/template.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "proto/control.pb.h"
@@ -75,16 +77,29 @@ struct Listing {
   std::vector<std::string> id_marks;
 };
 
-// How to print a listing: -q, --format ("", "table", "json", "table TEMPLATE" or TEMPLATE,
-// where TEMPLATE holds {{.Key}} placeholders and {{json .}}; \t and \n are escapes).
+// How to print a listing: -q, --format ("", "table", "json", "table TEMPLATE" or TEMPLATE).
+// TEMPLATE is Go's text/template over one row: a struct with a field per column key, {{json .}}
+// printing it with sorted keys as Docker does; \t and \n are escapes. With "table", the cells
+// (split at tabs) are aligned as the default table, under a header line made by running the
+// template over the column headers.
 struct OutputOptions {
   bool quiet = false;
   bool no_trunc = false;
   std::string format;
 };
 
-// INVALID_ARGUMENT for a template the printer does not understand, naming the fields.
+// INVALID_ARGUMENT "invalid --format: template: ..." for a template that does not parse or
+// asks for a field rows do not have (naming the fields they have).
 absl::StatusOr<std::string> RenderListing(const Listing& listing, const OutputOptions& options);
+
+// A protobuf message as templates see it, shaped like Docker's Go types: fields named as Go
+// names them ("node_id" -> NodeID), Meta and Annotations embedded (so .CreatedAt, .Version,
+// .Spec.Name and .Spec.Labels work), unset messages nil, maps as maps, enums by name,
+// timestamps in RFC 3339, durations as Go prints them ("1m30s").
+tmpl::Value ProtoValue(const google::protobuf::Message& m);
+// `inspect --format TEMPLATE`: the template run over each object, one result per line.
+absl::StatusOr<std::string> InspectTemplate(
+    const std::vector<const google::protobuf::Message*>& objects, const std::string& format);
 
 // The objects as a JSON array (4-space indentation), as `docker inspect` prints them; field
 // names are protobuf's JSON names.

@@ -156,12 +156,74 @@ TEST(RenderListing, JsonAndTemplates) {
             "ID        NAME\nx1        web\nx2        db \"main\"\n");
   auto bad = RenderListing(l, {.format = "{{.Colour}}"});
   ASSERT_FALSE(bad.ok());
-  EXPECT_THAT(bad.status().message(),
-              HasSubstr("{{Colour}} is not supported (fields: {{.ID}}, {{.Name}}"));
-  EXPECT_FALSE(RenderListing(l, {.format = "{{.ID"}).ok());
+  EXPECT_EQ(bad.status().message(),
+            "invalid --format: template: :1:2: executing \"\" at <.Colour>: can't evaluate field "
+            "Colour in type row (fields: {{.ID}}, {{.Name}}, or {{json .}}; or use --format json)");
+  auto unclosed = RenderListing(l, {.format = "{{.Name }"});
+  ASSERT_FALSE(unclosed.ok());
+  EXPECT_EQ(unclosed.status().message(),
+            "invalid --format: template: :1:8: unexpected \"}\" in operand");
   Listing empty;
   empty.columns = l.columns;
   EXPECT_FALSE(RenderListing(empty, {.format = "{{.Nope}}"}).ok());
+}
+
+// Golden outputs of the template language through a listing: functions, pipelines,
+// conditions, and tables whose headers come from the same template.
+TEST(RenderListing, TemplateGolden) {
+  Listing l;
+  l.columns = {{"ID", "ID"}, {"Name", "NAME"}, {"Image", "IMAGE"}};
+  l.rows = {{"x1", "web", "nginx:1.25"}, {"x2", "db", "postgres:16"}};
+  EXPECT_EQ(*RenderListing(l, {.format = "{{.Name | upper}}\\t{{lower .ID}}"}),
+            "WEB\tx1\nDB\tx2\n");
+  EXPECT_EQ(*RenderListing(l, {.format = "{{if eq .Name \"db\"}}database{{else}}{{.Name}}{{end}}"}),
+            "web\ndatabase\n");
+  EXPECT_EQ(*RenderListing(l, {.format = "{{join (split .Image \":\") \" tag \"}}"}),
+            "nginx tag 1.25\npostgres tag 16\n");
+  EXPECT_EQ(
+      *RenderListing(l, {.format = "{{range $k, $v := split .Image \":\"}}{{$k}}={{$v}} {{end}}"}),
+      "0=nginx 1=1.25 \n0=postgres 1=16 \n");
+  EXPECT_EQ(*RenderListing(l, {.format = "{{json .}}"}),
+            "{\"ID\":\"x1\",\"Image\":\"nginx:1.25\",\"Name\":\"web\"}\n"
+            "{\"ID\":\"x2\",\"Image\":\"postgres:16\",\"Name\":\"db\"}\n");
+  EXPECT_EQ(*RenderListing(l, {.format = "table {{.ID}}\\t{{.Name}}: {{.Image}}"}),
+            "ID        NAME: IMAGE\n"
+            "x1        web: nginx:1.25\n"
+            "x2        db: postgres:16\n");
+  EXPECT_EQ(*RenderListing(l, {.format = "table {{.Name}}\\t{{printf \"%.3s\" .Image}}"}),
+            "NAME      IMA\n"
+            "web       ngi\n"
+            "db        pos\n");
+}
+
+TEST(InspectTemplate, DockerShapedFields) {
+  api::Service svc;
+  svc.set_id("svc1");
+  svc.mutable_meta()->mutable_version()->set_index(42);
+  svc.mutable_spec()->mutable_annotations()->set_name("web");
+  (*svc.mutable_spec()->mutable_annotations()->mutable_labels())["tier"] = "front";
+  (*svc.mutable_spec()->mutable_annotations()->mutable_labels())["app"] = "shop";
+  svc.mutable_spec()->mutable_replicated()->set_replicas(3);
+  svc.mutable_spec()->mutable_task_template()->mutable_container()->set_image("nginx");
+  svc.mutable_spec()->mutable_task_template()->mutable_container()->add_env("A=1");
+  svc.mutable_spec()->mutable_task_template()->mutable_container()->add_env("B=2");
+  api::Service other = svc;
+  other.set_id("svc2");
+  other.mutable_spec()->mutable_annotations()->set_name("db");
+  std::vector<const google::protobuf::Message*> objects = {&svc, &other};
+  EXPECT_EQ(*InspectTemplate(objects, "{{.ID}} {{.Spec.Name}} {{.Version.Index}}"),
+            "svc1 web 42\nsvc2 db 42\n");
+  EXPECT_EQ(*InspectTemplate(objects, "{{range .Spec.TaskTemplate.Container.Env}}{{.}};{{end}}"),
+            "A=1;B=2;\nA=1;B=2;\n");
+  EXPECT_EQ(*InspectTemplate({&svc}, "{{json .Spec.Labels}} {{index .Spec.Labels \"app\"}}"),
+            "{\"app\":\"shop\",\"tier\":\"front\"} shop\n");
+  EXPECT_EQ(*InspectTemplate({&svc}, "{{.Spec.Replicated.Replicas}} {{.Spec.Global}}"),
+            "3 <nil>\n");
+  auto bad = InspectTemplate({&svc}, "{{.Spec.Nme}}");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message(),
+            "invalid --format: template: :1:2: executing \"\" at <.Spec.Nme>: can't evaluate "
+            "field Nme in type ServiceSpec");
 }
 
 TEST(NodeListing, SelfMarkAndManagerStatus) {

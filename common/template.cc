@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -1212,6 +1213,18 @@ class Parser {
 
 enum class Flow { kNormal, kBreak, kContinue };
 
+// The first n characters of s (UTF-8).
+std::string Utf8Prefix(const std::string& s, size_t n) {
+  size_t chars = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80) {
+      if (chars == n) return s.substr(0, i);
+      ++chars;
+    }
+  }
+  return s;
+}
+
 // Runs one template over one value. Errors stop execution: the first one is kept in error_
 // and every evaluation after it returns at once.
 class Executor {
@@ -1738,7 +1751,8 @@ class Executor {
     return false;
   }
 
-  // Go's fmt.Sprintf for %v %s %d %q %t %%, with flags '-' and '0' and a width.
+  // Go's fmt.Sprintf for %v %s %d %q %t %%, with flags '-' and '0', a width and, for strings,
+  // a precision ("%.12s").
   static std::string Printf(const std::string& format, const std::vector<Value>& args) {
     std::string out;
     size_t next = 1;
@@ -1760,6 +1774,14 @@ class Executor {
       for (; i < format.size() && absl::ascii_isdigit(static_cast<unsigned char>(format[i])); ++i) {
         width = std::min<size_t>(width * 10 + (format[i] - '0'), 1024);
       }
+      std::optional<size_t> precision;
+      if (i < format.size() && format[i] == '.') {
+        precision = 0;
+        for (++i; i < format.size() && absl::ascii_isdigit(static_cast<unsigned char>(format[i]));
+             ++i) {
+          *precision = std::min<size_t>(*precision * 10 + (format[i] - '0'), 1 << 20);
+        }
+      }
       if (i >= format.size()) {
         out += "%!(NOVERB)";
         break;
@@ -1779,6 +1801,7 @@ class Executor {
         case 'v':
         case 's':
           s = v.Print();
+          if (precision && v.kind() != Value::Kind::kFloat) s = Utf8Prefix(s, *precision);
           break;
         case 'd':
           s = v.kind() == Value::Kind::kInt

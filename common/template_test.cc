@@ -66,6 +66,7 @@ TEST(TemplateTest, Execute_Functions) {
   EXPECT_EQ(R("{{printf \"%s-%d %5s|%-4d|%q %%\" .ID 7 \"ab\" 3 \"q\"}}"),
             "abc123-7    ab|3   |\"q\" %");
   EXPECT_EQ(R("{{join (split \"a:b:c\" \":\") \"-\"}}"), "a-b-c");
+  EXPECT_EQ(R("{{printf \"%.3s|%-6.2s|\" .ID .Hostname}}"), "abc|No    |");
   EXPECT_EQ(R("{{truncate .ID 3}}|{{pad .ID 1 2}}|"), "abc| abc123  |");
   EXPECT_EQ(R("{{eq .ID \"abc123\"}} {{ne 1 2}} {{lt 1 2}} {{ge 2.5 3}} {{eq 1 3 1}}"),
             "true true true false true");

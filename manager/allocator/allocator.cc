@@ -1,7 +1,12 @@
 #include "manager/allocator/allocator.h"
 
+#include <google/protobuf/util/message_differencer.h>
 #include <pthread.h>
 
+#include <algorithm>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/proto_time.h"
 
@@ -10,12 +15,125 @@ namespace {
 
 constexpr char kLog[] = "allocator";
 constexpr absl::Duration kPoll = absl::Milliseconds(100);
+constexpr char kWaitingMessage[] = "waiting for network allocation";
 
 bool Waiting(const api::Task& t) {
   return t.status().state() == api::TASK_STATE_NEW && t.desired_state() <= api::TASK_STATE_COMPLETE;
 }
 
+// A task that ended holds nothing: its container is gone.
+bool Ended(const api::Task& t) { return t.status().state() > api::TASK_STATE_RUNNING; }
+
+bool PublishesIngress(const api::EndpointSpec& e) {
+  for (const api::PortConfig& p : e.ports()) {
+    if (p.publish_mode() == api::PUBLISH_MODE_INGRESS) return true;
+  }
+  return false;
+}
+
+// The spec's IPv4 address request. IPv6 subnets are not allocated (yet): say so.
+absl::StatusOr<NetworkRequest> RequestOf(const api::Network& n) {
+  NetworkRequest r;
+  r.name = n.spec().annotations().name();
+  bool have = false;
+  for (const api::IPAMConfig& c : n.spec().ipam().configs()) {
+    if (c.family() == api::ADDRESS_FAMILY_IPV6 || c.subnet().find(':') != std::string::npos) {
+      return absl::UnimplementedError(absl::StrCat(
+          "network ", r.name, ": IPv6 overlay subnets are not supported yet; use an IPv4 subnet"));
+    }
+    if (have) {
+      return absl::UnimplementedError(absl::StrCat(
+          "network ", r.name, ": only one IPv4 subnet per overlay network is supported"));
+    }
+    have = true;
+    r.subnet = c.subnet();
+    r.range = c.range();
+    r.gateway = c.gateway();
+    for (const auto& [name, ip] : c.reserved()) r.reserved.push_back(ip);
+  }
+  return r;
+}
+
+NetworkAllocation AllocationOf(const api::Network& n) {
+  NetworkAllocation a;
+  if (n.ipam().configs_size() > 0) {
+    a.subnet = n.ipam().configs(0).subnet();
+    a.range = n.ipam().configs(0).range();
+    a.gateway = n.ipam().configs(0).gateway();
+  }
+  a.vni = VniOf(n);
+  return a;
+}
+
+void SetAllocation(const NetworkAllocation& a, api::Network* n) {
+  api::Driver* d = n->mutable_driver_state();
+  d->set_name(n->spec().driver_config().name().empty() ? "overlay"
+                                                       : n->spec().driver_config().name());
+  (*d->mutable_options())[kVxlanIdOption] = absl::StrCat(a.vni);
+  api::IPAMOptions* ipam = n->mutable_ipam();
+  ipam->Clear();
+  ipam->mutable_driver()->set_name("default");
+  api::IPAMConfig* c = ipam->add_configs();
+  c->set_family(api::ADDRESS_FAMILY_IPV4);
+  c->set_subnet(a.subnet);
+  c->set_range(a.range);
+  c->set_gateway(a.gateway);
+  for (const api::IPAMConfig& want : n->spec().ipam().configs()) {
+    *c->mutable_reserved() = want.reserved();
+  }
+}
+
+// The ingress network, if there is one.
+store::Ptr<api::Network> Ingress(const store::ReadTx& tx) {
+  for (const auto& n : tx.ListNetworks()) {
+    if (n->spec().ingress()) return n;
+  }
+  return nullptr;
+}
+
+// The networks a service's VIPs belong to, in order: the ingress network when it publishes
+// ports in ingress mode, then its own. None in DNSRR mode.
+std::vector<std::string> VipNetworks(const store::ReadTx& tx, const api::Service& s,
+                                     const api::Network* ingress) {
+  std::vector<std::string> out;
+  if (s.spec().endpoint_spec().mode() == api::RESOLUTION_MODE_DNSRR) return out;
+  if (ingress != nullptr && PublishesIngress(s.spec().endpoint_spec())) {
+    out.push_back(ingress->id());
+  }
+  for (const api::NetworkAttachmentConfig& c : s.spec().task_template().networks()) {
+    if (tx.GetNetwork(c.target()) != nullptr) out.push_back(c.target());
+  }
+  return out;
+}
+
+bool ServiceAllocated(const store::ReadTx& tx, const api::Service& s,
+                      const api::Network* ingress) {
+  if (!s.has_endpoint()) return false;
+  if (!google::protobuf::util::MessageDifferencer::Equals(s.endpoint().spec(),
+                                                          s.spec().endpoint_spec())) {
+    return false;
+  }
+  if (PublishesIngress(s.spec().endpoint_spec()) && ingress == nullptr) return false;
+  const std::vector<std::string> want = VipNetworks(tx, s, ingress);
+  if (want.size() != static_cast<size_t>(s.endpoint().virtual_ips_size())) return false;
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (s.endpoint().virtual_ips(i).network_id() != want[i]) return false;
+  }
+  return true;
+}
+
 }  // namespace
+
+bool NetworkAllocated(const api::Network& n) {
+  return VniOf(n) != 0 && n.ipam().configs_size() > 0 && !n.ipam().configs(0).subnet().empty();
+}
+
+uint32_t VniOf(const api::Network& n) {
+  auto it = n.driver_state().options().find(kVxlanIdOption);
+  uint32_t vni = 0;
+  if (it == n.driver_state().options().end() || !absl::SimpleAtoi(it->second, &vni)) return 0;
+  return vni;
+}
 
 void Allocator::Start() {
   auto watch = store_->WatchFrom(0);
@@ -34,70 +152,468 @@ void Allocator::Stop() {
 
 void Allocator::Run() {
   pthread_setname_np(pthread_self(), "allocator");
-  // Everything that was waiting before the watch began.
-  std::set<std::string> todo;
-  store_->View([&](const store::ReadTx& tx) {
-    for (const auto& t : tx.ListTasks()) {
-      if (Waiting(*t)) todo.insert(t->id());
-    }
-  });
+  Rebuild();
   while (true) {
     {
       absl::MutexLock lock(&mu_);
       if (stopping_) return;
     }
+    if (changed_) {
+      // Something was released or allocated: what was blocked may fit now.
+      networks_todo_.merge(networks_blocked_);
+      services_todo_.merge(services_blocked_);
+      tasks_todo_.merge(tasks_blocked_);
+      changed_ = false;
+    }
+    const bool idle = networks_todo_.empty() && services_todo_.empty() && tasks_todo_.empty();
     if (watch_ != nullptr) {
-      for (auto e = watch_->Next(todo.empty() ? kPoll : absl::ZeroDuration()); e.has_value();
+      for (auto e = watch_->Next(idle ? kPoll : absl::ZeroDuration()); e.has_value();
            e = watch_->Next(absl::ZeroDuration())) {
-        if (e->new_object && e->new_object->has_task() && Waiting(e->new_object->task())) {
-          todo.insert(e->new_object->task().id());
-        }
+        OnEvent(*e);
       }
     } else {
       clock_->SleepFor(kPoll);
     }
-    if (todo.empty()) continue;
-    std::set<std::string> retry = Allocate(todo);
-    todo.clear();
-    if (!retry.empty()) {
-      clock_->SleepFor(absl::Milliseconds(50));
-      todo = std::move(retry);
+    if (clock_->Now() < retry_at_) {
+      clock_->SleepFor(std::min(kRetryAfter, retry_at_ - clock_->Now()));
+      continue;
+    }
+    Round();
+  }
+}
+
+void Allocator::Rebuild() {
+  PoolConfig pools;
+  store_->View([&](const store::ReadTx& tx) {
+    for (const auto& c : tx.ListClusters()) {
+      pools.pools.assign(c->default_address_pool().begin(), c->default_address_pool().end());
+      pools.subnet_size = static_cast<int>(c->subnet_size());
+    }
+    absl::StatusOr<Ipam> ipam = Ipam::Create(pools);
+    if (!ipam.ok()) {
+      log::Error(kLog, "the cluster's default address pools are unusable; using 10.0.0.0/8",
+                 {{"reason", ipam.status()}});
+      ipam = Ipam::Create({});
+    }
+    ipam_.emplace(*std::move(ipam));
+
+    for (const auto& n : tx.ListNetworks()) {
+      if (!NetworkAllocated(*n)) {
+        networks_todo_.insert(n->id());
+        continue;
+      }
+      absl::StatusOr<NetworkRequest> request = RequestOf(*n);
+      absl::Status s = request.status();
+      if (s.ok()) s = ipam_->RestoreNetwork(n->id(), *request, AllocationOf(*n));
+      if (!s.ok()) {
+        log::Error(kLog, "a stored network allocation conflicts with another; its tasks wait",
+                   {{"network", n->id()}, {"reason", s}});
+        network_errors_[n->id()] = std::string(s.message());
+      }
+    }
+    for (const auto& svc : tx.ListServices()) {
+      ServiceHolding& h = services_[svc->id()];
+      for (const api::VirtualIP& vip : svc->endpoint().virtual_ips()) {
+        const absl::Status s = ipam_->ClaimAddress(vip.network_id(), vip.addr());
+        if (s.ok()) {
+          h.vips[vip.network_id()] = vip.addr();
+        } else if (s.code() != absl::StatusCode::kNotFound) {
+          log::Error(kLog, "a stored VIP conflicts", {{"service", svc->id()}, {"reason", s}});
+        }
+      }
+      for (const api::PortConfig& p : svc->endpoint().ports()) {
+        if (p.publish_mode() != api::PUBLISH_MODE_INGRESS || p.published_port() == 0) continue;
+        auto port = ipam_->AllocatePort(p.protocol(), p.published_port(), svc->id(),
+                                        svc->spec().annotations().name());
+        if (port.ok()) {
+          h.ports.insert({p.protocol(), p.published_port()});
+        } else {
+          log::Error(kLog, "a stored published port conflicts",
+                     {{"service", svc->id()}, {"reason", port.status()}});
+        }
+      }
+      services_todo_.insert(svc->id());
+    }
+    for (const auto& t : tx.ListTasks()) {
+      if (Waiting(*t)) tasks_todo_.insert(t->id());
+      if (Ended(*t)) continue;
+      TaskHolding held;
+      for (const api::NetworkAttachment& a : t->networks()) {
+        for (const std::string& addr : a.addresses()) {
+          const absl::Status s = ipam_->ClaimAddress(a.network().id(), addr);
+          if (s.ok()) {
+            held.emplace_back(a.network().id(), addr);
+          } else if (s.code() != absl::StatusCode::kNotFound) {
+            log::Error(kLog, "a stored task address conflicts", {{"task", t->id()}, {"reason", s}});
+          }
+        }
+      }
+      if (!held.empty()) tasks_[t->id()] = std::move(held);
+    }
+  });
+  log::Info(kLog, "rebuilt the address allocations from the store",
+            {{"services", services_.size()}, {"tasks", tasks_.size()}});
+}
+
+void Allocator::OnEvent(const store::Event& e) {
+  const api::StoreAction& obj = e.new_object ? *e.new_object : *e.old_object;
+  const bool removed = e.kind == api::STORE_ACTION_KIND_REMOVE;
+  switch (obj.target_case()) {
+    case api::StoreAction::kNetwork:
+      if (removed) {
+        ipam_->ReleaseNetwork(obj.network().id());
+        network_errors_.erase(obj.network().id());
+        changed_ = true;
+      } else if (!NetworkAllocated(obj.network())) {
+        networks_todo_.insert(obj.network().id());
+      }
+      break;
+    case api::StoreAction::kService:
+      if (removed) {
+        ReleaseService(obj.service().id());
+        service_errors_.erase(obj.service().id());
+      } else {
+        services_todo_.insert(obj.service().id());
+      }
+      break;
+    case api::StoreAction::kTask:
+      if (removed || Ended(obj.task())) {
+        ReleaseTask(obj.task().id());
+      } else if (Waiting(obj.task())) {
+        tasks_todo_.insert(obj.task().id());
+      }
+      break;
+    default:
+      break;
+  }
+}
+
+void Allocator::ReleaseTask(const std::string& id) {
+  auto it = tasks_.find(id);
+  if (it == tasks_.end()) return;
+  for (const auto& [network, addr] : it->second) ipam_->ReleaseAddress(network, addr);
+  tasks_.erase(it);
+  changed_ = true;
+}
+
+void Allocator::ReleaseService(const std::string& id) {
+  auto it = services_.find(id);
+  if (it == services_.end()) return;
+  for (const auto& [network, addr] : it->second.vips) ipam_->ReleaseAddress(network, addr);
+  for (const auto& [protocol, port] : it->second.ports) ipam_->ReleasePort(protocol, port, id);
+  services_.erase(it);
+  changed_ = true;
+}
+
+void Allocator::Round() {
+  if (!networks_todo_.empty()) AllocateNetworks();
+  if (!services_todo_.empty()) AllocateServices();
+  if (!tasks_todo_.empty()) AllocateTasks();
+}
+
+void Allocator::Write(std::vector<Change>& changes, std::set<std::string>* retry) {
+  for (size_t begin = 0; begin < changes.size(); begin += kBatch) {
+    const size_t end = std::min(changes.size(), begin + kBatch);
+    const absl::Status s = store_->Update([&](store::WriteTx& tx) {
+      for (size_t i = begin; i < end; ++i) tx.Update(changes[i].object);
+      return absl::OkStatus();
+    });
+    for (size_t i = begin; i < end; ++i) {
+      if (s.ok()) {
+        if (changes[i].commit) changes[i].commit();
+        continue;
+      }
+      if (changes[i].undo) changes[i].undo();
+      switch (changes[i].object.target_case()) {
+        case api::StoreAction::kNetwork:
+          retry[0].insert(changes[i].object.network().id());
+          break;
+        case api::StoreAction::kService:
+          retry[1].insert(changes[i].object.service().id());
+          break;
+        default:
+          retry[2].insert(changes[i].object.task().id());
+          break;
+      }
+    }
+    if (!s.ok()) {
+      log::Debug(kLog, "allocations not written; retrying", {{"reason", s}});
+      retry_at_ = clock_->Now() + kRetryAfter;
     }
   }
 }
 
-std::set<std::string> Allocator::Allocate(const std::set<std::string>& ids) {
-  std::set<std::string> retry;
-  auto it = ids.begin();
-  while (it != ids.end()) {
-    std::vector<std::string> batch;
-    for (; it != ids.end() && batch.size() < kBatch; ++it) batch.push_back(*it);
-    const absl::Status s = store_->Update([&](store::WriteTx& tx) {
-      const auto now = ToTimestamp(clock_->Now());
-      for (const std::string& id : batch) {
-        auto t = tx.GetTask(id);
-        if (t == nullptr || !Waiting(*t)) continue;
-        api::Task next = *t;
-        next.mutable_networks()->Clear();
-        for (const api::NetworkAttachmentConfig& c : t->spec().networks()) {
-          api::NetworkAttachment* a = next.add_networks();
-          a->mutable_network()->set_id(c.target());
-          *a->mutable_aliases() = c.aliases();
-          *a->mutable_driver_attachment_opts() = c.driver_attachment_opts();
-        }
-        next.mutable_status()->set_state(api::TASK_STATE_PENDING);
-        next.mutable_status()->set_message("pending task scheduling");
-        *next.mutable_status()->mutable_timestamp() = now;
-        tx.UpdateObject(next);
-      }
-      return absl::OkStatus();
-    });
-    if (!s.ok()) {
-      log::Debug(kLog, "allocation not written; retrying", {{"reason", s}});
-      retry.insert(batch.begin(), batch.end());
+// ---- networks ----
+
+void Allocator::AllocateNetworks() {
+  std::vector<Change> changes;
+  store_->View([&](const store::ReadTx& tx) {
+    std::vector<store::Ptr<api::Network>> todo;
+    for (const std::string& id : networks_todo_) {
+      auto n = tx.GetNetwork(id);
+      if (n != nullptr && !NetworkAllocated(*n) && !ipam_->HasNetwork(id)) todo.push_back(n);
     }
-  }
-  return retry;
+    // The ingress network first, then in order of creation: the first network of a new swarm
+    // (ingress) gets the first subnet of the pools, as in Docker.
+    std::sort(todo.begin(), todo.end(), [](const auto& a, const auto& b) {
+      auto key = [](const api::Network& n) {
+        return std::make_tuple(!n.spec().ingress(), n.meta().created_at().seconds(),
+                               n.meta().created_at().nanos(), n.id());
+      };
+      return key(*a) < key(*b);
+    });
+    for (const auto& n : todo) {
+      absl::StatusOr<NetworkRequest> request = RequestOf(*n);
+      absl::StatusOr<NetworkAllocation> a =
+          request.ok() ? ipam_->AllocateNetwork(n->id(), *request)
+                       : absl::StatusOr<NetworkAllocation>(request.status());
+      if (!a.ok()) {
+        log::Warn(kLog, "network not allocated", {{"network", n->id()}, {"reason", a.status()}});
+        network_errors_[n->id()] = std::string(a.status().message());
+        networks_blocked_.insert(n->id());
+        continue;
+      }
+      network_errors_.erase(n->id());
+      api::Network next = *n;
+      SetAllocation(*a, &next);
+      const std::string id = n->id();
+      changes.push_back(Change{store::Wrap(next), [this, id] { ipam_->ReleaseNetwork(id); },
+                               [this] { changed_ = true; }});
+      log::Info(kLog, "allocated a network",
+                {{"network", id}, {"name", request->name}, {"subnet", a->subnet}, {"vni", a->vni}});
+    }
+  });
+  networks_todo_.clear();
+  std::set<std::string> retry[3];
+  Write(changes, retry);
+  networks_todo_.merge(retry[0]);
+}
+
+// ---- services ----
+
+void Allocator::AllocateServices() {
+  std::vector<Change> changes;
+  store_->View([&](const store::ReadTx& tx) {
+    store::Ptr<api::Network> ingress = Ingress(tx);
+    for (const std::string& id : services_todo_) {
+      auto svc = tx.GetService(id);
+      if (svc == nullptr || ServiceAllocated(tx, *svc, ingress.get())) continue;
+      const std::string& name = svc->spec().annotations().name();
+      const api::EndpointSpec& spec = svc->spec().endpoint_spec();
+      const ServiceHolding old = services_.count(id) ? services_[id] : ServiceHolding{};
+      ServiceHolding now;
+      // What this plan took that the service did not hold: given back if the plan fails.
+      std::vector<std::pair<std::string, std::string>> new_vips;
+      std::vector<std::pair<api::PortProtocol, uint32_t>> new_ports;
+      auto undo = [this, id, new_vips = &new_vips, new_ports = &new_ports] {
+        for (const auto& [net, addr] : *new_vips) ipam_->ReleaseAddress(net, addr);
+        for (const auto& [proto, port] : *new_ports) ipam_->ReleasePort(proto, port, id);
+      };
+      absl::Status error;
+      api::Endpoint endpoint;
+      *endpoint.mutable_spec() = spec;
+      if (PublishesIngress(spec) && ingress == nullptr) {
+        error = absl::FailedPreconditionError(absl::StrCat(
+            "service ", name,
+            " publishes ports in ingress mode but the swarm has no ingress network; create one "
+            "(swarmctl network create --driver overlay --ingress ingress) or publish with "
+            "mode=host"));
+      }
+      for (const api::PortConfig& p : spec.ports()) {
+        if (!error.ok()) break;
+        api::PortConfig* out = endpoint.add_ports();
+        *out = p;
+        if (p.publish_mode() != api::PUBLISH_MODE_INGRESS) continue;
+        uint32_t want = p.published_port();
+        if (want == 0) {
+          // Keep the port chosen before for the same target, so updates do not move it.
+          for (const api::PortConfig& q : svc->endpoint().ports()) {
+            if (q.protocol() == p.protocol() && q.target_port() == p.target_port() &&
+                q.publish_mode() == api::PUBLISH_MODE_INGRESS &&
+                old.ports.count({q.protocol(), q.published_port()}) &&
+                !now.ports.count({q.protocol(), q.published_port()})) {
+              bool explicit_elsewhere = false;
+              for (const api::PortConfig& r : spec.ports()) {
+                explicit_elsewhere |= r.protocol() == q.protocol() &&
+                                      r.published_port() == q.published_port();
+              }
+              if (!explicit_elsewhere) {
+                want = q.published_port();
+                break;
+              }
+            }
+          }
+        }
+        absl::StatusOr<uint32_t> port = ipam_->AllocatePort(p.protocol(), want, id, name);
+        if (!port.ok()) {
+          error = port.status();
+          break;
+        }
+        out->set_published_port(*port);
+        if (!old.ports.count({p.protocol(), *port}) && !now.ports.count({p.protocol(), *port})) {
+          new_ports.emplace_back(p.protocol(), *port);
+        }
+        now.ports.insert({p.protocol(), *port});
+      }
+      if (error.ok()) {
+        for (const std::string& net : VipNetworks(tx, *svc, ingress.get())) {
+          std::string addr;
+          if (auto it = old.vips.find(net); it != old.vips.end()) {
+            addr = it->second;
+          } else if (!ipam_->HasNetwork(net)) {
+            auto it_err = network_errors_.find(net);
+            error = absl::UnavailableError(absl::StrCat(
+                "network ", tx.GetNetwork(net)->spec().annotations().name(),
+                " is not allocated yet",
+                it_err == network_errors_.end() ? "" : absl::StrCat(": ", it_err->second)));
+            break;
+          } else {
+            absl::StatusOr<std::string> a = ipam_->AllocateAddress(net);
+            if (!a.ok()) {
+              error = a.status();
+              break;
+            }
+            addr = *a;
+            new_vips.emplace_back(net, addr);
+          }
+          now.vips[net] = addr;
+          api::VirtualIP* vip = endpoint.add_virtual_ips();
+          vip->set_network_id(net);
+          vip->set_addr(addr);
+        }
+      }
+      if (!error.ok()) {
+        undo();
+        log::Warn(kLog, "service not allocated", {{"service", id}, {"reason", error}});
+        service_errors_[id] = std::string(error.message());
+        services_blocked_.insert(id);
+        continue;
+      }
+      service_errors_.erase(id);
+      api::Service next = *svc;
+      *next.mutable_endpoint() = endpoint;
+      changes.push_back(Change{
+          store::Wrap(next),
+          [this, id, new_vips, new_ports] {
+            for (const auto& [net, addr] : new_vips) ipam_->ReleaseAddress(net, addr);
+            for (const auto& [proto, port] : new_ports) ipam_->ReleasePort(proto, port, id);
+          },
+          [this, id, old, now] {
+            for (const auto& [net, addr] : old.vips) {
+              auto it = now.vips.find(net);
+              if (it == now.vips.end() || it->second != addr) ipam_->ReleaseAddress(net, addr);
+            }
+            for (const auto& port : old.ports) {
+              if (!now.ports.count(port)) ipam_->ReleasePort(port.first, port.second, id);
+            }
+            services_[id] = now;
+            changed_ = true;
+          }});
+    }
+  });
+  services_todo_.clear();
+  std::set<std::string> retry[3];
+  Write(changes, retry);
+  services_todo_.merge(retry[1]);
+}
+
+// ---- tasks ----
+
+void Allocator::AllocateTasks() {
+  std::vector<Change> changes;
+  const auto now = ToTimestamp(clock_->Now());
+  store_->View([&](const store::ReadTx& tx) {
+    store::Ptr<api::Network> ingress = Ingress(tx);
+    for (const std::string& id : tasks_todo_) {
+      auto t = tx.GetTask(id);
+      if (t == nullptr || !Waiting(*t)) continue;
+      // Why the task cannot move on yet; empty once everything is allocated.
+      std::string reason;
+      store::Ptr<api::Service> svc;
+      if (!t->service_id().empty()) {
+        svc = tx.GetService(t->service_id());
+        if (svc == nullptr) continue;  // the orchestrator shuts it down
+        if (!ServiceAllocated(tx, *svc, ingress.get())) {
+          auto it = service_errors_.find(svc->id());
+          reason = it != service_errors_.end()
+                       ? it->second
+                       : absl::StrCat("service ", svc->spec().annotations().name(),
+                                      " is not allocated yet");
+        }
+      }
+      // The networks, in attachment order.
+      std::vector<std::pair<store::Ptr<api::Network>, const api::NetworkAttachmentConfig*>> nets;
+      if (reason.empty() && svc != nullptr && ingress != nullptr &&
+          PublishesIngress(svc->spec().endpoint_spec())) {
+        nets.emplace_back(ingress, nullptr);
+      }
+      for (const api::NetworkAttachmentConfig& c : t->spec().networks()) {
+        if (!reason.empty()) break;
+        auto n = tx.GetNetwork(c.target());
+        if (n == nullptr) {
+          reason = absl::StrCat("network ", c.target(), " not found");
+        } else if (!NetworkAllocated(*n) || !ipam_->HasNetwork(n->id())) {
+          auto it = network_errors_.find(n->id());
+          reason = it != network_errors_.end()
+                       ? it->second
+                       : absl::StrCat("network ", n->spec().annotations().name(),
+                                      " is not allocated yet");
+        } else {
+          nets.emplace_back(n, &c);
+        }
+      }
+      api::Task next = *t;
+      TaskHolding held;
+      if (reason.empty()) {
+        next.mutable_networks()->Clear();
+        for (const auto& [n, c] : nets) {
+          absl::StatusOr<std::string> addr = ipam_->AllocateAddress(n->id());
+          if (!addr.ok()) {
+            reason = std::string(addr.status().message());
+            break;
+          }
+          held.emplace_back(n->id(), *addr);
+          api::NetworkAttachment* a = next.add_networks();
+          *a->mutable_network() = *n;
+          a->add_addresses(*addr);
+          if (c != nullptr) {
+            *a->mutable_aliases() = c->aliases();
+            *a->mutable_driver_attachment_opts() = c->driver_attachment_opts();
+          }
+        }
+      }
+      if (!reason.empty()) {
+        for (const auto& [net, addr] : held) ipam_->ReleaseAddress(net, addr);
+        tasks_blocked_.insert(id);
+        if (t->status().err() == reason) continue;
+        // Tell whoever looks at `service ps` why the task waits.
+        next = *t;
+        next.mutable_status()->set_message(kWaitingMessage);
+        next.mutable_status()->set_err(reason);
+        *next.mutable_status()->mutable_timestamp() = now;
+        changes.push_back(Change{store::Wrap(next), nullptr, nullptr});
+        continue;
+      }
+      if (svc != nullptr) *next.mutable_endpoint() = svc->endpoint();
+      next.mutable_status()->set_state(api::TASK_STATE_PENDING);
+      next.mutable_status()->set_message("pending task scheduling");
+      next.mutable_status()->clear_err();
+      *next.mutable_status()->mutable_timestamp() = now;
+      changes.push_back(Change{store::Wrap(next),
+                               [this, held] {
+                                 for (const auto& [net, addr] : held) {
+                                   ipam_->ReleaseAddress(net, addr);
+                                 }
+                               },
+                               [this, id, held] {
+                                 if (!held.empty()) tasks_[id] = held;
+                               }});
+    }
+  });
+  tasks_todo_.clear();
+  std::set<std::string> retry[3];
+  Write(changes, retry);
+  tasks_todo_.merge(retry[2]);
 }
 
 }  // namespace swarm::manager::allocator

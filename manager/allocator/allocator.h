@@ -1,35 +1,71 @@
-// Allocator: the leader-only component that owns a task's move from NEW to PENDING: the point
-// where everything the task needs from the cluster (network attachments, addresses, published
-// ports) has been allocated and the scheduler may place it.
+// Allocator: the leader-only component that gives overlay networks, services and tasks what
+// they need from the cluster's address space (DESIGN.md, Networking), and owns a task's move
+// from NEW to PENDING: the point where the task's network attachments are allocated and the
+// scheduler may place it. The decisions are the Ipam's (ipam.h); this shell rebuilds the Ipam
+// from the store when it starts, follows the store's events, and writes the allocations.
 //
-// Today it allocates nothing: overlay IP address management, VIPs and ingress ports arrive
-// with the networking work (DESIGN.md, Networking), and will be done here before the move. A
-// task's network attachments are copied from its spec's networks without addresses.
+// Where the allocations are kept (what the dispatcher and agents read):
+//   - Network: ipam.configs[0] holds subnet, gateway and range (CIDR, IPv4); driver_state is
+//     {name "overlay", options[kVxlanIdOption] = the VNI in decimal}. A network is allocated
+//     when both are set (NetworkAllocated).
+//   - Service: endpoint.spec is the endpoint spec the allocation was made for; endpoint.ports
+//     the published ports with published_port filled in for ingress-mode ports (host-mode
+//     ports are copied as they are: the node chooses); endpoint.virtual_ips one VIP (CIDR) per
+//     attached network in VIP mode, the ingress network first when the service publishes ports
+//     in ingress mode; none in DNSRR mode.
+//   - Task: networks[] one attachment per network of its spec (the ingress network first when
+//     its service publishes ingress ports), each with the allocated Network object as it was,
+//     addresses[0] the task's address in CIDR form, and the spec's aliases and driver options;
+//     endpoint is a copy of its service's endpoint.
 //
-// It reads every NEW task once when it starts, then follows the store's task events, and
-// writes the moves in batches (one transaction per kBatch tasks). A move that lost a race
-// (the task changed meanwhile) is retried with the fresh task.
+// What is written in the store is the truth: on Start the Ipam is rebuilt from the allocated
+// networks, the services' endpoints and the attachments of tasks that have not ended. Addresses
+// return to the pool when a task reaches a terminal state (or is deleted), VIPs and ports when a
+// service is deleted or no longer needs them, the subnet and VNI when a network is deleted.
+//
+// Work goes in three phases per round, each reading fresh committed state: networks, then
+// services, then tasks (a task needs its networks and its service allocated). Each phase's
+// writes go in transactions of at most kBatch objects. A write that fails (a race: "update out
+// of sequence") gives back what was taken for it and is retried shortly. Something that cannot
+// be allocated (an exhausted pool, an overlapping subnet, a taken port) is logged and retried
+// when something is released; a task stays NEW with the reason in status.err, which
+// `service ps` shows.
 //
 // Thread-safety: Start and Stop from one thread (the leader runtime); the work runs on the
-// component's thread "allocator".
+// component's thread "allocator", which alone owns the Ipam and the bookkeeping below.
 #ifndef SWARM_MANAGER_ALLOCATOR_ALLOCATOR_H_
 #define SWARM_MANAGER_ALLOCATOR_ALLOCATOR_H_
 
+#include <functional>
+#include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
+#include "manager/allocator/ipam.h"
 #include "manager/leader/runtime.h"
 #include "manager/store/store.h"
 
 namespace swarm::manager::allocator {
 
+// Network.driver_state option that holds the VXLAN ID (Docker's name for it).
+inline constexpr char kVxlanIdOption[] = "com.docker.network.driver.overlay.vxlanid_list";
+
+// Whether the network has its subnet and VNI.
+bool NetworkAllocated(const api::Network& n);
+// The network's VNI; 0 when it has none.
+uint32_t VniOf(const api::Network& n);
+
 class Allocator final : public leader::Component {
  public:
   static constexpr size_t kBatch = 1000;
+  static constexpr absl::Duration kRetryAfter = absl::Milliseconds(100);
 
   Allocator(store::MemoryStore* store, Clock* clock) : store_(store), clock_(clock) {}
   ~Allocator() override { Stop(); }
@@ -39,17 +75,57 @@ class Allocator final : public leader::Component {
   void Stop() override;
 
  private:
+  // One object to write, with what to do once the write committed or failed.
+  struct Change {
+    api::StoreAction object;
+    // After a failed write: give back what planning took.
+    std::function<void()> undo;
+    // After the write: give back what the object no longer holds, record what it holds.
+    std::function<void()> commit;
+  };
+  // What a service holds: its VIPs by network ID, its ingress ports.
+  struct ServiceHolding {
+    std::map<std::string, std::string> vips;
+    std::set<std::pair<api::PortProtocol, uint32_t>> ports;
+  };
+  // What a task holds: (network ID, address) pairs.
+  using TaskHolding = std::vector<std::pair<std::string, std::string>>;
+
   void Run();
-  // Moves the given NEW tasks to PENDING; the IDs of those that could not be moved yet.
-  std::set<std::string> Allocate(const std::set<std::string>& ids);
+  // Builds the Ipam from the store and queues everything that waits for an allocation.
+  void Rebuild();
+  void OnEvent(const store::Event& e);
+  void Round();
+  void AllocateNetworks();
+  void AllocateServices();
+  void AllocateTasks();
+  // Writes changes in batches; the IDs of failed batches' objects go to retry.
+  void Write(std::vector<Change>& changes, std::set<std::string>* retry);
+
+  void ReleaseTask(const std::string& id);
+  void ReleaseService(const std::string& id);
 
   store::MemoryStore* store_;
   Clock* clock_;
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
+
   // Component thread only (and Start, before the thread exists).
   std::shared_ptr<store::Watch> watch_;
+  std::optional<Ipam> ipam_;
+  std::map<std::string, ServiceHolding> services_;
+  std::map<std::string, TaskHolding> tasks_;
+  // Objects to look at in the next round.
+  std::set<std::string> networks_todo_, services_todo_, tasks_todo_;
+  // Objects that could not be allocated: looked at again once something was released or
+  // allocated (changed_).
+  std::set<std::string> networks_blocked_, services_blocked_, tasks_blocked_;
+  bool changed_ = false;
+  // Why a network or service could not be allocated, for the messages of tasks that wait.
+  std::map<std::string, std::string> network_errors_, service_errors_;
+  // Not before this time after a failed write.
+  absl::Time retry_at_ = absl::InfinitePast();
 };
 
 }  // namespace swarm::manager::allocator

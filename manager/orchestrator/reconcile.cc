@@ -137,11 +137,14 @@ bool Reconciler::Runs(const Task& t) const {
 }
 
 bool Reconciler::IsClean(const Task& t) const {
-  if (!MessageDifferencer::Equals(t.endpoint(), svc_->endpoint())) return false;
   // Tasks record the spec version they were made from; a task of another version is still
-  // clean when the change did not touch the task template (replicas, update config).
-  return t.spec_version().index() == svc_->spec_version().index() ||
-         MessageDifferencer::Equals(t.spec(), svc_->spec().task_template());
+  // clean when the change touched neither the task template nor the endpoint spec (replicas,
+  // update config). The VIPs and ports the allocator fills in are not compared: a task made
+  // before its service's endpoint was allocated is not outdated once it is.
+  if (t.spec_version().index() == svc_->spec_version().index()) return true;
+  return MessageDifferencer::Equals(t.spec(), svc_->spec().task_template()) &&
+         (!t.has_endpoint() ||
+          MessageDifferencer::Equals(t.endpoint().spec(), svc_->spec().endpoint_spec()));
 }
 
 bool Reconciler::MeetsPlacement(const api::Node& n) const {

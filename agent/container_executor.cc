@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/proto_time.h"
 #include "common/status_macros.h"
+#include "common/task_template.h"
 
 namespace swarm::agent {
 namespace {
@@ -167,7 +168,12 @@ class ContainerController final : public Controller {
     if (!task_.spec().has_container()) {
       return absl::InvalidArgumentError("the task has no container spec");
     }
-    ASSIGN_OR_RETURN(rt::ContainerSpec spec, ContainerSpecOf(task_, deps_));
+    // Task templates (--env, --hostname, --mount) take what only this node knows; a bad one
+    // is INVALID_ARGUMENT, which rejects the task with the template's error.
+    api::Task task = task_;
+    RETURN_IF_ERROR(ExpandContainerTemplates(task, executor_->Describe(),
+                                             task.mutable_spec()->mutable_container()));
+    ASSIGN_OR_RETURN(rt::ContainerSpec spec, ContainerSpecOf(task, deps_));
     RETURN_IF_ERROR(executor_->EnsureImage(spec.image));
     ASSIGN_OR_RETURN(id_, options_.runtime->Create(std::move(spec)));
     return absl::OkStatus();

@@ -10,6 +10,7 @@
 #include "absl/strings/str_split.h"
 #include "common/files.h"
 #include "common/status_macros.h"
+#include "common/task_template.h"
 
 namespace swarm::agent {
 namespace {
@@ -25,8 +26,11 @@ struct Record {
 
 class SimulatedController final : public Controller {
  public:
-  SimulatedController(const SimulatedExecutor::Options& options, const api::Task& task)
+  SimulatedController(const SimulatedExecutor::Options& options, const api::Task& task,
+                      api::NodeDescription node)
       : options_(options),
+        task_(task),
+        node_(std::move(node)),
         path_((fs::path(options.dir) /
                (task.annotations().name().empty() ? task.id() : task.annotations().name()))
                   .string()),
@@ -41,9 +45,18 @@ class SimulatedController final : public Controller {
       return absl::InvalidArgumentError(
           "simulated tasks take no args, [\"run\"] or [\"exit\", CODE, DURATION]");
     }
+    // Task templates, as a real container's: a bad one rejects the task.
+    api::ContainerSpec spec = task_.spec().container();
+    RETURN_IF_ERROR(ExpandContainerTemplates(task_, node_, &spec));
     if (fs::exists(path_)) return absl::OkStatus();
     std::error_code ec;
     fs::create_directories(options_.dir, ec);
+    std::string expanded = absl::StrCat("hostname=", spec.hostname(), "\n");
+    for (const std::string& env : spec.env()) absl::StrAppend(&expanded, "env=", env, "\n");
+    for (const api::Mount& m : spec.mounts()) {
+      absl::StrAppend(&expanded, "mount=", m.source(), ":", m.target(), "\n");
+    }
+    RETURN_IF_ERROR(WriteFileAtomically(path_ + ".spec", expanded));
     return WriteFileAtomically(path_, "");
   }
 
@@ -97,6 +110,7 @@ class SimulatedController final : public Controller {
   absl::Status Remove() override {
     std::error_code ec;
     fs::remove(path_, ec);
+    fs::remove(path_ + ".spec", ec);
     return absl::OkStatus();
   }
 
@@ -117,6 +131,8 @@ class SimulatedController final : public Controller {
   absl::Status Write(const std::string& data) { return WriteFileAtomically(path_, data); }
 
   const SimulatedExecutor::Options& options_;
+  const api::Task task_;
+  const api::NodeDescription node_;
   const std::string path_;
   const std::string image_;
   const std::vector<std::string> args_;
@@ -145,7 +161,7 @@ api::NodeDescription SimulatedExecutor::Describe() {
 
 std::unique_ptr<Controller> SimulatedExecutor::NewController(const api::Task& task,
                                                              const Dependencies&) {
-  return std::make_unique<SimulatedController>(options_, task);
+  return std::make_unique<SimulatedController>(options_, task, Describe());
 }
 
 }  // namespace swarm::agent

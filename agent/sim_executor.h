@@ -9,7 +9,9 @@
 //
 // Each container is a file <dir>/<task name> holding its start time and, once it ended, its
 // exit: a simulated container survives an agent restart the way a real one does, and a
-// restarted agent adopts it.
+// restarted agent adopts it. Task templates are expanded as for a real container (a bad one
+// rejects the task), and <dir>/<task name>.spec keeps what they gave ("hostname=...",
+// "env=...", "mount=SOURCE:TARGET" lines) for tests to check.
 //
 // Thread-safety: thread-safe; each controller touches only its own file.
 #ifndef SWARM_AGENT_SIM_EXECUTOR_H_

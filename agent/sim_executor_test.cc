@@ -2,6 +2,8 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
@@ -67,6 +69,26 @@ TEST_F(SimulatedExecutorTest, MissingImagesAndBadArgsCannotBePrepared) {
   EXPECT_EQ(e.NewController(Task("t2", {"dance"}), {})->Prepare().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(e.Describe().hostname(), "sim-host");
+}
+
+TEST_F(SimulatedExecutorTest, TaskTemplatesAreExpandedOrRejectTheTask) {
+  SimulatedExecutor e(options_);
+  api::Task t = Task("web.2.t1", {});
+  t.set_slot(2);
+  t.set_node_id("node1");
+  t.mutable_service_annotations()->set_name("web");
+  t.mutable_spec()->mutable_container()->set_hostname("{{.Service.Name}}-{{.Task.Slot}}");
+  t.mutable_spec()->mutable_container()->add_env("HOST={{.Node.Hostname}}");
+  ASSERT_TRUE(e.NewController(t, {})->Prepare().ok());
+  std::ifstream spec(options_.dir + "/web.2.t1.spec");
+  std::string text((std::istreambuf_iterator<char>(spec)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text, "hostname=web-2\nenv=HOST=sim-host\n");
+
+  api::Task bad = Task("web.3.t2", {});
+  bad.mutable_spec()->mutable_container()->set_hostname("{{.Node.Hostnme}}");
+  absl::Status s = e.NewController(bad, {})->Prepare();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("can't evaluate field Hostnme"), std::string::npos) << s;
 }
 
 }  // namespace

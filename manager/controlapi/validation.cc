@@ -14,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/ip.h"
+#include "common/task_template.h"
 #include "common/status_macros.h"
 #include "manager/ca/ca.h"
 #include "scheduler/constraint.h"
@@ -358,6 +359,9 @@ absl::Status ValidateContainerSpec(const api::ContainerSpec& c) {
     return Invalid("a service needs a container image (e.g. nginx:1.25)");
   }
   RETURN_IF_ERROR(ValidateImageReference(c.image()));
+  // Task templates are expanded on the nodes; a misspelt field is refused here, before any
+  // task could be rejected for it.
+  RETURN_IF_ERROR(ValidateContainerTemplates(c));
   for (const std::string& e : c.env()) {
     if (e.empty() || e.front() == '=') {
       return Invalid(absl::StrCat("environment entry ", Quote(e), " has no variable name; write ",

@@ -374,6 +374,20 @@ TEST(ValidationTest, ServiceSpec_ContainerDetails) {
       "log driver options were given without a log driver name"));
 }
 
+TEST(ValidationTest, ServiceSpec_TaskTemplatesAreChecked) {
+  EXPECT_TRUE(ServiceWith([](auto* s) {
+                Container(s)->set_hostname("{{.Service.Name}}-{{.Task.Slot}}.{{.Node.Hostname}}");
+                Container(s)->add_env("NODE={{.Node.ID}}");
+              }).ok());
+  EXPECT_TRUE(Invalid(ServiceWith([](auto* s) { Container(s)->set_hostname("{{.Node.Hostnme}}"); }),
+                      "invalid template in --hostname \"{{.Node.Hostnme}}\": template: :1:2: "
+                      "executing \"\" at <.Node.Hostnme>: can't evaluate field Hostnme in type "
+                      "Node"));
+  EXPECT_TRUE(Invalid(ServiceWith([](auto* s) { Container(s)->add_env("A={{.Task.Slot"); }),
+                      "invalid template in --env \"A={{.Task.Slot\": template: :1:2: unclosed "
+                      "action"));
+}
+
 TEST(ValidationTest, NetworkSpec_DriverIpamAndIngressRules) {
   api::NetworkSpec n;
   n.mutable_annotations()->set_name("backend");

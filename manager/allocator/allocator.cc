@@ -174,6 +174,20 @@ void Allocator::Run() {
     } else {
       clock_->SleepFor(kPoll);
     }
+    if (rebuild_) {
+      // Between rounds every allocation is in the store: starting over loses nothing.
+      ipam_.reset();
+      services_.clear();
+      tasks_.clear();
+      for (auto* set : {&networks_todo_, &services_todo_, &tasks_todo_, &networks_blocked_,
+                        &services_blocked_, &tasks_blocked_}) {
+        set->clear();
+      }
+      network_errors_.clear();
+      service_errors_.clear();
+      rebuild_ = false;
+      Rebuild();
+    }
     if (clock_->Now() < retry_at_) {
       clock_->SleepFor(std::min(kRetryAfter, retry_at_ - clock_->Now()));
       continue;
@@ -188,6 +202,8 @@ void Allocator::Rebuild() {
     for (const auto& c : tx.ListClusters()) {
       pools.pools.assign(c->default_address_pool().begin(), c->default_address_pool().end());
       pools.subnet_size = static_cast<int>(c->subnet_size());
+      pools_ = pools.pools;
+      subnet_size_ = c->subnet_size();
     }
     absl::StatusOr<Ipam> ipam = Ipam::Create(pools);
     if (!ipam.ok()) {
@@ -274,6 +290,14 @@ void Allocator::OnEvent(const store::Event& e) {
         service_errors_.erase(obj.service().id());
       } else {
         services_todo_.insert(obj.service().id());
+      }
+      break;
+    case api::StoreAction::kCluster:
+      if (!removed && (obj.cluster().subnet_size() != subnet_size_ ||
+                       !std::equal(pools_.begin(), pools_.end(),
+                                   obj.cluster().default_address_pool().begin(),
+                                   obj.cluster().default_address_pool().end()))) {
+        rebuild_ = true;
       }
       break;
     case api::StoreAction::kTask:

@@ -114,6 +114,12 @@ class Allocator final : public leader::Component {
   // Component thread only (and Start, before the thread exists).
   std::shared_ptr<store::Watch> watch_;
   std::optional<Ipam> ipam_;
+  // The cluster's pools the Ipam was built with. The cluster object can appear (swarm init
+  // writes it after the first leader started its components) or change after Start: the Ipam
+  // is then rebuilt from the store with the new pools (rebuild_).
+  std::vector<std::string> pools_;
+  uint32_t subnet_size_ = 0;
+  bool rebuild_ = false;
   std::map<std::string, ServiceHolding> services_;
   std::map<std::string, TaskHolding> tasks_;
   // Objects to look at in the next round.

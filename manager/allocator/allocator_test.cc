@@ -224,6 +224,28 @@ TEST_F(AllocatorTest, Networks_ConfiguredPoolsAreUsed) {
   EXPECT_EQ(Network(a).ipam().configs(0).subnet(), "172.28.0.64/26");
 }
 
+TEST_F(AllocatorTest, Networks_PoolsWrittenAfterStartAreUsed) {
+  // swarm init starts the leader's components before it writes the cluster object and the
+  // ingress network (one transaction).
+  Write([&](WriteTx& tx) { tx.RemoveObject(*tx.GetCluster("cluster")); });
+  StartAllocator();
+  api::Cluster c;
+  c.set_id("cluster2");
+  c.mutable_spec()->mutable_annotations()->set_name("default");
+  c.add_default_address_pool("172.29.0.0/16");
+  c.set_subnet_size(25);
+  api::Network n;
+  n.set_id("ingress");
+  n.mutable_spec()->mutable_annotations()->set_name("ingress");
+  n.mutable_spec()->set_ingress(true);
+  Write([&](WriteTx& tx) {
+    tx.CreateObject(c);
+    tx.CreateObject(n);
+  });
+  ASSERT_TRUE(Allocated("ingress"));
+  EXPECT_EQ(Network("ingress").ipam().configs(0).subnet(), "172.29.0.0/25");
+}
+
 TEST_F(AllocatorTest, Services_VipsPerNetworkAndPublishedPorts) {
   const std::string ingress = AddNetwork("ingress", "", true);
   const std::string web = AddNetwork("web-net");

@@ -56,6 +56,8 @@ struct InitFlags {
   bool force_new_cluster = false;
   std::optional<std::string> task_history_limit;
   std::optional<std::string> dispatcher_heartbeat;
+  std::vector<std::string> default_addr_pool;
+  std::optional<std::string> default_addr_pool_mask_len;
 };
 
 absl::Status Init(Session& s, const InitFlags& f) {
@@ -80,6 +82,16 @@ absl::Status Init(Session& s, const InitFlags& f) {
     ASSIGN_OR_RETURN(absl::Duration d,
                      ParseDuration("dispatcher-heartbeat", *f.dispatcher_heartbeat));
     SetProtoDuration(d, req.mutable_dispatcher_heartbeat());
+  }
+  for (const std::string& pool : f.default_addr_pool) req.add_default_addr_pool(pool);
+  if (f.default_addr_pool_mask_len) {
+    ASSIGN_OR_RETURN(int64_t n,
+                     ParseInt("default-addr-pool-mask-len", *f.default_addr_pool_mask_len));
+    if (n < 1 || n > 32) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--default-addr-pool-mask-len ", n, " is not a prefix length (1-32)"));
+    }
+    req.set_default_addr_pool_mask_len(static_cast<uint32_t>(n));
   }
   ASSIGN_OR_RETURN(Client * c, s.client());
   ASSIGN_OR_RETURN(auto resp, c->NodeAdmin(&api::NodeAdmin::Stub::InitSwarm, req, kLongTimeout));
@@ -301,6 +313,10 @@ void AddSwarmCommands(CommandTree& tree) {
            "Task history retention limit (default 5)");
   tree.Opt(cmd, "--dispatcher-heartbeat", &init->dispatcher_heartbeat,
            "Dispatcher heartbeat period (default 5s)");
+  tree.List(cmd, "--default-addr-pool", &init->default_addr_pool,
+            "Default address pool in CIDR format (default 10.0.0.0/8; repeatable)");
+  tree.Opt(cmd, "--default-addr-pool-mask-len", &init->default_addr_pool_mask_len,
+           "Default address pool subnet mask length (default 24)");
 
   auto join = std::make_shared<JoinFlags>();
   cmd = tree.Command(swarm, "join", "Join a swarm as a node and/or manager",

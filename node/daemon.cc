@@ -4,6 +4,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <thread>
 
@@ -15,6 +16,7 @@
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/tls.h"
+#include "manager/allocator/ipam.h"
 #include "manager/ca/ca.h"
 #include "manager/controlapi/server.h"
 #include "node/control_router.h"
@@ -479,6 +481,19 @@ absl::StatusOr<api::InitSwarmResponse> Daemon::FoundSwarm(const Addresses& addrs
   RETURN_IF_ERROR(m.store().Update([&](manager::store::WriteTx& tx) {
     tx.CreateObject(cluster);
     tx.CreateObject(node);
+    if (restored == nullptr) {
+      // The routing mesh's network exists from swarm init, as in Docker; the allocator gives
+      // it the first subnet of the default pools (10.0.0.0/24). It is created here, once with
+      // the cluster, and not by the allocator whenever it finds none: an operator who removed
+      // it (to create another with a different subnet) must not see it come back at the next
+      // leader change. A restored swarm keeps the networks of its backup.
+      api::Network ingress;
+      ingress.set_id(NewId(random));
+      ingress.mutable_spec()->mutable_annotations()->set_name("ingress");
+      ingress.mutable_spec()->mutable_driver_config()->set_name("overlay");
+      ingress.mutable_spec()->set_ingress(true);
+      tx.CreateObject(ingress);
+    }
     return absl::OkStatus();
   }));
   if (restored != nullptr) RETURN_IF_ERROR(Reseed(m.store(), ObjectsOf(*restored)));
@@ -512,6 +527,14 @@ absl::StatusOr<api::InitSwarmResponse> Daemon::Init(const api::InitSwarmRequest&
     if (req.task_history_limit() < 0) {
       return absl::InvalidArgumentError("--task-history-limit must not be negative");
     }
+    manager::allocator::PoolConfig pools;
+    pools.pools.assign(req.default_addr_pool().begin(), req.default_addr_pool().end());
+    if (pools.pools.empty()) pools.pools.push_back(manager::allocator::kDefaultPool);
+    pools.subnet_size = req.default_addr_pool_mask_len() == 0
+                            ? manager::allocator::kDefaultSubnetSize
+                            : static_cast<int>(std::min<uint32_t>(req.default_addr_pool_mask_len(),
+                                                                  1000));
+    RETURN_IF_ERROR(manager::allocator::Ipam::Create(pools).status());
     RETURN_IF_ERROR(WipeState());
     Random& random = *config_.random;
     ASSIGN_OR_RETURN(api::Cluster cluster,
@@ -531,6 +554,8 @@ absl::StatusOr<api::InitSwarmResponse> Daemon::Init(const api::InitSwarmRequest&
     spec->mutable_raft()->set_log_entries_for_slow_followers(500);
     spec->mutable_raft()->set_heartbeat_tick(1);
     spec->mutable_raft()->set_election_tick(10);
+    for (const std::string& p : pools.pools) cluster.add_default_address_pool(p);
+    cluster.set_subnet_size(static_cast<uint32_t>(pools.subnet_size));
     if (req.autolock()) {
       spec->mutable_encryption_config()->set_auto_lock_managers(true);
       api::EncryptionKey* k = cluster.add_unlock_keys();

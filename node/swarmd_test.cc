@@ -203,6 +203,61 @@ TEST_F(SwarmdTest, Init_AnInactiveNodeBecomesTheFirstManager) {
   EXPECT_TRUE(nodes[0].manager_status().leader());
 }
 
+TEST_F(SwarmdTest, Init_CreatesTheIngressNetworkFromTheConfiguredAddressPools) {
+  ASSERT_TRUE(cluster_.Start(1).ok());
+  {
+    // A pool that cannot hold its subnets is refused before anything is created.
+    grpc::ClientContext ctx;
+    SetTimeout(ctx, absl::Seconds(30));
+    api::InitSwarmRequest req;
+    req.add_default_addr_pool("10.9.0.0/26");
+    api::InitSwarmResponse resp;
+    grpc::Status s = cluster_.admin(1).InitSwarm(&ctx, req, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_TRUE(absl::StrContains(s.error_message(), "smaller than the subnets")) << s.error_message();
+  }
+  grpc::ClientContext ctx;
+  SetTimeout(ctx, absl::Seconds(30));
+  api::InitSwarmRequest req;
+  req.add_default_addr_pool("172.29.0.0/16");
+  req.set_default_addr_pool_mask_len(25);
+  api::InitSwarmResponse resp;
+  grpc::Status s = cluster_.admin(1).InitSwarm(&ctx, req, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+
+  // The allocator gives the ingress network the first subnet of the pool and the first VNI.
+  api::Network ingress;
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (absl::Now() < deadline) {
+    grpc::ClientContext list_ctx;
+    SetTimeout(list_ctx);
+    api::ListNetworksResponse list;
+    if (cluster_.control(1).ListNetworks(&list_ctx, api::ListNetworksRequest(), &list).ok() &&
+        list.networks_size() == 1 && list.networks(0).ipam().configs_size() == 1) {
+      ingress = list.networks(0);
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(ingress.spec().annotations().name(), "ingress");
+  EXPECT_TRUE(ingress.spec().ingress());
+  ASSERT_EQ(ingress.ipam().configs_size(), 1) << ingress.ShortDebugString();
+  EXPECT_EQ(ingress.ipam().configs(0).subnet(), "172.29.0.0/25");
+  EXPECT_EQ(ingress.ipam().configs(0).gateway(), "172.29.0.1");
+  EXPECT_EQ(ingress.driver_state().options().at("com.docker.network.driver.overlay.vxlanid_list"),
+            "4096");
+
+  grpc::ClientContext get_ctx;
+  SetTimeout(get_ctx);
+  api::GetClusterRequest get;
+  get.set_cluster_id(resp.cluster_id());
+  api::GetClusterResponse cluster;
+  ASSERT_TRUE(cluster_.control(1).GetCluster(&get_ctx, get, &cluster).ok());
+  ASSERT_EQ(cluster.cluster().default_address_pool_size(), 1);
+  EXPECT_EQ(cluster.cluster().default_address_pool(0), "172.29.0.0/16");
+  EXPECT_EQ(cluster.cluster().subnet_size(), 25u);
+}
+
 TEST_F(SwarmdTest, ThreeManagers_ObjectsCreatedAnywhereAreSeenEverywhere) {
   FormManagers(3);
   auto leader = cluster_.WaitForLeader(absl::Seconds(10));

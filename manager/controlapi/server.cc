@@ -14,6 +14,7 @@
 #include "absl/strings/strip.h"
 #include "common/grpc_status.h"
 #include "common/id.h"
+#include "common/ip.h"
 #include "common/proto_time.h"
 #include "common/status_macros.h"
 #include "common/tls.h"
@@ -325,6 +326,28 @@ absl::Status CheckPortConflicts(const store::ReadTx& tx, const api::ServiceSpec&
                          q_ingress ? " as an ingress port"
                                    : " in host mode, and an ingress port is opened on every node",
                          "; publish another port, or change that service first"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+// ALREADY_EXISTS when the spec's subnet overlaps a subnet another network asked for or was
+// given by the allocator: two networks with one address range would route each other's traffic.
+absl::Status CheckSubnetFree(const store::ReadTx& tx, const api::NetworkSpec& spec) {
+  for (const api::IPAMConfig& c : spec.ipam().configs()) {
+    std::optional<IpNetwork> mine = ParseCidr(c.subnet());
+    if (!mine) continue;
+    for (const auto& n : tx.ListNetworks()) {
+      std::vector<const api::IPAMConfig*> theirs;
+      for (const auto& o : n->spec().ipam().configs()) theirs.push_back(&o);
+      for (const auto& o : n->ipam().configs()) theirs.push_back(&o);
+      for (const api::IPAMConfig* o : theirs) {
+        std::optional<IpNetwork> other = ParseCidr(o->subnet());
+        if (!other || !(other->Contains(*mine) || mine->Contains(*other))) continue;
+        return absl::AlreadyExistsError(absl::StrCat(
+            "subnet ", c.subnet(), " overlaps network ", Quote(n->spec().annotations().name()),
+            " (", o->subnet(), "); choose another --subnet"));
       }
     }
   }
@@ -1135,6 +1158,7 @@ grpc::Status Server::CreateNetwork(grpc::ServerContext* ctx, const api::CreateNe
       auto networks = tx.ListNetworks();
       RETURN_IF_ERROR(
           CheckNameFree(tx, api::StoreAction::kNetwork, net.spec().annotations().name(), ""));
+      RETURN_IF_ERROR(CheckSubnetFree(tx, net.spec()));
       if (net.spec().ingress()) {
         for (const auto& n : networks) {
           if (n->spec().ingress()) {

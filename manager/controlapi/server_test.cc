@@ -1111,6 +1111,32 @@ TEST_F(ServerTest, CreateNetwork_NamesIngressAndConfigFrom) {
                     StatusCode::INVALID_ARGUMENT, "a network spec is required"));
 }
 
+TEST_F(ServerTest, CreateNetwork_RefusesSubnetsThatOverlapAnotherNetwork) {
+  api::CreateNetworkRequest req;
+  req.mutable_spec()->mutable_annotations()->set_name("big");
+  req.mutable_spec()->mutable_ipam()->add_configs()->set_subnet("10.20.0.0/16");
+  ASSERT_OK(Call(&Server::CreateNetwork, req));
+  req.mutable_spec()->mutable_annotations()->set_name("inside");
+  req.mutable_spec()->mutable_ipam()->mutable_configs(0)->set_subnet("10.20.3.0/24");
+  EXPECT_TRUE(Fails(Call(&Server::CreateNetwork, req), StatusCode::ALREADY_EXISTS,
+                    "subnet 10.20.3.0/24 overlaps network \"big\" (10.20.0.0/16)"));
+  // Subnets the allocator gave count too.
+  const std::string id = CreateNetwork("pooled");
+  ASSERT_TRUE(store_
+                  .Update([&](store::WriteTx& tx) {
+                    api::Network n = *tx.GetNetwork(id);
+                    n.mutable_ipam()->add_configs()->set_subnet("10.0.1.0/24");
+                    tx.UpdateObject(n);
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  req.mutable_spec()->mutable_ipam()->mutable_configs(0)->set_subnet("10.0.0.0/23");
+  EXPECT_TRUE(Fails(Call(&Server::CreateNetwork, req), StatusCode::ALREADY_EXISTS,
+                    "overlaps network \"pooled\" (10.0.1.0/24)"));
+  req.mutable_spec()->mutable_ipam()->mutable_configs(0)->set_subnet("10.21.0.0/24");
+  EXPECT_OK(Call(&Server::CreateNetwork, req));
+}
+
 TEST_F(ServerTest, GetNetwork_ByIdOrName) {
   const std::string id = CreateNetwork("backend");
   api::GetNetworkRequest req;

@@ -16,6 +16,7 @@
 #include "common/ip.h"
 #include "common/task_template.h"
 #include "common/status_macros.h"
+#include "manager/allocator/ipam.h"
 #include "manager/ca/ca.h"
 #include "scheduler/constraint.h"
 
@@ -643,6 +644,12 @@ absl::Status ValidateNetworkSpec(const api::NetworkSpec& spec) {
   if (spec.ingress() && spec.internal()) {
     return Invalid("the ingress network cannot be internal: it carries published ports");
   }
+  if (spec.driver_config().options().count("encrypted") != 0) {
+    // Refused rather than silently carrying the network's traffic in plaintext.
+    return Invalid(
+        "encrypted overlay networks need IPsec ESP (xfrm), which this kernel does not offer; "
+        "create the network without --opt encrypted");
+  }
   const std::string& ipam_driver = spec.ipam().driver().name();
   if (!ipam_driver.empty() && ipam_driver != "default") {
     return Invalid(absl::StrCat("IPAM driver ", Quote(ipam_driver),
@@ -670,11 +677,23 @@ absl::Status ValidateNetworkSpec(const api::NetworkSpec& spec) {
       return Invalid(
           absl::StrCat("subnet ", c.subnet(), " is IPv6: create the network with --ipv6"));
     }
-    for (const IpNetwork& other : subnets) {
-      if (other.Contains(*subnet) || subnet->Contains(other)) {
-        return Invalid(
-            absl::StrCat("subnet ", c.subnet(), " overlaps another subnet of the network"));
-      }
+    if (subnet->base.family == AF_INET6) {
+      return Invalid(absl::StrCat("subnet ", c.subnet(),
+                                  ": IPv6 overlay subnets are not supported yet; use an IPv4 "
+                                  "--subnet"));
+    }
+    // The allocator's own rules: a network address, and a size it can manage.
+    absl::StatusOr<allocator::Ipv4Net> v4 = allocator::ParseIpv4Net(c.subnet(), "subnet");
+    if (!v4.ok()) return Invalid(std::string(v4.status().message()));
+    if (v4->prefix < allocator::kLargestSubnetPrefix ||
+        v4->prefix > allocator::kSmallestSubnetPrefix) {
+      return Invalid(absl::StrCat("subnet ", c.subnet(), " is out of range: overlay subnets are /",
+                                  allocator::kLargestSubnetPrefix, " (16M addresses) to /",
+                                  allocator::kSmallestSubnetPrefix,
+                                  " (a gateway and one task)"));
+    }
+    if (!subnets.empty()) {
+      return Invalid("an overlay network has one subnet: give --subnet once");
     }
     subnets.push_back(*subnet);
     if (!c.range().empty()) {

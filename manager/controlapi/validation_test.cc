@@ -426,6 +426,39 @@ TEST(ValidationTest, NetworkSpec_DriverIpamAndIngressRules) {
                       "IPAM driver \"dhcp\" is not supported"));
 }
 
+TEST(ValidationTest, NetworkSpec_OverlayAddressRulesAndEncryption) {
+  api::NetworkSpec n;
+  n.mutable_annotations()->set_name("backend");
+  auto with = [&](const std::function<void(api::NetworkSpec*)>& change) {
+    api::NetworkSpec copy = n;
+    change(&copy);
+    return ValidateNetworkSpec(copy);
+  };
+  auto subnet = [&](const std::string& cidr) {
+    return with([&](api::NetworkSpec* s) {
+      s->set_ipv6_enabled(true);
+      s->mutable_ipam()->add_configs()->set_subnet(cidr);
+    });
+  };
+  EXPECT_TRUE(subnet("10.20.0.0/16").ok());  // larger than the default /24s
+  EXPECT_TRUE(subnet("10.0.0.0/8").ok());
+  EXPECT_TRUE(Invalid(subnet("10.20.0.5/16"), "has host bits set: did you mean 10.20.0.0/16?"));
+  EXPECT_TRUE(Invalid(subnet("10.20.0.0/31"), "overlay subnets are /8"));
+  EXPECT_TRUE(Invalid(subnet("8.0.0.0/7"), "is out of range"));
+  EXPECT_TRUE(Invalid(subnet("fd00::/64"), "IPv6 overlay subnets are not supported yet"));
+  EXPECT_TRUE(Invalid(with([](api::NetworkSpec* s) {
+                        s->mutable_ipam()->add_configs()->set_subnet("10.1.0.0/24");
+                        s->mutable_ipam()->add_configs()->set_subnet("10.2.0.0/24");
+                      }),
+                      "give --subnet once"));
+  EXPECT_TRUE(with([](api::NetworkSpec* s) { s->set_attachable(true); }).ok());
+  EXPECT_TRUE(Invalid(with([](api::NetworkSpec* s) {
+                        (*s->mutable_driver_config()->mutable_options())["encrypted"] = "";
+                      }),
+                      "encrypted overlay networks need IPsec ESP (xfrm), which this kernel does "
+                      "not offer"));
+}
+
 TEST(ValidationTest, SecretAndConfigSpec_DataSizeLimits) {
   api::SecretSpec s;
   s.mutable_annotations()->set_name("pw");

@@ -1,7 +1,9 @@
 #include "agent/network/overlay.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -51,6 +53,27 @@ absl::Status RemoveLinksAndNamespace(const std::string& path) {
     }
   }
   return DeleteNamedNetns(path);
+}
+
+// With br_netfilter in the kernel, every namespace starts with bridged traffic sent through
+// the IP netfilter hooks. Nothing filters inside an overlay namespace, so that is pure
+// per-packet cost on the overlay's data path. Runs inside the overlay namespace (the files
+// under /proc/sys/net belong to the namespace of the thread that opens them).
+absl::Status SkipNetfilterOnBridge() {
+  for (const char* name :
+       {"bridge-nf-call-iptables", "bridge-nf-call-ip6tables", "bridge-nf-call-arptables"}) {
+    std::string path = absl::StrCat("/proc/sys/net/bridge/", name);
+    int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+      if (errno == ENOENT) continue;  // no br_netfilter: nothing to turn off
+      return ErrnoToStatus(errno, absl::StrCat("opening ", path));
+    }
+    bool ok = write(fd, "0", 1) == 1;
+    int error = errno;
+    close(fd);
+    if (!ok) return ErrnoToStatus(error, absl::StrCat("writing 0 to ", path));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status CheckIpv4(const IpAddress& ip, const std::string& what) {
@@ -125,7 +148,7 @@ absl::StatusOr<std::unique_ptr<Overlay>> Overlay::Create(const UnderlayConfig& u
     vx.target_netns_fd = fd.get();
     RETURN_IF_ERROR(host->CreateVxlan(vx));
     RETURN_IF_ERROR(nl->SetMaster(kVxlan, kBridge));
-    return absl::OkStatus();
+    return RunInNetns(fd.get(), SkipNetfilterOnBridge);
   }();
   if (!status.ok()) {
     (void)RemoveLinksAndNamespace(path);

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <fstream>
+
 #include "agent/network/netlink.h"
 #include "agent/network/netns.h"
 #include "agent/network/testing/test_hosts.h"
@@ -93,6 +95,16 @@ TEST_F(OverlayTest, Create_NamespaceBridgeAndVxlanWithUnderlayMtuMinus50) {
     gateway |= FormatIp(a.ip) == "10.10.0.1" && a.prefix == 24;
   }
   EXPECT_TRUE(gateway);
+  // Bridged overlay traffic skips the IP netfilter hooks (when br_netfilter is there at all).
+  auto fd = OpenNetns(overlay_[0]->netns_path());
+  ASSERT_TRUE(fd.ok());
+  std::string value = "absent";
+  ASSERT_TRUE(RunInNetns(fd->get(), [&] {
+                std::ifstream in("/proc/sys/net/bridge/bridge-nf-call-iptables");
+                if (in) std::getline(in, value);
+                return absl::OkStatus();
+              }).ok());
+  EXPECT_THAT(value, ::testing::AnyOf("0", "absent"));
 }
 
 TEST_F(OverlayTest, Attach_ContainerGetsEth0WithAddressMacAndMtu) {

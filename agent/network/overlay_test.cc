@@ -2,6 +2,8 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <fstream>
@@ -105,6 +107,44 @@ TEST_F(OverlayTest, Create_NamespaceBridgeAndVxlanWithUnderlayMtuMinus50) {
                 return absl::OkStatus();
               }).ok());
   EXPECT_THAT(value, ::testing::AnyOf("0", "absent"));
+}
+
+TEST_F(OverlayTest, Create_VxlanSocketListensOnUdp4789InTheHostNamespace) {
+  // The VXLAN device lives in the overlay namespace, but its UDP socket is the host's: the
+  // port is taken there (and only there).
+  auto taken = [](const std::string& ns) {
+    auto s = testing::SocketIn(ns, AF_INET, SOCK_DGRAM);
+    EXPECT_TRUE(s.ok()) << s.status();
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(4789);
+    return bind(s->get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0 && errno == EADDRINUSE;
+  };
+  EXPECT_TRUE(taken(hosts_->host(0)));
+  EXPECT_TRUE(taken(hosts_->host(1)));
+  EXPECT_FALSE(taken(overlay_[0]->netns_path()));
+  EXPECT_FALSE(taken(container_[0]));
+}
+
+TEST_F(OverlayTest, Overlays_AnotherNetworkWithTheSameSubnetIsIsolated) {
+  OverlayNetwork other = Network();
+  other.id = "othernetwork1";
+  other.vni = 4098;
+  auto ov = Overlay::Create(hosts_->underlay(1), other);
+  ASSERT_TRUE(ov.ok()) << ov.status();
+  auto stranger = hosts_->NewNamespace("stranger");
+  ASSERT_TRUE(stranger.ok());
+  // The same address as B's container, on host B, but on VNI 4098.
+  ASSERT_TRUE((*ov)->Attach({.netns_path = *stranger, .ip = Ip("10.10.0.5")}).ok());
+  ASSERT_TRUE((*ov)->SetPeers(AllPeers()).ok());  // even if it were told about A
+  auto ping = testing::Ping(*stranger, ip_[0], 600);
+  ASSERT_TRUE(ping.ok());
+  EXPECT_FALSE(*ping) << "VNI 4098 reached a container on VNI 4097";
+  // Network 4097 still works.
+  auto ok = testing::Ping(container_[0], ip_[1]);
+  ASSERT_TRUE(ok.ok());
+  EXPECT_TRUE(*ok);
+  ASSERT_TRUE((*ov)->Remove().ok());
 }
 
 TEST_F(OverlayTest, Attach_ContainerGetsEth0WithAddressMacAndMtu) {

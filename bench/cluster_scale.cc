@@ -186,65 +186,80 @@ absl::StatusOr<std::vector<Identity>> JoinAll(const std::string& addr, const std
 
 class Fleet;
 
-// One simulated agent. mu guards the task bookkeeping, shared by its Assignments reactor
-// (which queues reports) and the fleet's reporter thread (which sends them).
+// One simulated agent. mu guards its connection (which manager, which session) and the task
+// bookkeeping, shared by its reactors (which queue reports) and the fleet's heartbeat and
+// reporter threads (which send them). Like the real agent, a lost session is opened again,
+// after a short jittered pause, on the next manager of the list; each session is a new
+// generation, and heartbeats of an older one stop.
 struct Agent {
+  class SessionReader;
+  class AssignmentsReader;
+
   int index = 0;
-  std::unique_ptr<api::Dispatcher::Stub> stub;
-  std::string session_id;  // set once, by the session reactor, before anything reads it
   std::atomic<bool> complete{false};
   std::atomic<bool> dead{false};
 
   absl::Mutex mu;
+  size_t manager ABSL_GUARDED_BY(mu) = 0;
+  std::shared_ptr<api::Dispatcher::Stub> stub ABSL_GUARDED_BY(mu);
+  std::string session_id ABSL_GUARDED_BY(mu);
+  uint64_t generation ABSL_GUARDED_BY(mu) = 0;
+  std::unique_ptr<SessionReader> session ABSL_GUARDED_BY(mu);
+  std::unique_ptr<AssignmentsReader> assignments ABSL_GUARDED_BY(mu);
+  // Reactors and stubs of earlier sessions: gRPC may still call into them; they live as long
+  // as the fleet.
+  std::vector<std::unique_ptr<SessionReader>> old_sessions ABSL_GUARDED_BY(mu);
+  std::vector<std::unique_ptr<AssignmentsReader>> old_assignments ABSL_GUARDED_BY(mu);
+  std::vector<std::shared_ptr<api::Dispatcher::Stub>> old_stubs ABSL_GUARDED_BY(mu);
+
   // The highest state queued or sent per task, so each move is reported once.
   std::map<std::string, api::TaskState> state ABSL_GUARDED_BY(mu);
   std::map<std::string, api::TaskState> pending ABSL_GUARDED_BY(mu);
   // Tasks whose RUNNING report the dispatcher acknowledged and that are still desired RUNNING.
   std::set<std::string> running ABSL_GUARDED_BY(mu);
 
-  class SessionReader final : public grpc::ClientReadReactor<api::SessionMessage> {
-   public:
-    SessionReader(Fleet* fleet, Agent* agent) : fleet_(fleet), agent_(agent) {}
-    void Start();
-    void OnReadDone(bool ok) override;
-    void OnDone(const grpc::Status& s) override;
-    grpc::ClientContext ctx;
+};
 
-   private:
-    Fleet* fleet_;
-    Agent* agent_;
-    api::SessionRequest req_;
-    api::SessionMessage msg_;
-  };
-  class AssignmentsReader final : public grpc::ClientReadReactor<api::AssignmentsMessage> {
-   public:
-    AssignmentsReader(Fleet* fleet, Agent* agent) : fleet_(fleet), agent_(agent) {}
-    void Start();
-    void OnReadDone(bool ok) override;
-    void OnDone(const grpc::Status&) override {}
-    grpc::ClientContext ctx;
+class Agent::SessionReader final : public grpc::ClientReadReactor<api::SessionMessage> {
+ public:
+  SessionReader(Fleet* fleet, Agent* agent, uint64_t generation)
+      : fleet_(fleet), agent_(agent), generation_(generation) {}
+  void Start(api::Dispatcher::Stub* stub);
+  void OnReadDone(bool ok) override;
+  void OnDone(const grpc::Status& s) override;
+  grpc::ClientContext ctx;
 
-   private:
-    Fleet* fleet_;
-    Agent* agent_;
-    api::AssignmentsRequest req_;
-    api::AssignmentsMessage msg_;
-  };
-  std::unique_ptr<SessionReader> session;
-  std::unique_ptr<AssignmentsReader> assignments;
+ private:
+  Fleet* fleet_;
+  Agent* agent_;
+  const uint64_t generation_;
+  bool first_ = true;
+  api::SessionRequest req_;
+  api::SessionMessage msg_;
+};
+
+class Agent::AssignmentsReader final : public grpc::ClientReadReactor<api::AssignmentsMessage> {
+ public:
+  AssignmentsReader(Fleet* fleet, Agent* agent) : fleet_(fleet), agent_(agent) {}
+  void Start(api::Dispatcher::Stub* stub, const std::string& session_id);
+  void OnReadDone(bool ok) override;
+  void OnDone(const grpc::Status&) override {}
+  grpc::ClientContext ctx;
+
+ private:
+  Fleet* fleet_;
+  Agent* agent_;
+  api::AssignmentsRequest req_;
+  api::AssignmentsMessage msg_;
 };
 
 class Fleet {
  public:
-  Fleet(const Config& config, const std::string& addr, const std::vector<Identity>& ids)
-      : agents_(ids.size()), config_(config) {
-    for (size_t i = 0; i < ids.size(); ++i) {
-      grpc::ChannelArguments args = tls::ChannelArguments();
-      args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-      agents_[i].index = static_cast<int>(i);
-      agents_[i].stub = api::Dispatcher::NewStub(
-          grpc::CreateCustomChannel(addr, tls::ChannelCredentials(ids[i].creds), args));
-    }
+  // Each agent starts on managers[0] (the leader) and moves down the list when it loses its
+  // session.
+  Fleet(const Config& config, std::vector<std::string> managers, const std::vector<Identity>& ids)
+      : agents_(ids.size()), config_(config), managers_(std::move(managers)), ids_(ids) {
+    for (size_t i = 0; i < ids.size(); ++i) agents_[i].index = static_cast<int>(i);
   }
 
   void Connect(int begin, int end) {
@@ -252,19 +267,40 @@ class Fleet {
       heartbeats_ = std::thread([this] { RunHeartbeats(); });
       reporter_ = std::thread([this] { RunReports(); });
     }
-    for (int i = begin; i < end; ++i) {
-      agents_[i].session = std::make_unique<Agent::SessionReader>(this, &agents_[i]);
-      agents_[i].session->Start();
-    }
+    for (int i = begin; i < end; ++i) OpenSession(agents_[i], /*next_manager=*/false);
   }
 
   // Agents [begin, end) stop: their streams are cancelled, they send nothing more.
   void Kill(int begin, int end) {
     for (int i = begin; i < end; ++i) {
-      agents_[i].dead = true;
-      agents_[i].session->ctx.TryCancel();
-      if (agents_[i].assignments) agents_[i].assignments->ctx.TryCancel();
+      Agent& a = agents_[i];
+      a.dead = true;
+      absl::MutexLock lock(&a.mu);
+      a.session->ctx.TryCancel();
+      if (a.assignments) a.assignments->ctx.TryCancel();
     }
+  }
+
+  // A session of this generation ended: open a new one on the next manager shortly.
+  void SessionLost(Agent& a, uint64_t generation) {
+    if (a.dead) return;
+    ++sessions_lost_;
+    SeededRandom random(generation * 7919 + a.index);
+    absl::MutexLock lock(&mu_);
+    reconnects_.push(Due{absl::Now() + absl::Milliseconds(250 + random.Uniform(750)), a.index,
+                         generation});
+  }
+
+  // The session's first message: its ID; heartbeats and the assignments stream start.
+  void SessionOpened(Agent& a, uint64_t generation, const std::string& session_id) {
+    {
+      absl::MutexLock lock(&a.mu);
+      if (a.generation != generation) return;
+      a.session_id = session_id;
+      a.assignments = std::make_unique<Agent::AssignmentsReader>(this, &a);
+      a.assignments->Start(a.stub.get(), session_id);
+    }
+    Schedule(a.index, absl::Now(), generation);
   }
 
   void Stop() {
@@ -344,51 +380,101 @@ class Fleet {
   struct Due {
     absl::Time at;
     int agent;
+    uint64_t generation;
     bool operator<(const Due& o) const { return at > o.at; }  // earliest first
   };
 
-  void Schedule(int agent, absl::Time at) {
+  void Schedule(int agent, absl::Time at, uint64_t generation) {
     absl::MutexLock lock(&mu_);
-    due_.push(Due{at, agent});
+    due_.push(Due{at, agent, generation});
+  }
+
+  // A new session generation: the old reactors are cancelled and kept, a new stub for the
+  // next manager (or the first one) opens the Session stream.
+  void OpenSession(Agent& a, bool next_manager) {
+    absl::MutexLock lock(&a.mu);
+    ++a.generation;
+    if (a.session) {
+      a.session->ctx.TryCancel();
+      a.old_sessions.push_back(std::move(a.session));
+    }
+    if (a.assignments) {
+      a.assignments->ctx.TryCancel();
+      a.old_assignments.push_back(std::move(a.assignments));
+    }
+    if (a.stub) a.old_stubs.push_back(std::move(a.stub));
+    if (next_manager) a.manager = (a.manager + 1) % managers_.size();
+    grpc::ChannelArguments args = tls::ChannelArguments();
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    a.stub = api::Dispatcher::NewStub(grpc::CreateCustomChannel(
+        managers_[a.manager], tls::ChannelCredentials(ids_[a.index].creds), args));
+    a.session_id.clear();
+    a.session = std::make_unique<Agent::SessionReader>(this, &a, a.generation);
+    a.session->Start(a.stub.get());
   }
 
   void RunHeartbeats() {
     SeededRandom random(1);
     while (true) {
-      std::vector<int> now_due;
+      std::vector<Due> beats, reconnects;
       {
         absl::MutexLock lock(&mu_);
         if (stopping_) return;
         const absl::Time now = absl::Now();
         while (!due_.empty() && due_.top().at <= now) {
-          now_due.push_back(due_.top().agent);
+          beats.push_back(due_.top());
           due_.pop();
         }
+        while (!reconnects_.empty() && reconnects_.top().at <= now) {
+          reconnects.push_back(reconnects_.top());
+          reconnects_.pop();
+        }
       }
-      for (int i : now_due) {
-        if (!agents_[i].dead) Beat(i, random);
+      for (const Due& d : beats) {
+        if (!agents_[d.agent].dead) Beat(d.agent, d.generation, random);
+      }
+      for (const Due& d : reconnects) {
+        Agent& a = agents_[d.agent];
+        bool current;
+        {
+          absl::MutexLock lock(&a.mu);
+          current = a.generation == d.generation;
+        }
+        if (current && !a.dead) OpenSession(a, /*next_manager=*/true);
       }
       absl::SleepFor(absl::Milliseconds(2));
     }
   }
 
-  void Beat(int i, Random& random) {
+  // One heartbeat of the given session generation; the next is scheduled from its answer.
+  // A heartbeat of an older generation is not sent: the new session has its own chain.
+  void Beat(int i, uint64_t generation, Random& random) {
     struct Call {
       grpc::ClientContext ctx;
       api::HeartbeatRequest req;
       api::HeartbeatResponse resp;
     };
+    Agent& a = agents_[i];
+    std::shared_ptr<api::Dispatcher::Stub> stub;
     auto* call = new Call;
+    {
+      absl::MutexLock lock(&a.mu);
+      if (a.generation != generation) {
+        delete call;
+        return;
+      }
+      stub = a.stub;
+      call->req.set_session_id(a.session_id);
+    }
     SetTimeout(call->ctx);
-    call->req.set_session_id(agents_[i].session_id);
     const double early = 0.7 + 0.2 * random.Uniform(1000) / 1000.0;
-    agents_[i].stub->async()->Heartbeat(
-        &call->ctx, &call->req, &call->resp, [this, call, i, early](grpc::Status s) {
+    stub->async()->Heartbeat(
+        &call->ctx, &call->req, &call->resp, [this, call, i, early, generation](grpc::Status s) {
           if (s.ok()) {
-            Schedule(i, absl::Now() + FromProtoDuration(call->resp.period()) * early);
+            Schedule(i, absl::Now() + FromProtoDuration(call->resp.period()) * early, generation);
           } else if (!agents_[i].dead) {
             ++heartbeat_errors_;
-            Schedule(i, absl::Now() + absl::Milliseconds(500));
+            Schedule(i, absl::Now() + absl::Milliseconds(500), generation);
           }
           delete call;
         });
@@ -425,7 +511,12 @@ class Fleet {
     };
     auto* call = new Call;
     SetTimeout(call->ctx, absl::Seconds(30));
-    call->req.set_session_id(a.session_id);
+    std::shared_ptr<api::Dispatcher::Stub> stub;
+    {
+      absl::MutexLock lock(&a.mu);
+      stub = a.stub;
+      call->req.set_session_id(a.session_id);
+    }
     const auto now = ToTimestamp(absl::Now());
     for (const auto& [id, st] : batch) {
       api::TaskStatusUpdate* u = call->req.add_updates();
@@ -436,7 +527,7 @@ class Fleet {
     ++reports_sent_;
     updates_sent_ += static_cast<long>(batch.size());
     call->batch = std::move(batch);
-    a.stub->async()->UpdateTaskStatus(
+    stub->async()->UpdateTaskStatus(
         &call->ctx, &call->req, &call->resp, [this, call, &a](grpc::Status s) {
           if (s.ok()) {
             absl::MutexLock lock(&a.mu);
@@ -459,9 +550,12 @@ class Fleet {
   }
 
   const Config config_;
+  const std::vector<std::string> managers_;
+  const std::vector<Identity>& ids_;
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::priority_queue<Due> due_ ABSL_GUARDED_BY(mu_);
+  std::priority_queue<Due> reconnects_ ABSL_GUARDED_BY(mu_);
   absl::Time last_assigned_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   std::atomic<int> sessions_lost_{0};
   std::atomic<int> heartbeat_errors_{0};
@@ -472,31 +566,29 @@ class Fleet {
   std::thread reporter_;
 };
 
-void Agent::SessionReader::Start() {
+void Agent::SessionReader::Start(api::Dispatcher::Stub* stub) {
   req_.mutable_description()->set_hostname(absl::StrCat("sim-", agent_->index));
-  agent_->stub->async()->Session(&ctx, &req_, this);
+  stub->async()->Session(&ctx, &req_, this);
   StartRead(&msg_);
   StartCall();
 }
 
 void Agent::SessionReader::OnReadDone(bool ok) {
   if (!ok) return;
-  if (agent_->session_id.empty()) {
-    agent_->session_id = msg_.session_id();
-    fleet_->Schedule(agent_->index, absl::Now());
-    agent_->assignments = std::make_unique<AssignmentsReader>(fleet_, agent_);
-    agent_->assignments->Start();
+  if (first_) {
+    first_ = false;
+    fleet_->SessionOpened(*agent_, generation_, msg_.session_id());
   }
   StartRead(&msg_);
 }
 
 void Agent::SessionReader::OnDone(const grpc::Status&) {
-  if (!agent_->dead) ++fleet_->sessions_lost_;
+  fleet_->SessionLost(*agent_, generation_);
 }
 
-void Agent::AssignmentsReader::Start() {
-  req_.set_session_id(agent_->session_id);
-  agent_->stub->async()->Assignments(&ctx, &req_, this);
+void Agent::AssignmentsReader::Start(api::Dispatcher::Stub* stub, const std::string& session_id) {
+  req_.set_session_id(session_id);
+  stub->async()->Assignments(&ctx, &req_, this);
   StartRead(&msg_);
   StartCall();
 }
@@ -614,7 +706,11 @@ int Main(int argc, char** argv) {
   std::cout.flush();
 
   // 3. Sessions, in waves so the TLS handshakes do not all time out together.
-  Fleet fleet(config, cluster->addr(leader), *ids);
+  std::vector<std::string> managers = {cluster->addr(leader)};
+  for (int i = 1; i <= 3; ++i) {
+    if (i != leader) managers.push_back(cluster->addr(i));
+  }
+  Fleet fleet(config, managers, *ids);
   const absl::Time connect_start = absl::Now();
   constexpr int kWave = 250;
   bool connected = true;

@@ -6,6 +6,7 @@
 
 #include "common/grpc_status.h"
 #include "common/logging.h"
+#include "common/thread_priority.h"
 #include "common/tls.h"
 #include "proto/raft_service.grpc.pb.h"
 #include "raft/codec.h"
@@ -16,6 +17,8 @@ namespace {
 
 constexpr size_t kRequestIdSize = 8;
 constexpr char kLog[] = "raft";
+// See Node::Run.
+constexpr int kMaxTicksPerRound = 2;
 
 std::string EncodeRequest(uint64_t id, const std::string& data) {
   std::string out(kRequestIdSize, '\0');
@@ -95,6 +98,8 @@ class Node::RaftServiceImpl final : public api::Raft::Service {
                                   grpc::ServerReader<api::ProcessRaftMessageRequest>* reader,
                                   api::ProcessRaftMessageResponse*) override {
     if (grpc::Status s = node_->Authorize(*ctx); !s.ok()) return s;
+    // This pooled thread serves the stream for as long as the peer keeps it open.
+    ScopedThreadNice raised(kRaftThreadNice);
     api::ProcessRaftMessageRequest req;
     while (reader->Read(&req)) {
       Message m = FromProto(req.message());
@@ -279,6 +284,10 @@ absl::Status Node::Load() {
   c.storage = &mem_;
   c.applied = state->snapshot.metadata.index;
   c.max_inflight_msgs = 1024;
+  // Bounds what waits in the transport's queue per follower (a heartbeat overtakes it, but
+  // memory and the follower's backlog grow with it) and what one round of the loop applies.
+  c.max_inflight_bytes = 16 << 20;
+  c.max_committed_size_per_ready = 4 << 20;
   c.max_uncommitted_entries_size = 256 << 20;
   c.seed = SecureRandom::Get().Next64();
   auto raw = RawNode::Create(c);
@@ -350,12 +359,18 @@ void Node::Start() {
     pthread_setname_np(pthread_self(), "raft-notify");
     RunNotifier();
   });
+  // The loop, the ticker and the transport's threads run ahead of the rest of the process
+  // (see common/thread_priority.h); without the privilege, they run as they are.
   loop_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "raft-loop");
+    if (absl::Status s = SetThreadNice(kRaftThreadNice); !s.ok()) {
+      log::Info(kLog, "raft threads keep the normal CPU priority", {{"reason", s}});
+    }
     Run();
   });
   ticker_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "raft-ticker");
+    (void)SetThreadNice(kRaftThreadNice);
     while (true) {
       config_.clock->SleepFor(config_.tick_interval);
       absl::MutexLock lock(&mu_);
@@ -516,13 +531,20 @@ void Node::Run() {
   while (true) {
     std::unique_ptr<Inbox> in;
     {
+      // With a Ready pending (the last one was capped), take what came meanwhile and go on.
+      const bool ready = raw_->HasReady();
       absl::MutexLock lock(&mu_);
-      while (inbox_->empty() && !stopping_) wake_.Wait(&mu_);
+      while (!ready && inbox_->empty() && !stopping_) wake_.Wait(&mu_);
       if (stopping_) return;
       in = std::exchange(inbox_, std::make_unique<Inbox>());
     }
-    for (int i = 0; i < in->ticks; ++i) Tick();
+    // Messages first, then time: when this loop fell behind (a large Ready, a starved CPU),
+    // the leader's heartbeats are already here and must count before the timers move on. At
+    // most kMaxTicksPerRound ticks count however many piled up: a stall of this process is no
+    // news about the other members, and catching up on it at once would start an election
+    // (or make a leader step down) for nothing.
     for (Message& m : in->messages) (void)raw_->Step(std::move(m));
+    for (int i = 0; i < std::min(in->ticks, kMaxTicksPerRound); ++i) Tick();
     for (uint64_t id : in->unreachable) raw_->ReportUnreachable(id);
     for (auto [id, failed] : in->snapshot_status) raw_->ReportSnapshot(id, failed);
     for (uint64_t to : in->transfers) raw_->TransferLeadership(to);
@@ -578,7 +600,9 @@ void Node::Run() {
       }
       conf_changes_[cc.node_id] = w;
     }
-    while (raw_->HasReady()) HandleReady();
+    // One Ready per round (its committed entries are capped by size), so a long stretch of
+    // work never keeps ticks and messages waiting.
+    if (raw_->HasReady()) HandleReady();
   }
 }
 
@@ -613,7 +637,12 @@ void Node::Tick() {
 }
 
 void Node::HandleReady() {
+  // Wall time, not the injected clock: this measures the work, for the log only.
+  const absl::Time start = absl::Now();
+  absl::Duration persist_time;
   Ready rd = raw_->GetReady();
+  const size_t persisted = rd.entries.size();
+  const size_t committed = rd.committed_entries.size();
   for (Message& m : rd.messages) transport_->Send(std::move(m));
 
   // Committed entries that an earlier Ready already made durable here (on the leader, every
@@ -631,9 +660,11 @@ void Node::HandleReady() {
 
   // Nothing is acknowledged before it is durable; a node that cannot write stops here
   // rather than run on with a log that differs from what it told others.
+  const absl::Time persist_start = absl::Now();
   if (absl::Status s = disk_->Save(rd.hard_state, rd.entries, snap, rd.must_sync); !s.ok()) {
     Die("cannot persist the raft log", s);
   }
+  persist_time = absl::Now() - persist_start;
   if (snap != nullptr) {
     if (absl::Status s = mem_.ApplySnapshot(*snap); !s.ok()) Die("applying a snapshot", s);
     RestoreSnapshot(*snap);
@@ -680,6 +711,16 @@ void Node::HandleReady() {
   }
   MaybeSnapshot();
   UpdateStatus();
+  // Heartbeats and ticks wait while this runs: a round near the election timeout is what
+  // makes a healthy cluster change leaders.
+  const absl::Duration took = absl::Now() - start;
+  if (took > config_.tick_interval * config_.election_ticks / 4) {
+    log::Warn(kLog, "a raft round took long; heartbeats waited",
+              {{"took", absl::FormatDuration(took)},
+               {"persist", absl::FormatDuration(persist_time)},
+               {"entries_persisted", persisted},
+               {"entries_applied", committed}});
+  }
 }
 
 void Node::ApplyEntry(const Entry& e) {

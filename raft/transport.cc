@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "common/logging.h"
+#include "common/thread_priority.h"
 #include "proto/raft_service.grpc.pb.h"
 #include "raft/codec.h"
 
@@ -44,16 +45,25 @@ class Peer {
   bool Enqueue(Message m) {
     const uint64_t bytes = MessageBytes(m);
     absl::MutexLock lock(&mu_);
-    if (queue_.size() >= options_.max_queued_messages ||
+    if (urgent_.size() + bulk_.size() >= options_.max_queued_messages ||
         queued_bytes_ + bytes > options_.max_queued_bytes) {
       return false;
     }
     queued_bytes_ += bytes;
-    queue_.push_back(std::move(m));
+    (IsBulk(m.type) ? bulk_ : urgent_).push_back(std::move(m));
     return true;
   }
 
  private:
+  // Messages that carry entries or a snapshot. The others (heartbeats, votes, answers) go
+  // ahead of them: a heartbeat stuck behind megabytes of appends would let the followers'
+  // election timers run out while the leader is healthy. Raft allows the reordering; a
+  // heartbeat's commit index never exceeds what the follower acknowledged.
+  static bool IsBulk(MessageType type) {
+    return type == MessageType::kApp || type == MessageType::kSnap ||
+           type == MessageType::kProp;
+  }
+
   static uint64_t MessageBytes(const Message& m) {
     uint64_t b = 64 + m.context.size();
     for (const Entry& e : m.entries) b += e.Size();
@@ -63,37 +73,38 @@ class Peer {
 
   void Run() {
     pthread_setname_np(pthread_self(), ("raft-send-" + std::to_string(id_ % 10000)).c_str());
+    (void)SetThreadNice(kRaftThreadNice);  // see Node::Start
     log::Debug("raft-transport", "sender started", {{"peer", id_}});
     absl::Duration backoff = options_.min_backoff;
     while (true) {
-      std::deque<Message> batch;
+      Message m;
       {
         absl::MutexLock lock(&mu_);
         mu_.Await(absl::Condition(
             +[](Peer* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) {
-              return p->stopping_ || !p->queue_.empty();
+              return p->stopping_ || !p->urgent_.empty() || !p->bulk_.empty();
             },
             this));
         if (stopping_) break;
-        batch.swap(queue_);
-        queued_bytes_ = 0;
+        std::deque<Message>& from = urgent_.empty() ? bulk_ : urgent_;
+        m = std::move(from.front());
+        from.pop_front();
+        queued_bytes_ -= MessageBytes(m);
       }
-      bool failed = false;
-      for (Message& m : batch) {
-        if (failed) {
-          callbacks_.unreachable(id_);
-          continue;
-        }
-        const bool ok = m.type == MessageType::kSnap ? SendSnapshot(m) : SendMessage(m);
-        if (!ok) {
-          failed = true;
-          if (m.type != MessageType::kSnap) callbacks_.unreachable(id_);
-        }
-      }
-      if (!failed) {
+      if (m.type == MessageType::kSnap ? SendSnapshot(m) : SendMessage(m)) {
         backoff = options_.min_backoff;
         continue;
       }
+      // The stream broke: what is queued would fail too. Raft retransmits once told.
+      bool dropped;
+      {
+        absl::MutexLock lock(&mu_);
+        dropped = !urgent_.empty() || !bulk_.empty();
+        urgent_.clear();
+        bulk_.clear();
+        queued_bytes_ = 0;
+      }
+      if (m.type != MessageType::kSnap || dropped) callbacks_.unreachable(id_);
       CloseStream();
       // Jittered exponential backoff, interrupted by Stop.
       const absl::Duration wait = backoff * (0.5 + std::uniform_real_distribution<>(0, 1)(rng_));
@@ -198,7 +209,8 @@ class Peer {
   std::string addr_ ABSL_GUARDED_BY(mu_);
   bool addr_changed_ ABSL_GUARDED_BY(mu_) = false;
   // Signalled (through Await) by Enqueue and the destructor.
-  std::deque<Message> queue_ ABSL_GUARDED_BY(mu_);
+  std::deque<Message> urgent_ ABSL_GUARDED_BY(mu_);
+  std::deque<Message> bulk_ ABSL_GUARDED_BY(mu_);
   uint64_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   // The open stream's context, so the destructor can cancel a blocked Write.

@@ -392,8 +392,12 @@ void Allocator::AllocateNetworks() {
           request.ok() ? ipam_->AllocateNetwork(n->id(), *request)
                        : absl::StatusOr<NetworkAllocation>(request.status());
       if (!a.ok()) {
-        log::Warn(kLog, "network not allocated", {{"network", n->id()}, {"reason", a.status()}});
-        network_errors_[n->id()] = std::string(a.status().message());
+        // Said once per reason: blocked networks are tried again whenever something is freed.
+        std::string& said = network_errors_[n->id()];
+        if (said != a.status().message()) {
+          log::Warn(kLog, "network not allocated", {{"network", n->id()}, {"reason", a.status()}});
+        }
+        said = std::string(a.status().message());
         networks_blocked_.insert(n->id());
         continue;
       }
@@ -508,8 +512,11 @@ void Allocator::AllocateServices() {
       }
       if (!error.ok()) {
         undo();
-        log::Warn(kLog, "service not allocated", {{"service", id}, {"reason", error}});
-        service_errors_[id] = std::string(error.message());
+        std::string& said = service_errors_[id];
+        if (said != error.message()) {
+          log::Warn(kLog, "service not allocated", {{"service", id}, {"reason", error}});
+        }
+        said = std::string(error.message());
         services_blocked_.insert(id);
         continue;
       }

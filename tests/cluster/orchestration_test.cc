@@ -277,6 +277,69 @@ TEST_F(OrchestrationTest, Replicated_ReachesReplicasSpreadOverNodesAndScales) {
   EXPECT_LE(agents_->max_running(id), 6);
 }
 
+TEST_F(OrchestrationTest, Networks_TasksGetAddressesOnTheirNetworksAndGiveThemBack) {
+  for (int i = 1; i <= 2; ++i) AddNode(absl::StrCat("node", i));
+  auto create_network = [&](const std::string& name, bool ingress) {
+    api::CreateNetworkRequest req;
+    req.mutable_spec()->mutable_annotations()->set_name(name);
+    req.mutable_spec()->set_ingress(ingress);
+    api::CreateNetworkResponse resp;
+    grpc::ServerContext ctx;
+    const grpc::Status s = control_->CreateNetwork(&ctx, &req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp.network().id();
+  };
+  const std::string ingress = create_network("ingress", true);
+  const std::string web = create_network("web-net", false);
+  api::ServiceSpec spec = Spec("web", "run");
+  spec.mutable_replicated()->set_replicas(4);
+  spec.mutable_task_template()->add_networks()->set_target("web-net");  // by name
+  api::PortConfig* port = spec.mutable_endpoint_spec()->add_ports();
+  port->set_target_port(80);
+  const std::string id = Create(spec).id();
+  ASSERT_TRUE(Eventually([&] { return InState(id, api::TASK_STATE_RUNNING).size() == 4; }, id));
+
+  const api::Service svc = Service(id);
+  EXPECT_EQ(svc.spec().task_template().networks(0).target(), web);
+  ASSERT_EQ(svc.endpoint().ports_size(), 1);
+  EXPECT_EQ(svc.endpoint().ports(0).published_port(), 30000u);
+  ASSERT_EQ(svc.endpoint().virtual_ips_size(), 2);
+  EXPECT_EQ(svc.endpoint().virtual_ips(0).network_id(), ingress);
+  EXPECT_EQ(svc.endpoint().virtual_ips(0).addr(), "10.0.0.2/24");
+  EXPECT_EQ(svc.endpoint().virtual_ips(1).network_id(), web);
+  EXPECT_EQ(svc.endpoint().virtual_ips(1).addr(), "10.0.1.2/24");
+  auto addresses = [&] {
+    std::set<std::string> out;
+    for (const api::Task& t : InState(id, api::TASK_STATE_RUNNING)) {
+      EXPECT_EQ(t.networks_size(), 2);
+      for (const auto& a : t.networks()) {
+        EXPECT_TRUE(out.insert(a.addresses(0)).second) << a.addresses(0) << " twice";
+      }
+    }
+    return out;
+  };
+  EXPECT_EQ(addresses(), (std::set<std::string>{"10.0.0.3/24", "10.0.0.4/24", "10.0.0.5/24",
+                                                "10.0.0.6/24", "10.0.1.3/24", "10.0.1.4/24",
+                                                "10.0.1.5/24", "10.0.1.6/24"}));
+
+  // A network in use cannot go.
+  {
+    api::RemoveNetworkRequest req;
+    req.set_network_id("web-net");
+    api::RemoveNetworkResponse resp;
+    grpc::ServerContext ctx;
+    EXPECT_EQ(control_->RemoveNetwork(&ctx, &req, &resp).error_code(),
+              grpc::StatusCode::FAILED_PRECONDITION);
+  }
+
+  // Scaling down gives addresses back; scaling up again reuses them, never twice.
+  Update(id, [](api::ServiceSpec& s) { s.mutable_replicated()->set_replicas(1); });
+  ASSERT_TRUE(Eventually([&] { return InState(id, api::TASK_STATE_RUNNING).size() == 1; }, id));
+  Update(id, [](api::ServiceSpec& s) { s.mutable_replicated()->set_replicas(4); });
+  ASSERT_TRUE(Eventually([&] { return InState(id, api::TASK_STATE_RUNNING).size() == 4; }, id));
+  EXPECT_EQ(addresses().size(), 8u);
+}
+
 TEST_F(OrchestrationTest, Global_RunsOncePerNodeAndFollowsNodes) {
   for (int i = 1; i <= 3; ++i) AddNode(absl::StrCat("node", i));
   api::ServiceSpec spec = Spec("agent", "run");

@@ -125,6 +125,7 @@ Io ProcessIo() {
   io.out = &std::cout;
   io.err = &std::cerr;
   io.in_is_terminal = isatty(STDIN_FILENO) == 1;
+  io.out_is_terminal = isatty(STDOUT_FILENO) == 1;
   io.getenv = [](const std::string& name) -> std::optional<std::string> {
     const char* v = std::getenv(name.c_str());
     if (v == nullptr) return std::nullopt;

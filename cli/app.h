@@ -34,11 +34,14 @@ struct Io {
   std::ostream* err = nullptr;
   // Whether `in` is a terminal (swarm unlock prompts and hides what is typed).
   bool in_is_terminal = false;
+  // Whether `out` is a terminal (service progress is redrawn in place with bars).
+  bool out_is_terminal = false;
   // The environment (SWARMCTL_SOCKET, SWARMCTL_HOST, SWARMCTL_TLS_DIR, HOME, -e KEY).
   EnvLookup getenv;
   // Prints the prompt and reads a line without echoing it; used when in_is_terminal.
   std::function<absl::StatusOr<std::string>(const std::string& prompt)> read_password;
-  // Relative times ("5 seconds ago") are computed against this clock.
+  // Relative times ("5 seconds ago") are computed against this clock, and service progress
+  // polls on it.
   Clock* clock = nullptr;
 };
 

@@ -827,7 +827,7 @@ TEST_F(SwarmctlTest, ServiceCreate_BadInputSendsNothing) {
 
 TEST_F(SwarmctlTest, ServiceUpdate_AppliesFlagsOnTheCurrentSpec) {
   Result r = Run({"service", "update", "--env-add", "B=2", "--env-rm", "A", "--image", "nginx:1.26",
-                  "--publish-add", "9090:90", "--replicas", "4", "--force", "web"});
+                  "--publish-add", "9090:90", "--replicas", "4", "--force", "-d", "web"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "web\n");
   auto req = Last<api::UpdateServiceRequest>("UpdateService");
@@ -841,11 +841,11 @@ TEST_F(SwarmctlTest, ServiceUpdate_AppliesFlagsOnTheCurrentSpec) {
   EXPECT_EQ(req.spec().task_template().force_update(), 1u);
   EXPECT_EQ(req.spec().endpoint_spec().ports(0).target_port(), 90u);
 
-  r = Run({"service", "update", "--rollback", "web"});
+  r = Run({"service", "update", "--rollback", "-d", "web"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_TRUE(Last<api::UpdateServiceRequest>("UpdateService").rollback());
 
-  r = Run({"service", "update", "--rebalance", "web"});
+  r = Run({"service", "update", "--rebalance", "-d", "web"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_TRUE(Last<api::UpdateServiceRequest>("UpdateService").rebalance());
   EXPECT_FALSE(Last<api::UpdateServiceRequest>("UpdateService").rollback());
@@ -858,7 +858,7 @@ TEST_F(SwarmctlTest, ServiceUpdate_AppliesFlagsOnTheCurrentSpec) {
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.err, HasSubstr("--replicas can only be used with replicated"));
 
-  r = Run({"service", "update", "--tty=false", "--network-add", "backend", "web"});
+  r = Run({"service", "update", "--tty=false", "--network-add", "backend", "-d", "web"});
   ASSERT_EQ(r.code, 0) << r.err;
   req = Last<api::UpdateServiceRequest>("UpdateService");
   EXPECT_FALSE(req.spec().task_template().container().tty());
@@ -866,7 +866,7 @@ TEST_F(SwarmctlTest, ServiceUpdate_AppliesFlagsOnTheCurrentSpec) {
 }
 
 TEST_F(SwarmctlTest, ServiceScale_EachArgument) {
-  Result r = Run({"service", "scale", "web=5", "agent=2", "bad", "web=x"});
+  Result r = Run({"service", "scale", "-d", "web=5", "agent=2", "bad", "web=x"});
   EXPECT_EQ(r.code, 1);
   EXPECT_EQ(r.out, "web scaled to 5\n");
   EXPECT_THAT(r.err, HasSubstr("Error: scale can only be used with replicated or replicated-job "
@@ -930,9 +930,31 @@ TEST_F(SwarmctlTest, ServiceInspectAndRm) {
   EXPECT_EQ(r.out, "web\nagent\n");
   EXPECT_EQ(Last<api::RemoveServiceRequest>("RemoveService").service_id(), "agent");
 
-  r = Run({"service", "rollback", "web"});
+  r = Run({"service", "rollback", "-d", "web"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_TRUE(Last<api::UpdateServiceRequest>("UpdateService").rollback());
+}
+
+// Without --detach the commands wait for the service to converge, showing its slots.
+TEST_F(SwarmctlTest, ServiceUpdate_WaitsWithProgress) {
+  Result r = Run({"service", "update", "--env-add", "B=2", "web"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "web\n"
+            "overall progress: 2 out of 2 tasks\n"
+            "1/2: running\n"
+            "2/2: running\n"
+            "verify: Waiting 5 seconds to verify that tasks are stable...\n"
+            "verify: Service converged\n");
+  EXPECT_THAT(Last<api::ListTasksRequest>("ListTasks").filters().service_ids(),
+              ElementsAre("websvcid00000000000000000"));
+
+  r = Run({"service", "scale", "web=2"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, StartsWith("web scaled to 2\noverall progress: 2 out of 2 tasks\n"));
+  r = Run({"service", "rollback", "-q", "web"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "web\n");
 }
 
 // ---- network, secret, config ----

@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "cli/flags.h"
 #include "cli/pretty.h"
+#include "cli/progress.h"
 #include "cli/requests.h"
 #include "cli/service_spec.h"
 #include "common/files.h"
@@ -39,6 +40,43 @@ absl::Status SendUpdate(Session& s, const api::Service& service, const api::Serv
   req.set_rollback(rollback);
   req.set_rebalance(rebalance);
   return c->Control(&api::Control::Stub::UpdateService, req).status();
+}
+
+// The service and its tasks through the control API, for progress.
+class ControlProgressSource final : public ProgressSource {
+ public:
+  ControlProgressSource(Client* client, std::string service_id)
+      : client_(client), service_id_(std::move(service_id)) {}
+
+  absl::StatusOr<api::Service> GetService() override {
+    api::GetServiceRequest req;
+    req.set_service_id(service_id_);
+    ASSIGN_OR_RETURN(auto resp, client_->Control(&api::Control::Stub::GetService, req));
+    return resp.service();
+  }
+  absl::StatusOr<std::vector<api::Task>> ListTasks() override {
+    api::ListTasksRequest req;
+    req.mutable_filters()->add_service_ids(service_id_);
+    ASSIGN_OR_RETURN(auto resp, client_->Control(&api::Control::Stub::ListTasks, req));
+    return std::vector<api::Task>(resp.tasks().begin(), resp.tasks().end());
+  }
+
+ private:
+  Client* const client_;
+  const std::string service_id_;
+};
+
+// Without --detach, waits for the service to converge and shows its progress (none with -q).
+absl::Status WaitUnlessDetached(Session& s, const std::string& service_id, bool detach, bool quiet,
+                                bool rollback = false) {
+  if (detach) return absl::OkStatus();
+  ASSIGN_OR_RETURN(Client * c, s.client());
+  ControlProgressSource source(c, service_id);
+  ProgressOptions options;
+  options.terminal = s.io().out_is_terminal;
+  options.quiet = quiet;
+  options.rollback = rollback;
+  return WaitForConvergence(source, *s.io().clock, s.out(), options);
 }
 
 ServiceFlagEnv FlagEnv(Session& s, std::shared_ptr<std::map<std::string, std::string>> cache) {
@@ -115,7 +153,7 @@ absl::Status Create(Session& s, CreateFlags& f) {
   *req.mutable_spec() = spec;
   ASSIGN_OR_RETURN(auto resp, c->Control(&api::Control::Stub::CreateService, req));
   s.out() << resp.service().id() << "\n";
-  return absl::OkStatus();
+  return WaitUnlessDetached(s, resp.service().id(), f.detach, f.quiet);
 }
 
 struct UpdateFlags {
@@ -142,10 +180,10 @@ absl::Status Update(Session& s, const UpdateFlags& f) {
     RETURN_IF_ERROR(SendUpdate(s, service, spec, /*rollback=*/false, f.rebalance));
   }
   s.out() << f.name << "\n";
-  return absl::OkStatus();
+  return WaitUnlessDetached(s, service.id(), f.detach, f.quiet, f.rollback);
 }
 
-absl::Status Scale(Session& s, const std::string& arg) {
+absl::Status Scale(Session& s, const std::string& arg, bool detach) {
   const size_t eq = arg.find('=');
   if (eq == std::string::npos || eq == 0 || eq + 1 == arg.size()) {
     return absl::InvalidArgumentError(
@@ -166,7 +204,7 @@ absl::Status Scale(Session& s, const std::string& arg) {
   }
   RETURN_IF_ERROR(SendUpdate(s, service, spec, /*rollback=*/false));
   s.out() << name << " scaled to " << replicas << "\n";
-  return absl::OkStatus();
+  return WaitUnlessDetached(s, service.id(), detach, /*quiet=*/false);
 }
 
 absl::Status List(Session& s, const ListFlags& f) {
@@ -496,7 +534,8 @@ void AddServiceCommands(CommandTree& tree) {
   CLI::App* cmd = tree.Command(service, "create", "Create a new service",
                                [create](Session& s) { return Create(s, *create); });
   AddServiceFlags(tree, cmd, &create->service, /*update=*/false);
-  tree.Flag(cmd, "-d,--detach", &create->detach, "Exit immediately (swarmctl always does)");
+  tree.Flag(cmd, "-d,--detach", &create->detach,
+            "Exit immediately instead of waiting for the service to converge");
   tree.Flag(cmd, "-q,--quiet", &create->quiet, "Suppress progress output");
   cmd->add_option("IMAGE", create->command_line, "IMAGE [COMMAND] [ARG...]")->required();
   // As Docker: flags after the image belong to the container's command.
@@ -510,7 +549,8 @@ void AddServiceCommands(CommandTree& tree) {
   tree.Flag(cmd, "--rebalance", &update->rebalance,
             "Spread the tasks evenly over the eligible nodes, including nodes that joined "
             "since (moves tasks with the update parallelism and delay)");
-  tree.Flag(cmd, "-d,--detach", &update->detach, "Exit immediately (swarmctl always does)");
+  tree.Flag(cmd, "-d,--detach", &update->detach,
+            "Exit immediately instead of waiting for the service to converge");
   tree.Flag(cmd, "-q,--quiet", &update->quiet, "Suppress progress output");
   cmd->add_option("SERVICE", update->name, "Service (ID or name)")->required();
 
@@ -551,9 +591,11 @@ void AddServiceCommands(CommandTree& tree) {
   auto scale = std::make_shared<std::pair<bool, std::vector<std::string>>>();
   cmd = tree.Command(
       service, "scale", "Scale one or multiple replicated services", [scale](Session& s) {
-        return ForEach(s, scale->second, [&s](const std::string& a) { return Scale(s, a); });
+        return ForEach(s, scale->second,
+                       [&s, scale](const std::string& a) { return Scale(s, a, scale->first); });
       });
-  tree.Flag(cmd, "-d,--detach", &scale->first, "Exit immediately (swarmctl always does)");
+  tree.Flag(cmd, "-d,--detach", &scale->first,
+            "Exit immediately instead of waiting for the service to converge");
   cmd->add_option("SERVICE=REPLICAS", scale->second, "Services and their replica counts")
       ->required();
 
@@ -568,16 +610,24 @@ void AddServiceCommands(CommandTree& tree) {
   cmd->alias("remove");
   cmd->add_option("SERVICE", *rm, "Services (ID or name)")->required();
 
-  auto rollback = std::make_shared<std::pair<bool, std::string>>();
+  struct RollbackFlags {
+    std::string name;
+    bool detach = false;
+    bool quiet = false;
+  };
+  auto rollback = std::make_shared<RollbackFlags>();
   cmd = tree.Command(service, "rollback", "Revert changes to a service's configuration",
                      [rollback](Session& s) -> absl::Status {
-                       ASSIGN_OR_RETURN(api::Service svc, GetService(s, rollback->second));
+                       ASSIGN_OR_RETURN(api::Service svc, GetService(s, rollback->name));
                        RETURN_IF_ERROR(SendUpdate(s, svc, svc.spec(), /*rollback=*/true));
-                       s.out() << rollback->second << "\n";
-                       return absl::OkStatus();
+                       s.out() << rollback->name << "\n";
+                       return WaitUnlessDetached(s, svc.id(), rollback->detach, rollback->quiet,
+                                                 /*rollback=*/true);
                      });
-  tree.Flag(cmd, "-d,--detach", &rollback->first, "Exit immediately (swarmctl always does)");
-  cmd->add_option("SERVICE", rollback->second, "Service (ID or name)")->required();
+  tree.Flag(cmd, "-d,--detach", &rollback->detach,
+            "Exit immediately instead of waiting for the service to converge");
+  tree.Flag(cmd, "-q,--quiet", &rollback->quiet, "Suppress progress output");
+  cmd->add_option("SERVICE", rollback->name, "Service (ID or name)")->required();
 }
 
 }  // namespace swarm::cli

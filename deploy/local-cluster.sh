@@ -145,7 +145,7 @@ echo "== the swarm, seen from node $managers"
 ctl "$managers" node ls
 
 echo "== a demo service, created through node $managers"
-ctl "$managers" service create --name web --replicas 3 "$registry/busybox" httpd -f -p 80
+ctl "$managers" service create --detach --name web --replicas 3 "$registry/busybox" httpd -f -p 80
 for _ in $(seq 300); do
   ctl 1 service ls | grep -q " 3/3 " && break
   sleep 0.1

@@ -86,27 +86,27 @@ TEST_F(SwarmctlTest, AnOperatorFormsTheSwarmAndManagesItsObjects) {
 
   // Services through a follower. Images name a registry on loopback that nothing serves: the
   // nodes' pulls fail at once instead of reaching out to Docker Hub.
-  out =
-      Ok(3, "service create --name web --replicas 3 -p 8080:80 --env A=1 " + kImage + " httpd -f");
+  out = Ok(
+      3, "service create -d --name web --replicas 3 -p 8080:80 --env A=1 " + kImage + " httpd -f");
   EXPECT_EQ(Ok(3, "service ls -q").size(), 12u);
   out = Ok(2, "service ls");
   EXPECT_TRUE(absl::StrContains(out, "web")) << out;
   EXPECT_TRUE(absl::StrContains(out, "*:8080->80/tcp")) << out;
-  Ok(1, "service scale web=5");
+  Ok(1, "service scale -d web=5");
   out = Ok(2, "service inspect web");
   EXPECT_TRUE(absl::StrContains(out, "\"replicas\": \"5\"")) << out;
-  Ok(1, "service update --env-add B=2 --image " + kImage + ":1.36 web");
+  Ok(1, "service update -d --env-add B=2 --image " + kImage + ":1.36 web");
   EXPECT_TRUE(absl::StrContains(Ok(2, "service inspect web"), "busybox:1.36"));
-  Ok(1, "service rollback web");
+  Ok(1, "service rollback -d web");
   // The spec is the one before the update again (the updated one is now the previous spec).
   out = Ok(3, "service inspect web");
   const std::string current = out.substr(0, out.find("\"previousSpec\""));
   EXPECT_FALSE(absl::StrContains(current, "busybox:1.36")) << out;
   EXPECT_TRUE(absl::StrContains(out.substr(current.size()), "busybox:1.36")) << out;
-  CtlResult dup = Ctl(2, "service create --name web " + kImage);
+  CtlResult dup = Ctl(2, "service create -d --name web " + kImage);
   EXPECT_EQ(dup.code, 1);
   EXPECT_TRUE(absl::StrContains(dup.out, "already in use")) << dup.out;
-  CtlResult bad_port = Ctl(2, "service create --name x -p 80:x " + kImage);
+  CtlResult bad_port = Ctl(2, "service create -d --name x -p 80:x " + kImage);
   EXPECT_EQ(bad_port.code, 1);
   EXPECT_TRUE(absl::StrContains(bad_port.out, "invalid")) << bad_port.out;
 
@@ -144,7 +144,7 @@ TEST_F(SwarmctlTest, AutolockAndUnlockFromStandardInput) {
   ASSERT_NE(at, std::string::npos) << out;
   const std::string key = out.substr(at, out.find_first_of(" \n", at) - at);
   EXPECT_EQ(Ok(1, "swarm unlock-key -q"), key);
-  Ok(1, "service create --name kept " + kImage);
+  Ok(1, "service create -d --name kept " + kImage);
   EXPECT_EQ(cluster_.Terminate(1), 0);
   ASSERT_TRUE(cluster_.Start(1).ok());
 

@@ -133,9 +133,11 @@ absl::StatusOr<std::unique_ptr<Overlay>> Overlay::Create(const UnderlayConfig& u
   const int mtu = underlay_mtu - kVxlanOverhead;
 
   RETURN_IF_ERROR(CreateNamedNetns(path));
+  ScopedFd fd;
+  std::unique_ptr<Netlink> nl;  // a socket in the overlay namespace
   absl::Status status = [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(ScopedFd fd, OpenNetns(path));
-    ASSIGN_OR_RETURN(std::unique_ptr<Netlink> nl, Netlink::OpenIn(fd.get()));
+    ASSIGN_OR_RETURN(fd, OpenNetns(path));
+    ASSIGN_OR_RETURN(nl, Netlink::OpenIn(fd.get()));
     RETURN_IF_ERROR(nl->CreateBridge(kBridge, mtu, MacFromIpv4(network.gateway)));
     RETURN_IF_ERROR(nl->AddAddress(kBridge, network.gateway, network.subnet.prefix));
     VxlanOptions vx;
@@ -151,13 +153,13 @@ absl::StatusOr<std::unique_ptr<Overlay>> Overlay::Create(const UnderlayConfig& u
     return RunInNetns(fd.get(), SkipNetfilterOnBridge);
   }();
   if (!status.ok()) {
+    nl.reset();
+    fd = ScopedFd();
     (void)RemoveLinksAndNamespace(path);
     return absl::Status(status.code(),
                         absl::StrCat("creating overlay namespace ", path, " for network ",
                                      network.id, ": ", status.message()));
   }
-  ASSIGN_OR_RETURN(ScopedFd fd, OpenNetns(path));
-  ASSIGN_OR_RETURN(std::unique_ptr<Netlink> nl, Netlink::OpenIn(fd.get()));
   return std::unique_ptr<Overlay>(
       new Overlay(underlay, network, path, mtu, std::move(fd), std::move(nl)));
 }
@@ -263,6 +265,10 @@ absl::Status Overlay::SetPeers(const std::vector<Endpoint>& peers) {
   auto note = [&](const absl::Status& s) {
     if (!s.ok() && first.ok()) first = s;
   };
+  // An entry already gone (its link's other end went away meanwhile) is what we wanted.
+  auto note_delete = [&](const absl::Status& s) {
+    if (!absl::IsNotFound(s)) note(s);
+  };
   std::set<std::string> have_fdb;  // "mac dst" of entries that stay
   for (const FdbEntry& e : fdb) {
     if (!e.permanent || !e.dst) continue;
@@ -270,7 +276,7 @@ absl::Status Overlay::SetPeers(const std::vector<Endpoint>& peers) {
     if (it != want_fdb.end() && SameIp(it->second.second, *e.dst)) {
       have_fdb.insert(it->first);
     } else {
-      note(nl_->DeleteFdb(kVxlan, e.mac, *e.dst));
+      note_delete(nl_->DeleteFdb(kVxlan, e.mac, *e.dst));
     }
   }
   std::set<std::string> have_neigh;
@@ -280,7 +286,7 @@ absl::Status Overlay::SetPeers(const std::vector<Endpoint>& peers) {
     if (it != want_neigh.end() && it->second.second == e.mac) {
       have_neigh.insert(it->first);
     } else {
-      note(nl_->DeleteNeighbor(kVxlan, e.ip));
+      note_delete(nl_->DeleteNeighbor(kVxlan, e.ip));
     }
   }
   for (const auto& [key, v] : want_fdb) {

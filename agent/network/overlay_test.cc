@@ -306,6 +306,17 @@ TEST_F(OverlayTest, CleanupStale_RemovesWhatACrashedAgentLeft) {
   EXPECT_EQ(*Overlay::CleanupStale(hosts_->underlay(1)), 1);
 }
 
+TEST_F(OverlayTest, Create_FailingHalfwayLeavesNothing) {
+  OverlayNetwork dup = Network();
+  dup.id = "dup";  // another network with a VNI host A already uses
+  auto ov = Overlay::Create(hosts_->underlay(0), dup);
+  ASSERT_FALSE(ov.ok());
+  EXPECT_THAT(ov.status().message(), HasSubstr("creating vxlan device vxlan0 (VNI 4097)"));
+  const std::string path = hosts_->underlay(0).run_dir + "/ov-dup";
+  EXPECT_FALSE(Exists(path));
+  EXPECT_FALSE(IsNetnsMount(path));
+}
+
 TEST_F(OverlayTest, Create_OverALeftoverOfTheSameNetworkReplacesIt) {
   overlay_[1].reset();
   auto again = Overlay::Create(hosts_->underlay(1), Network());

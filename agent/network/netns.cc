@@ -1,6 +1,7 @@
 #include "agent/network/netns.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <net/if.h>
 #include <sched.h>
 #include <sys/ioctl.h>
@@ -43,6 +44,7 @@ absl::Status RunInNetns(int netns_fd, const std::function<absl::Status()>& fn) {
   // A thread of its own: setns(CLONE_NEWNET) changes only the calling thread, which then
   // ends, so no other code ever runs in the wrong namespace.
   std::thread worker([&] {
+    pthread_setname_np(pthread_self(), "netns-run");
     if (setns(netns_fd, CLONE_NEWNET) != 0) {
       status = ErrnoToStatus(errno, "joining a network namespace (setns)");
       return;
@@ -79,6 +81,7 @@ absl::Status CreateNamedNetns(const std::string& path) {
   close(fd);
   absl::Status status;
   std::thread worker([&] {
+    pthread_setname_np(pthread_self(), "netns-create");
     if (unshare(CLONE_NEWNET) != 0) {
       status = ErrnoToStatus(errno, "creating a network namespace (unshare)");
       return;

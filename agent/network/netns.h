@@ -5,7 +5,7 @@
 // calling thread and the rest of the process never change namespace.
 //
 // Thread-safety: free functions, safe to call from any thread. RunInNetns blocks its caller
-// until the function has run on the helper thread, which it joins.
+// until the function has run on the helper thread (named netns-run), which it joins.
 #ifndef SWARM_AGENT_NETWORK_NETNS_H_
 #define SWARM_AGENT_NETWORK_NETNS_H_
 

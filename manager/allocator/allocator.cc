@@ -551,11 +551,27 @@ void Allocator::AllocateServices() {
 // ---- tasks ----
 
 void Allocator::AllocateTasks() {
+  // A batch at a time: a View holds the store's read lock, which must not keep the Raft
+  // loop's writes waiting while 100,000 new tasks are planned.
+  std::set<std::string> retry[3];
+  while (!tasks_todo_.empty()) {
+    std::vector<std::string> batch;
+    while (!tasks_todo_.empty() && batch.size() < kBatch) {
+      batch.push_back(*tasks_todo_.begin());
+      tasks_todo_.erase(tasks_todo_.begin());
+    }
+    AllocateTaskBatch(batch, retry);
+  }
+  tasks_todo_.merge(retry[2]);
+}
+
+void Allocator::AllocateTaskBatch(const std::vector<std::string>& batch,
+                                  std::set<std::string>* retry) {
   std::vector<Change> changes;
   const auto now = ToTimestamp(clock_->Now());
   store_->View([&](const store::ReadTx& tx) {
     store::Ptr<api::Network> ingress = Ingress(tx);
-    for (const std::string& id : tasks_todo_) {
+    for (const std::string& id : batch) {
       auto t = tx.GetTask(id);
       if (t == nullptr || !Waiting(*t)) continue;
       // Why the task cannot move on yet; empty once everything is allocated.
@@ -641,10 +657,7 @@ void Allocator::AllocateTasks() {
                                }});
     }
   });
-  tasks_todo_.clear();
-  std::set<std::string> retry[3];
   Write(changes, retry);
-  tasks_todo_.merge(retry[2]);
 }
 
 }  // namespace swarm::manager::allocator

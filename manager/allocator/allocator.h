@@ -99,6 +99,8 @@ class Allocator final : public leader::Component {
   void AllocateNetworks();
   void AllocateServices();
   void AllocateTasks();
+  // Plans and writes the allocations of up to kBatch tasks.
+  void AllocateTaskBatch(const std::vector<std::string>& batch, std::set<std::string>* retry);
   // Writes changes in batches; the IDs of failed batches' objects go to retry.
   void Write(std::vector<Change>& changes, std::set<std::string>* retry);
 

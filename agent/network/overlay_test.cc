@@ -36,6 +36,7 @@ bool Exists(const std::string& path) {
 class OverlayTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    own_links_ = OwnLinks();
     auto hosts = testing::TestHosts::Create();
     ASSERT_TRUE(hosts.ok()) << hosts.status();
     hosts_ = std::move(*hosts);
@@ -55,6 +56,19 @@ class OverlayTest : public ::testing::Test {
     }
   }
 
+  // Nothing of the test's reaches the namespace the test runs in.
+  void TearDown() override { EXPECT_EQ(OwnLinks(), own_links_); }
+
+  static std::vector<std::string> OwnLinks() {
+    std::vector<std::string> names;
+    auto nl = Netlink::Open();
+    EXPECT_TRUE(nl.ok());
+    auto links = (*nl)->ListLinks();
+    EXPECT_TRUE(links.ok());
+    for (const LinkInfo& l : *links) names.push_back(l.name);
+    return names;
+  }
+
   std::vector<Endpoint> AllPeers() const {
     std::vector<Endpoint> peers;
     for (int i = 0; i < 2; ++i) {
@@ -69,6 +83,7 @@ class OverlayTest : public ::testing::Test {
     return nl.ok() ? std::move(*nl) : nullptr;
   }
 
+  std::vector<std::string> own_links_;
   std::unique_ptr<testing::TestHosts> hosts_;
   std::unique_ptr<Overlay> overlay_[2];
   std::string container_[2];

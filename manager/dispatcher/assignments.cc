@@ -27,12 +27,9 @@ bool IsAssigned(const api::Task& task) {
   return !task.node_id().empty() && task.status().state() >= api::TASK_STATE_ASSIGNED;
 }
 
-std::optional<api::AssignmentsMessage> AssignmentSet::Next(const store::ReadTx& tx,
-                                                           const std::string& node_id) {
-  // What the node should hold now. Ordered maps keep the messages deterministic.
-  std::map<std::string, store::Ptr<api::Task>> tasks;
-  std::map<std::string, store::Ptr<api::Secret>> secrets;
-  std::map<std::string, store::Ptr<api::Config>> configs;
+NodeAssignments ReadAssignments(const store::ReadTx& tx, const std::string& node_id) {
+  NodeAssignments now;
+  auto& [tasks, secrets, configs] = now;
   for (const store::Ptr<api::Task>& t : tx.TasksByNode(node_id)) {
     if (!IsAssigned(*t)) continue;
     tasks.emplace(t->id(), t);
@@ -48,6 +45,16 @@ std::optional<api::AssignmentsMessage> AssignmentSet::Next(const store::ReadTx& 
       if (store::Ptr<api::Config> c = tx.GetConfig(ref.config_id())) configs.emplace(c->id(), c);
     }
   }
+  return now;
+}
+
+std::optional<api::AssignmentsMessage> AssignmentSet::Next(const store::ReadTx& tx,
+                                                           const std::string& node_id) {
+  return Next(ReadAssignments(tx, node_id));
+}
+
+std::optional<api::AssignmentsMessage> AssignmentSet::Next(const NodeAssignments& now) {
+  const auto& [tasks, secrets, configs] = now;
 
   const bool complete = sequence_ == 0;
   api::AssignmentsMessage msg;

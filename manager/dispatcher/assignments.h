@@ -21,6 +21,7 @@
 #define SWARM_MANAGER_DISPATCHER_ASSIGNMENTS_H_
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 
@@ -33,11 +34,22 @@ namespace swarm::manager::dispatcher {
 // Whether a task belongs in its node's assignments.
 bool IsAssigned(const api::Task& task);
 
+// What a node should hold now, by ID (ordered, so messages are deterministic). Reading it takes
+// shared pointers only, so a caller can read many nodes' under the store's lock and build the
+// messages after releasing it.
+struct NodeAssignments {
+  std::map<std::string, store::Ptr<api::Task>> tasks;
+  std::map<std::string, store::Ptr<api::Secret>> secrets;
+  std::map<std::string, store::Ptr<api::Config>> configs;
+};
+NodeAssignments ReadAssignments(const store::ReadTx& tx, const std::string& node_id);
+
 class AssignmentSet {
  public:
   // The message that takes the agent from what was sent to what tx holds for node_id: the
   // first call returns a COMPLETE message (possibly empty), later calls an INCREMENTAL one, or
   // nullopt when nothing changed.
+  std::optional<api::AssignmentsMessage> Next(const NodeAssignments& now);
   std::optional<api::AssignmentsMessage> Next(const store::ReadTx& tx, const std::string& node_id);
 
   // Whether the agent holds this secret or config (store events about it concern this node).

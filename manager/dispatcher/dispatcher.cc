@@ -388,18 +388,24 @@ void Dispatcher::FlushAssignments() {
   }
   if (assignments.empty() && sessions.empty()) return;
 
-  std::vector<std::pair<AssignmentsStream*, api::AssignmentsMessage>> messages;
+  // Under the store's lock, only shared pointers are taken; the messages (copies of every
+  // changed task) are built after, so the Raft loop's applies do not wait for the fan-out.
+  std::vector<NodeAssignments> reads(assignments.size());
+  std::vector<store::Ptr<api::Node>> nodes(sessions.size());
   store_->View([&](const store::ReadTx& tx) {
-    for (const AssignmentsDue& d : assignments) {
-      std::optional<api::AssignmentsMessage> m = d.assignments->set.Next(tx, d.node_id);
-      if (m) messages.emplace_back(d.assignments->stream.get(), *std::move(m));
+    for (size_t i = 0; i < assignments.size(); ++i) {
+      reads[i] = ReadAssignments(tx, assignments[i].node_id);
     }
-    for (SessionDue& s : sessions) {
-      if (store::Ptr<api::Node> node = tx.GetNode(s.node_id)) {
-        s.message = SessionMessageOf(s.session_id, *node, common);
-      }
-    }
+    for (size_t i = 0; i < sessions.size(); ++i) nodes[i] = tx.GetNode(sessions[i].node_id);
   });
+  std::vector<std::pair<AssignmentsStream*, api::AssignmentsMessage>> messages;
+  for (size_t i = 0; i < assignments.size(); ++i) {
+    std::optional<api::AssignmentsMessage> m = assignments[i].assignments->set.Next(reads[i]);
+    if (m) messages.emplace_back(assignments[i].assignments->stream.get(), *std::move(m));
+  }
+  for (size_t i = 0; i < sessions.size(); ++i) {
+    if (nodes[i]) sessions[i].message = SessionMessageOf(sessions[i].session_id, *nodes[i], common);
+  }
   {
     absl::MutexLock lock(&mu_);
     for (SessionDue& s : sessions) {

@@ -42,9 +42,13 @@ void Orchestrator::Run() {
       if (stopping_) return;
     }
     const bool idle = !all_dirty_ && dirty_.empty();
+    // Wait for the first event when there is nothing to do, or while the last round's pause
+    // lasts; then take what is queued.
+    const absl::Duration wait =
+        idle ? kPoll
+             : std::clamp(quiet_until_ - clock_->Now(), absl::ZeroDuration(), kPoll);
     if (watch_ != nullptr) {
-      // Wait for the first event only when there is nothing to do; then take what is queued.
-      for (auto e = watch_->Next(idle ? kPoll : absl::ZeroDuration()); e.has_value();
+      for (auto e = watch_->Next(wait); e.has_value();
            e = watch_->Next(absl::ZeroDuration())) {
         const api::StoreAction& obj = e->new_object ? *e->new_object : *e->old_object;
         switch (obj.target_case()) {
@@ -63,7 +67,7 @@ void Orchestrator::Run() {
         }
       }
     } else {
-      clock_->SleepFor(kPoll);
+      clock_->SleepFor(wait);
     }
     const absl::Time now = clock_->Now();
     if (now >= next_resync) {
@@ -78,19 +82,36 @@ void Orchestrator::Run() {
       dirty_.insert(it->first);
       it = due_.erase(it);
     }
-    if (all_dirty_ || !dirty_.empty()) Round();
+    if ((all_dirty_ || !dirty_.empty()) && now >= quiet_until_) {
+      Round();
+      // A round costs more the larger the services: at 20,000 tasks, every status report
+      // would otherwise start another full round. The next one waits as long as this one
+      // took, so the orchestrator takes at most about half a core however fast the events
+      // come; reconciling is level-triggered, so what arrives meanwhile is handled together.
+      const absl::Time end = clock_->Now();
+      quiet_until_ = end + (end - now);
+    }
   }
 }
 
 void Orchestrator::Round() {
-  std::vector<std::pair<std::string, Plan>> plans;
-  const absl::Time now = clock_->Now();
+  // What the dirty services' reconciliation reads, taken under the store's read lock: only
+  // shared pointers to immutable objects, so the lock is held for a moment. Reconciling a
+  // large service takes tens of milliseconds, and the Raft loop's next apply waits for the
+  // lock all that time (at a lower CPU priority, too: the reader runs at the normal one).
+  struct Read {
+    std::string id;
+    store::Ptr<api::Service> service;
+    std::vector<store::Ptr<api::Task>> tasks;
+  };
+  std::vector<Read> reads;
+  std::vector<store::Ptr<api::Node>> node_list;
+  int64_t history = 5;
   store_->View([&](const store::ReadTx& tx) {
-    int64_t history = 5;
     for (const auto& c : tx.ListClusters()) {
       history = c->spec().orchestration().task_history_retention_limit();
     }
-    const NodeIndex nodes(tx.ListNodes());
+    node_list = tx.ListNodes();
     if (all_dirty_) {
       for (const auto& s : tx.ListServices()) dirty_.insert(s->id());
       // Tasks whose service is gone.
@@ -99,24 +120,30 @@ void Orchestrator::Round() {
       }
       all_dirty_ = false;
     }
+    reads.reserve(dirty_.size());
     for (const std::string& id : dirty_) {
       if (id.empty()) continue;  // tasks that belong to no service are not ours
-      auto svc = tx.GetService(id);
-      auto tasks = tx.TasksByService(id);
-      ServiceState state;
-      state.service = svc.get();
-      state.tasks.reserve(tasks.size());
-      for (const auto& t : tasks) state.tasks.push_back(t.get());
-      state.nodes = &nodes;
-      state.task_history_limit = history;
-      state.now = now;
-      Plan plan = Reconcile(state, *random_);
-      if (!plan.empty() || plan.next_check != absl::InfiniteFuture()) {
-        plans.emplace_back(id, std::move(plan));
-      }
+      reads.push_back(Read{id, tx.GetService(id), tx.TasksByService(id)});
     }
     dirty_.clear();
   });
+
+  std::vector<std::pair<std::string, Plan>> plans;
+  const absl::Time now = clock_->Now();
+  const NodeIndex nodes(std::move(node_list));
+  for (const Read& r : reads) {
+    ServiceState state;
+    state.service = r.service.get();
+    state.tasks.reserve(r.tasks.size());
+    for (const auto& t : r.tasks) state.tasks.push_back(t.get());
+    state.nodes = &nodes;
+    state.task_history_limit = history;
+    state.now = now;
+    Plan plan = Reconcile(state, *random_);
+    if (!plan.empty() || plan.next_check != absl::InfiniteFuture()) {
+      plans.emplace_back(r.id, std::move(plan));
+    }
+  }
   for (auto& [id, plan] : plans) {
     if (plan.next_check != absl::InfiniteFuture()) {
       auto [it, fresh] = due_.emplace(id, plan.next_check);

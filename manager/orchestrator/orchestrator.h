@@ -65,6 +65,8 @@ class Orchestrator final : public leader::Component {
   std::set<std::string> dirty_;
   // When a service must be looked at again, by service ID.
   std::map<std::string, absl::Time> due_;
+  // No round starts before this (see Run).
+  absl::Time quiet_until_ = absl::InfinitePast();
 };
 
 }  // namespace swarm::manager::orchestrator

@@ -21,8 +21,15 @@ bool Waiting(const api::Task& t) {
   return t.status().state() == api::TASK_STATE_NEW && t.desired_state() <= api::TASK_STATE_COMPLETE;
 }
 
-// A task that ended holds nothing: its container is gone.
-bool Ended(const api::Task& t) { return t.status().state() > api::TASK_STATE_RUNNING; }
+// A task that ended holds nothing: its container is gone. Nor does one that was never assigned
+// and is no longer wanted (scaled down while pending): it will never run, because the scheduler
+// places only tasks wanted running or complete, and a placement computed before the change
+// loses the version race against it.
+bool Ended(const api::Task& t) {
+  return t.status().state() > api::TASK_STATE_RUNNING ||
+         (t.status().state() < api::TASK_STATE_ASSIGNED &&
+          t.desired_state() > api::TASK_STATE_COMPLETE);
+}
 
 bool PublishesIngress(const api::EndpointSpec& e) {
   for (const api::PortConfig& p : e.ports()) {

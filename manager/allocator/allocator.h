@@ -20,8 +20,10 @@
 //
 // What is written in the store is the truth: on Start the Ipam is rebuilt from the allocated
 // networks, the services' endpoints and the attachments of tasks that have not ended. Addresses
-// return to the pool when a task reaches a terminal state (or is deleted), VIPs and ports when a
-// service is deleted or no longer needs them, the subnet and VNI when a network is deleted.
+// return to the pool when a task reaches a terminal state, is deleted, or is no longer wanted
+// before it was placed; VIPs and ports when a service is deleted or no longer needs them; the
+// subnet and VNI when a network is deleted. The store keeps an ended task's attachments as
+// history: consumers (the dispatcher's endpoint records) must skip tasks that ended.
 //
 // Work goes in three phases per round, each reading fresh committed state: networks, then
 // services, then tasks (a task needs its networks and its service allocated). Each phase's

@@ -389,6 +389,22 @@ TEST_F(AllocatorTest, Tasks_ExhaustedNetworkWaitsWithReasonAndResumesWhenATaskEn
   EXPECT_EQ(Addresses(tasks[4]), freed);
 }
 
+TEST_F(AllocatorTest, Tasks_NoLongerWantedBeforePlacementGiveTheirAddressesBack) {
+  const std::string small = AddNetwork("small", "10.30.0.0/29");  // .2-.6 usable
+  StartAllocator();
+  const std::string svc = AddService(Spec("web", {small}));  // the VIP takes .2
+  ASSERT_TRUE(ServiceReady(svc));
+  std::vector<std::string> tasks;
+  for (int i = 1; i <= 4; ++i) tasks.push_back(AddTask(svc, i));
+  for (const std::string& t : tasks) ASSERT_TRUE(Pending(t));
+  const std::string waiting = AddTask(svc, 5);
+  ASSERT_TRUE(Eventually([&] { return !Task(waiting).status().err().empty(); }, "no address"));
+  // Scaled down while pending: never placed, so its address is free at once.
+  Change<api::Task>(&ReadTx::GetTask, tasks[0],
+                    [](api::Task& t) { t.set_desired_state(api::TASK_STATE_SHUTDOWN); });
+  ASSERT_TRUE(Pending(waiting));
+}
+
 TEST_F(AllocatorTest, Networks_RemovedNetworkReturnsItsSubnet) {
   const std::string a = AddNetwork("a");
   StartAllocator();

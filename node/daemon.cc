@@ -530,10 +530,10 @@ absl::StatusOr<api::InitSwarmResponse> Daemon::Init(const api::InitSwarmRequest&
     manager::allocator::PoolConfig pools;
     pools.pools.assign(req.default_addr_pool().begin(), req.default_addr_pool().end());
     if (pools.pools.empty()) pools.pools.push_back(manager::allocator::kDefaultPool);
-    pools.subnet_size = req.default_addr_pool_mask_len() == 0
-                            ? manager::allocator::kDefaultSubnetSize
-                            : static_cast<int>(std::min<uint32_t>(req.default_addr_pool_mask_len(),
-                                                                  1000));
+    pools.subnet_size =
+        req.default_addr_pool_mask_len() == 0
+            ? manager::allocator::kDefaultSubnetSize
+            : static_cast<int>(std::min<uint32_t>(req.default_addr_pool_mask_len(), 1000));
     RETURN_IF_ERROR(manager::allocator::Ipam::Create(pools).status());
     RETURN_IF_ERROR(WipeState());
     Random& random = *config_.random;

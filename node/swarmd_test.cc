@@ -214,7 +214,8 @@ TEST_F(SwarmdTest, Init_CreatesTheIngressNetworkFromTheConfiguredAddressPools) {
     api::InitSwarmResponse resp;
     grpc::Status s = cluster_.admin(1).InitSwarm(&ctx, req, &resp);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-    EXPECT_TRUE(absl::StrContains(s.error_message(), "smaller than the subnets")) << s.error_message();
+    EXPECT_TRUE(absl::StrContains(s.error_message(), "smaller than the subnets"))
+        << s.error_message();
   }
   grpc::ClientContext ctx;
   SetTimeout(ctx, absl::Seconds(30));

@@ -113,8 +113,7 @@ std::vector<std::string> VipNetworks(const store::ReadTx& tx, const api::Service
   return out;
 }
 
-bool ServiceAllocated(const store::ReadTx& tx, const api::Service& s,
-                      const api::Network* ingress) {
+bool ServiceAllocated(const store::ReadTx& tx, const api::Service& s, const api::Network* ingress) {
   if (!s.has_endpoint()) return false;
   if (!google::protobuf::util::MessageDifferencer::Equals(s.endpoint().spec(),
                                                           s.spec().endpoint_spec())) {
@@ -300,10 +299,10 @@ void Allocator::OnEvent(const store::Event& e) {
       }
       break;
     case api::StoreAction::kCluster:
-      if (!removed && (obj.cluster().subnet_size() != subnet_size_ ||
-                       !std::equal(pools_.begin(), pools_.end(),
-                                   obj.cluster().default_address_pool().begin(),
-                                   obj.cluster().default_address_pool().end()))) {
+      if (!removed &&
+          (obj.cluster().subnet_size() != subnet_size_ ||
+           !std::equal(pools_.begin(), pools_.end(), obj.cluster().default_address_pool().begin(),
+                       obj.cluster().default_address_pool().end()))) {
         rebuild_ = true;
       }
       break;
@@ -469,8 +468,8 @@ void Allocator::AllocateServices() {
                 !now.ports.count({q.protocol(), q.published_port()})) {
               bool explicit_elsewhere = false;
               for (const api::PortConfig& r : spec.ports()) {
-                explicit_elsewhere |= r.protocol() == q.protocol() &&
-                                      r.published_port() == q.published_port();
+                explicit_elsewhere |=
+                    r.protocol() == q.protocol() && r.published_port() == q.published_port();
               }
               if (!explicit_elsewhere) {
                 want = q.published_port();
@@ -530,23 +529,26 @@ void Allocator::AllocateServices() {
       service_errors_.erase(id);
       api::Service next = *svc;
       *next.mutable_endpoint() = endpoint;
-      changes.push_back(Change{
-          store::Wrap(next),
-          [this, id, new_vips, new_ports] {
-            for (const auto& [net, addr] : new_vips) ipam_->ReleaseAddress(net, addr);
-            for (const auto& [proto, port] : new_ports) ipam_->ReleasePort(proto, port, id);
-          },
-          [this, id, old, now] {
-            for (const auto& [net, addr] : old.vips) {
-              auto it = now.vips.find(net);
-              if (it == now.vips.end() || it->second != addr) ipam_->ReleaseAddress(net, addr);
-            }
-            for (const auto& port : old.ports) {
-              if (!now.ports.count(port)) ipam_->ReleasePort(port.first, port.second, id);
-            }
-            services_[id] = now;
-            changed_ = true;
-          }});
+      changes.push_back(Change{store::Wrap(next),
+                               [this, id, new_vips, new_ports] {
+                                 for (const auto& [net, addr] : new_vips)
+                                   ipam_->ReleaseAddress(net, addr);
+                                 for (const auto& [proto, port] : new_ports)
+                                   ipam_->ReleasePort(proto, port, id);
+                               },
+                               [this, id, old, now] {
+                                 for (const auto& [net, addr] : old.vips) {
+                                   auto it = now.vips.find(net);
+                                   if (it == now.vips.end() || it->second != addr)
+                                     ipam_->ReleaseAddress(net, addr);
+                                 }
+                                 for (const auto& port : old.ports) {
+                                   if (!now.ports.count(port))
+                                     ipam_->ReleasePort(port.first, port.second, id);
+                                 }
+                                 services_[id] = now;
+                                 changed_ = true;
+                               }});
     }
   });
   services_todo_.clear();

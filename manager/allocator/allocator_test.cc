@@ -19,9 +19,9 @@
 namespace swarm::manager::allocator {
 namespace {
 
-using ::testing::HasSubstr;
 using store::ReadTx;
 using store::WriteTx;
+using ::testing::HasSubstr;
 
 class AllocatorTest : public ::testing::Test {
  protected:
@@ -61,10 +61,11 @@ class AllocatorTest : public ::testing::Test {
       T o;
       store_.View([&](const ReadTx& tx) { o = *(tx.*get)(id); });
       fn(o);
-      if (store_.Update([&](WriteTx& tx) {
-                  tx.UpdateObject(o);
-                  return absl::OkStatus();
-                })
+      if (store_
+              .Update([&](WriteTx& tx) {
+                tx.UpdateObject(o);
+                return absl::OkStatus();
+              })
               .ok()) {
         return;
       }
@@ -273,9 +274,9 @@ TEST_F(AllocatorTest, Services_VipsPerNetworkAndPublishedPorts) {
   ASSERT_TRUE(Pending(t1));
   ASSERT_TRUE(Pending(t2));
   std::set<std::vector<std::string>> got = {Addresses(t1), Addresses(t2)};
-  EXPECT_EQ(got, (std::set<std::vector<std::string>>{
-                     {"ingress=10.0.0.3/24", "web-net=10.0.1.3/24"},
-                     {"ingress=10.0.0.4/24", "web-net=10.0.1.4/24"}}));
+  EXPECT_EQ(got,
+            (std::set<std::vector<std::string>>{{"ingress=10.0.0.3/24", "web-net=10.0.1.3/24"},
+                                                {"ingress=10.0.0.4/24", "web-net=10.0.1.4/24"}}));
   api::Task task = Task(t1);
   EXPECT_EQ(task.endpoint().virtual_ips_size(), 2);
   EXPECT_EQ(task.networks(1).network().id(), web);
@@ -430,7 +431,9 @@ TEST_F(AllocatorTest, Networks_OverlappingExplicitSubnetStaysUnallocatedAndTasks
   });
   const std::string t = AddTask(svc, 1);
   ASSERT_TRUE(Eventually(
-      [&] { return absl::StrContains(Task(t).status().err(), "overlaps network a (10.40.0.0/16)"); },
+      [&] {
+        return absl::StrContains(Task(t).status().err(), "overlaps network a (10.40.0.0/16)");
+      },
       "the task to say why it waits"));
   EXPECT_FALSE(NetworkAllocated(Network(b)));
   // Once a goes, b fits.
@@ -451,8 +454,8 @@ TEST_F(AllocatorTest, Restart_RebuildsFromTheStoreAndNeverHandsOutAnAddressTwice
   for (int i = 1; i <= 6; ++i) tasks.push_back(AddTask(svc, i));
   for (const std::string& t : tasks) ASSERT_TRUE(Pending(t));
   EndTask(tasks[2]);  // its addresses are free for the next leader
-  ASSERT_TRUE(Eventually([&] { return Task(tasks[2]).status().state() == api::TASK_STATE_SHUTDOWN; },
-                         "task ended"));
+  ASSERT_TRUE(Eventually(
+      [&] { return Task(tasks[2]).status().state() == api::TASK_STATE_SHUTDOWN; }, "task ended"));
   const std::vector<std::string> freed = Addresses(tasks[2]);
   StopAllocator();
 
@@ -508,7 +511,8 @@ TEST_F(AllocatorTest, Batches_ManyTasksInTransactionsOfAtMostABatch) {
       [&] {
         int pending = 0;
         store_.View([&](const ReadTx& tx) {
-          for (const auto& t : tx.ListTasks()) pending += t->status().state() == api::TASK_STATE_PENDING;
+          for (const auto& t : tx.ListTasks())
+            pending += t->status().state() == api::TASK_STATE_PENDING;
         });
         return pending == kTasks;
       },

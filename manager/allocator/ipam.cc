@@ -46,17 +46,16 @@ absl::StatusOr<Ipv4Net> ParseIpv4Net(const std::string& cidr, const std::string&
   int prefix = -1;
   if (slash == std::string::npos || !absl::SimpleAtoi(cidr.substr(slash + 1), &prefix) ||
       prefix < 0 || prefix > 32) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, " \"", cidr, "\" is not an IPv4 network in CIDR form, e.g. 10.0.9.0/24"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " \"", cidr, "\" is not an IPv4 network in CIDR form, e.g. 10.0.9.0/24"));
   }
   ASSIGN_OR_RETURN(const uint32_t ip, ParseIpv4(cidr.substr(0, slash), what));
   Ipv4Net net;
   net.prefix = prefix;
   net.base = prefix == 0 ? 0 : ip & ~((uint64_t{1} << (32 - prefix)) - 1);
   if (net.base != ip) {
-    return absl::InvalidArgumentError(absl::StrCat(what, " ", cidr,
-                                                   " has host bits set: did you mean ",
-                                                   net.ToString(), "?"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " ", cidr, " has host bits set: did you mean ", net.ToString(), "?"));
   }
   return net;
 }
@@ -87,8 +86,8 @@ absl::StatusOr<Ipam> Ipam::Create(const PoolConfig& config) {
     }
     for (const Ipv4Net& other : ipam.pools_) {
       if (other.Overlaps(net)) {
-        return absl::InvalidArgumentError(absl::StrCat("default address pools ", other.ToString(),
-                                                       " and ", p, " overlap"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("default address pools ", other.ToString(), " and ", p, " overlap"));
       }
     }
     ipam.pools_.push_back(net);
@@ -132,10 +131,11 @@ absl::StatusOr<Ipv4Net> Ipam::NextPoolSubnet() const {
   }
   std::vector<std::string> names;
   for (const Ipv4Net& p : pools_) names.push_back(p.ToString());
-  return absl::ResourceExhaustedError(absl::StrCat(
-      "no free subnet in the default address pools ", absl::StrJoin(names, ", "), " (mask /",
-      subnet_size_, "): every subnet is in use; remove networks that are no longer needed, or give "
-      "this network its own --subnet"));
+  return absl::ResourceExhaustedError(
+      absl::StrCat("no free subnet in the default address pools ", absl::StrJoin(names, ", "),
+                   " (mask /", subnet_size_,
+                   "): every subnet is in use; remove networks that are no longer needed, or give "
+                   "this network its own --subnet"));
 }
 
 uint32_t Ipam::NextVni() const {
@@ -178,9 +178,9 @@ absl::StatusOr<Ipam::Network> Ipam::MakeNetwork(const NetworkRequest& request,
     ASSIGN_OR_RETURN(n.gateway, ParseIpv4(allocation.gateway, who + "gateway"));
   }
   if (!subnet.Contains(n.gateway) || n.gateway == subnet.base || n.gateway == broadcast) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(who, "gateway ", FormatIpv4(n.gateway), " is not a host address of subnet ",
-                     subnet.ToString()));
+    return absl::InvalidArgumentError(absl::StrCat(who, "gateway ", FormatIpv4(n.gateway),
+                                                   " is not a host address of subnet ",
+                                                   subnet.ToString()));
   }
   std::set<uint32_t> reserved = {subnet.base, broadcast, n.gateway};
   for (const std::string& aux : request.reserved) {
@@ -216,11 +216,12 @@ void Ipam::Register(const std::string& id, Network n) {
 absl::StatusOr<NetworkAllocation> Ipam::AllocateNetwork(const std::string& id,
                                                         const NetworkRequest& request) {
   if (HasNetwork(id)) {
-    return absl::AlreadyExistsError(absl::StrCat("network ", request.name, " is allocated already"));
+    return absl::AlreadyExistsError(
+        absl::StrCat("network ", request.name, " is allocated already"));
   }
   if (request.subnet.empty() && (!request.range.empty() || !request.gateway.empty())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "network ", request.name, ": an IP range or gateway needs a --subnet"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("network ", request.name, ": an IP range or gateway needs a --subnet"));
   }
   Ipv4Net subnet;
   if (request.subnet.empty()) {
@@ -248,7 +249,8 @@ absl::StatusOr<NetworkAllocation> Ipam::AllocateNetwork(const std::string& id,
 absl::Status Ipam::RestoreNetwork(const std::string& id, const NetworkRequest& request,
                                   const NetworkAllocation& allocation) {
   if (HasNetwork(id)) {
-    return absl::AlreadyExistsError(absl::StrCat("network ", request.name, " is allocated already"));
+    return absl::AlreadyExistsError(
+        absl::StrCat("network ", request.name, " is allocated already"));
   }
   ASSIGN_OR_RETURN(const Ipv4Net subnet,
                    ParseIpv4Net(allocation.subnet, "network " + request.name + ": subnet"));
@@ -357,16 +359,15 @@ absl::StatusOr<uint32_t> Ipam::AllocatePort(api::PortProtocol protocol, uint32_t
         return p;
       }
     }
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "no free port in the dynamic range ", kFirstDynamicPort, "-", kLastDynamicPort,
-        " for ", PortString(protocol, 0).substr(2),
-        ": publish an explicit port, or remove services that publish ports"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("no free port in the dynamic range ", kFirstDynamicPort, "-", kLastDynamicPort,
+                     " for ", PortString(protocol, 0).substr(2),
+                     ": publish an explicit port, or remove services that publish ports"));
   }
   auto [it, fresh] = ports_.try_emplace({protocol, port}, PortOwner{owner_id, owner_name});
   if (!fresh && it->second.id != owner_id) {
-    return absl::AlreadyExistsError(absl::StrCat("port ", PortString(protocol, port),
-                                                 " is already in use by service ",
-                                                 it->second.name));
+    return absl::AlreadyExistsError(absl::StrCat(
+        "port ", PortString(protocol, port), " is already in use by service ", it->second.name));
   }
   return port;
 }
@@ -431,8 +432,9 @@ std::string Ipam::DebugString() const {
     absl::StrAppend(&out, "\n");
   }
   for (const auto& [key, owner] : ports_) {
-    absl::StrAppend(&out, "port ", PortString(static_cast<api::PortProtocol>(key.first), key.second),
-                    " ", owner.id, "\n");
+    absl::StrAppend(&out, "port ",
+                    PortString(static_cast<api::PortProtocol>(key.first), key.second), " ",
+                    owner.id, "\n");
   }
   return out;
 }

@@ -132,8 +132,7 @@ class Ipam {
   // another owner has it; RESOURCE_EXHAUSTED when the dynamic range is full. Taking a port the
   // owner already holds is OK.
   absl::StatusOr<uint32_t> AllocatePort(api::PortProtocol protocol, uint32_t port,
-                                        const std::string& owner_id,
-                                        const std::string& owner_name);
+                                        const std::string& owner_id, const std::string& owner_name);
   // Returns a port if owner_id holds it.
   void ReleasePort(api::PortProtocol protocol, uint32_t port, const std::string& owner_id);
 

@@ -192,7 +192,8 @@ TEST(AllocateAddress, SkipsNetworkGatewayAndBroadcastAndExhaustsClearly) {
   absl::StatusOr<std::string> full = ipam.AllocateAddress("w");
   ASSERT_FALSE(full.ok());
   EXPECT_EQ(full.status().code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_THAT(full.status().message(), HasSubstr("network web-net: no free address in 10.0.1.0/24"));
+  EXPECT_THAT(full.status().message(),
+              HasSubstr("network web-net: no free address in 10.0.1.0/24"));
   ipam.ReleaseAddress("w", "10.0.1.77/24");
   EXPECT_EQ(MustAddress(ipam, "w"), "10.0.1.77/24");
 }
@@ -256,7 +257,8 @@ TEST(AllocatePort, DynamicFromTheRangeAndExplicitConflictsNameTheHolder) {
   absl::StatusOr<uint32_t> taken = ipam.AllocatePort(api::PORT_PROTOCOL_TCP, 8080, "s2", "api");
   ASSERT_FALSE(taken.ok());
   EXPECT_EQ(taken.status().code(), absl::StatusCode::kAlreadyExists);
-  EXPECT_THAT(taken.status().message(), HasSubstr("port 8080/tcp is already in use by service web"));
+  EXPECT_THAT(taken.status().message(),
+              HasSubstr("port 8080/tcp is already in use by service web"));
   // An explicit port inside the dynamic range is skipped by later dynamic picks.
   EXPECT_TRUE(ipam.AllocatePort(api::PORT_PROTOCOL_TCP, kFirstDynamicPort + 2, "s2", "api").ok());
   EXPECT_EQ(*ipam.AllocatePort(api::PORT_PROTOCOL_TCP, 0, "s2", "api"), kFirstDynamicPort + 3);

@@ -345,9 +345,9 @@ absl::Status CheckSubnetFree(const store::ReadTx& tx, const api::NetworkSpec& sp
       for (const api::IPAMConfig* o : theirs) {
         std::optional<IpNetwork> other = ParseCidr(o->subnet());
         if (!other || !(other->Contains(*mine) || mine->Contains(*other))) continue;
-        return absl::AlreadyExistsError(absl::StrCat(
-            "subnet ", c.subnet(), " overlaps network ", Quote(n->spec().annotations().name()),
-            " (", o->subnet(), "); choose another --subnet"));
+        return absl::AlreadyExistsError(absl::StrCat("subnet ", c.subnet(), " overlaps network ",
+                                                     Quote(n->spec().annotations().name()), " (",
+                                                     o->subnet(), "); choose another --subnet"));
       }
     }
   }

@@ -689,8 +689,7 @@ absl::Status ValidateNetworkSpec(const api::NetworkSpec& spec) {
         v4->prefix > allocator::kSmallestSubnetPrefix) {
       return Invalid(absl::StrCat("subnet ", c.subnet(), " is out of range: overlay subnets are /",
                                   allocator::kLargestSubnetPrefix, " (16M addresses) to /",
-                                  allocator::kSmallestSubnetPrefix,
-                                  " (a gateway and one task)"));
+                                  allocator::kSmallestSubnetPrefix, " (a gateway and one task)"));
     }
     if (!subnets.empty()) {
       return Invalid("an overlay network has one subnet: give --subnet once");

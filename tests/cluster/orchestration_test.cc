@@ -318,9 +318,9 @@ TEST_F(OrchestrationTest, Networks_TasksGetAddressesOnTheirNetworksAndGiveThemBa
     }
     return out;
   };
-  EXPECT_EQ(addresses(), (std::set<std::string>{"10.0.0.3/24", "10.0.0.4/24", "10.0.0.5/24",
-                                                "10.0.0.6/24", "10.0.1.3/24", "10.0.1.4/24",
-                                                "10.0.1.5/24", "10.0.1.6/24"}));
+  EXPECT_EQ(addresses(),
+            (std::set<std::string>{"10.0.0.3/24", "10.0.0.4/24", "10.0.0.5/24", "10.0.0.6/24",
+                                   "10.0.1.3/24", "10.0.1.4/24", "10.0.1.5/24", "10.0.1.6/24"}));
 
   // A network in use cannot go.
   {

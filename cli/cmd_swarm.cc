@@ -1,6 +1,8 @@
 // `swarmctl swarm init|join|join-token|leave|unlock|unlock-key|update`.
+#include <filesystem>
 #include <istream>
 #include <ostream>
+#include <system_error>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -10,7 +12,9 @@
 #include "cli/flags.h"
 #include "cli/requests.h"
 #include "common/files.h"
+#include "common/proto_time.h"
 #include "common/status_macros.h"
+#include "common/tls.h"
 
 namespace swarm::cli {
 namespace {
@@ -210,6 +214,50 @@ absl::Status JoinToken(Session& s, const JoinTokenFlags& f) {
   return absl::OkStatus();
 }
 
+// ---- swarm ca ----
+
+// `swarm ca`: the root CA certificate, as Docker prints it.
+absl::Status PrintCa(Session& s) {
+  ASSIGN_OR_RETURN(api::Cluster cluster, s.GetCluster());
+  s.out() << cluster.root_ca().ca_cert();
+  return absl::OkStatus();
+}
+
+// `swarm ca client-cert --out DIR`: an operator certificate for remote swarmctl. The key is
+// made here and written 0600; only its CSR goes to swarmd, which signs it as swarm-operator
+// (the control API and nothing else).
+absl::Status ClientCert(Session& s, const std::string& out_dir) {
+  if (out_dir.empty()) return absl::InvalidArgumentError("--out DIR is required");
+  ASSIGN_OR_RETURN(Client * c, s.client());
+  if (!c->is_local()) {
+    return absl::FailedPreconditionError(
+        "operator certificates are issued through a manager's local socket: run this on a "
+        "manager node, without --host");
+  }
+  ASSIGN_OR_RETURN(tls::KeyAndCsr key, tls::GenerateKeyAndCsr());
+  api::IssueOperatorCertificateRequest req;
+  req.set_csr(key.csr_pem);
+  ASSIGN_OR_RETURN(auto resp, c->NodeAdmin(&api::NodeAdmin::Stub::IssueOperatorCertificate, req));
+  std::error_code ec;
+  std::filesystem::create_directories(out_dir, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot create ", out_dir, ": ", ec.message()));
+  }
+  RETURN_IF_ERROR(WriteFileAtomically(out_dir + "/key.pem", key.key_pem, 0600));
+  RETURN_IF_ERROR(WriteFileAtomically(out_dir + "/cert.pem", resp.certificate(), 0644));
+  RETURN_IF_ERROR(WriteFileAtomically(out_dir + "/ca.pem", resp.root_ca(), 0644));
+  const std::string addr = s.ManagerAddress();
+  s.out() << "Operator certificate " << resp.operator_id() << " written to " << out_dir
+          << " (ca.pem, cert.pem, key.pem), valid until "
+          << absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", FromTimestamp(resp.expires_at()),
+                              absl::UTCTimeZone())
+          << ".\nIt reaches the control API of the managers and nothing else. From another "
+             "machine:\n\n    swarmctl --host "
+          << (addr.empty() ? "MANAGER:PORT" : addr) << " --tls-dir " << out_dir << " node ls\n\n";
+  return absl::OkStatus();
+}
+
 // ---- swarm unlock-key ----
 
 absl::Status UnlockKey(Session& s, bool quiet, bool rotate) {
@@ -353,6 +401,17 @@ void AddSwarmCommands(CommandTree& tree) {
   cmd = tree.Command(swarm, "unlock", "Unlock swarm (the key is read from standard input)",
                      [unlock_args](Session& s) { return Unlock(s, *unlock_args); });
   cmd->add_option("KEY", *unlock_args)->group("");
+
+  CLI::App* ca =
+      tree.Command(swarm, "ca", "Display the root CA, or issue operator certificates", PrintCa);
+  auto client_cert_dir = std::make_shared<std::string>();
+  cmd = tree.Command(ca, "client-cert",
+                     "Issue an operator certificate for remote swarmctl (control API only); run "
+                     "on a manager",
+                     [client_cert_dir](Session& s) { return ClientCert(s, *client_cert_dir); });
+  cmd->add_option("--out", *client_cert_dir,
+                  "Directory to write ca.pem, cert.pem and key.pem (key 0600) to")
+      ->required();
 
   auto key = std::make_shared<std::pair<bool, bool>>(false, false);
   cmd = tree.Command(swarm, "unlock-key", "Manage the unlock key",

@@ -42,13 +42,14 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Remote(const std::string& addr,
     if (!data.ok()) {
       return absl::FailedPreconditionError(absl::StrCat(
           "cannot read the certificates to reach ", addr, ": ", data.status().message(),
-          " (--tls-dir must hold ca.pem, cert.pem and key.pem of a manager of the cluster)"));
+          " (--tls-dir must hold ca.pem, cert.pem and key.pem: an operator certificate from "
+          "swarmctl swarm ca client-cert on a manager)"));
     }
     if (data->find("-----BEGIN") == std::string::npos) {
       return absl::FailedPreconditionError(
           absl::StrCat(tls_dir, "/", file,
-                       " is not a PEM file (--tls-dir must hold ca.pem, "
-                       "cert.pem and key.pem of a manager of the cluster)"));
+                       " is not a PEM file (--tls-dir must hold ca.pem, cert.pem and key.pem: "
+                       "an operator certificate from swarmctl swarm ca client-cert)"));
     }
     *field = std::move(*data);
   }

@@ -4,6 +4,7 @@
 #include <grpcpp/security/tls_certificate_provider.h>
 #include <grpcpp/security/tls_certificate_verifier.h>
 #include <grpcpp/security/tls_credentials_options.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
@@ -124,6 +125,33 @@ grpc::ChannelArguments ChannelArguments(std::string_view server_role) {
   grpc::ChannelArguments args;
   args.SetSslTargetNameOverride(std::string(server_role));
   return args;
+}
+
+absl::StatusOr<KeyAndCsr> GenerateKeyAndCsr() {
+  EVP_PKEY* key = EVP_EC_gen("P-256");
+  if (key == nullptr) return absl::InternalError("generating an ECDSA P-256 key failed");
+  KeyAndCsr out;
+  X509_REQ* req = X509_REQ_new();
+  BIO* key_bio = BIO_new(BIO_s_mem());
+  BIO* csr_bio = BIO_new(BIO_s_mem());
+  const bool ok =
+      req != nullptr && key_bio != nullptr && csr_bio != nullptr &&
+      PEM_write_bio_PrivateKey(key_bio, key, nullptr, nullptr, 0, nullptr, nullptr) == 1 &&
+      X509_REQ_set_version(req, 0) == 1 && X509_REQ_set_pubkey(req, key) == 1 &&
+      X509_REQ_sign(req, key, EVP_sha256()) != 0 && PEM_write_bio_X509_REQ(csr_bio, req) == 1;
+  if (ok) {
+    char* data = nullptr;
+    long n = BIO_get_mem_data(key_bio, &data);
+    out.key_pem.assign(data, static_cast<size_t>(n));
+    n = BIO_get_mem_data(csr_bio, &data);
+    out.csr_pem.assign(data, static_cast<size_t>(n));
+  }
+  BIO_free(csr_bio);
+  BIO_free(key_bio);
+  X509_REQ_free(req);
+  EVP_PKEY_free(key);
+  if (!ok) return absl::InternalError("creating a certificate signing request failed");
+  return out;
 }
 
 absl::StatusOr<Peer> PeerOf(const grpc::ServerContextBase& context) {

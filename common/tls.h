@@ -1,6 +1,7 @@
 // Mutual TLS for every connection between nodes (gRPC's TLS credentials over the cluster's
 // root CA), and the peer identity that authorizes each RPC. A node certificate names its
-// holder as CN = node ID, OU = role ("swarm-manager" or "swarm-worker"), O = cluster ID
+// holder as CN = node ID, OU = role ("swarm-manager" or "swarm-worker"; an operator's
+// certificate has "swarm-operator" and a random CN), O = cluster ID
 // (manager/ca issues them); servers require and verify client certificates, clients verify
 // the server against the root and the role name in its SAN.
 //
@@ -21,6 +22,9 @@ namespace swarm::tls {
 
 inline constexpr char kManagerRole[] = "swarm-manager";
 inline constexpr char kWorkerRole[] = "swarm-worker";
+// Operators' certificates (`swarmctl swarm ca client-cert`): the control API over TCP and
+// nothing else. They name no node: revocation of removed nodes does not touch them.
+inline constexpr char kOperatorRole[] = "swarm-operator";
 
 // PEM material of one node: the cluster's root certificate, the node's certificate and key.
 struct Credentials {
@@ -50,6 +54,15 @@ std::shared_ptr<grpc::ChannelCredentials> UnverifiedChannelCredentials();
 // Channel arguments for dialing a node whose certificate has the given role: the server's
 // name is checked against that role (its SAN), not against the address dialed.
 grpc::ChannelArguments ChannelArguments(std::string_view server_role = kManagerRole);
+
+// A new ECDSA P-256 key (PEM) and a signing request for it (PEM, empty subject: the CA
+// decides the subject), for a client that asks a CA for a certificate and keeps its key
+// (swarmctl's operator certificate). Nodes use manager/ca's equivalents.
+struct KeyAndCsr {
+  std::string key_pem;
+  std::string csr_pem;
+};
+absl::StatusOr<KeyAndCsr> GenerateKeyAndCsr();
 
 // Who is on the other end of a call, from its verified certificate.
 struct Peer {

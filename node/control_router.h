@@ -178,7 +178,8 @@ class ControlRouter final : public api::Control::Service {
   // The stub of the leader to forward to; null when this manager is the leader or none is
   // known (then the call is served here, and a write fails if there is no leader).
   using Leader = std::function<std::shared_ptr<api::Control::Stub>()>;
-  // require_manager: callers must present a manager certificate (the TCP listener).
+  // require_manager: callers must present a manager or operator certificate (the TCP
+  // listener).
   ControlRouter(std::shared_ptr<api::Control::Service> local, Leader leader, bool require_manager)
       : local_(std::move(local)), leader_(std::move(leader)), require_manager_(require_manager) {}
 
@@ -238,7 +239,8 @@ class ControlRouter final : public api::Control::Service {
       absl::MutexLock lock(&verified_mu_);
       if (verified_.contains(pem)) return absl::OkStatus();
     }
-    absl::Status s = tls::RequireRole(ctx, {tls::kManagerRole});
+    // Managers (forwarding, or swarmctl on a manager) and operators (remote swarmctl).
+    absl::Status s = tls::RequireRole(ctx, {tls::kManagerRole, tls::kOperatorRole});
     if (s.ok() && !pem.empty()) {
       absl::MutexLock lock(&verified_mu_);
       if (verified_.size() >= kMaxVerifiedCerts) verified_.clear();
@@ -251,7 +253,7 @@ class ControlRouter final : public api::Control::Service {
   Leader leader_;
   bool require_manager_;
   absl::Mutex verified_mu_;
-  // PEM certificates that passed tls::RequireRole for the manager role.
+  // PEM certificates that passed tls::RequireRole for the manager or operator role.
   absl::flat_hash_set<std::string> verified_ ABSL_GUARDED_BY(verified_mu_);
 };
 

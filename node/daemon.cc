@@ -88,6 +88,14 @@ class Daemon::AdminService final : public api::NodeAdmin::Service {
     *resp = *std::move(r);
     return grpc::Status::OK;
   }
+  grpc::Status IssueOperatorCertificate(grpc::ServerContext*,
+                                        const api::IssueOperatorCertificateRequest* req,
+                                        api::IssueOperatorCertificateResponse* resp) override {
+    auto r = d_->IssueOperatorCertificate(*req);
+    if (!r.ok()) return ToGrpcStatus(r.status());
+    *resp = *std::move(r);
+    return grpc::Status::OK;
+  }
   grpc::Status NodeInfo(grpc::ServerContext*, const api::NodeInfoRequest*,
                         api::NodeInfoResponse* resp) override {
     *resp = d_->Info();
@@ -719,6 +727,42 @@ absl::StatusOr<api::BackupSwarmResponse> Daemon::BackupSwarm() {
   resp.set_objects(snap.nodes_size() + snap.services_size() + snap.tasks_size() +
                    snap.networks_size() + snap.secrets_size() + snap.configs_size() + 1);
   resp.set_sealed(b.sealed());
+  return resp;
+}
+
+// ---- swarm ca client-cert ----
+
+absl::StatusOr<api::IssueOperatorCertificateResponse> Daemon::IssueOperatorCertificate(
+    const api::IssueOperatorCertificateRequest& req) {
+  std::shared_ptr<Manager> m;
+  {
+    absl::MutexLock lock(&mu_);
+    m = manager_;
+  }
+  if (m == nullptr) {
+    return absl::FailedPreconditionError(
+        "only a manager can issue operator certificates: run this on a manager node");
+  }
+  std::vector<manager::store::Ptr<api::Cluster>> clusters;
+  m->store().View([&](const manager::store::ReadTx& tx) { clusters = tx.ListClusters(); });
+  if (clusters.empty()) return absl::FailedPreconditionError("this manager holds no swarm yet");
+  const api::Cluster& cluster = *clusters[0];
+  ASSIGN_OR_RETURN(manager::ca::RootCA root, manager::ca::RootCA::Load(
+                                                 cluster.root_ca().ca_cert(),
+                                                 cluster.root_ca().ca_key()));
+  absl::Duration validity = manager::ca::kDefaultNodeCertValidity;
+  if (cluster.spec().ca_config().has_node_cert_expiry()) {
+    validity = absl::Seconds(cluster.spec().ca_config().node_cert_expiry().seconds());
+  }
+  const absl::Time now = config_.clock->Now();
+  api::IssueOperatorCertificateResponse resp;
+  resp.set_operator_id(NewId(*config_.random));
+  ASSIGN_OR_RETURN(*resp.mutable_certificate(),
+                   root.Issue(req.csr(), resp.operator_id(), manager::ca::Role::kOperator,
+                              cluster.id(), validity, now, *config_.random));
+  resp.set_root_ca(root.cert_pem());
+  resp.mutable_expires_at()->set_seconds(absl::ToUnixSeconds(now + validity));
+  log::Info("ca", "issued an operator certificate", {{"operator", resp.operator_id()}});
   return resp;
 }
 

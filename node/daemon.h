@@ -90,6 +90,9 @@ class Daemon {
   absl::Status Unlock(const api::UnlockSwarmRequest& req);
   api::NodeInfoResponse Info() const;
   absl::StatusOr<api::BackupSwarmResponse> BackupSwarm();
+  // `swarm ca client-cert`: signs the CSR as an operator's (control API only); managers only.
+  absl::StatusOr<api::IssueOperatorCertificateResponse> IssueOperatorCertificate(
+      const api::IssueOperatorCertificateRequest& req);
 
  private:
   class AdminService;

@@ -224,7 +224,14 @@ std::string DeriveKek(const std::string& unlock_secret) {
 }  // namespace
 
 const char* RoleName(Role role) {
-  return role == Role::kManager ? "swarm-manager" : "swarm-worker";
+  switch (role) {
+    case Role::kManager:
+      return "swarm-manager";
+    case Role::kOperator:
+      return "swarm-operator";
+    default:
+      return "swarm-worker";
+  }
 }
 
 absl::StatusOr<std::string> GenerateKey() {
@@ -330,11 +337,12 @@ absl::StatusOr<std::string> RootCA::Issue(const std::string& csr_pem, const std:
   X509_set_issuer_name(cert.get(), X509_get_subject_name(root->get()));
   X509_set_pubkey(cert.get(), pub.get());
   const std::string san = std::string("DNS:") + RoleName(role) + ",DNS:" + node_id;
+  // An operator only ever dials managers: its certificate cannot serve.
+  const std::string usage = role == Role::kOperator ? "clientAuth" : "serverAuth,clientAuth";
   for (auto [nid, value] :
        {std::pair{NID_basic_constraints, std::string("critical,CA:FALSE")},
         std::pair{NID_key_usage, std::string("critical,digitalSignature,keyEncipherment")},
-        std::pair{NID_ext_key_usage, std::string("serverAuth,clientAuth")},
-        std::pair{NID_subject_alt_name, san},
+        std::pair{NID_ext_key_usage, usage}, std::pair{NID_subject_alt_name, san},
         std::pair{NID_authority_key_identifier, std::string("keyid:always")}}) {
     if (absl::Status s = AddExtension(cert.get(), root->get(), nid, value.c_str()); !s.ok()) {
       return s;
@@ -371,6 +379,8 @@ absl::StatusOr<Identity> RootCA::Verify(const std::string& cert_pem, absl::Time 
     id.role = Role::kManager;
   } else if (ou == RoleName(Role::kWorker)) {
     id.role = Role::kWorker;
+  } else if (ou == RoleName(Role::kOperator)) {
+    id.role = Role::kOperator;
   } else {
     return absl::InvalidArgumentError("the certificate names no swarm role (OU \"" + ou + "\")");
   }

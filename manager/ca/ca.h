@@ -20,8 +20,9 @@
 
 namespace swarm::manager::ca {
 
-enum class Role { kWorker, kManager };
-// "swarm-worker" or "swarm-manager", the OU of a node certificate.
+// kOperator is not a node's: operators' certificates for remote swarmctl (control API only).
+enum class Role { kWorker, kManager, kOperator };
+// "swarm-worker", "swarm-manager" or "swarm-operator", the OU of a certificate.
 const char* RoleName(Role role);
 
 inline constexpr absl::Duration kDefaultRootValidity = absl::Hours(24 * 365 * 20);

@@ -1,5 +1,8 @@
 #include "manager/ca/ca.h"
 
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
 #include "gtest/gtest.h"
 
 namespace swarm::manager::ca {
@@ -36,6 +39,21 @@ TEST_F(CaTest, Issue_NamesNodeRoleAndCluster) {
   auto worker = root_.Verify(IssueFor("node-b", Role::kWorker), kNow);
   ASSERT_TRUE(worker.ok());
   EXPECT_EQ(worker->role, Role::kWorker);
+}
+
+// Operators' certificates (remote swarmctl) say so in their OU and cannot serve TLS.
+TEST_F(CaTest, Issue_OperatorCertificatesAreClientOnly) {
+  const std::string pem = IssueFor("op-1", Role::kOperator);
+  auto id = root_.Verify(pem, kNow);
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_EQ(id->role, Role::kOperator);
+  EXPECT_EQ(std::string(RoleName(Role::kOperator)), "swarm-operator");
+  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  ASSERT_NE(cert, nullptr);
+  EXPECT_EQ(X509_get_extended_key_usage(cert), static_cast<uint32_t>(XKU_SSL_CLIENT));
+  X509_free(cert);
 }
 
 TEST_F(CaTest, Verify_RefusesForeignExpiredAndFutureCertificates) {

@@ -1,5 +1,6 @@
 #include "manager/ca/server.h"
 
+#include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/id.h"
 #include "common/logging.h"
@@ -10,6 +11,18 @@ namespace {
 
 Role FromApi(api::NodeRole r) {
   return r == api::NODE_ROLE_MANAGER ? Role::kManager : Role::kWorker;
+}
+
+// The node calls serve nodes: a caller with a certificate must hold a node's (an operator's
+// certificate reaches the control API only). Joining nodes present none.
+absl::Status RefuseNonNodes(const grpc::ServerContext& ctx) {
+  absl::StatusOr<tls::Peer> peer = tls::PeerOf(ctx);
+  if (!peer.ok() || peer->role == tls::kManagerRole || peer->role == tls::kWorkerRole) {
+    return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError(absl::StrCat(
+      "this call needs a ", tls::kManagerRole, " or ", tls::kWorkerRole, " certificate; ",
+      peer->node_id, " presented ", peer->role.empty() ? "no role" : peer->role));
 }
 
 }  // namespace
@@ -88,6 +101,7 @@ grpc::Status CAServer::IssueNodeCertificate(grpc::ServerContext* ctx,
                                             const api::IssueNodeCertificateRequest* req,
                                             api::IssueNodeCertificateResponse* resp) {
   const std::string addr = ctx->peer();
+  if (absl::Status s = RefuseNonNodes(*ctx); !s.ok()) return ToGrpcStatus(s);
   auto cluster = Cluster();
   if (!cluster.ok()) return ToGrpcStatus(cluster.status());
   auto root = RootCA::Load(cluster->root_ca().ca_cert(), cluster->root_ca().ca_key());
@@ -176,9 +190,12 @@ grpc::Status CAServer::IssueNodeCertificate(grpc::ServerContext* ctx,
   return grpc::Status::OK;
 }
 
-grpc::Status CAServer::NodeCertificateStatus(grpc::ServerContext*,
+grpc::Status CAServer::NodeCertificateStatus(grpc::ServerContext* ctx,
                                              const api::NodeCertificateStatusRequest* req,
                                              api::NodeCertificateStatusResponse* resp) {
+  if (ctx != nullptr) {
+    if (absl::Status s = RefuseNonNodes(*ctx); !s.ok()) return ToGrpcStatus(s);
+  }
   store::Ptr<api::Node> node;
   store_->View([&](const store::ReadTx& tx) { node = tx.GetNode(req->node_id()); });
   if (!node) {

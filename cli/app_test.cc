@@ -342,6 +342,16 @@ class FakeNodeAdmin final : public api::NodeAdmin::Service {
     }
     return grpc::Status::OK;
   }
+  grpc::Status IssueOperatorCertificate(grpc::ServerContext*,
+                                        const api::IssueOperatorCertificateRequest* req,
+                                        api::IssueOperatorCertificateResponse* resp) override {
+    s_->Record("IssueOperatorCertificate", *req);
+    resp->set_certificate("-----BEGIN CERTIFICATE-----\noperator\n-----END CERTIFICATE-----\n");
+    resp->set_root_ca("-----BEGIN CERTIFICATE-----\nroot\n-----END CERTIFICATE-----\n");
+    resp->set_operator_id("op1");
+    resp->mutable_expires_at()->set_seconds(1'800'000'000);
+    return grpc::Status::OK;
+  }
   grpc::Status NodeInfo(grpc::ServerContext*, const api::NodeInfoRequest* req,
                         api::NodeInfoResponse* resp) override {
     s_->Record("NodeInfo", *req);
@@ -1118,6 +1128,67 @@ TEST_F(SwarmctlTest, SwarmJoinToken_ShowAndRotate) {
   r = Run({"swarm", "join-token", "admin"});
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.err, HasSubstr("unknown role admin"));
+}
+
+// The script comes from the command tree; bash itself completes with it.
+TEST_F(SwarmctlTest, CompletionBash_CompletesCommandsAndFlags) {
+  Result r = Run({"completion", "bash"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("complete -F _swarmctl swarmctl\n"));
+  EXPECT_THAT(r.out, HasSubstr("\"swarmctl service create\") words=\""));
+  const std::string script = WriteFile("completion.bash", r.out);
+  auto complete = [&](const std::string& words, int cword) {
+    const std::string cmd =
+        absl::StrCat("bash -c 'source ", script, "; COMP_WORDS=(", words, "); COMP_CWORD=", cword,
+                     "; _swarmctl; echo \"${COMPREPLY[*]}\"' 2>&1");
+    std::string out;
+    FILE* p = popen(cmd.c_str(), "r");
+    char buf[4096];
+    size_t n;
+    while (p != nullptr && (n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+    if (p != nullptr) pclose(p);
+    return out;
+  };
+  EXPECT_EQ(complete("swarmctl serv", 1), "service\n");
+  EXPECT_EQ(complete("swarmctl service cr", 2), "create\n");
+  EXPECT_EQ(complete("swarmctl service create --rep", 3), "--replicas --replicas-max-per-node\n");
+  // Values of flags and global flags between commands do not lose the path.
+  EXPECT_EQ(complete("swarmctl --socket /x service list --fo", 5), "--format\n");
+  EXPECT_EQ(complete("swarmctl swarm ca client-cert --o", 4), "--out\n");
+  r = Run({"completion", "zsh"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("no completion for shell \"zsh\""));
+}
+
+// The key is made by swarmctl and never sent: only its CSR is.
+TEST_F(SwarmctlTest, SwarmCaClientCert_WritesKeyLocally) {
+  const std::string out = dir_ + "/op";
+  Result r = Run({"swarm", "ca", "client-cert", "--out", out});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, StartsWith("Operator certificate op1 written to " + out +
+                                " (ca.pem, cert.pem, key.pem), valid until 2027-01-15 08:00:00 "
+                                "UTC.\n"));
+  EXPECT_THAT(r.out, HasSubstr("swarmctl --host 10.0.0.1:2377 --tls-dir " + out + " node ls"));
+  auto req = Last<api::IssueOperatorCertificateRequest>("IssueOperatorCertificate");
+  EXPECT_THAT(req.csr(), StartsWith("-----BEGIN CERTIFICATE REQUEST-----"));
+  EXPECT_THAT(req.csr(), Not(HasSubstr("PRIVATE KEY")));
+  struct stat st {};
+  ASSERT_EQ(stat((out + "/key.pem").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  std::ifstream key(out + "/key.pem");
+  std::string key_text((std::istreambuf_iterator<char>(key)), std::istreambuf_iterator<char>());
+  EXPECT_THAT(key_text, StartsWith("-----BEGIN PRIVATE KEY-----"));
+  std::ifstream cert(out + "/cert.pem");
+  std::string cert_text((std::istreambuf_iterator<char>(cert)), std::istreambuf_iterator<char>());
+  EXPECT_THAT(cert_text, HasSubstr("operator"));
+  for (const char* f : {"/key.pem", "/cert.pem", "/ca.pem"}) unlink((out + f).c_str());
+  rmdir(out.c_str());
+
+  r = Run({"swarm", "ca", "client-cert"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("--out is required"));
+  r = Run({"swarm", "ca"});
+  ASSERT_EQ(r.code, 0) << r.err;
 }
 
 TEST_F(SwarmctlTest, SwarmUnlock_KeyFromStdinOnly) {

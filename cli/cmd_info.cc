@@ -3,6 +3,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "cli/commands.h"
+#include "cli/completion.h"
 #include "cli/format.h"
 #include "common/status_macros.h"
 
@@ -126,6 +127,20 @@ absl::Status Version(Session& s) {
 void AddInfoCommands(CommandTree& tree) {
   tree.Command(tree.root(), "info", "Display system-wide information", Info);
   tree.Command(tree.root(), "version", "Show the swarmctl and swarmd version information", Version);
+
+  auto shell = std::make_shared<std::string>();
+  const CLI::App* root = tree.root();
+  CLI::App* cmd =
+      tree.Command(tree.root(), "completion", "Print a shell completion script (bash)",
+                   [shell, root](Session& s) -> absl::Status {
+                     if (*shell != "bash") {
+                       return absl::InvalidArgumentError(absl::StrCat(
+                           "no completion for shell \"", *shell, "\": swarmctl completes bash"));
+                     }
+                     s.out() << BashCompletion(*root);
+                     return absl::OkStatus();
+                   });
+  cmd->add_option("SHELL", *shell, "bash")->required();
 }
 
 }  // namespace swarm::cli

@@ -1,5 +1,7 @@
 #include "cli/progress.h"
 
+#include <google/protobuf/util/message_differencer.h>
+
 #include <algorithm>
 #include <map>
 #include <optional>
@@ -45,8 +47,15 @@ int StepOf(api::TaskState s) {
 // A task its service still wants (not being shut down or removed).
 bool Current(const api::Task& t) { return t.desired_state() <= api::TASK_STATE_COMPLETE; }
 
+// As the orchestrator judges it: a task of an older spec version is still current when the
+// change touched neither its template nor the endpoint (a scale, an update config).
 bool UpToDate(const api::Task& t, const api::Service& s) {
-  return s.spec_version().index() == 0 || t.spec_version().index() == s.spec_version().index();
+  if (s.spec_version().index() == 0 || t.spec_version().index() == s.spec_version().index()) {
+    return true;
+  }
+  return google::protobuf::util::MessageDifferencer::Equals(t.spec(), s.spec().task_template()) &&
+         (!t.has_endpoint() || google::protobuf::util::MessageDifferencer::Equals(
+                                   t.endpoint().spec(), s.spec().endpoint_spec()));
 }
 
 bool Failed(const api::Task& t) {

@@ -145,7 +145,9 @@ TEST(Progress, Wait_TasksOfTheOldSpecDoNotCount) {
   updating.mutable_update_status()->set_state(api::UPDATE_STATE_UPDATING);
   api::Service done = Replicated(1);
   done.mutable_update_status()->set_state(api::UPDATE_STATE_COMPLETED);
-  Outcome o = Wait({{updating, {T("a1", 1, api::TASK_STATE_RUNNING, "", /*version=*/6)}},
+  api::Task old = T("a1", 1, api::TASK_STATE_RUNNING, "", /*version=*/6);
+  old.mutable_spec()->mutable_container()->set_image("nginx:1.24");
+  Outcome o = Wait({{updating, {old}},
                     {updating, {T("a2", 1, api::TASK_STATE_STARTING)}},
                     {done, {T("a2", 1, api::TASK_STATE_RUNNING)}}},
                    options);
@@ -153,6 +155,17 @@ TEST(Progress, Wait_TasksOfTheOldSpecDoNotCount) {
   EXPECT_EQ(o.polls, 3);
   EXPECT_EQ(o.out.find("overall progress: 1 out of 1"),
             o.out.rfind("overall progress: 1 out of 1"));
+}
+
+// A scale changes the spec version but not the tasks' template: the tasks still count.
+TEST(Progress, Evaluate_ScaledTasksOfAnOlderVersionCount) {
+  api::Service scaled = Replicated(2);
+  ProgressView v = Evaluate(
+      scaled,
+      {T("a1", 1, api::TASK_STATE_RUNNING, "", /*version=*/6), T("a2", 2, api::TASK_STATE_RUNNING)},
+      false);
+  EXPECT_TRUE(v.converged);
+  EXPECT_EQ(v.overall, "overall progress: 2 out of 2 tasks");
 }
 
 TEST(Progress, Wait_UpdatePausedFails) {

@@ -1,17 +1,30 @@
 // The swarm as an operator drives it: real swarmd processes on loopback, and nothing but the
 // swarmctl binary against their sockets (init, join tokens, join, nodes, services, secrets,
-// configs, promote/demote, autolock).
+// configs, promote/demote, autolock), or over TCP with an operator certificate. Simulated
+// executors (`swarmd --executor simulated`) run the tasks whose progress swarmctl shows, so
+// nothing is pulled. Only the checks that an operator certificate reaches nothing but the
+// control API dial the other services directly.
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <string>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/files.h"
+#include "common/random.h"
+#include "common/tls.h"
 #include "gtest/gtest.h"
+#include "manager/keymanager/keystore.h"
+#include "node/state.pb.h"
 #include "node/testing/swarmd_cluster.h"
+#include "proto/ca.grpc.pb.h"
+#include "proto/dispatcher.grpc.pb.h"
+#include "proto/raft_service.grpc.pb.h"
 
 namespace swarm::node {
 namespace {
@@ -46,6 +59,20 @@ class SwarmctlTest : public ::testing::Test {
     CtlResult r = Ctl(i, args, stdin_text);
     EXPECT_EQ(r.code, 0) << "swarmctl " << args << ":\n" << r.out;
     return std::string(absl::StripAsciiWhitespace(r.out));
+  }
+  // swarmctl over TCP to node i's listener with the certificates of tls_dir.
+  CtlResult Remote(int i, const std::string& tls_dir, const std::string& args) {
+    const std::string cmd = absl::StrCat("cli/swarmctl --host ", cluster_.addr(i), " --tls-dir ",
+                                         tls_dir, " ", args, " 2>&1 </dev/null");
+    CtlResult r;
+    FILE* p = popen(cmd.c_str(), "r");
+    if (p == nullptr) return r;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
+    const int status = pclose(p);
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return r;
   }
   // Waits until a command's output contains what.
   bool Eventually(int i, const std::string& args, const std::string& what) {
@@ -135,6 +162,153 @@ TEST_F(SwarmctlTest, AnOperatorFormsTheSwarmAndManagesItsObjects) {
 
   Ok(1, "service rm web");
   EXPECT_EQ(Ok(2, "service ls -q"), "");
+}
+
+TEST_F(SwarmctlTest, ProgressTaskTemplatesAndFormats) {
+  for (int i : {1, 2}) ASSERT_TRUE(cluster_.Start(i, {"--executor", "simulated"}).ok());
+  Ok(1, "swarm init");
+  Ok(2, "swarm join --token - " + cluster_.addr(1), Ok(1, "swarm join-token -q worker"));
+
+  // Without -d, create waits and shows the slots until the service has converged.
+  CtlResult r = Ctl(1,
+                    "service create --name sim --replicas 2 --hostname '{{.Service.Name}}-"
+                    "{{.Task.Slot}}' --env 'NODE={{.Node.ID}}' " +
+                        kImage);
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "overall progress: 2 out of 2 tasks")) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "1/2: running")) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "verify: Service converged")) << r.out;
+  // The nodes expanded the task templates (the simulated executor keeps what they gave).
+  std::string expanded;
+  for (int i : {1, 2}) {
+    const std::string dir = cluster_.state_dir(i) + "/simulated";
+    if (!std::filesystem::exists(dir)) continue;
+    for (const auto& e : std::filesystem::directory_iterator(dir)) {
+      if (e.path().extension() == ".spec") expanded += *ReadFile(e.path().string());
+    }
+  }
+  EXPECT_TRUE(absl::StrContains(expanded, "hostname=sim-1\n")) << expanded;
+  EXPECT_TRUE(absl::StrContains(expanded, "hostname=sim-2\n")) << expanded;
+  EXPECT_FALSE(absl::StrContains(expanded, "{{")) << expanded;
+
+  // A template that names a field the context has not is refused before any task exists.
+  r = Ctl(1, "service create -d --name bad --hostname '{{.Node.Hostnme}}' " + kImage);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_TRUE(absl::StrContains(r.out, "can't evaluate field Hostnme in type Node")) << r.out;
+  // A service whose tasks are all rejected does not converge: the reason comes back.
+  r = Ctl(1, "service create --name never --restart-delay 100ms missing/app:1");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out,
+                                "Error: service never did not converge: task never.1 "
+                                "failed 3 times: "))
+      << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "image missing/app:1 is not on this node")) << r.out;
+  Ok(1, "service rm never");
+
+  r = Ctl(1, "service scale sim=3");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "sim scaled to 3\noverall progress:")) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "verify: Service converged")) << r.out;
+
+  // --format: json rows, templates over inspect with range, table headers.
+  EXPECT_TRUE(absl::StrContains(Ok(1, "service ls --format '{{json .}}'"),
+                                "\"Mode\":\"replicated\",\"Name\":\"sim\",\"Ports\":\"\","
+                                "\"Replicas\":\"3/3\""));
+  EXPECT_EQ(Ok(1,
+               "service inspect --format '{{.Spec.Name}}:{{range "
+               ".Spec.TaskTemplate.Container.Env}} {{.}}{{end}}' sim"),
+            "sim: NODE={{.Node.ID}}");
+  std::string out = Ok(1, "node ls --format 'table {{.Hostname}}\\t{{.Status}}'");
+  EXPECT_TRUE(absl::StartsWith(out, "HOSTNAME   STATUS\n")) << out;
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 2) << out;
+  out = Ok(1, "service ps --format '{{if eq .DesiredState \"Running\"}}{{.Name}}{{end}}' sim");
+  EXPECT_EQ(out, "sim.1\nsim.2\nsim.3") << out;
+  CtlResult bad = Ctl(1, "service ls --format '{{.Nme}}'");
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_TRUE(absl::StrContains(bad.out, "can't evaluate field Nme")) << bad.out;
+}
+
+TEST_F(SwarmctlTest, RemoteUseWithAnOperatorCertificateOnly) {
+  for (int i : {1, 2}) ASSERT_TRUE(cluster_.Start(i, {"--executor", "simulated"}).ok());
+  Ok(1, "swarm init");
+  Ok(2, "swarm join --token - " + cluster_.addr(1), Ok(1, "swarm join-token -q worker"));
+
+  const std::string certs = cluster_.dir() + "/operator";
+  std::string out = Ok(1, "swarm ca client-cert --out " + certs);
+  EXPECT_TRUE(absl::StrContains(out, "--tls-dir " + certs)) << out;
+  struct stat st {};
+  ASSERT_EQ(stat((certs + "/key.pem").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  // The certificate is issued through the local socket only.
+  CtlResult again = Remote(1, certs, "swarm ca client-cert --out " + certs + "2");
+  EXPECT_EQ(again.code, 1);
+  EXPECT_TRUE(absl::StrContains(again.out, "local socket")) << again.out;
+
+  // The operator certificate reaches the control API...
+  CtlResult r = Remote(1, certs, "node ls");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 3) << r.out;  // header + 2 nodes
+  r = Remote(1, certs, "service create -d --name remote " + kImage);
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(absl::StrContains(Ok(1, "service ls"), "remote"));
+
+  // ... and nothing else: the dispatcher, Raft and the CA's node calls refuse it, naming the
+  // role they need.
+  tls::Credentials op{*ReadFile(certs + "/ca.pem"), *ReadFile(certs + "/cert.pem"),
+                      *ReadFile(certs + "/key.pem")};
+  auto ch = grpc::CreateCustomChannel(cluster_.addr(1), tls::ChannelCredentials(op),
+                                      tls::ChannelArguments(tls::kManagerRole));
+  {
+    grpc::ClientContext ctx;
+    SetTimeout(ctx);
+    api::JoinRequest req;
+    req.set_addr("127.0.0.1:1");
+    api::JoinResponse resp;
+    grpc::Status s = api::RaftMembership::NewStub(ch)->Join(&ctx, req, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
+    EXPECT_TRUE(absl::StrContains(s.error_message(), "needs a swarm-manager certificate"))
+        << s.error_message();
+  }
+  {
+    grpc::ClientContext ctx;
+    SetTimeout(ctx);
+    api::IssueNodeCertificateRequest req;
+    req.set_csr(tls::GenerateKeyAndCsr()->csr_pem);
+    api::IssueNodeCertificateResponse resp;
+    grpc::Status s = api::NodeCA::NewStub(ch)->IssueNodeCertificate(&ctx, req, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
+    EXPECT_TRUE(absl::StrContains(s.error_message(), "swarm-manager or swarm-worker"))
+        << s.error_message();
+  }
+  {
+    grpc::ClientContext ctx;
+    SetTimeout(ctx);
+    api::SessionRequest req;
+    auto stream = api::Dispatcher::NewStub(ch)->Session(&ctx, req);
+    api::SessionMessage msg;
+    EXPECT_FALSE(stream->Read(&msg));
+    grpc::Status s = stream->Finish();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
+    EXPECT_TRUE(absl::StrContains(s.error_message(), "swarm-operator")) << s.error_message();
+  }
+
+  // A worker's own certificate is refused by the control API, with what to do instead.
+  const std::string worker = cluster_.dir() + "/worker";
+  std::filesystem::create_directories(worker);
+  NodeState state;
+  ASSERT_TRUE(state.ParseFromString(*ReadFile(cluster_.state_dir(2) + "/node.state")));
+  auto keys = manager::keymanager::KeyStore(cluster_.state_dir(2), SecureRandom::Get()).Load();
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  ASSERT_TRUE(WriteFileAtomically(worker + "/ca.pem", state.root_ca_pem()).ok());
+  ASSERT_TRUE(WriteFileAtomically(worker + "/cert.pem", state.cert_pem()).ok());
+  ASSERT_TRUE(WriteFileAtomically(worker + "/key.pem", keys->tls_key_pem, 0600).ok());
+  r = Remote(1, worker, "node ls");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out,
+                                "Error: this call needs a swarm-manager or swarm-operator "
+                                "certificate"))
+      << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "presented swarm-worker")) << r.out;
 }
 
 TEST_F(SwarmctlTest, AutolockAndUnlockFromStandardInput) {

@@ -221,7 +221,8 @@ TEST_F(ServerTest, Authorization_RequireManagerRefusesCallsWithoutAManagerCertif
   MakeServer(/*require_manager=*/true);
   api::ListNodesResponse nodes;
   EXPECT_TRUE(Fails(Call(&Server::ListNodes, api::ListNodesRequest(), &nodes),
-                    StatusCode::PERMISSION_DENIED, "needs a swarm-manager certificate"));
+                    StatusCode::PERMISSION_DENIED,
+                    "needs a swarm-manager or swarm-operator certificate"));
   EXPECT_TRUE(Fails(Call(&Server::CreateService, api::CreateServiceRequest()),
                     StatusCode::PERMISSION_DENIED, "swarm-manager"));
   EXPECT_EQ(syncs_, 0);  // refused before anything else
@@ -229,7 +230,7 @@ TEST_F(ServerTest, Authorization_RequireManagerRefusesCallsWithoutAManagerCertif
   EXPECT_OK(Call(&Server::ListNodes, api::ListNodesRequest(), &nodes));
 }
 
-TEST_F(ServerTest, Authorization_OverTlsManagersAreServedAndWorkersRefused) {
+TEST_F(ServerTest, Authorization_OverTlsManagersAndOperatorsAreServedAndWorkersRefused) {
   MakeServer(/*require_manager=*/true);
   const api::Cluster cluster = StoredCluster();
   auto root = ca::RootCA::Load(cluster.root_ca().ca_cert(), cluster.root_ca().ca_key());
@@ -262,8 +263,10 @@ TEST_F(ServerTest, Authorization_OverTlsManagersAreServedAndWorkersRefused) {
     return s;
   };
   EXPECT_OK(call(creds("mgr-2", ca::Role::kManager)));
+  EXPECT_OK(call(creds("operator-1", ca::Role::kOperator)));
   EXPECT_TRUE(Fails(call(creds("wrk-1", ca::Role::kWorker)), StatusCode::PERMISSION_DENIED,
-                    "needs a swarm-manager certificate; node wrk-1 presented swarm-worker"));
+                    "needs a swarm-manager or swarm-operator certificate; node wrk-1 presented "
+                    "swarm-worker"));
   grpc_server->Shutdown();
 }
 

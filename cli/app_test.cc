@@ -1074,6 +1074,18 @@ TEST_F(SwarmctlTest, SwarmInit_PrintsJoinCommandAndUnlockKey) {
   EXPECT_THAT(r.err, HasSubstr("invalid cert-expiry \"90d\""));
 }
 
+TEST_F(SwarmctlTest, SwarmInit_DefaultAddressPools) {
+  Result r = Run({"swarm", "init", "--default-addr-pool", "10.20.0.0/16", "--default-addr-pool",
+                  "10.30.0.0/16", "--default-addr-pool-mask-len", "26"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto req = Last<api::InitSwarmRequest>("InitSwarm");
+  EXPECT_THAT(req.default_addr_pool(), ElementsAre("10.20.0.0/16", "10.30.0.0/16"));
+  EXPECT_EQ(req.default_addr_pool_mask_len(), 26u);
+  r = Run({"swarm", "init", "--default-addr-pool-mask-len", "40"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("--default-addr-pool-mask-len 40 is not a prefix length"));
+}
+
 TEST_F(SwarmctlTest, SwarmJoin_TokenFromFlagFileOrStdin) {
   Result r = Run({"swarm", "join", "--token", "SWMTKN-1-worker", "10.0.0.1:2377"});
   ASSERT_EQ(r.code, 0) << r.err;

@@ -96,12 +96,6 @@ int SnapshotField(Case c) {
 }
 
 // An object as it is stored (the kind of the write is not part of it).
-api::StoreAction ObjectOf(const api::StoreAction& a) {
-  api::StoreAction o = a;
-  o.clear_kind();
-  return o;
-}
-
 }  // namespace
 
 namespace internal {
@@ -409,25 +403,25 @@ absl::Status MemoryStore::ValidateLocked(const api::InternalRaftRequest& req) co
       return absl::InvalidArgumentError("store: a write names no object");
     }
     const std::string id = IdOf(a);
-    const std::string what = std::string(KindName(c)) + " " + id;
+    auto what = [&] { return std::string(KindName(c)) + " " + id; };
     if (id.empty())
       return absl::InvalidArgumentError(std::string("store: a ") + KindName(c) + " without an ID");
     const api::StoreAction* cur = current(c, id);
     switch (a.kind()) {
       case api::STORE_ACTION_KIND_CREATE:
-        if (cur != nullptr) return absl::AlreadyExistsError(what + " already exists");
+        if (cur != nullptr) return absl::AlreadyExistsError(what() + " already exists");
         break;
       case api::STORE_ACTION_KIND_UPDATE:
-        if (cur == nullptr) return absl::NotFoundError(what + " does not exist");
+        if (cur == nullptr) return absl::NotFoundError(what() + " does not exist");
         if (VersionOf(a) != VersionOf(*cur)) {
           return absl::FailedPreconditionError(
-              "update out of sequence: " + what + " changed since it was read (read at " +
+              "update out of sequence: " + what() + " changed since it was read (read at " +
               std::to_string(VersionOf(a)) + ", now at " + std::to_string(VersionOf(*cur)) +
               "); read it again and retry");
         }
         break;
       case api::STORE_ACTION_KIND_REMOVE:
-        if (cur == nullptr) return absl::NotFoundError(what + " does not exist");
+        if (cur == nullptr) return absl::NotFoundError(what() + " does not exist");
         break;
       default:
         return absl::InvalidArgumentError("store: unknown write kind");
@@ -454,7 +448,7 @@ absl::Status MemoryStore::ValidateLocked(const api::InternalRaftRequest& req) co
   return absl::OkStatus();
 }
 
-absl::Status MemoryStore::ApplyTransaction(const api::InternalRaftRequest& req, uint64_t index) {
+absl::Status MemoryStore::ApplyTransaction(api::InternalRaftRequest& req, uint64_t index) {
   absl::MutexLock lock(&mu_);
   if (index <= last_index_) {
     raft::Fatal("store: applying index " + std::to_string(index) + " after " +
@@ -463,7 +457,7 @@ absl::Status MemoryStore::ApplyTransaction(const api::InternalRaftRequest& req, 
   last_index_ = index;
   absl::Status s = ValidateLocked(req);
   if (!s.ok()) return s;
-  for (const api::StoreAction& a : req.action()) {
+  for (api::StoreAction& a : *req.mutable_action()) {
     Event e;
     e.kind = a.kind();
     e.index = index;
@@ -471,7 +465,10 @@ absl::Status MemoryStore::ApplyTransaction(const api::InternalRaftRequest& req, 
     if (a.kind() == api::STORE_ACTION_KIND_REMOVE) {
       tables_->Erase(a);
     } else {
-      auto o = std::make_shared<api::StoreAction>(ObjectOf(a));
+      // Moved, not copied: the request is ours and this runs on the Raft loop under the
+      // write lock, for every object of the transaction.
+      auto o = std::make_shared<api::StoreAction>(std::move(a));
+      o->clear_kind();
       MutableMeta(o.get())->mutable_version()->set_index(index);
       if (e.old_object) {
         *MutableMeta(o.get())->mutable_created_at() = MetaOf(*e.old_object).created_at();

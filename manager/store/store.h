@@ -197,7 +197,8 @@ class MemoryStore final : public raft::StateMachine {
 
   // Applies a transaction directly (what Apply does after parsing), for LocalProposer and
   // tests: OK or why it was rejected.
-  absl::Status ApplyTransaction(const api::InternalRaftRequest& req, uint64_t index);
+  // Takes the request's objects (moves them into the tables).
+  absl::Status ApplyTransaction(api::InternalRaftRequest& req, uint64_t index);
 
  private:
   friend class ReadTx;

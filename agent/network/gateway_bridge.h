@@ -12,7 +12,9 @@
 // gave; Detach(address) when the task is gone. Teardown() when the node leaves the swarm.
 //
 // Ownership and thread-safety: one per node, owned by the agent; methods are serialized by an
-// internal mutex. Destroying the object leaves the kernel state in place.
+// internal mutex, held across the netlink calls for the same reason as in overlay.h (address
+// allocation and the links must change together). Destroying the object leaves the kernel
+// state in place.
 //
 // Limits: IPv4 only; rules of other tables that drop forwarded traffic (an iptables FORWARD
 // policy of DROP) still apply, since an nftables accept cannot overrule another table's drop.

@@ -17,10 +17,12 @@
 // SetPeers(all endpoints of the network) whenever the managers' records change (the list may
 // include local endpoints, which are skipped); Remove() after the last Detach.
 //
-// Ownership and thread-safety: the agent owns one Overlay per network; methods are
-// serialized by an internal mutex (no lock is held by callers). Destroying an Overlay leaves
-// the kernel state in place (CleanupStale at the next start removes it); Remove() is what
-// tears it down.
+// Ownership and thread-safety: the agent owns one Overlay per network; methods may be called
+// from any thread and are serialized by an internal mutex. Unlike elsewhere (STYLE 5), that
+// mutex is held across the netlink calls: it exists to keep one network's kernel changes
+// from interleaving (SetPeers diffs against the kernel's tables), and netlink calls are
+// local system calls, never network I/O. Destroying an Overlay leaves the kernel state in
+// place (CleanupStale at the next start removes it); Remove() is what tears it down.
 //
 // IPv4 only: the subnet, the gateway and the underlay address must be IPv4.
 #ifndef SWARM_AGENT_NETWORK_OVERLAY_H_

@@ -19,6 +19,7 @@
 //       --heartbeat_ms=2000 --steady_seconds=20 --join_threads=16 --report_ms=150]
 #include <dirent.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -353,6 +354,17 @@ class Fleet {
     }
   }
 
+  // Tasks the live agents were told to run (desired RUNNING, reported or not).
+  long Assigned() {
+    long n = 0;
+    for (Agent& a : agents_) {
+      if (a.dead) continue;
+      absl::MutexLock lock(&a.mu);
+      for (const auto& [id, state] : a.state) n += state == api::TASK_STATE_RUNNING;
+    }
+    return n;
+  }
+
   // Tasks RUNNING on the live agents, as the dispatcher acknowledged them.
   long Running() {
     long n = 0;
@@ -595,6 +607,25 @@ void Agent::AssignmentsReader::Start(api::Dispatcher::Stub* stub, const std::str
 
 void Agent::AssignmentsReader::OnReadDone(bool ok) {
   if (!ok) return;
+  if (msg_.type() == api::ASSIGNMENTS_TYPE_COMPLETE) {
+    // Everything the node holds: tasks that went while the agent had no session are gone.
+    std::set<std::string> held;
+    for (const api::AssignmentChange& c : msg_.changes()) {
+      if (c.assignment().has_task()) held.insert(c.assignment().task().id());
+    }
+    std::vector<std::string> gone;
+    {
+      absl::MutexLock lock(&agent_->mu);
+      for (const auto& [id, state] : agent_->state) {
+        if (!held.contains(id)) gone.push_back(id);
+      }
+    }
+    for (const std::string& id : gone) {
+      api::Task t;
+      t.set_id(id);
+      fleet_->OnTask(*agent_, t, /*removed=*/true);
+    }
+  }
   for (const api::AssignmentChange& c : msg_.changes()) {
     if (!c.assignment().has_task()) continue;
     fleet_->OnTask(*agent_, c.assignment().task(), c.action() == api::ASSIGNMENT_ACTION_REMOVE);
@@ -773,11 +804,18 @@ int Main(int argc, char** argv) {
   }
   long last = 0;
   absl::Time last_change = absl::Now();
+  absl::Time next_progress = create_start + absl::Seconds(5);
   while (true) {
     const long n = running(service_id);
     if (n >= config.replicas) break;
     if (n != last) last_change = absl::Now();
     last = std::max(last, n);
+    if (absl::Now() >= next_progress) {
+      next_progress += absl::Seconds(5);
+      std::cout << "  ... " << Secs(absl::Now() - create_start) << " s: service status " << n
+                << " RUNNING; agents told to run " << fleet.Assigned() << "\n";
+      std::cout.flush();
+    }
     if (absl::Now() - create_start > config.run_timeout ||
         absl::Now() - last_change > absl::Seconds(60)) {
       break;
@@ -826,7 +864,7 @@ int Main(int argc, char** argv) {
   fleet.Kill(config.agents - dead, config.agents);
   const long after_kill = fleet.Running();
   bool recovered = false;
-  absl::Time next_progress = kill_at + absl::Seconds(5);
+  next_progress = kill_at + absl::Seconds(5);
   while (absl::Now() - kill_at < config.reschedule_timeout) {
     if (fleet.Running() >= config.replicas) {
       recovered = true;
@@ -867,6 +905,14 @@ int Main(int argc, char** argv) {
   std::cout << "  sessions lost " << fleet.sessions_lost() << ", report errors "
             << fleet.report_errors() << "\n";
   std::cout.flush();
+
+  // The managers' logs, for a look at what happened (the cluster's directory goes with it).
+  const std::string logs = "/tmp/cluster_scale-logs";
+  mkdir(logs.c_str(), 0700);
+  for (int i = 1; i <= 3; ++i) {
+    std::ofstream(absl::StrCat(logs, "/node-", i, ".log")) << cluster->Output(i);
+  }
+  std::cout << "  the managers' logs are in " << logs << "\n";
 
   fleet.Stop();
   // The agents' streams are still open; the process ends without tearing the channels down

@@ -309,6 +309,17 @@ TEST_F(SwarmctlTest, RemoteUseWithAnOperatorCertificateOnly) {
                                 "certificate"))
       << r.out;
   EXPECT_TRUE(absl::StrContains(r.out, "presented swarm-worker")) << r.out;
+
+  // Removing a node revokes its certificate, not the operator's (an operator is no node).
+  const std::string info = Ok(2, "info");
+  const std::string worker_id = info.substr(info.find("NodeID: ") + 8, 25);
+  Ok(1, "node rm --force " + worker_id);
+  r = Remote(1, worker, "node ls");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "revoked")) << r.out;
+  r = Remote(1, certs, "node ls");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 2) << r.out;  // header + 1 node
 }
 
 TEST_F(SwarmctlTest, AutolockAndUnlockFromStandardInput) {

@@ -1,8 +1,14 @@
 #include "manager/dispatcher/assignments.h"
 
 #include <algorithm>
+#include <array>
+#include <set>
 #include <map>
 #include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/ip.h"
 
 namespace swarm::manager::dispatcher {
 namespace {
@@ -27,12 +33,80 @@ bool IsAssigned(const api::Task& task) {
   return !task.node_id().empty() && task.status().state() >= api::TASK_STATE_ASSIGNED;
 }
 
+bool HasEndpoint(const api::Task& task) {
+  return IsAssigned(task) && task.status().state() <= api::TASK_STATE_RUNNING;
+}
+
+std::string EndpointMac(std::string_view cidr) {
+  const std::optional<IpAddress> ip = ParseIp(cidr.substr(0, cidr.find('/')));
+  if (!ip || ip->family != AF_INET) return "";
+  return absl::StrFormat("02:42:%02x:%02x:%02x:%02x", ip->bytes[0], ip->bytes[1], ip->bytes[2],
+                         ip->bytes[3]);
+}
+
+namespace {
+
+const api::NetworkAttachment* AttachmentTo(const api::Task& task, const std::string& network_id) {
+  for (const api::NetworkAttachment& a : task.networks()) {
+    if (a.network().id() == network_id && a.addresses_size() > 0) return &a;
+  }
+  return nullptr;
+}
+
+api::EndpointRecord RecordOf(const NodeAssignments::EndpointSource& src,
+                             const std::string& network_id) {
+  const api::Task& t = *src.task;
+  const api::NetworkAttachment* a = AttachmentTo(t, network_id);
+  api::EndpointRecord r;
+  r.set_network_id(network_id);
+  r.set_task_id(t.id());
+  r.set_task_name(t.annotations().name().empty() ? t.id() : t.annotations().name());
+  r.set_service_id(t.service_id());
+  r.set_node_id(t.node_id());
+  if (a != nullptr) {
+    r.set_ip(a->addresses(0));
+    r.set_mac(EndpointMac(a->addresses(0)));
+    for (const std::string& alias : a->aliases()) r.add_aliases(alias);
+  }
+  if (src.node) r.set_node_addr(src.node->status().addr());
+  if (src.service) {
+    r.set_service_name(src.service->spec().annotations().name());
+    for (const api::VirtualIP& vip : src.service->endpoint().virtual_ips()) {
+      if (vip.network_id() == network_id) r.set_virtual_ip(vip.addr());
+    }
+    if (src.network_is_ingress) {
+      for (const api::PortConfig& p : src.service->endpoint().ports()) {
+        if (p.publish_mode() == api::PUBLISH_MODE_INGRESS) *r.add_ingress_ports() = p;
+      }
+    }
+  }
+  r.set_service_disabled(t.status().state() != api::TASK_STATE_RUNNING ||
+                         t.desired_state() > api::TASK_STATE_RUNNING);
+  return r;
+}
+
+// What a record is built from, as store versions: a record changes when one of them does.
+std::array<uint64_t, 3> SourceVersion(const NodeAssignments::EndpointSource& src) {
+  return {VersionOf(src.task->meta()), src.service ? VersionOf(src.service->meta()) : 0,
+          src.node ? VersionOf(src.node->meta()) : 0};
+}
+
+std::string EndpointKey(const std::string& network_id, const std::string& task_id) {
+  return absl::StrCat(network_id, "/", task_id);
+}
+
+}  // namespace
+
 NodeAssignments ReadAssignments(const store::ReadTx& tx, const std::string& node_id) {
   NodeAssignments now;
-  auto& [tasks, secrets, configs] = now;
+  auto& [tasks, secrets, configs, endpoints] = now;
+  std::set<std::string> networks;
   for (const store::Ptr<api::Task>& t : tx.TasksByNode(node_id)) {
     if (!IsAssigned(*t)) continue;
     tasks.emplace(t->id(), t);
+    if (HasEndpoint(*t)) {
+      for (const api::NetworkAttachment& a : t->networks()) networks.insert(a.network().id());
+    }
     if (t->status().state() > api::TASK_STATE_RUNNING || !t->spec().has_container()) continue;
     for (const api::SecretReference& ref : t->spec().container().secrets()) {
       if (secrets.contains(ref.secret_id())) continue;
@@ -45,6 +119,23 @@ NodeAssignments ReadAssignments(const store::ReadTx& tx, const std::string& node
       if (store::Ptr<api::Config> c = tx.GetConfig(ref.config_id())) configs.emplace(c->id(), c);
     }
   }
+  // Every live endpoint on the networks the node's own live tasks are attached to.
+  std::map<std::string, store::Ptr<api::Service>> services;
+  std::map<std::string, store::Ptr<api::Node>> nodes;
+  for (const std::string& network_id : networks) {
+    const store::Ptr<api::Network> network = tx.GetNetwork(network_id);
+    if (network == nullptr) continue;
+    for (const store::Ptr<api::Task>& t : tx.TasksByNetwork(network_id)) {
+      if (!HasEndpoint(*t) || AttachmentTo(*t, network_id) == nullptr) continue;
+      auto s = services.find(t->service_id());
+      if (s == services.end()) s = services.emplace(t->service_id(), tx.GetService(t->service_id())).first;
+      auto n = nodes.find(t->node_id());
+      if (n == nodes.end()) n = nodes.emplace(t->node_id(), tx.GetNode(t->node_id())).first;
+      endpoints.emplace(std::make_pair(network_id, t->id()),
+                        NodeAssignments::EndpointSource{t, s->second, n->second,
+                                                        network->spec().ingress()});
+    }
+  }
   return now;
 }
 
@@ -54,7 +145,7 @@ std::optional<api::AssignmentsMessage> AssignmentSet::Next(const store::ReadTx& 
 }
 
 std::optional<api::AssignmentsMessage> AssignmentSet::Next(const NodeAssignments& now) {
-  const auto& [tasks, secrets, configs] = now;
+  const auto& [tasks, secrets, configs, endpoints] = now;
 
   const bool complete = sequence_ == 0;
   api::AssignmentsMessage msg;
@@ -77,6 +168,17 @@ std::optional<api::AssignmentsMessage> AssignmentSet::Next(const NodeAssignments
     if (changed(configs_, id, c->meta()))
       *change(api::ASSIGNMENT_ACTION_UPDATE)->mutable_config() = *c;
   }
+  // Endpoints before tasks: a task's peers are known when it starts.
+  EndpointVersions held_endpoints;
+  for (const auto& [key, src] : endpoints) {
+    std::string k = EndpointKey(key.first, key.second);
+    const std::array<uint64_t, 3> version = SourceVersion(src);
+    auto it = endpoints_.find(k);
+    if (complete || it == endpoints_.end() || it->second != version) {
+      *change(api::ASSIGNMENT_ACTION_UPDATE)->mutable_endpoint_record() = RecordOf(src, key.first);
+    }
+    held_endpoints.emplace(std::move(k), version);
+  }
   for (const auto& [id, t] : tasks) {
     if (changed(tasks_, id, t->meta())) *change(api::ASSIGNMENT_ACTION_UPDATE)->mutable_task() = *t;
   }
@@ -84,6 +186,13 @@ std::optional<api::AssignmentsMessage> AssignmentSet::Next(const NodeAssignments
   if (!complete) {
     for (const std::string& id : Gone(tasks_, tasks)) {
       change(api::ASSIGNMENT_ACTION_REMOVE)->mutable_task()->set_id(id);
+    }
+    for (const auto& [key, version] : endpoints_) {
+      if (held_endpoints.contains(key)) continue;
+      const size_t slash = key.find('/');
+      api::EndpointRecord* r = change(api::ASSIGNMENT_ACTION_REMOVE)->mutable_endpoint_record();
+      r->set_network_id(key.substr(0, slash));
+      r->set_task_id(key.substr(slash + 1));
     }
     for (const std::string& id : Gone(secrets_, secrets)) {
       change(api::ASSIGNMENT_ACTION_REMOVE)->mutable_secret()->set_id(id);
@@ -100,6 +209,13 @@ std::optional<api::AssignmentsMessage> AssignmentSet::Next(const NodeAssignments
   for (const auto& [id, s] : secrets) secrets_[id] = VersionOf(s->meta());
   configs_.clear();
   for (const auto& [id, c] : configs) configs_[id] = VersionOf(c->meta());
+  endpoints_ = std::move(held_endpoints);
+  networks_.clear();
+  endpoint_nodes_.clear();
+  for (const auto& [key, src] : endpoints) {
+    networks_.insert(key.first);
+    endpoint_nodes_.insert(src.task->node_id());
+  }
 
   msg.set_type(complete ? api::ASSIGNMENTS_TYPE_COMPLETE : api::ASSIGNMENTS_TYPE_INCREMENTAL);
   if (!complete) msg.set_applies_to(std::to_string(sequence_));

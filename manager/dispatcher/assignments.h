@@ -2,17 +2,21 @@
 // message that brings the agent up to date with the store.
 //
 // A node's assignments are its tasks (node_id == node, observed state ASSIGNED or later, any
-// desired state) and the secrets and configs that its tasks still need (those referenced by
+// desired state), the secrets and configs that its tasks still need (those referenced by
 // spec.container.secrets[].secret_id / configs[].config_id of a task that is not past
 // RUNNING: a finished task needs none, and DESIGN.md wants secrets only on nodes that run a
-// task that uses them). Nothing else is sent.
+// task that uses them), and the endpoint records of the overlay networks its live tasks are
+// attached to: one per live task on such a network, wherever it runs (its address, MAC, node
+// address, service name and VIP), for the node's VXLAN forwarding entries, DNS and load
+// balancing. Nothing else is sent.
 //
 // The set diffs the store's current state against the versions it last sent, instead of
 // replaying store events: so it needs no event history (a fan-out that falls behind simply
 // sends a larger diff), and changes that happen while a message is being written coalesce
 // into the next one. The first message is COMPLETE; the others are INCREMENTAL, ordered so
-// that an agent applying them in order never holds a task without its secrets and configs:
-// secret and config updates, task updates, task removals, then secret and config removals.
+// that an agent applying them in order never holds a task without its secrets, configs and
+// peers: secret, config and endpoint updates, task updates, task removals, endpoint removals,
+// then secret and config removals.
 // Messages are numbered: results_in is the set's sequence number after the message,
 // applies_to the one before (empty for COMPLETE); an agent that sees a gap reopens the stream.
 //
@@ -21,11 +25,14 @@
 #define SWARM_MANAGER_DISPATCHER_ASSIGNMENTS_H_
 
 #include <cstdint>
+#include <array>
 #include <map>
+#include <string_view>
 #include <optional>
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "manager/store/store.h"
 #include "proto/dispatcher.pb.h"
 
@@ -34,13 +41,29 @@ namespace swarm::manager::dispatcher {
 // Whether a task belongs in its node's assignments.
 bool IsAssigned(const api::Task& task);
 
+// A task's endpoints count (in records, DNS and load balancing) from ASSIGNED through RUNNING.
+bool HasEndpoint(const api::Task& task);
+// The MAC of an endpoint, derived from its IPv4 address as Docker does: "10.0.1.5/24" ->
+// "02:42:0a:00:01:05".
+std::string EndpointMac(std::string_view cidr);
+
 // What a node should hold now, by ID (ordered, so messages are deterministic). Reading it takes
 // shared pointers only, so a caller can read many nodes' under the store's lock and build the
 // messages after releasing it.
 struct NodeAssignments {
+  // An endpoint record's sources: the task, its service and its node.
+  struct EndpointSource {
+    store::Ptr<api::Task> task;
+    store::Ptr<api::Service> service;
+    store::Ptr<api::Node> node;
+    bool network_is_ingress = false;
+  };
   std::map<std::string, store::Ptr<api::Task>> tasks;
   std::map<std::string, store::Ptr<api::Secret>> secrets;
   std::map<std::string, store::Ptr<api::Config>> configs;
+  // Every live endpoint (HasEndpoint) on the networks the node's own live tasks are attached
+  // to, by (network ID, task ID): the node's own and its peers'.
+  std::map<std::pair<std::string, std::string>, EndpointSource> endpoints;
 };
 NodeAssignments ReadAssignments(const store::ReadTx& tx, const std::string& node_id);
 
@@ -55,6 +78,12 @@ class AssignmentSet {
   // Whether the agent holds this secret or config (store events about it concern this node).
   bool HasSecret(const std::string& id) const { return secrets_.contains(id); }
   bool HasConfig(const std::string& id) const { return configs_.contains(id); }
+  // Whether the node takes part in this network (holds its endpoint records).
+  bool HasNetwork(const std::string& id) const { return networks_.contains(id); }
+  // Whether it holds endpoint records of tasks on that node (which carry its address).
+  bool HasNodeEndpoints(const std::string& node_id) const {
+    return endpoint_nodes_.contains(node_id);
+  }
   // Messages sent so far.
   uint64_t sequence() const { return sequence_; }
 
@@ -66,6 +95,11 @@ class AssignmentSet {
   Versions tasks_;
   Versions secrets_;
   Versions configs_;
+  // "network/task" -> versions of the task, service and node the record was built from.
+  using EndpointVersions = absl::flat_hash_map<std::string, std::array<uint64_t, 3>>;
+  EndpointVersions endpoints_;
+  absl::flat_hash_set<std::string> networks_;
+  absl::flat_hash_set<std::string> endpoint_nodes_;
 };
 
 }  // namespace swarm::manager::dispatcher

@@ -33,6 +33,9 @@ std::vector<std::string> Changes(const api::AssignmentsMessage& m) {
     if (a.has_task()) s += "task:" + a.task().id();
     if (a.has_secret()) s += "secret:" + a.secret().id();
     if (a.has_config()) s += "config:" + a.config().id();
+    if (a.has_endpoint_record()) {
+      s += "endpoint:" + a.endpoint_record().network_id() + "/" + a.endpoint_record().task_id();
+    }
     out.push_back(s);
   }
   return out;
@@ -195,6 +198,142 @@ TEST_F(AssignmentSetTest, ChangesBetweenCalls_Coalesce) {
     tx.RemoveObject(t);
   });
   EXPECT_FALSE(Next().has_value());
+}
+
+}  // namespace
+}  // namespace swarm::manager::dispatcher
+
+namespace swarm::manager::dispatcher {
+namespace {
+
+// A task on network "net" (10.0.1.0/24) with the given address.
+api::Task Attached(const std::string& id, const std::string& node, api::TaskState state,
+                   const std::string& ip) {
+  api::Task t = NewTask(id, node, state);
+  t.set_service_id("svc");
+  t.mutable_annotations()->set_name("web.1." + id);
+  api::NetworkAttachment* a = t.add_networks();
+  a->mutable_network()->set_id("net");
+  a->add_addresses(ip);
+  a->add_aliases("db");
+  return t;
+}
+
+class EndpointRecordsTest : public AssignmentSetTest {
+ protected:
+  EndpointRecordsTest() {
+    Write([](WriteTx& tx) {
+      api::Network n;
+      n.set_id("net");
+      n.mutable_spec()->mutable_annotations()->set_name("backend");
+      tx.CreateObject(n);
+      api::Service s;
+      s.set_id("svc");
+      s.mutable_spec()->mutable_annotations()->set_name("web");
+      api::VirtualIP* vip = s.mutable_endpoint()->add_virtual_ips();
+      vip->set_network_id("net");
+      vip->set_addr("10.0.1.2/24");
+      tx.CreateObject(s);
+      for (const char* id : {"n1", "n2", "n3"}) {
+        api::Node node;
+        node.set_id(id);
+        node.mutable_status()->set_addr(std::string("192.168.0.") + (id + 1));
+        tx.CreateObject(node);
+      }
+    });
+  }
+  const api::EndpointRecord* Record(const api::AssignmentsMessage& m, const std::string& task) {
+    for (const api::AssignmentChange& c : m.changes()) {
+      if (c.assignment().has_endpoint_record() && c.assignment().endpoint_record().task_id() == task) {
+        return &c.assignment().endpoint_record();
+      }
+    }
+    return nullptr;
+  }
+};
+
+TEST_F(EndpointRecordsTest, Next_CarriesThePeersOfTheNodesNetworks) {
+  Write([](WriteTx& tx) {
+    tx.CreateObject(Attached("t1", "n1", api::TASK_STATE_RUNNING, "10.0.1.3/24"));
+    tx.CreateObject(Attached("t2", "n2", api::TASK_STATE_STARTING, "10.0.1.4/24"));
+    // Not a live endpoint: ended, or not placed yet.
+    tx.CreateObject(Attached("t3", "n2", api::TASK_STATE_FAILED, "10.0.1.5/24"));
+    tx.CreateObject(Attached("t4", "", api::TASK_STATE_PENDING, "10.0.1.6/24"));
+  });
+  auto m = Next("n1");
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(Changes(*m),
+            (std::vector<std::string>{"u:endpoint:net/t1", "u:endpoint:net/t2", "u:task:t1"}));
+  const api::EndpointRecord* r = Record(*m, "t2");
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(r->ip(), "10.0.1.4/24");
+  EXPECT_EQ(r->mac(), "02:42:0a:00:01:04");
+  EXPECT_EQ(r->node_id(), "n2");
+  EXPECT_EQ(r->node_addr(), "192.168.0.2");
+  EXPECT_EQ(r->service_name(), "web");
+  EXPECT_EQ(r->task_name(), "web.1.t2");
+  EXPECT_EQ(r->virtual_ip(), "10.0.1.2/24");
+  EXPECT_EQ(std::vector<std::string>(r->aliases().begin(), r->aliases().end()),
+            std::vector<std::string>{"db"});
+  // Starting: known to the forwarding tables, kept out of DNS and load balancing.
+  EXPECT_TRUE(r->service_disabled());
+  EXPECT_FALSE(Record(*m, "t1")->service_disabled());
+  EXPECT_TRUE(set_.HasNetwork("net"));
+
+  // A node with no task on the network takes no part in it.
+  AssignmentSet other;
+  std::optional<api::AssignmentsMessage> m3;
+  store_.View([&](const ReadTx& tx) { m3 = other.Next(tx, "n3"); });
+  ASSERT_TRUE(m3.has_value());
+  EXPECT_TRUE(Changes(*m3).empty());
+  EXPECT_FALSE(other.HasNetwork("net"));
+}
+
+TEST_F(EndpointRecordsTest, Next_FollowsPeersAsTheyChangeAndGo) {
+  Write([](WriteTx& tx) {
+    tx.CreateObject(Attached("t1", "n1", api::TASK_STATE_RUNNING, "10.0.1.3/24"));
+    tx.CreateObject(Attached("t2", "n2", api::TASK_STATE_STARTING, "10.0.1.4/24"));
+  });
+  ASSERT_TRUE(Next("n1").has_value());
+  EXPECT_FALSE(Next("n1").has_value());
+
+  UpdateTask("t2", [](api::Task& t) { t.mutable_status()->set_state(api::TASK_STATE_RUNNING); });
+  auto m = Next("n1");
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(Changes(*m), std::vector<std::string>{"u:endpoint:net/t2"});
+  EXPECT_FALSE(Record(*m, "t2")->service_disabled());
+
+  // The peer's node moves to another address.
+  Write([](WriteTx& tx) {
+    api::Node n = *tx.GetNode("n2");
+    n.mutable_status()->set_addr("192.168.0.22");
+    tx.UpdateObject(n);
+  });
+  m = Next("n1");
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(Record(*m, "t2")->node_addr(), "192.168.0.22");
+  EXPECT_TRUE(set_.HasNodeEndpoints("n2"));
+
+  // The peer ends: its record goes (only the key is sent).
+  UpdateTask("t2", [](api::Task& t) { t.mutable_status()->set_state(api::TASK_STATE_FAILED); });
+  m = Next("n1");
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(Changes(*m), std::vector<std::string>{"r:endpoint:net/t2"});
+  EXPECT_FALSE(set_.HasNodeEndpoints("n2"));
+
+  // The node's own task ends: it leaves the network, and its own record goes with it.
+  UpdateTask("t1", [](api::Task& t) { t.mutable_status()->set_state(api::TASK_STATE_COMPLETE); });
+  m = Next("n1");
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(Changes(*m), (std::vector<std::string>{"u:task:t1", "r:endpoint:net/t1"}));
+  EXPECT_FALSE(set_.HasNetwork("net"));
+}
+
+TEST(EndpointMacTest, EndpointMac_IsDerivedFromTheAddress) {
+  EXPECT_EQ(EndpointMac("10.0.1.5/24"), "02:42:0a:00:01:05");
+  EXPECT_EQ(EndpointMac("172.31.255.254"), "02:42:ac:1f:ff:fe");
+  EXPECT_EQ(EndpointMac("fe80::1/64"), "");
+  EXPECT_EQ(EndpointMac("nonsense"), "");
 }
 
 }  // namespace

@@ -252,16 +252,31 @@ void Dispatcher::ProcessEvents() {
   {
     absl::MutexLock lock(&mu_);
     const absl::Time now = clock_->Now();
+    // Networks whose endpoint records may have changed: every node taking part is due.
+    absl::flat_hash_set<std::string> networks;
     for (auto e = watch_->Next(absl::ZeroDuration()); e.has_value();
          e = watch_->Next(absl::ZeroDuration())) {
       const api::StoreAction& obj = e->new_object ? *e->new_object : *e->old_object;
       switch (obj.target_case()) {
         case api::StoreAction::kTask:
-          // The node the task left and the node it is on.
+          // The node the task left and the node it is on, and its networks' other nodes.
           for (const auto& o : {e->old_object, e->new_object}) {
-            if (o == nullptr || o->task().node_id().empty()) continue;
+            if (o == nullptr) continue;
+            for (const api::NetworkAttachment& a : o->task().networks()) {
+              networks.insert(a.network().id());
+            }
+            if (o->task().node_id().empty()) continue;
             auto it = nodes_.find(o->task().node_id());
             if (it != nodes_.end() && it->second.assignments) dirty_.insert(it->first);
+          }
+          break;
+        case api::StoreAction::kService:
+          // Its name, VIPs and published ports are in its tasks' records.
+          for (const auto& o : {e->old_object, e->new_object}) {
+            if (o == nullptr) continue;
+            for (const auto& vip : o->service().endpoint().virtual_ips()) {
+              networks.insert(vip.network_id());
+            }
           }
           break;
         case api::StoreAction::kSecret:
@@ -296,6 +311,15 @@ void Dispatcher::ProcessEvents() {
           } else if (it->second.registered && e->index > it->second.node_version) {
             sessions_due_.insert(node.id());
           }
+          // A node's address is in the records of its tasks.
+          if (e->old_object && e->new_object &&
+              e->old_object->node().status().addr() != node.status().addr()) {
+            for (const auto& [id, n] : nodes_) {
+              if (n.assignments && n.assignments->set.HasNodeEndpoints(node.id())) {
+                dirty_.insert(id);
+              }
+            }
+          }
           if ((e->old_object && IsManager(e->old_object->node())) ||
               (e->new_object && IsManager(e->new_object->node()))) {
             reread = true;
@@ -307,6 +331,17 @@ void Dispatcher::ProcessEvents() {
           break;
         default:
           break;
+      }
+    }
+    if (!networks.empty()) {
+      for (const auto& [id, n] : nodes_) {
+        if (!n.assignments) continue;
+        for (const std::string& network_id : networks) {
+          if (n.assignments->set.HasNetwork(network_id)) {
+            dirty_.insert(id);
+            break;
+          }
+        }
       }
     }
   }

@@ -129,6 +129,8 @@ struct MemoryStore::Tables {
   std::map<Case, Table> tables;
   std::map<std::string, std::set<std::string>> tasks_by_service;
   std::map<std::string, std::set<std::string>> tasks_by_node;
+  // By the networks a task is attached to (its allocated attachments).
+  std::map<std::string, std::set<std::string>> tasks_by_network;
 
   Table& Get(Case c) { return tables[c]; }
   const Table* Find(Case c) const {
@@ -163,6 +165,9 @@ struct MemoryStore::Tables {
     if (o.has_task()) {
       tasks_by_service[o.task().service_id()].insert(id);
       tasks_by_node[o.task().node_id()].insert(id);
+      for (const api::NetworkAttachment& a : o.task().networks()) {
+        tasks_by_network[a.network().id()].insert(id);
+      }
     }
   }
   void Unindex(const api::StoreAction& o) {
@@ -171,6 +176,12 @@ struct MemoryStore::Tables {
     if (o.has_task()) {
       tasks_by_service[o.task().service_id()].erase(id);
       tasks_by_node[o.task().node_id()].erase(id);
+      for (const api::NetworkAttachment& a : o.task().networks()) {
+        auto it = tasks_by_network.find(a.network().id());
+        if (it == tasks_by_network.end()) continue;
+        it->second.erase(id);
+        if (it->second.empty()) tasks_by_network.erase(it);
+      }
     }
   }
 };
@@ -255,6 +266,12 @@ std::vector<Ptr<api::Task>> ReadTx::TasksByService(const std::string& service_id
 std::vector<Ptr<api::Task>> ReadTx::TasksByNode(const std::string& node_id) const {
   const MemoryStore::Tables* t = store_->tables_.get();
   return TasksIn(t->tasks_by_node, node_id,
+                 [t](const std::string& id) { return t->Object(api::StoreAction::kTask, id); });
+}
+
+std::vector<Ptr<api::Task>> ReadTx::TasksByNetwork(const std::string& network_id) const {
+  const MemoryStore::Tables* t = store_->tables_.get();
+  return TasksIn(t->tasks_by_network, network_id,
                  [t](const std::string& id) { return t->Object(api::StoreAction::kTask, id); });
 }
 

@@ -102,6 +102,8 @@ class ReadTx {
   // Indexes.
   std::vector<Ptr<api::Task>> TasksByService(const std::string& service_id) const;
   std::vector<Ptr<api::Task>> TasksByNode(const std::string& node_id) const;
+  // Tasks with an allocated attachment to the network.
+  std::vector<Ptr<api::Task>> TasksByNetwork(const std::string& network_id) const;
   // The ID of the object of that kind with that name, if any (names are unique per kind,
   // without regard to case).
   std::optional<std::string> IdByName(api::StoreAction::TargetCase kind,

@@ -70,6 +70,52 @@ TEST_F(StoreTest, Create_IsReadableWithVersionAndIndexes) {
   });
 }
 
+TEST_F(StoreTest, TasksByNetwork_FollowsTheAttachments) {
+  api::Task t1 = NewTask("t1", "svc1", "n1");
+  t1.add_networks()->mutable_network()->set_id("net-a");
+  t1.add_networks()->mutable_network()->set_id("net-b");
+  api::Task t2 = NewTask("t2", "svc1", "n2");
+  t2.add_networks()->mutable_network()->set_id("net-a");
+  ASSERT_TRUE(store_
+                  .Update([&](WriteTx& tx) {
+                    tx.CreateObject(t1);
+                    tx.CreateObject(t2);
+                    tx.CreateObject(NewTask("t3", "svc1", "n1"));
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  store_.View([](const ReadTx& tx) {
+    EXPECT_EQ(tx.TasksByNetwork("net-a").size(), 2u);
+    EXPECT_EQ(tx.TasksByNetwork("net-b").size(), 1u);
+    EXPECT_TRUE(tx.TasksByNetwork("net-c").empty());
+  });
+  // Detached from net-a (an update), then removed.
+  Ptr<api::Task> read;
+  store_.View([&](const ReadTx& tx) { read = tx.GetTask("t1"); });
+  api::Task moved = *read;
+  moved.mutable_networks()->DeleteSubrange(0, 1);
+  ASSERT_TRUE(store_
+                  .Update([&](WriteTx& tx) {
+                    tx.UpdateObject(moved);
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  store_.View([](const ReadTx& tx) {
+    ASSERT_EQ(tx.TasksByNetwork("net-a").size(), 1u);
+    EXPECT_EQ(tx.TasksByNetwork("net-a")[0]->id(), "t2");
+    EXPECT_EQ(tx.TasksByNetwork("net-b").size(), 1u);
+  });
+  ASSERT_TRUE(store_
+                  .Update([&](WriteTx& tx) {
+                    api::Task gone;
+                    gone.set_id("t2");
+                    tx.RemoveObject(gone);
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  store_.View([](const ReadTx& tx) { EXPECT_TRUE(tx.TasksByNetwork("net-a").empty()); });
+}
+
 TEST_F(StoreTest, Create_TakenNameIsRefused) {
   ASSERT_TRUE(CreateService("svc1", "web").ok());
   absl::Status s = CreateService("svc2", "web");

@@ -63,6 +63,9 @@ struct FakeState {
   // The last request of each method, by method name; every method name called, in order.
   std::map<std::string, std::shared_ptr<google::protobuf::Message>> last;
   std::vector<std::string> calls;
+  // UpdateService answers "out of sequence" this many times first (the orchestrator wrote the
+  // service in between).
+  int update_conflicts = 0;
 
   template <typename T>
   void Record(const std::string& method, const T& req) {
@@ -180,6 +183,12 @@ class FakeControl final : public api::Control::Service {
   grpc::Status UpdateService(grpc::ServerContext*, const api::UpdateServiceRequest* req,
                              api::UpdateServiceResponse*) override {
     s_->Record("UpdateService", *req);
+    absl::MutexLock lock(&s_->mu);
+    if (s_->update_conflicts > 0) {
+      --s_->update_conflicts;
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          "update out of sequence: service web changed since it was read");
+    }
     return grpc::Status::OK;
   }
   grpc::Status RemoveService(grpc::ServerContext*, const api::RemoveServiceRequest* req,
@@ -873,6 +882,26 @@ TEST_F(SwarmctlTest, ServiceUpdate_AppliesFlagsOnTheCurrentSpec) {
   req = Last<api::UpdateServiceRequest>("UpdateService");
   EXPECT_FALSE(req.spec().task_template().container().tty());
   EXPECT_EQ(req.spec().task_template().networks(0).target(), "backend");
+}
+
+// The orchestrator writes a service during its updates: the CLI reads it again and reapplies.
+TEST_F(SwarmctlTest, ServiceUpdate_RetriesWhenTheServiceChangedMeanwhile) {
+  {
+    absl::MutexLock lock(&state_.mu);
+    state_.update_conflicts = 2;
+  }
+  Result r = Run({"service", "rollback", "-d", "web"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  int updates = 0;
+  {
+    absl::MutexLock lock(&state_.mu);
+    for (const std::string& c : state_.calls) updates += c == "UpdateService";
+    state_.update_conflicts = 10;
+  }
+  EXPECT_EQ(updates, 3);
+  r = Run({"service", "scale", "-d", "web=4"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("update out of sequence"));
 }
 
 TEST_F(SwarmctlTest, ServiceScale_EachArgument) {

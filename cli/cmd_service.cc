@@ -1,7 +1,9 @@
 // `swarmctl service create|ls|ps|inspect|update|scale|rm|rollback`.
+#include <functional>
 #include <map>
 #include <ostream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
@@ -40,6 +42,25 @@ absl::Status SendUpdate(Session& s, const api::Service& service, const api::Serv
   req.set_rollback(rollback);
   req.set_rebalance(rebalance);
   return c->Control(&api::Control::Stub::UpdateService, req).status();
+}
+
+// Reads the service, computes the new spec from it with change and sends it; when the service
+// changed in between (the orchestrator records an update's progress on it), reads it again and
+// reapplies the change, as the store's "out of sequence" error asks, a few times.
+absl::StatusOr<api::Service> UpdateWithRetry(
+    Session& s, const std::string& name, bool rollback, bool rebalance,
+    const std::function<absl::StatusOr<api::ServiceSpec>(const api::Service&)>& change) {
+  constexpr int kAttempts = 5;
+  for (int attempt = 1;; ++attempt) {
+    ASSIGN_OR_RETURN(api::Service service, GetService(s, name));
+    ASSIGN_OR_RETURN(api::ServiceSpec spec, change(service));
+    absl::Status sent = SendUpdate(s, service, spec, rollback, rebalance);
+    if (sent.ok()) return service;
+    if (attempt == kAttempts || sent.code() != absl::StatusCode::kFailedPrecondition ||
+        !absl::StrContains(sent.message(), "out of sequence")) {
+      return sent;
+    }
+  }
 }
 
 // The service and its tasks through the control API, for progress.
@@ -169,16 +190,17 @@ absl::Status Update(Session& s, const UpdateFlags& f) {
   if (f.rollback && (!(f.service == ServiceFlags{}) || f.rebalance)) {
     return absl::InvalidArgumentError("--rollback cannot be combined with other changes");
   }
-  ASSIGN_OR_RETURN(api::Service service, GetService(s, f.name));
-  if (f.rollback) {
-    RETURN_IF_ERROR(SendUpdate(s, service, service.spec(), /*rollback=*/true));
-  } else {
-    api::ServiceSpec spec = service.spec();
-    auto cache = std::make_shared<std::map<std::string, std::string>>();
-    RETURN_IF_ERROR(ApplyServiceUpdate(f.service, FlagEnv(s, cache), &spec));
-    RETURN_IF_ERROR(ResolveSpecReferences(s, &spec));
-    RETURN_IF_ERROR(SendUpdate(s, service, spec, /*rollback=*/false, f.rebalance));
-  }
+  auto cache = std::make_shared<std::map<std::string, std::string>>();
+  ASSIGN_OR_RETURN(
+      api::Service service,
+      UpdateWithRetry(s, f.name, f.rollback, !f.rollback && f.rebalance,
+                      [&](const api::Service& current) -> absl::StatusOr<api::ServiceSpec> {
+                        api::ServiceSpec spec = current.spec();
+                        if (f.rollback) return spec;
+                        RETURN_IF_ERROR(ApplyServiceUpdate(f.service, FlagEnv(s, cache), &spec));
+                        RETURN_IF_ERROR(ResolveSpecReferences(s, &spec));
+                        return spec;
+                      }));
   s.out() << f.name << "\n";
   return WaitUnlessDetached(s, service.id(), f.detach, f.quiet, f.rollback);
 }
@@ -191,18 +213,22 @@ absl::Status Scale(Session& s, const std::string& arg, bool detach) {
   }
   const std::string name = arg.substr(0, eq);
   ASSIGN_OR_RETURN(uint64_t replicas, ParseUint("replicas", arg.substr(eq + 1)));
-  ASSIGN_OR_RETURN(api::Service service, GetService(s, name));
-  api::ServiceSpec spec = service.spec();
-  if (spec.has_replicated()) {
-    spec.mutable_replicated()->set_replicas(replicas);
-  } else if (spec.has_replicated_job()) {
-    spec.mutable_replicated_job()->set_total_completions(replicas);
-  } else {
-    return absl::FailedPreconditionError(
-        absl::StrCat("scale can only be used with replicated or replicated-job mode (", name,
-                     " is ", ServiceModeName(spec), ")"));
-  }
-  RETURN_IF_ERROR(SendUpdate(s, service, spec, /*rollback=*/false));
+  ASSIGN_OR_RETURN(
+      api::Service service,
+      UpdateWithRetry(s, name, /*rollback=*/false, /*rebalance=*/false,
+                      [&](const api::Service& current) -> absl::StatusOr<api::ServiceSpec> {
+                        api::ServiceSpec spec = current.spec();
+                        if (spec.has_replicated()) {
+                          spec.mutable_replicated()->set_replicas(replicas);
+                        } else if (spec.has_replicated_job()) {
+                          spec.mutable_replicated_job()->set_total_completions(replicas);
+                        } else {
+                          return absl::FailedPreconditionError(absl::StrCat(
+                              "scale can only be used with replicated or replicated-job mode (",
+                              name, " is ", ServiceModeName(spec), ")"));
+                        }
+                        return spec;
+                      }));
   s.out() << name << " scaled to " << replicas << "\n";
   return WaitUnlessDetached(s, service.id(), detach, /*quiet=*/false);
 }
@@ -616,14 +642,18 @@ void AddServiceCommands(CommandTree& tree) {
     bool quiet = false;
   };
   auto rollback = std::make_shared<RollbackFlags>();
-  cmd = tree.Command(service, "rollback", "Revert changes to a service's configuration",
-                     [rollback](Session& s) -> absl::Status {
-                       ASSIGN_OR_RETURN(api::Service svc, GetService(s, rollback->name));
-                       RETURN_IF_ERROR(SendUpdate(s, svc, svc.spec(), /*rollback=*/true));
-                       s.out() << rollback->name << "\n";
-                       return WaitUnlessDetached(s, svc.id(), rollback->detach, rollback->quiet,
-                                                 /*rollback=*/true);
-                     });
+  cmd = tree.Command(
+      service, "rollback", "Revert changes to a service's configuration",
+      [rollback](Session& s) -> absl::Status {
+        ASSIGN_OR_RETURN(api::Service svc,
+                         UpdateWithRetry(s, rollback->name, /*rollback=*/true,
+                                         /*rebalance=*/false, [](const api::Service& current) {
+                                           return absl::StatusOr<api::ServiceSpec>(current.spec());
+                                         }));
+        s.out() << rollback->name << "\n";
+        return WaitUnlessDetached(s, svc.id(), rollback->detach, rollback->quiet,
+                                  /*rollback=*/true);
+      });
   tree.Flag(cmd, "-d,--detach", &rollback->detach,
             "Exit immediately instead of waiting for the service to converge");
   tree.Flag(cmd, "-q,--quiet", &rollback->quiet, "Suppress progress output");

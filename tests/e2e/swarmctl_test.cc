@@ -155,7 +155,9 @@ TEST_F(SwarmctlTest, AnOperatorFormsTheSwarmAndManagesItsObjects) {
   EXPECT_TRUE(absl::StrContains(out, "zone")) << out;
   EXPECT_TRUE(absl::StrContains(Ok(3, "node ls"), "Drain"));
   Ok(1, "node promote " + worker_id);
-  EXPECT_TRUE(Eventually(4, "info", "Is Manager: true")) << Ok(4, "info");
+  EXPECT_TRUE(Eventually(4, "info", "Is Manager: true")) << Ok(4, "info") << "\nnode 4:\n"
+                                                         << cluster_.Output(4) << "\nnode 1:\n"
+                                                         << cluster_.Output(1);
   EXPECT_TRUE(absl::StrContains(Ok(4, "service ls"), "web"));
   Ok(4, "node demote " + worker_id);
   EXPECT_TRUE(Eventually(4, "info", "Is Manager: false")) << Ok(4, "info");

@@ -70,6 +70,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(Options options) {
     agent->Report(id, s);
   };
   a->tasks_ = std::make_unique<TaskManager>(std::move(t));
+  a->endpoints_ = std::make_unique<EndpointTable>(a->options_.on_endpoints);
   // Statuses recorded but perhaps never sent before the last agent stopped go out first.
   if (absl::StatusOr<std::vector<api::Task>> known = a->options_.db->List(); known.ok()) {
     absl::MutexLock lock(&a->mu_);
@@ -177,6 +178,8 @@ void Agent::AssignmentsLoop(Session& s) {
       s.stub->Assignments(&s.assignments_ctx, req);
   api::AssignmentsMessage msg;
   while (reader->Read(&msg)) {
+    // Peers first: a task in the same message may start on these networks.
+    endpoints_->Apply(msg);
     if (msg.type() == api::ASSIGNMENTS_TYPE_COMPLETE) {
       std::vector<api::Task> tasks;
       std::vector<api::Secret> secrets;

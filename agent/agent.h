@@ -30,6 +30,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "agent/endpoints.h"
 #include "agent/executor.h"
 #include "agent/log_publisher.h"
 #include "agent/task_db.h"
@@ -61,6 +62,8 @@ class Agent {
     // Called with the managers' addresses each session brings, so the node can remember them
     // (a restarted agent must find a manager even when the one it joined through is gone).
     std::function<void(const std::vector<std::string>&)> on_managers;
+    // Hears each overlay network's endpoint records as they change (see agent/endpoints.h).
+    EndpointTable::Listener on_endpoints;
   };
 
   // Resumes the tasks of the local database, then starts the session loop.
@@ -73,6 +76,7 @@ class Agent {
   // The session's ID, empty while there is none (tests, `swarmctl info`).
   std::string session_id() const;
   TaskManager& tasks() { return *tasks_; }
+  const EndpointTable& endpoints() const { return *endpoints_; }
 
  private:
   struct Session;
@@ -88,6 +92,7 @@ class Agent {
 
   Options options_;
   std::unique_ptr<TaskManager> tasks_;
+  std::unique_ptr<EndpointTable> endpoints_;
 
   mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -2,14 +2,17 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <net/if.h>
 #include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -368,8 +371,18 @@ absl::Status DnsServer::AddContainer(const std::string& container_id, int netns_
     int udp = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (udp < 0) return ErrnoToStatus(errno, absl::StrCat("opening a UDP socket for ", where));
     c.udp = ScopedFd(udp);
+    // With lo down the binds below succeed but no query would ever arrive: say so now.
+    ifreq lo{};
+    std::snprintf(lo.ifr_name, IFNAMSIZ, "lo");
+    if (ioctl(udp, SIOCGIFFLAGS, &lo) != 0) {
+      return ErrnoToStatus(errno, absl::StrCat("reading the flags of lo for ", where));
+    }
+    if ((lo.ifr_flags & IFF_UP) == 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "serving DNS on ", where, ": the loopback device is down; bring lo up first"));
+    }
     if (bind(udp, reinterpret_cast<const sockaddr*>(&bind_address), sizeof(bind_address)) != 0) {
-      return ErrnoToStatus(errno, absl::StrCat("binding UDP ", where, " (is lo up?)"));
+      return ErrnoToStatus(errno, absl::StrCat("binding UDP ", where));
     }
     int tcp = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (tcp < 0) return ErrnoToStatus(errno, absl::StrCat("opening a TCP socket for ", where));

@@ -101,7 +101,19 @@ void DnsTable::RemoveService(const std::string& network_id, std::string_view ser
 
 void DnsTable::AddTask(const std::string& network_id, TaskRecord task) {
   absl::MutexLock lock(&mu_);
+  AddTaskLocked(networks_[network_id], std::move(task));
+}
+
+void DnsTable::ReplaceTasks(const std::string& network_id, std::vector<TaskRecord> tasks) {
+  absl::MutexLock lock(&mu_);
   Network& net = networks_[network_id];
+  net.tasks.clear();
+  net.tasks_by_name.clear();
+  net.tasks_by_service.clear();
+  for (TaskRecord& task : tasks) AddTaskLocked(net, std::move(task));
+}
+
+void DnsTable::AddTaskLocked(Network& net, TaskRecord task) {
   RemoveTaskLocked(net, task.task_id);
   const std::string id = task.task_id;
   net.tasks_by_name[CanonicalName(id)].insert(id);
@@ -724,6 +736,10 @@ void DnsServer::ReplyLocked(const std::string& container_id, const Client& clien
   auto conn = connections_.find(client.connection);
   if (conn == connections_.end()) return;
   if (response.size() > kMaxTcpMessage) return;
+  if (conn->second.out.size() + 2 + response.size() > options_.max_tcp_output_bytes) {
+    CloseConnectionLocked(client.connection);
+    return;
+  }
   conn->second.out.push_back(static_cast<char>(response.size() >> 8));
   conn->second.out.push_back(static_cast<char>(response.size() & 0xFF));
   conn->second.out.append(response);

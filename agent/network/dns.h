@@ -27,7 +27,8 @@
 //   daemon's own namespace, the others from the container's.
 //
 // Thread-safety: DnsTable is thread-safe (one mutex; readers never see half an update).
-// DnsServer's methods are thread-safe; its state is guarded by one mutex that the event
+// DnsServer's methods are thread-safe, except that Start and Stop are the owner's and are not
+// called concurrently with each other; its state is guarded by one mutex that the event
 // thread holds while it handles ready sockets (only non-blocking socket calls are made under
 // it). Lock order: DnsServer::mu_ before DnsTable::mu_. The table must outlive the server.
 #ifndef SWARM_AGENT_NETWORK_DNS_H_
@@ -90,6 +91,10 @@ class DnsTable {
   void AddTask(const std::string& network_id, TaskRecord task);
   // Takes effect for the next query. No-op for an unknown task.
   void RemoveTask(const std::string& network_id, std::string_view task_id);
+  // Replaces every task of network_id at once (services stay): for a caller that learns a
+  // network's records level-triggered, as agent/endpoints.h's listener does. Queries see
+  // either the old set or the new one, never a mix.
+  void ReplaceTasks(const std::string& network_id, std::vector<TaskRecord> tasks);
   // Forgets everything on the network (the last local task of it went).
   void RemoveNetwork(const std::string& network_id);
 
@@ -122,6 +127,7 @@ class DnsTable {
     std::map<std::string, std::set<std::string>> tasks_by_name;
     std::map<std::string, std::set<std::string>> tasks_by_service;
   };
+  void AddTaskLocked(Network& net, TaskRecord task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RemoveTaskLocked(Network& net, const std::string& task_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void LookupLocked(const Network& net, const std::string& name, Addresses& out,
@@ -156,6 +162,8 @@ struct DnsServerOptions {
   uint16_t port = 53;
   size_t max_tcp_connections_per_container = 64;
   size_t max_pending_forwards = 4096;
+  // A TCP client that does not read its answers is dropped past this many unsent bytes.
+  size_t max_tcp_output_bytes = 1 << 20;
   Clock* clock = &Clock::Real();
   // Forwarded queries get a random ID from here (guessing it is how a spoofed answer gets in).
   Random* random = &SecureRandom::Get();

@@ -140,6 +140,20 @@ TEST_F(DnsTableTest, AddTask_ReplacesTheSameTaskAndItsOldNames) {
               UnorderedElementsAre("10.0.0.30", "10.0.0.4"));
 }
 
+TEST_F(DnsTableTest, ReplaceTasks_SwapsTheNetworksTasksAndKeepsItsServices) {
+  table_.ReplaceTasks("front", {Task("t2", "web", "10.0.0.4", {"web.2.t2"}),
+                                Task("t5", "web", "10.0.0.5", {"web.3.t5"})});
+  EXPECT_THAT(Texts(table_.Lookup("tasks.web", {"front"})),
+              UnorderedElementsAre("10.0.0.4", "10.0.0.5"));
+  EXPECT_FALSE(table_.Lookup("web.1.t1", {"front"}).has_value());
+  EXPECT_FALSE(table_.Lookup("host-a", {"front"}).has_value());
+  EXPECT_THAT(Texts(table_.Lookup("web", {"front"})), ElementsAre("10.0.0.2"));
+  // Other networks are untouched.
+  EXPECT_THAT(Texts(table_.Lookup("db", {"back"})), UnorderedElementsAre("10.1.0.3", "10.1.0.4"));
+  table_.ReplaceTasks("front", {});
+  EXPECT_FALSE(table_.Lookup("tasks.web", {"front"}).has_value());
+}
+
 TEST_F(DnsTableTest, RemoveNetwork_ForgetsItsRecords) {
   table_.RemoveNetwork("back");
   EXPECT_FALSE(table_.Lookup("db", {"back"}).has_value());

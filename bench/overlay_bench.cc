@@ -10,12 +10,13 @@
 // inside the namespaces and then driven by ordinary threads: a sender writing 128 KiB at a
 // time for --seconds and a receiver counting bytes (one TCP stream); for latency, one
 // connection with TCP_NODELAY and a 64-byte request answered by a 64-byte reply, for --seconds.
-// The throughput sender runs on CPU 0 and the receiver on CPU 1 (left to the scheduler, one
-// stream swings by 50% between runs on two cores); the latency threads are not pinned, since
-// on a shared machine a pinned thread waits behind whatever else runs on its CPU.
-// Underlay and overlay take turns for --rounds rounds so a shared machine's load falls on both.
+// The throughput threads are pinned (--pin, default both on CPU 0: left to the scheduler, one
+// stream swings by 50% between runs on two cores); the latency threads are not, since on a
+// shared machine a pinned thread waits behind whatever else runs on its CPU. Underlay and
+// overlay take turns for --rounds rounds so a shared machine's load falls on both; the
+// summary gives medians.
 //
-//   bazel run -c opt //bench:overlay_bench -- --seconds=3 --rounds=2
+//   bazel run -c opt //bench:overlay_bench -- --seconds=2 --rounds=5 --pin=same
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -48,9 +49,15 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using testing::Ip;
 
-// Pins the calling thread to one CPU (when the machine has more than one), so that sender and
-// receiver sit on different CPUs in every measurement.
+// Pins the calling thread to the CPU --pin gives it (when the machine has more than one).
+// --pin: "same" (sender and receiver on CPU 0: the whole data path on one CPU, so the figure
+// is its cost per byte and the other CPU takes the machine's other load), "split" (sender on
+// CPU 0, receiver on CPU 1), "none" (the scheduler decides).
+std::string pin_mode = "same";
+
 void PinTo(int cpu) {
+  if (pin_mode == "none") return;
+  if (pin_mode == "same") cpu = 0;
   if (std::thread::hardware_concurrency() < 2) return;
   cpu_set_t set;
   CPU_ZERO(&set);
@@ -184,16 +191,19 @@ absl::StatusOr<Latency> RequestLatency(const std::string& client_ns, const std::
 }
 
 int Main(int argc, char** argv) {
-  double seconds = 3;
-  int rounds = 2;
+  double seconds = 2;
+  int rounds = 5;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (absl::StartsWith(a, "--seconds=")) {
       (void)absl::SimpleAtod(a.substr(10), &seconds);
+    } else if (absl::StartsWith(a, "--pin=")) {
+      pin_mode = a.substr(6);
     } else if (absl::StartsWith(a, "--rounds=")) {
       (void)absl::SimpleAtoi(a.substr(9), &rounds);
     } else {
-      std::fprintf(stderr, "usage: overlay_bench [--seconds=3] [--rounds=2]\n");
+      std::fprintf(stderr,
+                   "usage: overlay_bench [--seconds=2] [--rounds=5] [--pin=same|split|none]\n");
       return 2;
     }
   }
@@ -250,6 +260,14 @@ int Main(int argc, char** argv) {
       {"underlay", (*hosts)->host(0), (*hosts)->host(1), (*hosts)->underlay_address(1), {}, {}},
       {"overlay", container[0], container[1], ip[1], {}, {}}};
   int port = 9000;
+  // A first stream in a fresh process runs at half speed (socket memory, caches); neither side
+  // should get that round.
+  for (Side& s : sides) {
+    if (!Throughput(s.client_ns, s.server_ns, s.server_ip, port++, 1).ok()) {
+      std::fprintf(stderr, "%s: warm-up failed\n", s.name);
+      return 1;
+    }
+  }
   for (int r = 0; r < rounds; ++r) {
     for (Side& s : sides) {
       auto bps = Throughput(s.client_ns, s.server_ns, s.server_ip, port++, seconds);
@@ -266,27 +284,30 @@ int Main(int argc, char** argv) {
       std::fflush(stdout);
     }
   }
-  auto mean = [](const std::vector<double>& v) {
-    double sum = 0;
-    for (double x : v) sum += x;
-    return sum / v.size();
+  // Medians over the rounds: on a shared two-core machine a round now and then lands on a
+  // busy CPU, and a mean would carry that round into the ratio.
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
   };
-  auto lat_mean = [&](const Side& s, bool p99) {
+  auto lat = [&](const Side& s, bool p99) {
     std::vector<double> v;
     for (const Latency& l : s.lat) v.push_back(p99 ? l.p99_us : l.p50_us);
-    return mean(v);
+    return median(v);
   };
   const Side& u = sides[0];
   const Side& o = sides[1];
-  std::printf("\n%-10s %14s %12s %12s\n", "", "throughput", "p50", "p99");
+  std::printf("\nmedians of %d rounds %9s %12s %12s   (throughput min..max)\n", rounds,
+              "throughput", "p50", "p99");
   for (const Side* s : {&u, &o}) {
-    std::printf("%-10s %9.2f Gbit/s %9.1f us %9.1f us\n", s->name, mean(s->bps) / 1e9,
-                lat_mean(*s, false), lat_mean(*s, true));
+    std::printf("%-18s %7.2f Gbit/s %9.1f us %9.1f us   (%.2f..%.2f)\n", s->name,
+                median(s->bps) / 1e9, lat(*s, false), lat(*s, true),
+                *std::min_element(s->bps.begin(), s->bps.end()) / 1e9,
+                *std::max_element(s->bps.begin(), s->bps.end()) / 1e9);
   }
-  double ratio = mean(o.bps) / mean(u.bps);
   std::printf("overlay/underlay: throughput %.2f (goal > 0.80), p50 latency %.2fx, p99 %.2fx\n",
-              ratio, lat_mean(o, false) / lat_mean(u, false),
-              lat_mean(o, true) / lat_mean(u, true));
+              median(o.bps) / median(u.bps), lat(o, false) / lat(u, false),
+              lat(o, true) / lat(u, true));
   for (auto& ov : overlay) (void)ov->Remove();
   return 0;
 }

@@ -34,8 +34,8 @@ constexpr size_t kMaxTcpMessage = 65535;
 constexpr int kMaxPacketsPerWakeup = 64;
 
 bool SameAddress(const IpAddress& a, const IpAddress& b) {
-  return a.family == b.family && std::equal(a.bytes.begin(), a.bytes.begin() + a.bits() / 8,
-                                            b.bytes.begin());
+  return a.family == b.family &&
+         std::equal(a.bytes.begin(), a.bytes.begin() + a.bits() / 8, b.bytes.begin());
 }
 
 void AppendUnique(std::vector<IpAddress>& out, const IpAddress& ip) {
@@ -205,8 +205,8 @@ std::optional<DnsTable::Addresses> DnsTable::Lookup(
   return out;
 }
 
-std::optional<std::string> DnsTable::LookupAddress(
-    const IpAddress& address, const std::vector<std::string>& networks) const {
+std::optional<std::string> DnsTable::LookupAddress(const IpAddress& address,
+                                                   const std::vector<std::string>& networks) const {
   absl::ReaderMutexLock lock(&mu_);
   for (const std::string& network_id : networks) {
     auto net = networks_.find(network_id);
@@ -436,8 +436,8 @@ absl::Status DnsServer::SetNetworks(const std::string& container_id,
   absl::MutexLock lock(&mu_);
   auto it = containers_.find(container_id);
   if (it == containers_.end()) {
-    return absl::NotFoundError(absl::StrCat("setting the DNS networks of container ",
-                                            container_id, ": not served"));
+    return absl::NotFoundError(
+        absl::StrCat("setting the DNS networks of container ", container_id, ": not served"));
   }
   it->second.networks = std::move(networks);
   return absl::OkStatus();
@@ -497,8 +497,8 @@ int DnsServer::NextTimeoutMsLocked() const {
   for (const auto& [token, conn] : connections_) next = std::min(next, conn.idle_deadline);
   absl::Duration wait = next - options_.clock->Now();
   if (wait <= absl::ZeroDuration()) return 0;
-  return static_cast<int>(absl::ToInt64Milliseconds(wait + absl::Milliseconds(1) -
-                                                    absl::Nanoseconds(1)));
+  return static_cast<int>(
+      absl::ToInt64Milliseconds(wait + absl::Milliseconds(1) - absl::Nanoseconds(1)));
 }
 
 void DnsServer::HandleEventLocked(uint64_t token, uint32_t events) {
@@ -682,8 +682,7 @@ void DnsServer::SendUpstreamLocked(uint16_t id, Pending p) {
                {{"upstream", AddressText(to)},
                 {"error", ErrnoToStatus(errno, "sending to the upstream resolver")}});
   }
-  ReplyLocked(p.container_id, p.client, p.query,
-              BuildMessage(ResponseTo(p.query, kRcodeServFail)));
+  ReplyLocked(p.container_id, p.client, p.query, BuildMessage(ResponseTo(p.query, kRcodeServFail)));
 }
 
 void DnsServer::ReadForwardLocked(int fd) {
@@ -701,8 +700,7 @@ void DnsServer::ReadForwardLocked(int fd) {
     auto c = containers_.find(p.container_id);
     if (c == containers_.end()) continue;
     const Upstream& u = options_.upstreams[p.upstream];
-    const int expected_fd =
-        u.from_host_namespace ? host_forward_.get() : c->second.forward.get();
+    const int expected_fd = u.from_host_namespace ? host_forward_.get() : c->second.forward.get();
     const sockaddr_in want = ToSockaddr(u.address, u.port);
     // Only the upstream we asked, on the socket we asked it from, may answer.
     if (fd != expected_fd || from.sin_addr.s_addr != want.sin_addr.s_addr ||

@@ -130,8 +130,8 @@ class DnsTable {
   void AddTaskLocked(Network& net, TaskRecord task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RemoveTaskLocked(Network& net, const std::string& task_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void LookupLocked(const Network& net, const std::string& name, Addresses& out,
-                    bool& found) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  void LookupLocked(const Network& net, const std::string& name, Addresses& out, bool& found) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
   mutable absl::Mutex mu_;
   std::map<std::string, Network> networks_ ABSL_GUARDED_BY(mu_);
@@ -238,9 +238,8 @@ class DnsServer {
                          const Client& client) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sends p to upstream p.upstream or the next one that accepts it; SERVFAIL when none does.
   void SendUpstreamLocked(uint16_t id, Pending p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ReplyLocked(const std::string& container_id, const Client& client,
-                   const Message& query, std::string response)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReplyLocked(const std::string& container_id, const Client& client, const Message& query,
+                   std::string response) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ExpireLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int NextTimeoutMsLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint64_t RegisterLocked(int fd, uint32_t events, Source source)

@@ -58,9 +58,8 @@ class Reader {
         if (p + 1 >= wire_.size()) return Short(what);
         size_t target = ((len & 0x3F) << 8) | static_cast<uint8_t>(wire_[p + 1]);
         if (target >= p) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("malformed DNS message: compression pointer in ", what,
-                           " does not point backwards"));
+          return absl::InvalidArgumentError(absl::StrCat(
+              "malformed DNS message: compression pointer in ", what, " does not point backwards"));
         }
         if (!jumped) pos_ = p + 2;
         jumped = true;
@@ -89,9 +88,8 @@ class Reader {
 
  private:
   absl::Status Short(const char* what) const {
-    return absl::InvalidArgumentError(
-        absl::StrCat("malformed DNS message: ", what, " runs past the end (", wire_.size(),
-                     " bytes)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "malformed DNS message: ", what, " runs past the end (", wire_.size(), " bytes)"));
   }
   std::string_view wire_;
   size_t pos_ = 0;
@@ -120,7 +118,9 @@ void PutName(std::string& out, std::string_view name) {
   out.push_back('\0');
 }
 
-bool SameName(std::string_view a, std::string_view b) { return absl::EqualsIgnoreCase(Av(a), Av(b)); }
+bool SameName(std::string_view a, std::string_view b) {
+  return absl::EqualsIgnoreCase(Av(a), Av(b));
+}
 
 void PutRecord(std::string& out, const ResourceRecord& rr, const std::string* question_name) {
   if (question_name != nullptr && SameName(rr.name, *question_name)) {
@@ -233,8 +233,7 @@ absl::StatusOr<Message> ParseMessage(std::string_view wire) {
   if (auto s = ReadRecords(r, counts[2], "authority record", m.authorities); !s.ok()) return s;
   if (auto s = ReadRecords(r, counts[3], "additional record", m.additionals); !s.ok()) return s;
   if (!r.AtEnd()) {
-    return absl::InvalidArgumentError(absl::StrCat("malformed DNS message: ",
-                                                   wire.size() - r.pos(),
+    return absl::InvalidArgumentError(absl::StrCat("malformed DNS message: ", wire.size() - r.pos(),
                                                    " bytes of trailing garbage"));
   }
   return m;
@@ -250,9 +249,8 @@ std::string BuildMessage(const Message& m) {
     PutU16(out, q.qclass);
   }
   // A pointer to the first question is only valid if it was written in full at offset 12.
-  const std::string* qname = m.questions.empty() || m.questions[0].name.empty()
-                                 ? nullptr
-                                 : &m.questions[0].name;
+  const std::string* qname =
+      m.questions.empty() || m.questions[0].name.empty() ? nullptr : &m.questions[0].name;
   for (const auto* section : {&m.answers, &m.authorities, &m.additionals}) {
     for (const ResourceRecord& rr : *section) PutRecord(out, rr, qname);
   }
@@ -327,8 +325,7 @@ ResourceRecord ARecord(const std::string& name, const unsigned char (&ipv4)[4], 
   return rr;
 }
 
-ResourceRecord AaaaRecord(const std::string& name, const unsigned char (&ipv6)[16],
-                          uint32_t ttl) {
+ResourceRecord AaaaRecord(const std::string& name, const unsigned char (&ipv6)[16], uint32_t ttl) {
   ResourceRecord rr;
   rr.name = name;
   rr.type = kTypeAaaa;

@@ -112,8 +112,7 @@ Message ResponseTo(const Message& query, uint8_t rcode);
 
 // Records of our answers.
 ResourceRecord ARecord(const std::string& name, const unsigned char (&ipv4)[4], uint32_t ttl);
-ResourceRecord AaaaRecord(const std::string& name, const unsigned char (&ipv6)[16],
-                          uint32_t ttl);
+ResourceRecord AaaaRecord(const std::string& name, const unsigned char (&ipv6)[16], uint32_t ttl);
 ResourceRecord PtrRecord(const std::string& name, const std::string& target, uint32_t ttl);
 
 // Lower-cases ASCII letters and drops one trailing dot: the key names are compared by

@@ -71,7 +71,11 @@ TEST(DnsMessageTest, PtrRecord_WritesTheTargetAsAName) {
 TEST(DnsMessageTest, ParseMessage_FollowsBackwardPointers) {
   // A question "a.b" and an answer named by a pointer to offset 14 ("b").
   std::string wire("\x00\x01\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00", 12);
-  wire += std::string("\x01" "a\x01" "b\x00\x00\x01\x00\x01", 9);
+  wire += std::string(
+      "\x01"
+      "a\x01"
+      "b\x00\x00\x01\x00\x01",
+      9);
   wire += std::string("\xc0\x0e\x00\x01\x00\x01\x00\x00\x00\x05\x00\x04\x01\x02\x03\x04", 16);
   auto m = ParseMessage(wire);
   ASSERT_TRUE(m.ok()) << m.status();
@@ -88,11 +92,20 @@ TEST(DnsMessageTest, ParseMessage_MalformedIsAnErrorThatSaysWhy) {
       {"", "shorter than a header"},
       {header.substr(0, 11), "shorter than a header"},
       {header, "question runs past the end"},
-      {header + std::string("\x03" "ab", 3), "question runs past the end"},
+      {header + std::string("\x03"
+                            "ab",
+                            3),
+       "question runs past the end"},
       {header + std::string("\xc0\x0c\x00\x01\x00\x01", 6), "does not point backwards"},
       {header + std::string("\xc0\x20\x00\x01\x00\x01", 6), "does not point backwards"},
-      {header + std::string("\x40" "a\x00\x00\x01\x00\x01", 7), "unsupported label type"},
-      {header + std::string("\x00\x00\x01\x00\x01" "junk", 9), "trailing garbage"},
+      {header + std::string("\x40"
+                            "a\x00\x00\x01\x00\x01",
+                            7),
+       "unsupported label type"},
+      {header + std::string("\x00\x00\x01\x00\x01"
+                            "junk",
+                            9),
+       "trailing garbage"},
   };
   for (const Case& c : cases) {
     auto m = ParseMessage(c.wire);
@@ -124,7 +137,8 @@ TEST(DnsMessageTest, FormErrResponse_KeepsTheIdAndDropsResponsesAndRunts) {
 TEST(DnsMessageTest, BuildUdpResponse_TruncatesTo512WithoutEdns) {
   Message q = Query("tasks.web");
   Message r = ResponseTo(q, kRcodeNoError);
-  for (unsigned char i = 1; i <= 60; ++i) r.answers.push_back(ARecord("tasks.web", {10, 0, 1, i}, 0));
+  for (unsigned char i = 1; i <= 60; ++i)
+    r.answers.push_back(ARecord("tasks.web", {10, 0, 1, i}, 0));
   EXPECT_GT(BuildMessage(r).size(), 512u);
   EXPECT_EQ(MaxUdpResponseSize(q), 512u);
   std::string udp = BuildUdpResponse(r, MaxUdpResponseSize(q));
@@ -171,7 +185,8 @@ TEST(DnsMessageTest, ResolvConf_KeepsSearchDomainsAndPointsAt127_0_0_11) {
 // whatever parses builds again and parses to the same sections.
 TEST(DnsMessageTest, ParseMessage_RandomAndMutatedInputNeverCrash) {
   Message r = ResponseTo(WithEdns(Query("tasks.web.example"), 1232), kRcodeNoError);
-  for (unsigned char i = 1; i <= 5; ++i) r.answers.push_back(ARecord("tasks.web.example", {10, 0, 0, i}, 0));
+  for (unsigned char i = 1; i <= 5; ++i)
+    r.answers.push_back(ARecord("tasks.web.example", {10, 0, 0, i}, 0));
   r.answers.push_back(PtrRecord("x.in-addr.arpa", "web.1", 0));
   const std::string seeds[] = {BuildMessage(Query("web")), BuildMessage(r),
                                BuildMessage(Query("2.0.0.10.in-addr.arpa", kTypePtr))};

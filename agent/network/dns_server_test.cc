@@ -207,7 +207,8 @@ class FakeUpstream {
       char buf[4096];
       sockaddr_in from{};
       socklen_t len = sizeof(from);
-      ssize_t n = recvfrom(fd_.get(), buf, sizeof(buf), 0, reinterpret_cast<sockaddr*>(&from), &len);
+      ssize_t n =
+          recvfrom(fd_.get(), buf, sizeof(buf), 0, reinterpret_cast<sockaddr*>(&from), &len);
       if (n <= 0) continue;
       absl::StatusOr<Message> q = ParseMessage(std::string_view(buf, n));
       if (!q.ok() || q->questions.empty()) continue;
@@ -235,10 +236,12 @@ class DnsServerTest : public ::testing::Test {
     ASSERT_TRUE(ns.ok()) << ns.status();
     ns_ = std::move(*ns);
     table_.SetService("front", {.name = "web", .vips = {Ip("10.0.0.2")}});
-    table_.AddTask("front", {.task_id = "t1", .service_name = "web", .names = {"web.1.t1"},
-                             .address = Ip("10.0.0.3")});
-    table_.AddTask("front", {.task_id = "t2", .service_name = "web", .names = {"web.2.t2"},
-                             .address = Ip("10.0.0.4")});
+    table_.AddTask(
+        "front",
+        {.task_id = "t1", .service_name = "web", .names = {"web.1.t1"}, .address = Ip("10.0.0.3")});
+    table_.AddTask(
+        "front",
+        {.task_id = "t2", .service_name = "web", .names = {"web.2.t2"}, .address = Ip("10.0.0.4")});
     table_.SetService("back", {.name = "db", .vips = {Ip("10.1.0.2")}});
   }
 
@@ -340,7 +343,8 @@ TEST_F(DnsServerTest, Tcp_AnswersSeveralQueriesOnOneConnection) {
 TEST_F(DnsServerTest, LargeAnswer_TruncatedOverUdpAndWholeOverTcp) {
   StartServer({});
   for (int i = 0; i < 60; ++i) {
-    table_.AddTask("front", {.task_id = absl::StrCat("big", i), .service_name = "big",
+    table_.AddTask("front", {.task_id = absl::StrCat("big", i),
+                             .service_name = "big",
                              .address = Ip(absl::StrCat("10.0.1.", i + 1).c_str())});
   }
   auto udp = AskUdpRaw(ns_.get(), BuildMessage(Query("tasks.big")));
@@ -359,7 +363,10 @@ TEST_F(DnsServerTest, LargeAnswer_TruncatedOverUdpAndWholeOverTcp) {
 
 TEST_F(DnsServerTest, Malformed_GetsFormErrAndTheServerKeepsServing) {
   StartServer({});
-  std::string garbage("\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x3f" "abc", 16);
+  std::string garbage(
+      "\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x3f"
+      "abc",
+      16);
   auto r = AskUdpRaw(ns_.get(), garbage);
   ASSERT_TRUE(r.ok()) << r.status();
   auto m = ParseMessage(*r);

@@ -11,6 +11,7 @@
 
 #include "agent/network/dns_message.h"
 #include "common/ip.h"
+#include "common/random.h"
 
 namespace swarm::agent::network::dns {
 namespace {
@@ -36,8 +37,8 @@ std::vector<std::string> Texts(const std::optional<DnsTable::Addresses>& a) {
 
 TaskRecord Task(const std::string& id, const std::string& service, const char* ip,
                 std::vector<std::string> names = {}) {
-  return TaskRecord{.task_id = id, .service_name = service, .names = std::move(names),
-                    .address = Ip(ip)};
+  return TaskRecord{
+      .task_id = id, .service_name = service, .names = std::move(names), .address = Ip(ip)};
 }
 
 Message Query(const std::string& name, uint16_t type = kTypeA) {
@@ -238,6 +239,32 @@ TEST_F(DnsTableTest, ConcurrentUpdatesAndLookups_NeverSeeHalfATask) {
   }
   writer.join();
   EXPECT_FALSE(table_.Lookup("busy", {"front"}).has_value());
+}
+
+// Fuzz-style: whatever parses as a query is answered or forwarded, never a crash, and the
+// answer always builds into a message that parses and fits a UDP client's limit.
+TEST_F(DnsTableTest, Answer_MutatedQueriesNeverCrash) {
+  const std::string seeds[] = {BuildMessage(Query("tasks.web")), BuildMessage(Query("db")),
+                               BuildMessage(Query("3.0.0.10.in-addr.arpa", kTypePtr)),
+                               BuildMessage(Query("web.1.t1", kTypeAaaa))};
+  for (uint64_t seed = 1; seed <= 10; ++seed) {
+    SeededRandom rng(seed);
+    for (int i = 0; i < 2000; ++i) {
+      std::string wire = seeds[rng.Uniform(4)];
+      const int mutations = 1 + rng.Uniform(4);
+      for (int k = 0; k < mutations; ++k) {
+        wire[12 + rng.Uniform(wire.size() - 12)] = static_cast<char>(rng.Uniform(256));
+      }
+      auto query = ParseMessage(wire);
+      if (!query.ok()) continue;
+      auto answer = table_.Answer(*query, {"front", "back"}, rng.Next64());
+      if (!answer.has_value()) continue;
+      std::string udp = BuildUdpResponse(*answer, MaxUdpResponseSize(*query));
+      auto parsed = ParseMessage(udp);
+      ASSERT_TRUE(parsed.ok()) << "seed " << seed << " iteration " << i << ": " << parsed.status();
+      EXPECT_EQ(parsed->header.id, query->header.id);
+    }
+  }
 }
 
 TEST(UpstreamsFromResolvConfTest, LoopbackResolversAreAskedFromTheHost) {

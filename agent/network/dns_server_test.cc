@@ -247,8 +247,10 @@ class DnsServerTest : public ::testing::Test {
 
   // A server forwarding to `upstreams` (on 127.x addresses of the container's namespace),
   // serving container c1 in ns_ on network front.
-  void StartServer(std::vector<const char*> upstreams) {
+  void StartServer(std::vector<const char*> upstreams,
+                   absl::Duration tcp_idle_timeout = absl::Seconds(10)) {
     DnsServerOptions options;
+    options.tcp_idle_timeout = tcp_idle_timeout;
     for (const char* ip : upstreams) options.upstreams.push_back({.address = Ip(ip)});
     options.upstream_timeout = absl::Milliseconds(300);
     server_ = std::make_unique<DnsServer>(&table_, std::move(options));
@@ -427,6 +429,60 @@ TEST_F(DnsServerTest, RemoveContainer_ClosesItsSocketsAtOnce) {
   auto r = AskUdp(ns_.get(), Query("web"));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_THAT(Addresses(*r), ElementsAre("10.0.0.2"));
+}
+
+TEST_F(DnsServerTest, Tcp_IdleConnectionsAreClosed) {
+  StartServer({}, absl::Milliseconds(200));
+  ScopedFd conn;
+  ASSERT_TRUE(RunInNetns(ns_.get(), [&]() -> absl::Status {
+                conn = ScopedFd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+                sockaddr_in to = Sockaddr("127.0.0.11", 53);
+                if (connect(conn.get(), reinterpret_cast<sockaddr*>(&to), sizeof(to)) != 0) {
+                  return ErrnoToStatus(errno, "connecting");
+                }
+                return absl::OkStatus();
+              }).ok());
+  const absl::Time start = absl::Now();
+  ASSERT_TRUE(WaitReadable(conn.get()).ok());
+  char c;
+  EXPECT_EQ(recv(conn.get(), &c, 1, 0), 0) << "closed by the server";
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(150));
+}
+
+// Queries race table updates and the container being removed and added again: every answer
+// is one the table could give at some moment, and nothing crashes or hangs.
+TEST_F(DnsServerTest, Concurrent_QueriesDuringUpdatesSeeOnlyRealStates) {
+  StartServer({});
+  std::atomic<bool> done{false};
+  std::atomic<int> answered{0};
+  std::thread churn([&] {
+    pthread_setname_np(pthread_self(), "test-churn");
+    // Until the client has had 40 answers, re-adding the container after every 10 of them,
+    // so that the client makes progress whatever the scheduling.
+    for (int readd_at = 10; answered < 40;) {
+      table_.AddTask("front", {.task_id = "t5", .service_name = "web", .address = Ip("10.0.0.5")});
+      absl::SleepFor(absl::Microseconds(100));
+      table_.RemoveTask("front", "t5");
+      if (answered >= readd_at) {
+        readd_at += 10;
+        EXPECT_TRUE(server_->RemoveContainer("c1").ok());
+        EXPECT_TRUE(server_->AddContainer("c1", ns_.get(), {"front"}).ok());
+      }
+    }
+    done = true;
+  });
+  while (!done) {
+    auto r = AskUdp(ns_.get(), Query("tasks.web"));
+    if (!r.ok()) continue;  // asked while the container was being re-added
+    ++answered;
+    for (const std::string& a : Addresses(*r)) {
+      EXPECT_TRUE(a == "10.0.0.3" || a == "10.0.0.4" || a == "10.0.0.5") << a;
+    }
+  }
+  churn.join();
+  auto r = AskUdp(ns_.get(), Query("tasks.web"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_THAT(Addresses(*r), UnorderedElementsAre("10.0.0.3", "10.0.0.4"));
 }
 
 TEST_F(DnsServerTest, AddContainer_LoopbackDownSaysWhatFailed) {

@@ -412,7 +412,12 @@ absl::Status DnsServer::AddContainer(const std::string& container_id, int netns_
     c.forward = ScopedFd(fwd);
     return absl::OkStatus();
   });
-  if (!status.ok()) return status;
+  if (!status.ok()) {
+    // The errors from inside say where already; a failed setns does not.
+    if (absl::StrContains(status.message(), container_id)) return status;
+    return absl::Status(status.code(), absl::StrCat("serving DNS to container ", container_id, ": ",
+                                                    status.message()));
+  }
 
   absl::MutexLock lock(&mu_);
   if (!running_ || stopping_) {

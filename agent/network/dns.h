@@ -26,6 +26,20 @@
 //   Upstreams on the host's loopback (127.0.0.53 of systemd-resolved) are asked from the
 //   daemon's own namespace, the others from the container's.
 //
+// How the agent uses them (one table and one server per node):
+//   at start   table = DnsTable; server = DnsServer(&table, {.upstreams =
+//              UpstreamsFromResolvConf(*ReadResolvConf())}); server.Start()
+//   records    agent/endpoints.h's listener: table.ReplaceTasks(network, <its records as
+//              TaskRecords: task ID, service name, {task name, aliases}, IP without prefix>);
+//              from a task's service endpoint: table.SetService(network, {name, mode, VIP of
+//              that network}), RemoveService when the service goes; RemoveNetwork when the
+//              node leaves the network
+//   container  before its process starts: server.AddContainer(container ID, fd of its
+//              network namespace, its network IDs), and /etc/resolv.conf in the container =
+//              ContainerResolvConf(host's) (a runtime FileSpec); SetNetworks when it joins or
+//              leaves one; RemoveContainer when it stops, before its namespace goes
+//   at exit    server.Stop()
+//
 // Thread-safety: DnsTable is thread-safe (one mutex; readers never see half an update).
 // DnsServer's methods are thread-safe, except that Start and Stop are the owner's and are not
 // called concurrently with each other; its state is guarded by one mutex that the event

@@ -502,6 +502,13 @@ TEST_F(DnsServerTest, AddContainer_LoopbackDownSaysWhatFailed) {
   EXPECT_THAT(Addresses(*r), ElementsAre("10.0.0.2"));
 }
 
+TEST_F(DnsServerTest, AddContainer_BadNamespaceNamesTheContainer) {
+  StartServer({});
+  absl::Status s = server_->AddContainer("c4", /*netns_fd=*/-1, {"front"});
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(std::string(s.message()), HasSubstr("serving DNS to container c4: joining"));
+}
+
 TEST(DnsServerLifecycleTest, AddContainerBeforeStartIsRefused) {
   DnsTable table;
   DnsServer server(&table, {});

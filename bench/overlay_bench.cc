@@ -70,20 +70,12 @@ struct Pair {
   ScopedFd server;  // the accepted connection
 };
 
-sockaddr_in Addr(const IpAddress& ip, int port) {
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(port);
-  std::memcpy(&sa.sin_addr, ip.bytes.data(), 4);
-  return sa;
-}
-
 absl::StatusOr<Pair> Connect(const std::string& client_ns, const std::string& server_ns,
                              const IpAddress& server_ip, int port) {
   ASSIGN_OR_RETURN(ScopedFd listener, testing::SocketIn(server_ns, AF_INET, SOCK_STREAM));
   int one = 1;
   setsockopt(listener.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  sockaddr_in sa = Addr(server_ip, port);
+  sockaddr_in sa = ToSockaddr(server_ip, port);
   if (bind(listener.get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0 ||
       listen(listener.get(), 1) != 0) {
     return absl::InternalError(std::string("listen: ") + strerror(errno));

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <cstring>
 #include <string>
 
 #include "absl/strings/numbers.h"
@@ -15,6 +16,14 @@ bool IpNetwork::Contains(const IpAddress& ip) const {
     if ((ip.bytes[bit / 8] & mask) != (base.bytes[bit / 8] & mask)) return false;
   }
   return true;
+}
+
+sockaddr_in ToSockaddr(const IpAddress& ip, uint16_t port) {
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(port);
+  std::memcpy(&sa.sin_addr, ip.bytes.data(), 4);
+  return sa;
 }
 
 std::optional<IpAddress> ParseIp(std::string_view text) {

@@ -31,6 +31,8 @@ struct IpNetwork {
 };
 
 std::optional<IpAddress> ParseIp(std::string_view text);
+// An IPv4 address and a port as a socket address (the address must be IPv4).
+sockaddr_in ToSockaddr(const IpAddress& ip, uint16_t port);
 // "10.0.0.0/24"; without a prefix length, require_prefix decides between refusing it and
 // taking the address as a network of full length.
 std::optional<IpNetwork> ParseCidr(std::string_view text, bool require_prefix = true);

@@ -64,14 +64,6 @@ std::optional<IpAddress> ParseReverseName(const std::string& canonical) {
   return ip;
 }
 
-sockaddr_in ToSockaddr(const IpAddress& ip, uint16_t port) {
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(port);
-  std::memcpy(&sa.sin_addr, ip.bytes.data(), 4);
-  return sa;
-}
-
 std::string AddressText(const sockaddr_in& sa) {
   char buf[INET_ADDRSTRLEN] = {};
   inet_ntop(AF_INET, &sa.sin_addr, buf, sizeof(buf));

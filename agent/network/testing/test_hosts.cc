@@ -62,14 +62,6 @@ uint16_t Checksum(const void* data, size_t len) {
   return htons(static_cast<uint16_t>(~sum));
 }
 
-sockaddr_in SockAddr(const IpAddress& ip, int port) {
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(port);
-  std::memcpy(&sa.sin_addr, ip.bytes.data(), 4);
-  return sa;
-}
-
 }  // namespace
 
 IpAddress Ip(const char* text) {
@@ -155,7 +147,7 @@ absl::StatusOr<ScopedFd> SocketIn(const std::string& netns_path, int domain, int
 absl::StatusOr<bool> Ping(const std::string& netns_path, const IpAddress& to, int timeout_ms) {
   ASSIGN_OR_RETURN(ScopedFd s, SocketIn(netns_path, AF_INET, SOCK_RAW, IPPROTO_ICMP));
   const uint16_t id = static_cast<uint16_t>(getpid());
-  sockaddr_in dst = SockAddr(to, 0);
+  sockaddr_in dst = ToSockaddr(to, 0);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   for (uint16_t seq = 1; std::chrono::steady_clock::now() < deadline; ++seq) {
     uint8_t packet[64] = {};
@@ -196,7 +188,7 @@ absl::StatusOr<EchoResult> TcpEcho(const std::string& client_ns, const std::stri
   ASSIGN_OR_RETURN(ScopedFd listener, SocketIn(server_ns, AF_INET, SOCK_STREAM));
   int one = 1;
   setsockopt(listener.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  sockaddr_in bind_addr = SockAddr(server_ip, port);
+  sockaddr_in bind_addr = ToSockaddr(server_ip, port);
   if (bind(listener.get(), reinterpret_cast<sockaddr*>(&bind_addr), sizeof(bind_addr)) != 0 ||
       listen(listener.get(), 4) != 0) {
     return ErrnoToStatus(errno, absl::StrCat("listening on ", FormatIp(server_ip), ":", port));
@@ -205,7 +197,7 @@ absl::StatusOr<EchoResult> TcpEcho(const std::string& client_ns, const std::stri
   timeval tv{5, 0};
   setsockopt(client.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
   setsockopt(client.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  sockaddr_in to = SockAddr(connect_ip, port);
+  sockaddr_in to = ToSockaddr(connect_ip, port);
   if (connect(client.get(), reinterpret_cast<sockaddr*>(&to), sizeof(to)) != 0) {
     return ErrnoToStatus(errno, absl::StrCat("connecting to ", FormatIp(connect_ip), ":", port));
   }

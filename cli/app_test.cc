@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "proto/control.grpc.pb.h"
+#include "proto/logbroker.grpc.pb.h"
 #include "proto/node.grpc.pb.h"
 
 namespace swarm::cli {
@@ -316,6 +317,48 @@ class FakeControl final : public api::Control::Service {
   FakeState* s_;
 };
 
+// Logs of web's first task: the first stream breaks (UNAVAILABLE, as when the leader changes)
+// after two lines; the next one starts again at the second line's time and brings a third.
+class FakeLogs final : public api::Logs::Service {
+ public:
+  static constexpr char kTask[] = "webtask100000000000000000";
+  grpc::Status SubscribeLogs(grpc::ServerContext*, const api::SubscribeLogsRequest* req,
+                             grpc::ServerWriter<api::SubscribeLogsMessage>* w) override {
+    int call;
+    {
+      absl::MutexLock lock(&mu_);
+      requests_.push_back(*req);
+      call = static_cast<int>(requests_.size());
+    }
+    api::SubscribeLogsMessage m;
+    auto line = [&](int second, const std::string& data) {
+      api::LogMessage* l = m.add_messages();
+      l->mutable_context()->set_task_id(kTask);
+      l->mutable_context()->set_node_id("node1id000000000000000000");
+      SetTime(kNow + absl::Seconds(second), l->mutable_timestamp());
+      l->set_data(data);
+    };
+    if (call == 1) {
+      line(1, "one");
+      line(2, "two");
+      w->Write(m);
+      return {grpc::StatusCode::UNAVAILABLE, "the raft leader changed"};
+    }
+    line(2, "two");  // the same instant again: already printed
+    line(3, "three");
+    w->Write(m);
+    return {grpc::StatusCode::INVALID_ARGUMENT, "that is all"};
+  }
+  std::vector<api::SubscribeLogsRequest> requests() {
+    absl::MutexLock lock(&mu_);
+    return requests_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<api::SubscribeLogsRequest> requests_ ABSL_GUARDED_BY(mu_);
+};
+
 class FakeNodeAdmin final : public api::NodeAdmin::Service {
  public:
   explicit FakeNodeAdmin(FakeState* s) : s_(s) {}
@@ -399,6 +442,7 @@ class SwarmctlTest : public ::testing::Test {
     builder.AddListeningPort("unix:" + socket_, grpc::InsecureServerCredentials());
     builder.RegisterService(&control_);
     builder.RegisterService(&admin_);
+    builder.RegisterService(&logs_);
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
   }
@@ -569,6 +613,7 @@ class SwarmctlTest : public ::testing::Test {
   FakeState state_;
   FakeControl control_{&state_};
   FakeNodeAdmin admin_{&state_};
+  FakeLogs logs_;
   std::unique_ptr<grpc::Server> server_;
   InstantClock clock_;
   std::string dir_, own_dir_, socket_;
@@ -1332,6 +1377,33 @@ TEST_F(SwarmctlTest, InfoAndVersion) {
   r = Run({"info"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "Swarm: inactive\n");
+}
+
+}  // namespace
+}  // namespace swarm::cli
+
+namespace swarm::cli {
+namespace {
+
+TEST_F(SwarmctlTest, ServiceLogs_FollowResumesABrokenStreamWithoutRepeatingLines) {
+  Result r = Run({"service", "logs", "-f", "--tail", "5", "web"});
+  // The second stream ended with an error that is not a broken connection: it is reported.
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.out, HasSubstr("@node1    | one\n"));
+  const size_t first_two = r.out.find("| two");
+  ASSERT_NE(first_two, std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("| two", first_two + 1), std::string::npos) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("| three\n"));
+  EXPECT_THAT(r.err,
+              HasSubstr("the log stream was interrupted (the raft leader changed); resuming"));
+  EXPECT_THAT(r.err, HasSubstr("that is all"));
+  const std::vector<api::SubscribeLogsRequest> reqs = logs_.requests();
+  ASSERT_EQ(reqs.size(), 2u);
+  EXPECT_EQ(reqs[0].options().tail(), -6);
+  // Again from the last line's time, without --tail (which would repeat older lines).
+  EXPECT_EQ(reqs[1].options().tail(), 0);
+  EXPECT_EQ(reqs[1].options().since().seconds(), absl::ToUnixSeconds(kNow + absl::Seconds(2)));
+  EXPECT_TRUE(reqs[1].options().follow());
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 #include <functional>
 #include <map>
 #include <ostream>
+#include <set>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -328,6 +329,10 @@ absl::StatusOr<absl::Time> ParseSince(Session& s, const std::string& text) {
   return s.now() - *d;
 }
 
+// How often, and after how long, a broken --follow stream is opened again before giving up.
+constexpr int kLogRetries = 30;
+constexpr absl::Duration kLogRetryDelay = absl::Milliseconds(500);
+
 // `service logs SERVICE|TASK`: the lines of the tasks as the agents publish them, prefixed
 // "<task name>.<task id>@<node>    | " as Docker prints them. Nodes whose logs cannot come are
 // named on stderr and the rest keeps coming.
@@ -389,44 +394,64 @@ absl::Status Logs(Session& s, const LogsFlags& f) {
   };
 
   std::unique_ptr<api::Logs::Stub> stub = api::Logs::NewStub(c->channel());
-  grpc::ClientContext ctx;
-  std::unique_ptr<grpc::ClientReader<api::SubscribeLogsMessage>> reader =
-      stub->SubscribeLogs(&ctx, req);
-  api::SubscribeLogsMessage msg;
-  while (reader->Read(&msg)) {
-    for (const api::LogUnavailable& u : msg.unavailable()) {
-      std::string reason = u.reason();
-      if (auto n = node_names.find(u.node_id()); n != node_names.end()) {
-        reason = absl::StrReplaceAll(reason, {{u.node_id(), n->second}});
+  // With --follow, a stream that breaks (the leader changed, the manager restarted) is opened
+  // again from the last line's time; lines of that very instant already printed are skipped.
+  absl::Time last_time = absl::InfinitePast();
+  std::set<std::string> printed_at_last_time;
+  int retries = 0;
+  for (;;) {
+    grpc::ClientContext ctx;
+    std::unique_ptr<grpc::ClientReader<api::SubscribeLogsMessage>> reader =
+        stub->SubscribeLogs(&ctx, req);
+    api::SubscribeLogsMessage msg;
+    while (reader->Read(&msg)) {
+      retries = 0;
+      for (const api::LogUnavailable& u : msg.unavailable()) {
+        std::string reason = u.reason();
+        if (auto n = node_names.find(u.node_id()); n != node_names.end()) {
+          reason = absl::StrReplaceAll(reason, {{u.node_id(), n->second}});
+        }
+        s.err() << "error from daemon in stream: " << reason << "\n";
       }
-      s.err() << "error from daemon in stream: " << reason << "\n";
+      for (const api::LogMessage& m : msg.messages()) {
+        const absl::Time at = FromTimestamp(m.timestamp());
+        const std::string key = absl::StrCat(m.context().task_id(), "\n", m.data());
+        if (at < last_time || (at == last_time && printed_at_last_time.contains(key))) continue;
+        if (at > last_time) printed_at_last_time.clear();
+        last_time = at;
+        printed_at_last_time.insert(key);
+        std::string line;
+        if (f.timestamps) {
+          absl::StrAppend(&line,
+                          absl::FormatTime(absl::RFC3339_full, FromTimestamp(m.timestamp()),
+                                           absl::UTCTimeZone()),
+                          " ");
+        }
+        if (!f.raw) {
+          const std::string& task = m.context().task_id();
+          std::string id = f.no_trunc ? task : task.substr(0, 12);
+          auto node = node_names.find(m.context().node_id());
+          absl::StrAppend(&line, task_name(task), f.no_task_ids ? "" : "." + id, "@",
+                          node == node_names.end() ? m.context().node_id() : node->second,
+                          "    | ");
+        }
+        absl::StrAppend(&line, m.data());
+        if (line.empty() || line.back() != '\n') line += "\n";
+        s.out() << line;
+      }
+      s.out().flush();
     }
-    for (const api::LogMessage& m : msg.messages()) {
-      std::string line;
-      if (f.timestamps) {
-        absl::StrAppend(
-            &line,
-            absl::FormatTime(absl::RFC3339_full, FromTimestamp(m.timestamp()), absl::UTCTimeZone()),
-            " ");
-      }
-      if (!f.raw) {
-        const std::string& task = m.context().task_id();
-        std::string id = f.no_trunc ? task : task.substr(0, 12);
-        auto node = node_names.find(m.context().node_id());
-        absl::StrAppend(&line, task_name(task), f.no_task_ids ? "" : "." + id, "@",
-                        node == node_names.end() ? m.context().node_id() : node->second, "    | ");
-      }
-      absl::StrAppend(&line, m.data());
-      if (line.empty() || line.back() != '\n') line += "\n";
-      s.out() << line;
+    grpc::Status st = reader->Finish();
+    const bool resumable = f.follow && st.error_code() == grpc::StatusCode::UNAVAILABLE;
+    if (!resumable || ++retries > kLogRetries) {
+      if (st.ok()) return absl::OkStatus();
+      return absl::Status(static_cast<absl::StatusCode>(st.error_code()), st.error_message());
     }
-    s.out().flush();
+    s.err() << "the log stream was interrupted (" << st.error_message() << "); resuming\n";
+    s.io().clock->SleepFor(kLogRetryDelay);
+    o->clear_tail();
+    if (last_time != absl::InfinitePast()) *o->mutable_since() = ToTimestamp(last_time);
   }
-  grpc::Status st = reader->Finish();
-  if (!st.ok()) {
-    return absl::Status(static_cast<absl::StatusCode>(st.error_code()), st.error_message());
-  }
-  return absl::OkStatus();
 }
 
 // The flags create and update share; update adds the --X-add/--X-rm forms.

@@ -44,8 +44,7 @@ class EndpointTable {
  private:
   mutable absl::Mutex mu_;
   // network ID -> task ID -> record.
-  std::map<std::string, std::map<std::string, api::EndpointRecord>> networks_
-      ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::map<std::string, api::EndpointRecord>> networks_ ABSL_GUARDED_BY(mu_);
   // Serializes Apply, so listeners hear the networks' states in message order.
   absl::Mutex apply_mu_;
   const Listener listener_;

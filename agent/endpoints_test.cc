@@ -18,12 +18,12 @@ void Add(api::AssignmentsMessage& m, const std::string& network, const std::stri
 // What the listener heard, as "net: ip ip" per call.
 class EndpointTableTest : public ::testing::Test {
  protected:
-  EndpointTable table_{[this](const std::string& network,
-                              const std::vector<api::EndpointRecord>& records) {
-    std::string s = network + ":";
-    for (const api::EndpointRecord& r : records) s += " " + r.ip();
-    heard_.push_back(s);
-  }};
+  EndpointTable table_{
+      [this](const std::string& network, const std::vector<api::EndpointRecord>& records) {
+        std::string s = network + ":";
+        for (const api::EndpointRecord& r : records) s += " " + r.ip();
+        heard_.push_back(s);
+      }};
   std::vector<std::string> heard_;
 };
 
@@ -35,8 +35,8 @@ TEST_F(EndpointTableTest, Apply_TellsEachChangedNetworkOnceWithItsRecords) {
   Add(complete, "net-b", "t1", "10.0.2.3/24");
   complete.add_changes()->mutable_assignment()->mutable_task()->set_id("t1");  // not ours
   table_.Apply(complete);
-  EXPECT_EQ(heard_, (std::vector<std::string>{"net-a: 10.0.1.3/24 10.0.1.4/24",
-                                              "net-b: 10.0.2.3/24"}));
+  EXPECT_EQ(heard_,
+            (std::vector<std::string>{"net-a: 10.0.1.3/24 10.0.1.4/24", "net-b: 10.0.2.3/24"}));
   EXPECT_EQ(table_.Networks(), (std::vector<std::string>{"net-a", "net-b"}));
 
   heard_.clear();

@@ -218,7 +218,6 @@ struct Agent {
   std::map<std::string, api::TaskState> pending ABSL_GUARDED_BY(mu);
   // Tasks whose RUNNING report the dispatcher acknowledged and that are still desired RUNNING.
   std::set<std::string> running ABSL_GUARDED_BY(mu);
-
 };
 
 class Agent::SessionReader final : public grpc::ClientReadReactor<api::SessionMessage> {
@@ -288,8 +287,8 @@ class Fleet {
     ++sessions_lost_;
     SeededRandom random(generation * 7919 + a.index);
     absl::MutexLock lock(&mu_);
-    reconnects_.push(Due{absl::Now() + absl::Milliseconds(250 + random.Uniform(750)), a.index,
-                         generation});
+    reconnects_.push(
+        Due{absl::Now() + absl::Milliseconds(250 + random.Uniform(750)), a.index, generation});
   }
 
   // The session's first message: its ID; heartbeats and the assignments stream start.

@@ -19,7 +19,7 @@ id_t ThreadId() { return static_cast<id_t>(syscall(SYS_gettid)); }
 absl::Status SetThreadNice(int nice) {
   if (setpriority(PRIO_PROCESS, ThreadId(), nice) != 0) {
     return ErrnoToStatus(errno, absl::StrCat("setting the thread's nice value to ", nice,
-                                           " (raising it needs CAP_SYS_NICE)"));
+                                             " (raising it needs CAP_SYS_NICE)"));
   }
   return absl::OkStatus();
 }

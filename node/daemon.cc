@@ -747,9 +747,8 @@ absl::StatusOr<api::IssueOperatorCertificateResponse> Daemon::IssueOperatorCerti
   m->store().View([&](const manager::store::ReadTx& tx) { clusters = tx.ListClusters(); });
   if (clusters.empty()) return absl::FailedPreconditionError("this manager holds no swarm yet");
   const api::Cluster& cluster = *clusters[0];
-  ASSIGN_OR_RETURN(manager::ca::RootCA root, manager::ca::RootCA::Load(
-                                                 cluster.root_ca().ca_cert(),
-                                                 cluster.root_ca().ca_key()));
+  ASSIGN_OR_RETURN(manager::ca::RootCA root, manager::ca::RootCA::Load(cluster.root_ca().ca_cert(),
+                                                                       cluster.root_ca().ca_key()));
   absl::Duration validity = manager::ca::kDefaultNodeCertValidity;
   if (cluster.spec().ca_config().has_node_cert_expiry()) {
     validity = absl::Seconds(cluster.spec().ca_config().node_cert_expiry().seconds());

@@ -60,8 +60,7 @@ class Peer {
   // election timers run out while the leader is healthy. Raft allows the reordering; a
   // heartbeat's commit index never exceeds what the follower acknowledged.
   static bool IsBulk(MessageType type) {
-    return type == MessageType::kApp || type == MessageType::kSnap ||
-           type == MessageType::kProp;
+    return type == MessageType::kApp || type == MessageType::kSnap || type == MessageType::kProp;
   }
 
   static uint64_t MessageBytes(const Message& m) {

@@ -1,8 +1,8 @@
 #include "agent/network/netns.h"
 
 #include <fcntl.h>
-#include <pthread.h>
 #include <net/if.h>
+#include <pthread.h>
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>

@@ -600,11 +600,11 @@ absl::Status Server::Authorize(const grpc::ServerContext* ctx) const {
   }
   absl::Status s = tls::RequireRole(*ctx, {tls::kManagerRole, tls::kOperatorRole});
   if (s.ok() || s.code() == absl::StatusCode::kPermissionDenied) return s;
-  return absl::PermissionDeniedError(absl::StrCat(
-      "the control API needs a ", tls::kManagerRole, " or ", tls::kOperatorRole,
-      " certificate over this listener (", s.message(),
-      "); run swarmctl on a manager node to use its local socket, or get an operator "
-      "certificate there with swarmctl swarm ca client-cert"));
+  return absl::PermissionDeniedError(
+      absl::StrCat("the control API needs a ", tls::kManagerRole, " or ", tls::kOperatorRole,
+                   " certificate over this listener (", s.message(),
+                   "); run swarmctl on a manager node to use its local socket, or get an operator "
+                   "certificate there with swarmctl swarm ca client-cert"));
 }
 
 grpc::Status Server::Serve(grpc::ServerContext* ctx, Access access,

@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <array>
-#include <set>
 #include <map>
+#include <set>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -128,12 +128,13 @@ NodeAssignments ReadAssignments(const store::ReadTx& tx, const std::string& node
     for (const store::Ptr<api::Task>& t : tx.TasksByNetwork(network_id)) {
       if (!HasEndpoint(*t) || AttachmentTo(*t, network_id) == nullptr) continue;
       auto s = services.find(t->service_id());
-      if (s == services.end()) s = services.emplace(t->service_id(), tx.GetService(t->service_id())).first;
+      if (s == services.end())
+        s = services.emplace(t->service_id(), tx.GetService(t->service_id())).first;
       auto n = nodes.find(t->node_id());
       if (n == nodes.end()) n = nodes.emplace(t->node_id(), tx.GetNode(t->node_id())).first;
-      endpoints.emplace(std::make_pair(network_id, t->id()),
-                        NodeAssignments::EndpointSource{t, s->second, n->second,
-                                                        network->spec().ingress()});
+      endpoints.emplace(
+          std::make_pair(network_id, t->id()),
+          NodeAssignments::EndpointSource{t, s->second, n->second, network->spec().ingress()});
     }
   }
   return now;

@@ -24,12 +24,12 @@
 #ifndef SWARM_MANAGER_DISPATCHER_ASSIGNMENTS_H_
 #define SWARM_MANAGER_DISPATCHER_ASSIGNMENTS_H_
 
-#include <cstdint>
 #include <array>
+#include <cstdint>
 #include <map>
-#include <string_view>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"

@@ -244,7 +244,8 @@ class EndpointRecordsTest : public AssignmentSetTest {
   }
   const api::EndpointRecord* Record(const api::AssignmentsMessage& m, const std::string& task) {
     for (const api::AssignmentChange& c : m.changes()) {
-      if (c.assignment().has_endpoint_record() && c.assignment().endpoint_record().task_id() == task) {
+      if (c.assignment().has_endpoint_record() &&
+          c.assignment().endpoint_record().task_id() == task) {
         return &c.assignment().endpoint_record();
       }
     }

@@ -45,11 +45,9 @@ void Orchestrator::Run() {
     // Wait for the first event when there is nothing to do, or while the last round's pause
     // lasts; then take what is queued.
     const absl::Duration wait =
-        idle ? kPoll
-             : std::clamp(quiet_until_ - clock_->Now(), absl::ZeroDuration(), kPoll);
+        idle ? kPoll : std::clamp(quiet_until_ - clock_->Now(), absl::ZeroDuration(), kPoll);
     if (watch_ != nullptr) {
-      for (auto e = watch_->Next(wait); e.has_value();
-           e = watch_->Next(absl::ZeroDuration())) {
+      for (auto e = watch_->Next(wait); e.has_value(); e = watch_->Next(absl::ZeroDuration())) {
         const api::StoreAction& obj = e->new_object ? *e->new_object : *e->old_object;
         switch (obj.target_case()) {
           case api::StoreAction::kService:

@@ -8,6 +8,7 @@
 #include "common/tls.h"
 #include "gtest/gtest.h"
 #include "manager/ca/ca.h"
+#include "manager/ca/testing.h"
 #include "proto/raft_service.grpc.pb.h"
 #include "raft/node.h"
 
@@ -63,11 +64,7 @@ class RaftTlsTest : public ::testing::Test {
   }
 
   tls::Credentials Creds(const std::string& node, Role role) {
-    std::string key = *GenerateKey();
-    auto cert = root_->Issue(*CreateCsr(key), node, role, "cluster-1", kDefaultNodeCertValidity,
-                             absl::Now(), random_);
-    EXPECT_TRUE(cert.ok());
-    return tls::Credentials{root_->cert_pem(), *cert, key};
+    return IssueTestCredentials(*root_, node, role, random_);
   }
 
   raft::Node* WaitForLeader() {

@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "manager/ca/ca.h"
 #include "manager/ca/server.h"
+#include "manager/ca/testing.h"
 #include "manager/controlapi/validation.h"
 
 namespace swarm::manager::controlapi {
@@ -236,11 +237,7 @@ TEST_F(ServerTest, Authorization_OverTlsManagersAndOperatorsAreServedAndWorkersR
   auto root = ca::RootCA::Load(cluster.root_ca().ca_cert(), cluster.root_ca().ca_key());
   ASSERT_TRUE(root.ok()) << root.status();
   auto creds = [&](const std::string& node, ca::Role role) {
-    std::string key = *ca::GenerateKey();
-    auto cert = root->Issue(*ca::CreateCsr(key), node, role, "cluster-1",
-                            ca::kDefaultNodeCertValidity, absl::Now(), random_);
-    EXPECT_TRUE(cert.ok()) << cert.status();
-    return tls::Credentials{root->cert_pem(), *cert, key};
+    return ca::IssueTestCredentials(*root, node, role, random_);
   };
   int port = 0;
   grpc::ServerBuilder builder;

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "manager/ca/ca.h"
+#include "manager/ca/testing.h"
 
 namespace swarm::manager::dispatcher {
 namespace {
@@ -85,11 +86,7 @@ class ServiceTest : public ::testing::Test {
   }
 
   tls::Credentials Creds(const std::string& node, Role role) {
-    std::string key = *ca::GenerateKey();
-    auto cert = root_.Issue(*ca::CreateCsr(key), node, role, "cluster-1",
-                            ca::kDefaultNodeCertValidity, absl::Now(), random_);
-    EXPECT_TRUE(cert.ok()) << cert.status();
-    return tls::Credentials{root_.cert_pem(), *cert, key};
+    return ca::IssueTestCredentials(root_, node, role, random_);
   }
   std::unique_ptr<api::Dispatcher::Stub> Agent(const std::string& addr,
                                                const tls::Credentials& creds) {

@@ -11,6 +11,7 @@
 #include "common/tls.h"
 #include "gtest/gtest.h"
 #include "manager/ca/ca.h"
+#include "manager/ca/testing.h"
 
 namespace swarm::manager::logbroker {
 namespace {
@@ -83,11 +84,7 @@ class ServiceTest : public ::testing::Test {
   }
 
   tls::Credentials Creds(const std::string& node, Role role) {
-    std::string key = *ca::GenerateKey();
-    auto cert = root_.Issue(*ca::CreateCsr(key), node, role, "cluster-1",
-                            ca::kDefaultNodeCertValidity, absl::Now(), random_);
-    EXPECT_TRUE(cert.ok()) << cert.status();
-    return tls::Credentials{root_.cert_pem(), *cert, key};
+    return ca::IssueTestCredentials(root_, node, role, random_);
   }
   std::shared_ptr<grpc::Channel> Channel(const std::string& addr, const tls::Credentials& creds) {
     return grpc::CreateCustomChannel(addr, tls::ChannelCredentials(creds), tls::ChannelArguments());

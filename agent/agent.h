@@ -76,7 +76,6 @@ class Agent {
   // The session's ID, empty while there is none (tests, `swarmctl info`).
   std::string session_id() const;
   TaskManager& tasks() { return *tasks_; }
-  const EndpointTable& endpoints() const { return *endpoints_; }
 
  private:
   struct Session;

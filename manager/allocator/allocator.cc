@@ -169,9 +169,11 @@ void Allocator::Run() {
       networks_todo_.merge(networks_blocked_);
       services_todo_.merge(services_blocked_);
       tasks_todo_.merge(tasks_blocked_);
+      nodes_todo_.merge(nodes_blocked_);
       changed_ = false;
     }
-    const bool idle = networks_todo_.empty() && services_todo_.empty() && tasks_todo_.empty();
+    const bool idle = networks_todo_.empty() && services_todo_.empty() && tasks_todo_.empty() &&
+                      nodes_todo_.empty() && !all_nodes_todo_;
     if (watch_ != nullptr) {
       for (auto e = watch_->Next(idle ? kPoll : absl::ZeroDuration()); e.has_value();
            e = watch_->Next(absl::ZeroDuration())) {
@@ -185,12 +187,15 @@ void Allocator::Run() {
       ipam_.reset();
       services_.clear();
       tasks_.clear();
-      for (auto* set : {&networks_todo_, &services_todo_, &tasks_todo_, &networks_blocked_,
-                        &services_blocked_, &tasks_blocked_}) {
+      nodes_.clear();
+      for (auto* set : {&networks_todo_, &services_todo_, &tasks_todo_, &nodes_todo_,
+                        &networks_blocked_, &services_blocked_, &tasks_blocked_, &nodes_blocked_}) {
         set->clear();
       }
+      all_nodes_todo_ = false;
       network_errors_.clear();
       service_errors_.clear();
+      node_error_.clear();
       rebuild_ = false;
       Rebuild();
     }
@@ -259,7 +264,7 @@ void Allocator::Rebuild() {
     for (const auto& t : tx.ListTasks()) {
       if (Waiting(*t)) tasks_todo_.insert(t->id());
       if (Ended(*t)) continue;
-      TaskHolding held;
+      Addresses held;
       for (const api::NetworkAttachment& a : t->networks()) {
         for (const std::string& addr : a.addresses()) {
           const absl::Status s = ipam_->ClaimAddress(a.network().id(), addr);
@@ -272,9 +277,27 @@ void Allocator::Rebuild() {
       }
       if (!held.empty()) tasks_[t->id()] = std::move(held);
     }
+    for (const auto& n : tx.ListNodes()) {
+      // An address that cannot be claimed (its network is gone, or it conflicts) is replaced or
+      // dropped by the nodes phase.
+      nodes_todo_.insert(n->id());
+      Addresses held;
+      for (const api::NetworkAttachment& a : n->attachments()) {
+        for (const std::string& addr : a.addresses()) {
+          const absl::Status s = ipam_->ClaimAddress(a.network().id(), addr);
+          if (s.ok()) {
+            held.emplace_back(a.network().id(), addr);
+          } else if (s.code() != absl::StatusCode::kNotFound) {
+            log::Error(kLog, "a stored node address conflicts; the node gets another",
+                       {{"node", n->id()}, {"reason", s}});
+          }
+        }
+      }
+      if (!held.empty()) nodes_[n->id()] = std::move(held);
+    }
   });
   log::Info(kLog, "rebuilt the address allocations from the store",
-            {{"services", services_.size()}, {"tasks", tasks_.size()}});
+            {{"services", services_.size()}, {"tasks", tasks_.size()}, {"nodes", nodes_.size()}});
 }
 
 void Allocator::OnEvent(const store::Event& e) {
@@ -285,9 +308,22 @@ void Allocator::OnEvent(const store::Event& e) {
       if (removed) {
         ipam_->ReleaseNetwork(obj.network().id());
         network_errors_.erase(obj.network().id());
+        // Its addresses went with it; the nodes' attachments on it are dropped below.
+        for (auto& [id, held] : nodes_) {
+          std::erase_if(held, [&](const auto& a) { return a.first == obj.network().id(); });
+        }
         changed_ = true;
       } else if (!NetworkAllocated(obj.network())) {
         networks_todo_.insert(obj.network().id());
+      }
+      // Every node has an address on the ingress network: it appeared, was allocated or went.
+      if (obj.network().spec().ingress()) all_nodes_todo_ = true;
+      break;
+    case api::StoreAction::kNode:
+      if (removed) {
+        ReleaseNode(obj.node().id());
+      } else {
+        nodes_todo_.insert(obj.node().id());
       }
       break;
     case api::StoreAction::kService:
@@ -326,6 +362,16 @@ void Allocator::ReleaseTask(const std::string& id) {
   changed_ = true;
 }
 
+void Allocator::ReleaseNode(const std::string& id) {
+  nodes_todo_.erase(id);
+  nodes_blocked_.erase(id);
+  auto it = nodes_.find(id);
+  if (it == nodes_.end()) return;
+  for (const auto& [network, addr] : it->second) ipam_->ReleaseAddress(network, addr);
+  nodes_.erase(it);
+  changed_ = true;
+}
+
 void Allocator::ReleaseService(const std::string& id) {
   auto it = services_.find(id);
   if (it == services_.end()) return;
@@ -339,9 +385,10 @@ void Allocator::Round() {
   if (!networks_todo_.empty()) AllocateNetworks();
   if (!services_todo_.empty()) AllocateServices();
   if (!tasks_todo_.empty()) AllocateTasks();
+  if (!nodes_todo_.empty() || all_nodes_todo_) AllocateNodes();
 }
 
-void Allocator::Write(std::vector<Change>& changes, std::set<std::string>* retry) {
+void Allocator::Write(std::vector<Change>& changes, Todo* retry) {
   for (size_t begin = 0; begin < changes.size(); begin += kBatch) {
     const size_t end = std::min(changes.size(), begin + kBatch);
     const absl::Status s = store_->Update([&](store::WriteTx& tx) {
@@ -356,13 +403,16 @@ void Allocator::Write(std::vector<Change>& changes, std::set<std::string>* retry
       if (changes[i].undo) changes[i].undo();
       switch (changes[i].object.target_case()) {
         case api::StoreAction::kNetwork:
-          retry[0].insert(changes[i].object.network().id());
+          retry->networks.insert(changes[i].object.network().id());
           break;
         case api::StoreAction::kService:
-          retry[1].insert(changes[i].object.service().id());
+          retry->services.insert(changes[i].object.service().id());
+          break;
+        case api::StoreAction::kNode:
+          retry->nodes.insert(changes[i].object.node().id());
           break;
         default:
-          retry[2].insert(changes[i].object.task().id());
+          retry->tasks.insert(changes[i].object.task().id());
           break;
       }
     }
@@ -418,9 +468,9 @@ void Allocator::AllocateNetworks() {
     }
   });
   networks_todo_.clear();
-  std::set<std::string> retry[3];
-  Write(changes, retry);
-  networks_todo_.merge(retry[0]);
+  Todo retry;
+  Write(changes, &retry);
+  networks_todo_.merge(retry.networks);
 }
 
 // ---- services ----
@@ -552,9 +602,9 @@ void Allocator::AllocateServices() {
     }
   });
   services_todo_.clear();
-  std::set<std::string> retry[3];
-  Write(changes, retry);
-  services_todo_.merge(retry[1]);
+  Todo retry;
+  Write(changes, &retry);
+  services_todo_.merge(retry.services);
 }
 
 // ---- tasks ----
@@ -562,20 +612,19 @@ void Allocator::AllocateServices() {
 void Allocator::AllocateTasks() {
   // A batch at a time: a View holds the store's read lock, which must not keep the Raft
   // loop's writes waiting while 100,000 new tasks are planned.
-  std::set<std::string> retry[3];
+  Todo retry;
   while (!tasks_todo_.empty()) {
     std::vector<std::string> batch;
     while (!tasks_todo_.empty() && batch.size() < kBatch) {
       batch.push_back(*tasks_todo_.begin());
       tasks_todo_.erase(tasks_todo_.begin());
     }
-    AllocateTaskBatch(batch, retry);
+    AllocateTaskBatch(batch, &retry);
   }
-  tasks_todo_.merge(retry[2]);
+  tasks_todo_.merge(retry.tasks);
 }
 
-void Allocator::AllocateTaskBatch(const std::vector<std::string>& batch,
-                                  std::set<std::string>* retry) {
+void Allocator::AllocateTaskBatch(const std::vector<std::string>& batch, Todo* retry) {
   std::vector<Change> changes;
   const auto now = ToTimestamp(clock_->Now());
   store_->View([&](const store::ReadTx& tx) {
@@ -619,7 +668,7 @@ void Allocator::AllocateTaskBatch(const std::vector<std::string>& batch,
         }
       }
       api::Task next = *t;
-      TaskHolding held;
+      Addresses held;
       if (reason.empty()) {
         next.mutable_networks()->Clear();
         for (const auto& [n, c] : nets) {
@@ -663,6 +712,113 @@ void Allocator::AllocateTaskBatch(const std::vector<std::string>& batch,
                                },
                                [this, id, held] {
                                  if (!held.empty()) tasks_[id] = held;
+                               }});
+    }
+  });
+  Write(changes, retry);
+}
+
+// ---- nodes ----
+
+void Allocator::AllocateNodes() {
+  if (all_nodes_todo_) {
+    store_->View([&](const store::ReadTx& tx) {
+      for (const auto& n : tx.ListNodes()) nodes_todo_.insert(n->id());
+    });
+    all_nodes_todo_ = false;
+  }
+  Todo retry;
+  std::string reason;
+  while (!nodes_todo_.empty()) {
+    std::vector<std::string> batch;
+    while (!nodes_todo_.empty() && batch.size() < kBatch) {
+      batch.push_back(*nodes_todo_.begin());
+      nodes_todo_.erase(nodes_todo_.begin());
+    }
+    AllocateNodeBatch(batch, &retry, &reason);
+  }
+  nodes_todo_.merge(retry.nodes);
+  if (nodes_blocked_.empty()) {
+    node_error_.clear();
+  } else if (!reason.empty() && reason != node_error_) {
+    // Said once per reason, with how many nodes wait: a pool too small for the swarm leaves
+    // thousands of nodes without an address, and one line says so.
+    log::Warn(kLog,
+              "nodes have no address on the ingress network, so published ports do not answer "
+              "on them; give the ingress network a larger subnet, or remove services that use it",
+              {{"nodes", nodes_blocked_.size()}, {"reason", reason}});
+    node_error_ = reason;
+  }
+}
+
+void Allocator::AllocateNodeBatch(const std::vector<std::string>& batch, Todo* retry,
+                                  std::string* reason) {
+  std::vector<Change> changes;
+  store_->View([&](const store::ReadTx& tx) {
+    store::Ptr<api::Network> ingress = Ingress(tx);
+    if (ingress != nullptr && (!NetworkAllocated(*ingress) || !ipam_->HasNetwork(ingress->id()))) {
+      // Not allocated yet (or its stored allocation conflicts): the nodes keep what they have
+      // until it is; its allocation brings every node back here.
+      return;
+    }
+    for (const std::string& id : batch) {
+      auto node = tx.GetNode(id);
+      if (node == nullptr) continue;  // removed: its event gave back what it held
+      auto it = nodes_.find(id);
+      const Addresses held = it == nodes_.end() ? Addresses{} : it->second;
+      // What the node should hold: one address on the ingress network, the one it has if any.
+      Addresses want;
+      std::string fresh;
+      if (ingress != nullptr) {
+        for (const auto& [net, addr] : held) {
+          if (net == ingress->id()) want.emplace_back(net, addr);
+        }
+        if (want.empty()) {
+          absl::StatusOr<std::string> addr = ipam_->AllocateAddress(ingress->id());
+          if (!addr.ok()) {
+            *reason = std::string(addr.status().message());
+            nodes_blocked_.insert(id);
+            continue;
+          }
+          fresh = *addr;
+          want.emplace_back(ingress->id(), fresh);
+        }
+        want.resize(1);
+      }
+      nodes_blocked_.erase(id);
+      bool written = node->attachments_size() == static_cast<int>(want.size());
+      for (size_t i = 0; written && i < want.size(); ++i) {
+        const api::NetworkAttachment& a = node->attachments(static_cast<int>(i));
+        written = a.network().id() == want[i].first && a.addresses_size() == 1 &&
+                  a.addresses(0) == want[i].second;
+      }
+      if (written && held == want) continue;
+      api::Node next = *node;
+      next.clear_attachments();
+      for (const auto& [net, addr] : want) {
+        api::NetworkAttachment* a = next.add_attachments();
+        *a->mutable_network() = *ingress;
+        a->add_addresses(addr);
+      }
+      if (!fresh.empty()) {
+        log::Debug(kLog, "allocated a node's ingress address", {{"node", id}, {"address", fresh}});
+      }
+      changes.push_back(Change{store::Wrap(next),
+                               [this, net = want.empty() ? "" : want[0].first, fresh] {
+                                 if (!fresh.empty()) ipam_->ReleaseAddress(net, fresh);
+                               },
+                               [this, id, held, want] {
+                                 for (const auto& a : held) {
+                                   if (std::find(want.begin(), want.end(), a) == want.end()) {
+                                     ipam_->ReleaseAddress(a.first, a.second);
+                                     changed_ = true;
+                                   }
+                                 }
+                                 if (want.empty()) {
+                                   nodes_.erase(id);
+                                 } else {
+                                   nodes_[id] = want;
+                                 }
                                }});
     }
   });

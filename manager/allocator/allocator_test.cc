@@ -11,6 +11,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -130,6 +131,43 @@ class AllocatorTest : public ::testing::Test {
       t.set_desired_state(api::TASK_STATE_SHUTDOWN);
       t.mutable_status()->set_state(api::TASK_STATE_SHUTDOWN);
     });
+  }
+
+  // A node as the CA writes it when it joins; state as the dispatcher last wrote it.
+  void AddNode(const std::string& id, api::NodeRole role = api::NODE_ROLE_WORKER,
+               api::NodeState state = api::NODE_STATE_READY) {
+    api::Node n;
+    n.set_id(id);
+    n.set_role(role);
+    n.mutable_spec()->set_desired_role(role);
+    n.mutable_spec()->set_membership(api::NODE_MEMBERSHIP_ACCEPTED);
+    n.mutable_status()->set_state(state);
+    Write([&](WriteTx& tx) { tx.CreateObject(n); });
+  }
+  void RemoveNode(const std::string& id) {
+    Write([&](WriteTx& tx) { tx.RemoveObject(*tx.GetNode(id)); });
+  }
+  api::Node Node(const std::string& id) {
+    api::Node n;
+    store_.View([&](const ReadTx& tx) { n = *tx.GetNode(id); });
+    return n;
+  }
+  // A node's attachments as "network-name=address", "" for none.
+  std::string NodeAddress(const std::string& id) {
+    std::vector<std::string> out;
+    const api::Node node = Node(id);
+    for (const auto& a : node.attachments()) {
+      out.push_back(absl::StrCat(a.network().spec().annotations().name(), "=",
+                                 absl::StrJoin(a.addresses(), ",")));
+    }
+    return absl::StrJoin(out, " ");
+  }
+  ::testing::AssertionResult NodeAddressIs(const std::string& id, const std::string& want) {
+    std::string got;
+    if (Eventually([&] { return (got = NodeAddress(id)) == want; }, id + " at " + want)) {
+      return ::testing::AssertionSuccess();
+    }
+    return ::testing::AssertionFailure() << id << " has \"" << got << "\", want \"" << want << "\"";
   }
 
   api::Network Network(const std::string& id) {
@@ -532,6 +570,108 @@ TEST_F(AllocatorTest, Batches_ManyTasksInTransactionsOfAtMostABatch) {
   }
   for (const auto& [index, n] : per_index) EXPECT_LE(n, static_cast<int>(Allocator::kBatch));
   EXPECT_GE(per_index.size(), 3u);
+}
+
+TEST_F(AllocatorTest, Nodes_EveryNodeGetsAnIngressAddressOnceTheIngressNetworkIsAllocated) {
+  // Any role, availability or state: the routing mesh answers on every node.
+  AddNode("n1", api::NODE_ROLE_MANAGER);
+  AddNode("n2", api::NODE_ROLE_WORKER, api::NODE_STATE_DOWN);
+  Change<api::Node>(&ReadTx::GetNode, "n2", [](api::Node& n) {
+    n.mutable_spec()->set_availability(api::NODE_AVAILABILITY_DRAIN);
+  });
+  const std::string web = AddNetwork("web-net");
+  StartAllocator();
+  ASSERT_TRUE(Allocated(web));
+  // No ingress network: nothing to attach to.
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(NodeAddress("n1"), "");
+
+  const std::string ingress = AddNetwork("ingress", "", /*ingress=*/true);
+  ASSERT_TRUE(NodeAddressIs("n1", "ingress=10.0.1.2/24"));
+  ASSERT_TRUE(NodeAddressIs("n2", "ingress=10.0.1.3/24"));
+  const api::Node n1 = Node("n1");
+  ASSERT_EQ(n1.attachments_size(), 1);
+  EXPECT_EQ(n1.attachments(0).network().id(), ingress);
+  EXPECT_TRUE(NetworkAllocated(n1.attachments(0).network()));
+  EXPECT_EQ(VniOf(n1.attachments(0).network()), kFirstVni + 1);
+
+  // A node that joins later, and a service's VIP and task: all distinct on the one subnet.
+  AddNode("n3");
+  ASSERT_TRUE(NodeAddressIs("n3", "ingress=10.0.1.4/24"));
+  api::ServiceSpec spec = Spec("web", {});
+  Publish(spec, 80, 0);
+  const std::string svc = AddService(spec);
+  ASSERT_TRUE(ServiceReady(svc));
+  EXPECT_EQ(Service(svc).endpoint().virtual_ips(0).addr(), "10.0.1.5/24");
+  const std::string t = AddTask(svc, 1);
+  ASSERT_TRUE(Pending(t));
+  EXPECT_EQ(Addresses(t), std::vector<std::string>{"ingress=10.0.1.6/24"});
+  // Node updates keep the address.
+  Change<api::Node>(&ReadTx::GetNode, "n3",
+                    [](api::Node& n) { n.mutable_status()->set_addr("192.168.0.3"); });
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(NodeAddress("n3"), "ingress=10.0.1.4/24");
+}
+
+TEST_F(AllocatorTest, Nodes_AddressesSurviveARebuildAndReturnWhenTheNodeIsRemoved) {
+  AddNetwork("ingress", "", true);
+  AddNode("n1");
+  AddNode("n2");
+  StartAllocator();
+  ASSERT_TRUE(NodeAddressIs("n1", "ingress=10.0.0.2/24"));
+  ASSERT_TRUE(NodeAddressIs("n2", "ingress=10.0.0.3/24"));
+  api::ServiceSpec spec = Spec("web", {});
+  Publish(spec, 80, 0);
+  const std::string svc = AddService(spec);  // VIP .4
+  const std::string t = AddTask(svc, 1);     // .5
+  ASSERT_TRUE(Pending(t));
+  const uint64_t n1_version = Node("n1").meta().version().index();
+  StopAllocator();
+
+  // A new leader: the same addresses, nothing rewritten, and new ones do not collide.
+  AddNode("n3");
+  StartAllocator();
+  ASSERT_TRUE(NodeAddressIs("n3", "ingress=10.0.0.6/24"));
+  EXPECT_EQ(NodeAddress("n1"), "ingress=10.0.0.2/24");
+  EXPECT_EQ(NodeAddress("n2"), "ingress=10.0.0.3/24");
+  EXPECT_EQ(Node("n1").meta().version().index(), n1_version);
+
+  // node rm: the address is free again, and the next node gets it.
+  RemoveNode("n2");
+  AddNode("n4");
+  ASSERT_TRUE(NodeAddressIs("n4", "ingress=10.0.0.3/24"));
+}
+
+TEST_F(AllocatorTest, Nodes_IngressNetworkRemovedDropsTheAttachmentsAndANewOneGivesNewOnes) {
+  const std::string old_ingress = AddNetwork("ingress", "", true);
+  AddNode("n1");
+  StartAllocator();
+  ASSERT_TRUE(NodeAddressIs("n1", "ingress=10.0.0.2/24"));
+  Write([&](WriteTx& tx) { tx.RemoveObject(*tx.GetNetwork(old_ingress)); });
+  ASSERT_TRUE(NodeAddressIs("n1", ""));
+
+  api::Network n;
+  n.set_id("net-ingress2");
+  n.mutable_spec()->mutable_annotations()->set_name("mesh");
+  n.mutable_spec()->set_ingress(true);
+  n.mutable_spec()->mutable_ipam()->add_configs()->set_subnet("10.9.0.0/24");
+  Write([&](WriteTx& tx) { tx.CreateObject(n); });
+  ASSERT_TRUE(NodeAddressIs("n1", "mesh=10.9.0.2/24"));
+  EXPECT_EQ(Node("n1").attachments(0).network().id(), "net-ingress2");
+}
+
+TEST_F(AllocatorTest, Nodes_ExhaustedIngressPoolWaitsAndResumesWhenANodeGoes) {
+  AddNetwork("ingress", "10.30.0.0/29", true);  // .2-.6 usable
+  for (int i = 1; i <= 6; ++i) AddNode(absl::StrCat("n", i));
+  StartAllocator();
+  for (int i = 1; i <= 5; ++i) {
+    ASSERT_TRUE(
+        NodeAddressIs(absl::StrCat("n", i), absl::StrCat("ingress=10.30.0.", i + 1, "/29")));
+  }
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(NodeAddress("n6"), "");
+  RemoveNode("n3");
+  ASSERT_TRUE(NodeAddressIs("n6", "ingress=10.30.0.4/29"));
 }
 
 }  // namespace

@@ -16,9 +16,8 @@ namespace {
 uint64_t VersionOf(const api::Meta& meta) { return meta.version().index(); }
 
 // The IDs in held that current lacks, sorted.
-template <typename Current>
-std::vector<std::string> Gone(const absl::flat_hash_map<std::string, uint64_t>& held,
-                              const Current& current) {
+template <typename Held, typename Current>
+std::vector<std::string> Gone(const Held& held, const Current& current) {
   std::vector<std::string> gone;
   for (const auto& [id, version] : held) {
     if (!current.contains(id)) gone.push_back(id);
@@ -44,6 +43,15 @@ std::string EndpointMac(std::string_view cidr) {
                          ip->bytes[3]);
 }
 
+std::string LoadBalancerId(const std::string& node_id) { return absl::StrCat("lb-", node_id); }
+
+std::string NodeAddressOn(const api::Node& node, const std::string& network_id) {
+  for (const api::NetworkAttachment& a : node.attachments()) {
+    if (a.network().id() == network_id && a.addresses_size() > 0) return a.addresses(0);
+  }
+  return "";
+}
+
 namespace {
 
 const api::NetworkAttachment* AttachmentTo(const api::Task& task, const std::string& network_id) {
@@ -55,6 +63,18 @@ const api::NetworkAttachment* AttachmentTo(const api::Task& task, const std::str
 
 api::EndpointRecord RecordOf(const NodeAssignments::EndpointSource& src,
                              const std::string& network_id) {
+  if (src.task == nullptr) {
+    const api::Node& n = *src.node;
+    api::EndpointRecord r;
+    r.set_network_id(network_id);
+    r.set_task_id(LoadBalancerId(n.id()));
+    r.set_load_balancer(true);
+    r.set_ip(NodeAddressOn(n, network_id));
+    r.set_mac(EndpointMac(r.ip()));
+    r.set_node_id(n.id());
+    r.set_node_addr(n.status().addr());
+    return r;
+  }
   const api::Task& t = *src.task;
   const api::NetworkAttachment* a = AttachmentTo(t, network_id);
   api::EndpointRecord r;
@@ -87,8 +107,22 @@ api::EndpointRecord RecordOf(const NodeAssignments::EndpointSource& src,
 
 // What a record is built from, as store versions: a record changes when one of them does.
 std::array<uint64_t, 3> SourceVersion(const NodeAssignments::EndpointSource& src) {
-  return {VersionOf(src.task->meta()), src.service ? VersionOf(src.service->meta()) : 0,
+  return {src.task ? VersionOf(src.task->meta()) : 0,
+          src.service ? VersionOf(src.service->meta()) : 0,
           src.node ? VersionOf(src.node->meta()) : 0};
+}
+
+// The node an endpoint is on.
+const std::string& NodeOf(const NodeAssignments::EndpointSource& src) {
+  return src.task ? src.task->node_id() : src.node->id();
+}
+
+// The swarm's ingress network, if there is one.
+store::Ptr<api::Network> IngressNetwork(const store::ReadTx& tx) {
+  for (const store::Ptr<api::Network>& n : tx.ListNetworks()) {
+    if (n->spec().ingress()) return n;
+  }
+  return nullptr;
 }
 
 std::string EndpointKey(const std::string& network_id, const std::string& task_id) {
@@ -99,13 +133,14 @@ std::string EndpointKey(const std::string& network_id, const std::string& task_i
 
 NodeAssignments ReadAssignments(const store::ReadTx& tx, const std::string& node_id) {
   NodeAssignments now;
-  auto& [tasks, secrets, configs, endpoints] = now;
-  std::set<std::string> networks;
+  auto& [tasks, secrets, configs, networks, endpoints] = now;
+  // The networks the node takes part in, before they are looked up.
+  std::set<std::string> network_ids;
   for (const store::Ptr<api::Task>& t : tx.TasksByNode(node_id)) {
     if (!IsAssigned(*t)) continue;
     tasks.emplace(t->id(), t);
     if (HasEndpoint(*t)) {
-      for (const api::NetworkAttachment& a : t->networks()) networks.insert(a.network().id());
+      for (const api::NetworkAttachment& a : t->networks()) network_ids.insert(a.network().id());
     }
     if (t->status().state() > api::TASK_STATE_RUNNING || !t->spec().has_container()) continue;
     for (const api::SecretReference& ref : t->spec().container().secrets()) {
@@ -119,12 +154,27 @@ NodeAssignments ReadAssignments(const store::ReadTx& tx, const std::string& node
       if (store::Ptr<api::Config> c = tx.GetConfig(ref.config_id())) configs.emplace(c->id(), c);
     }
   }
-  // Every live endpoint on the networks the node's own live tasks are attached to.
+  // The node's ingress sandbox: it takes part in the ingress network even without a task on it.
+  if (const store::Ptr<api::Network> ingress = IngressNetwork(tx)) {
+    const store::Ptr<api::Node> self = tx.GetNode(node_id);
+    if (self != nullptr && !NodeAddressOn(*self, ingress->id()).empty()) {
+      network_ids.insert(ingress->id());
+    }
+  }
+  // Every live endpoint on those networks.
   std::map<std::string, store::Ptr<api::Service>> services;
   std::map<std::string, store::Ptr<api::Node>> nodes;
-  for (const std::string& network_id : networks) {
+  for (const std::string& network_id : network_ids) {
     const store::Ptr<api::Network> network = tx.GetNetwork(network_id);
     if (network == nullptr) continue;
+    networks.emplace(network_id, network);
+    if (network->spec().ingress()) {
+      for (const store::Ptr<api::Node>& n : tx.ListNodes()) {
+        if (NodeAddressOn(*n, network_id).empty()) continue;
+        endpoints.emplace(std::make_pair(network_id, LoadBalancerId(n->id())),
+                          NodeAssignments::EndpointSource{nullptr, nullptr, n, true});
+      }
+    }
     for (const store::Ptr<api::Task>& t : tx.TasksByNetwork(network_id)) {
       if (!HasEndpoint(*t) || AttachmentTo(*t, network_id) == nullptr) continue;
       auto s = services.find(t->service_id());
@@ -146,7 +196,7 @@ std::optional<api::AssignmentsMessage> AssignmentSet::Next(const store::ReadTx& 
 }
 
 std::optional<api::AssignmentsMessage> AssignmentSet::Next(const NodeAssignments& now) {
-  const auto& [tasks, secrets, configs, endpoints] = now;
+  const auto& [tasks, secrets, configs, networks, endpoints] = now;
 
   const bool complete = sequence_ == 0;
   api::AssignmentsMessage msg;
@@ -169,7 +219,12 @@ std::optional<api::AssignmentsMessage> AssignmentSet::Next(const NodeAssignments
     if (changed(configs_, id, c->meta()))
       *change(api::ASSIGNMENT_ACTION_UPDATE)->mutable_config() = *c;
   }
-  // Endpoints before tasks: a task's peers are known when it starts.
+  // Networks before their endpoints, endpoints before tasks: a task's peers are known when it
+  // starts.
+  for (const auto& [id, n] : networks) {
+    if (changed(networks_, id, n->meta()))
+      *change(api::ASSIGNMENT_ACTION_UPDATE)->mutable_network() = *n;
+  }
   EndpointVersions held_endpoints;
   for (const auto& [key, src] : endpoints) {
     std::string k = EndpointKey(key.first, key.second);
@@ -188,12 +243,14 @@ std::optional<api::AssignmentsMessage> AssignmentSet::Next(const NodeAssignments
     for (const std::string& id : Gone(tasks_, tasks)) {
       change(api::ASSIGNMENT_ACTION_REMOVE)->mutable_task()->set_id(id);
     }
-    for (const auto& [key, version] : endpoints_) {
-      if (held_endpoints.contains(key)) continue;
+    for (const std::string& key : Gone(endpoints_, held_endpoints)) {
       const size_t slash = key.find('/');
       api::EndpointRecord* r = change(api::ASSIGNMENT_ACTION_REMOVE)->mutable_endpoint_record();
       r->set_network_id(key.substr(0, slash));
       r->set_task_id(key.substr(slash + 1));
+    }
+    for (const std::string& id : Gone(networks_, networks)) {
+      change(api::ASSIGNMENT_ACTION_REMOVE)->mutable_network()->set_id(id);
     }
     for (const std::string& id : Gone(secrets_, secrets)) {
       change(api::ASSIGNMENT_ACTION_REMOVE)->mutable_secret()->set_id(id);
@@ -210,13 +267,11 @@ std::optional<api::AssignmentsMessage> AssignmentSet::Next(const NodeAssignments
   for (const auto& [id, s] : secrets) secrets_[id] = VersionOf(s->meta());
   configs_.clear();
   for (const auto& [id, c] : configs) configs_[id] = VersionOf(c->meta());
-  endpoints_ = std::move(held_endpoints);
   networks_.clear();
+  for (const auto& [id, n] : networks) networks_[id] = VersionOf(n->meta());
+  endpoints_ = std::move(held_endpoints);
   endpoint_nodes_.clear();
-  for (const auto& [key, src] : endpoints) {
-    networks_.insert(key.first);
-    endpoint_nodes_.insert(src.task->node_id());
-  }
+  for (const auto& [key, src] : endpoints) endpoint_nodes_.insert(NodeOf(src));
 
   msg.set_type(complete ? api::ASSIGNMENTS_TYPE_COMPLETE : api::ASSIGNMENTS_TYPE_INCREMENTAL);
   if (!complete) msg.set_applies_to(std::to_string(sequence_));

@@ -5,18 +5,30 @@
 // desired state), the secrets and configs that its tasks still need (those referenced by
 // spec.container.secrets[].secret_id / configs[].config_id of a task that is not past
 // RUNNING: a finished task needs none, and DESIGN.md wants secrets only on nodes that run a
-// task that uses them), and the endpoint records of the overlay networks its live tasks are
-// attached to: one per live task on such a network, wherever it runs (its address, MAC, node
-// address, service name and VIP), for the node's VXLAN forwarding entries, DNS and load
-// balancing. Nothing else is sent.
+// task that uses them), and the overlay networks it takes part in with their endpoint records.
+// Nothing else is sent.
+//
+// The networks a node takes part in are those its live tasks (HasEndpoint) are attached to,
+// and the ingress network when the node has an address on it (Node.attachments, written by the
+// allocator for every node: the node's ingress sandbox of the routing mesh, which exists
+// whether or not the node runs a task). For each such network that is in the store the node
+// gets the Network object (VNI, subnet, gateway) and the network's endpoint records: one per
+// live task on it, wherever it runs (its address, MAC, node address, service name and VIP; on
+// the ingress network also the service's ingress ports), for the node's VXLAN forwarding
+// entries, DNS and load balancing; and on the ingress network one load_balancer record per
+// node that has an ingress address, the node itself included (key "lb-" + node ID; its
+// address, MAC, node ID and node address), so that every sandbox can reach every other.
 //
 // The set diffs the store's current state against the versions it last sent, instead of
 // replaying store events: so it needs no event history (a fan-out that falls behind simply
 // sends a larger diff), and changes that happen while a message is being written coalesce
 // into the next one. The first message is COMPLETE; the others are INCREMENTAL, ordered so
 // that an agent applying them in order never holds a task without its secrets, configs and
-// peers: secret, config and endpoint updates, task updates, task removals, endpoint removals,
-// then secret and config removals.
+// peers, nor an endpoint record without its network: secret, config, network and endpoint
+// updates, task updates, task removals, endpoint removals, network removals, then secret and
+// config removals. A record is sent again when one of the objects it is built from changes
+// version (its task, service or node; a load_balancer record's node), a network when its
+// version changes.
 // Messages are numbered: results_in is the set's sequence number after the message,
 // applies_to the one before (empty for COMPLETE); an agent that sees a gap reopens the stream.
 //
@@ -46,12 +58,17 @@ bool HasEndpoint(const api::Task& task);
 // The MAC of an endpoint, derived from its IPv4 address as Docker does: "10.0.1.5/24" ->
 // "02:42:0a:00:01:05".
 std::string EndpointMac(std::string_view cidr);
+// The key (EndpointRecord.task_id) of a node's ingress sandbox record: "lb-" + node ID.
+std::string LoadBalancerId(const std::string& node_id);
+// The node's address on the network (CIDR, from Node.attachments); empty when it has none.
+std::string NodeAddressOn(const api::Node& node, const std::string& network_id);
 
 // What a node should hold now, by ID (ordered, so messages are deterministic). Reading it takes
 // shared pointers only, so a caller can read many nodes' under the store's lock and build the
 // messages after releasing it.
 struct NodeAssignments {
-  // An endpoint record's sources: the task, its service and its node.
+  // An endpoint record's sources: the task, its service and its node; for a node's ingress
+  // sandbox (a load_balancer record), the node only.
   struct EndpointSource {
     store::Ptr<api::Task> task;
     store::Ptr<api::Service> service;
@@ -61,8 +78,11 @@ struct NodeAssignments {
   std::map<std::string, store::Ptr<api::Task>> tasks;
   std::map<std::string, store::Ptr<api::Secret>> secrets;
   std::map<std::string, store::Ptr<api::Config>> configs;
-  // Every live endpoint (HasEndpoint) on the networks the node's own live tasks are attached
-  // to, by (network ID, task ID): the node's own and its peers'.
+  // The networks the node takes part in.
+  std::map<std::string, store::Ptr<api::Network>> networks;
+  // Every live endpoint (HasEndpoint) on those networks, by (network ID, task ID): the node's
+  // own and its peers'; on the ingress network also every node's sandbox, by (network ID,
+  // LoadBalancerId(node ID)).
   std::map<std::pair<std::string, std::string>, EndpointSource> endpoints;
 };
 NodeAssignments ReadAssignments(const store::ReadTx& tx, const std::string& node_id);
@@ -78,9 +98,10 @@ class AssignmentSet {
   // Whether the agent holds this secret or config (store events about it concern this node).
   bool HasSecret(const std::string& id) const { return secrets_.contains(id); }
   bool HasConfig(const std::string& id) const { return configs_.contains(id); }
-  // Whether the node takes part in this network (holds its endpoint records).
+  // Whether the node takes part in this network (holds it and its endpoint records).
   bool HasNetwork(const std::string& id) const { return networks_.contains(id); }
-  // Whether it holds endpoint records of tasks on that node (which carry its address).
+  // Whether it holds endpoint records of tasks or the sandbox on that node (which carry its
+  // address).
   bool HasNodeEndpoints(const std::string& node_id) const {
     return endpoint_nodes_.contains(node_id);
   }
@@ -95,10 +116,11 @@ class AssignmentSet {
   Versions tasks_;
   Versions secrets_;
   Versions configs_;
-  // "network/task" -> versions of the task, service and node the record was built from.
+  Versions networks_;
+  // "network/task" -> versions of the task, service and node the record was built from (0 for
+  // a source it has not).
   using EndpointVersions = absl::flat_hash_map<std::string, std::array<uint64_t, 3>>;
   EndpointVersions endpoints_;
-  absl::flat_hash_set<std::string> networks_;
   absl::flat_hash_set<std::string> endpoint_nodes_;
 };
 

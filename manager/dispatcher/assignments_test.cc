@@ -33,6 +33,7 @@ std::vector<std::string> Changes(const api::AssignmentsMessage& m) {
     if (a.has_task()) s += "task:" + a.task().id();
     if (a.has_secret()) s += "secret:" + a.secret().id();
     if (a.has_config()) s += "config:" + a.config().id();
+    if (a.has_network()) s += "network:" + a.network().id();
     if (a.has_endpoint_record()) {
       s += "endpoint:" + a.endpoint_record().network_id() + "/" + a.endpoint_record().task_id();
     }
@@ -263,8 +264,10 @@ TEST_F(EndpointRecordsTest, Next_CarriesThePeersOfTheNodesNetworks) {
   });
   auto m = Next("n1");
   ASSERT_TRUE(m.has_value());
-  EXPECT_EQ(Changes(*m),
-            (std::vector<std::string>{"u:endpoint:net/t1", "u:endpoint:net/t2", "u:task:t1"}));
+  // The network first (the agent needs its VNI and subnet), then its endpoints, then the task.
+  EXPECT_EQ(Changes(*m), (std::vector<std::string>{"u:network:net", "u:endpoint:net/t1",
+                                                   "u:endpoint:net/t2", "u:task:t1"}));
+  EXPECT_EQ(m->changes(0).assignment().network().spec().annotations().name(), "backend");
   const api::EndpointRecord* r = Record(*m, "t2");
   ASSERT_NE(r, nullptr);
   EXPECT_EQ(r->ip(), "10.0.1.4/24");
@@ -322,12 +325,200 @@ TEST_F(EndpointRecordsTest, Next_FollowsPeersAsTheyChangeAndGo) {
   EXPECT_EQ(Changes(*m), std::vector<std::string>{"r:endpoint:net/t2"});
   EXPECT_FALSE(set_.HasNodeEndpoints("n2"));
 
-  // The node's own task ends: it leaves the network, and its own record goes with it.
+  // The network object changes: sent again, alone.
+  Write([](WriteTx& tx) {
+    api::Network n = *tx.GetNetwork("net");
+    (*n.mutable_spec()->mutable_annotations()->mutable_labels())["k"] = "v";
+    tx.UpdateObject(n);
+  });
+  m = Next("n1");
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(Changes(*m), std::vector<std::string>{"u:network:net"});
+
+  // The node's own task ends: it leaves the network, and its own record goes with it, then the
+  // network (key only).
   UpdateTask("t1", [](api::Task& t) { t.mutable_status()->set_state(api::TASK_STATE_COMPLETE); });
   m = Next("n1");
   ASSERT_TRUE(m.has_value());
-  EXPECT_EQ(Changes(*m), (std::vector<std::string>{"u:task:t1", "r:endpoint:net/t1"}));
+  EXPECT_EQ(Changes(*m),
+            (std::vector<std::string>{"u:task:t1", "r:endpoint:net/t1", "r:network:net"}));
+  EXPECT_EQ(m->changes(2).assignment().network().ByteSizeLong(), std::string("net").size() + 2);
   EXPECT_FALSE(set_.HasNetwork("net"));
+}
+
+// The routing mesh: "ingress" (10.0.0.0/24) with the sandboxes of n1 (.2) and n2 (.3); n3 has
+// no ingress address yet. Service front publishes 80 as 30000, VIP .4; its task t1 runs on n2
+// (.5).
+class IngressRecordsTest : public EndpointRecordsTest {
+ protected:
+  IngressRecordsTest() {
+    Write([](WriteTx& tx) {
+      api::Network in;
+      in.set_id("ingress");
+      in.mutable_spec()->mutable_annotations()->set_name("ingress");
+      in.mutable_spec()->set_ingress(true);
+      (*in.mutable_driver_state()->mutable_options())["vni"] = "4096";
+      in.mutable_ipam()->add_configs()->set_subnet("10.0.0.0/24");
+      tx.CreateObject(in);
+      for (const auto& [id, ip] :
+           {std::pair("n1", "10.0.0.2/24"), std::pair("n2", "10.0.0.3/24")}) {
+        api::Node n = *tx.GetNode(id);
+        api::NetworkAttachment* a = n.add_attachments();
+        *a->mutable_network() = in;
+        a->add_addresses(ip);
+        tx.UpdateObject(n);
+      }
+      api::Service web;
+      web.set_id("web");
+      web.mutable_spec()->mutable_annotations()->set_name("front");
+      api::PortConfig* p = web.mutable_endpoint()->add_ports();
+      p->set_target_port(80);
+      p->set_published_port(30000);
+      p->set_publish_mode(api::PUBLISH_MODE_INGRESS);
+      api::VirtualIP* vip = web.mutable_endpoint()->add_virtual_ips();
+      vip->set_network_id("ingress");
+      vip->set_addr("10.0.0.4/24");
+      tx.CreateObject(web);
+      api::Task t = NewTask("t1", "n2", api::TASK_STATE_RUNNING);
+      t.set_service_id("web");
+      api::NetworkAttachment* a = t.add_networks();
+      a->mutable_network()->set_id("ingress");
+      a->add_addresses("10.0.0.5/24");
+      tx.CreateObject(t);
+    });
+  }
+  void SetIngressAddress(const std::string& node, const std::string& ip) {
+    Write([&](WriteTx& tx) {
+      api::Node n = *tx.GetNode(node);
+      n.clear_attachments();
+      if (!ip.empty()) {
+        api::NetworkAttachment* a = n.add_attachments();
+        a->mutable_network()->set_id("ingress");
+        a->add_addresses(ip);
+      }
+      tx.UpdateObject(n);
+    });
+  }
+};
+
+TEST_F(IngressRecordsTest, NodeWithoutTasks_GetsTheIngressNetworkEverySandboxAndTheIngressTasks) {
+  auto m = Next("n1");
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(Changes(*m),
+            (std::vector<std::string>{"u:network:ingress", "u:endpoint:ingress/lb-n1",
+                                      "u:endpoint:ingress/lb-n2", "u:endpoint:ingress/t1"}));
+  const api::Network& net = m->changes(0).assignment().network();
+  EXPECT_TRUE(net.spec().ingress());
+  EXPECT_EQ(net.ipam().configs(0).subnet(), "10.0.0.0/24");
+  const api::EndpointRecord* lb = Record(*m, "lb-n2");
+  ASSERT_NE(lb, nullptr);
+  EXPECT_TRUE(lb->load_balancer());
+  EXPECT_EQ(lb->network_id(), "ingress");
+  EXPECT_EQ(lb->ip(), "10.0.0.3/24");
+  EXPECT_EQ(lb->mac(), "02:42:0a:00:00:03");
+  EXPECT_EQ(lb->node_id(), "n2");
+  EXPECT_EQ(lb->node_addr(), "192.168.0.2");
+  EXPECT_EQ(lb->task_name(), "");
+  EXPECT_EQ(lb->service_id(), "");
+  EXPECT_FALSE(lb->service_disabled());
+  EXPECT_TRUE(Record(*m, "lb-n1")->load_balancer());
+  const api::EndpointRecord* task = Record(*m, "t1");
+  ASSERT_NE(task, nullptr);
+  EXPECT_FALSE(task->load_balancer());
+  EXPECT_EQ(task->ip(), "10.0.0.5/24");
+  EXPECT_EQ(task->virtual_ip(), "10.0.0.4/24");
+  ASSERT_EQ(task->ingress_ports_size(), 1);
+  EXPECT_EQ(task->ingress_ports(0).published_port(), 30000u);
+  EXPECT_TRUE(set_.HasNetwork("ingress"));
+  EXPECT_TRUE(set_.HasNodeEndpoints("n2"));
+
+  // A node without an ingress address (and no task) takes no part in it.
+  AssignmentSet n3;
+  std::optional<api::AssignmentsMessage> m3;
+  store_.View([&](const ReadTx& tx) { m3 = n3.Next(tx, "n3"); });
+  ASSERT_TRUE(m3.has_value());
+  EXPECT_TRUE(Changes(*m3).empty());
+  EXPECT_FALSE(n3.HasNetwork("ingress"));
+}
+
+TEST_F(IngressRecordsTest, NodeWithTasksOnAnotherNetwork_GetsBothNetworksNetworksFirst) {
+  Write([](WriteTx& tx) {
+    tx.CreateObject(Attached("t2", "n1", api::TASK_STATE_RUNNING, "10.0.1.3/24"));
+  });
+  auto m = Next("n1");
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(Changes(*m),
+            (std::vector<std::string>{"u:network:ingress", "u:network:net",
+                                      "u:endpoint:ingress/lb-n1", "u:endpoint:ingress/lb-n2",
+                                      "u:endpoint:ingress/t1", "u:endpoint:net/t2", "u:task:t2"}));
+}
+
+TEST_F(IngressRecordsTest, Sandboxes_FollowNodeAddressesAttachmentsAndRemovals) {
+  ASSERT_TRUE(Next("n1").has_value());
+  EXPECT_FALSE(Next("n1").has_value());
+
+  // A node changes address: its sandbox's record and its tasks' records carry it.
+  Write([](WriteTx& tx) {
+    api::Node n = *tx.GetNode("n2");
+    n.mutable_status()->set_addr("192.168.0.22");
+    tx.UpdateObject(n);
+  });
+  auto m = Next("n1");
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(Changes(*m),
+            (std::vector<std::string>{"u:endpoint:ingress/lb-n2", "u:endpoint:ingress/t1"}));
+  EXPECT_EQ(Record(*m, "lb-n2")->node_addr(), "192.168.0.22");
+  EXPECT_EQ(Record(*m, "t1")->node_addr(), "192.168.0.22");
+
+  // Another node gets its ingress address: one more sandbox. The node itself joins the mesh.
+  SetIngressAddress("n3", "10.0.0.6/24");
+  m = Next("n1");
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(Changes(*m), std::vector<std::string>{"u:endpoint:ingress/lb-n3"});
+  EXPECT_EQ(Record(*m, "lb-n3")->ip(), "10.0.0.6/24");
+  AssignmentSet n3;
+  std::optional<api::AssignmentsMessage> m3;
+  store_.View([&](const ReadTx& tx) { m3 = n3.Next(tx, "n3"); });
+  ASSERT_TRUE(m3.has_value());
+  EXPECT_EQ(Changes(*m3).size(), 5u);  // the network, three sandboxes, t1
+
+  // The task ends and its node is removed (node rm): their records go, keys only, in order.
+  UpdateTask("t1", [](api::Task& t) { t.mutable_status()->set_state(api::TASK_STATE_FAILED); });
+  Write([](WriteTx& tx) { tx.RemoveObject(*tx.GetNode("n2")); });
+  m = Next("n1");
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(Changes(*m),
+            (std::vector<std::string>{"r:endpoint:ingress/lb-n2", "r:endpoint:ingress/t1"}));
+  EXPECT_FALSE(set_.HasNodeEndpoints("n2"));
+
+  // The ingress network changes: sent again.
+  Write([](WriteTx& tx) {
+    api::Network n = *tx.GetNetwork("ingress");
+    (*n.mutable_spec()->mutable_annotations()->mutable_labels())["k"] = "v";
+    tx.UpdateObject(n);
+  });
+  m = Next("n1");
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(Changes(*m), std::vector<std::string>{"u:network:ingress"});
+
+  // The node's own ingress address is dropped: it leaves the mesh, records before network.
+  SetIngressAddress("n1", "");
+  m = Next("n1");
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(Changes(*m),
+            (std::vector<std::string>{"r:endpoint:ingress/lb-n1", "r:endpoint:ingress/lb-n3",
+                                      "r:network:ingress"}));
+  EXPECT_FALSE(set_.HasNetwork("ingress"));
+}
+
+TEST_F(IngressRecordsTest, IngressNetworkRemoved_WithdrawsItsRecordsThenTheNetwork) {
+  ASSERT_TRUE(Next("n1").has_value());
+  Write([](WriteTx& tx) { tx.RemoveObject(*tx.GetNetwork("ingress")); });
+  auto m = Next("n1");
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(Changes(*m),
+            (std::vector<std::string>{"r:endpoint:ingress/lb-n1", "r:endpoint:ingress/lb-n2",
+                                      "r:endpoint:ingress/t1", "r:network:ingress"}));
 }
 
 TEST(EndpointMacTest, EndpointMac_IsDerivedFromTheAddress) {

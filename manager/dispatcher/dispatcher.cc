@@ -36,6 +36,22 @@ std::string RootCaOf(const api::Cluster& c) {
   return pem;
 }
 
+// Whether two nodes' network attachments hold the same addresses on the same networks (the
+// Network copies in them are not sent: the networks are, from the store).
+bool SameAttachments(const api::Node& a, const api::Node& b) {
+  if (a.attachments_size() != b.attachments_size()) return false;
+  for (int i = 0; i < a.attachments_size(); ++i) {
+    const api::NetworkAttachment& x = a.attachments(i);
+    const api::NetworkAttachment& y = b.attachments(i);
+    if (x.network().id() != y.network().id() ||
+        !std::equal(x.addresses().begin(), x.addresses().end(), y.addresses().begin(),
+                    y.addresses().end())) {
+      return false;
+    }
+  }
+  return true;
+}
+
 bool Retryable(const absl::Status& s) {
   // Out of sequence (another writer won the race) or an object gone since it was read: the
   // transaction is rebuilt from fresh reads.
@@ -270,6 +286,10 @@ void Dispatcher::ProcessEvents() {
             if (it != nodes_.end() && it->second.assignments) dirty_.insert(it->first);
           }
           break;
+        case api::StoreAction::kNetwork:
+          // Sent as it is to the nodes taking part in it (and withdrawn when it goes).
+          networks.insert(obj.network().id());
+          break;
         case api::StoreAction::kService:
           // Its name, VIPs and published ports are in its tasks' records.
           for (const auto& o : {e->old_object, e->new_object}) {
@@ -311,13 +331,28 @@ void Dispatcher::ProcessEvents() {
           } else if (it->second.registered && e->index > it->second.node_version) {
             sessions_due_.insert(node.id());
           }
-          // A node's address is in the records of its tasks.
+          // A node's address is in the records of its tasks and of its ingress sandbox.
           if (e->old_object && e->new_object &&
               e->old_object->node().status().addr() != node.status().addr()) {
             for (const auto& [id, n] : nodes_) {
               if (n.assignments && n.assignments->set.HasNodeEndpoints(node.id())) {
                 dirty_.insert(id);
               }
+            }
+          }
+          // Its ingress address (allocated, dropped, or gone with the node) is a record for
+          // every node of the ingress network, and makes the node itself take part in it.
+          const api::Node& none = api::Node::default_instance();
+          const api::Node& before = e->old_object ? e->old_object->node() : none;
+          const api::Node& after = e->new_object ? e->new_object->node() : none;
+          if (!SameAttachments(before, after)) {
+            for (const api::Node* o : {&before, &after}) {
+              for (const api::NetworkAttachment& a : o->attachments()) {
+                networks.insert(a.network().id());
+              }
+            }
+            if (auto it = nodes_.find(node.id()); it != nodes_.end() && it->second.assignments) {
+              dirty_.insert(node.id());
             }
           }
           if ((e->old_object && IsManager(e->old_object->node())) ||

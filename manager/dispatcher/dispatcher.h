@@ -36,11 +36,14 @@
 // and the agent sends them again later. The call returns once its reports are written (or
 // ignored, with a log line).
 //
-// Assignments. One store watch feeds every session: an event marks the nodes it concerns
-// (by the task's node, or the nodes holding a secret or config), and every batch_window each
-// marked node whose stream is not still writing gets the diff of its AssignmentSet
-// (assignments.h). The first message of a stream is COMPLETE. Session messages go out from
-// the same thread, so each stream's messages leave in order.
+// Assignments. One store watch feeds every session: an event marks the nodes it concerns (by
+// the task's node; the nodes holding a secret or config; the nodes taking part in a network
+// that a task's attachments, a service's VIPs, the network itself or a node's attachments
+// name; the nodes holding records on a node whose address changed; a node whose own
+// attachments changed), and every batch_window each marked node whose stream is not still
+// writing gets the diff of its AssignmentSet (assignments.h). The first message of a stream is
+// COMPLETE. Session messages go out from the same thread, so each stream's messages leave in
+// order.
 //
 // Threads. Start() starts two, which Stop() joins: "dispatch-write" writes the queued node
 // states and task reports; "dispatch-watch" follows the store, expires heartbeats and sends

@@ -634,6 +634,81 @@ TEST_F(DispatcherTest, Assignments_WaitWhileTheStreamWritesAndCoalesce) {
   EXPECT_EQ(a->sent()[1].changes_size(), 2);
 }
 
+// What a message says, as "u:network:ingress", "r:endpoint:ingress/lb-n2", in order.
+std::vector<std::string> Changes(const api::AssignmentsMessage& m) {
+  std::vector<std::string> out;
+  for (const api::AssignmentChange& c : m.changes()) {
+    std::string s = c.action() == api::ASSIGNMENT_ACTION_UPDATE ? "u:" : "r:";
+    const api::Assignment& a = c.assignment();
+    if (a.has_task()) s += "task:" + a.task().id();
+    if (a.has_network()) s += "network:" + a.network().id();
+    if (a.has_endpoint_record()) {
+      s += "endpoint:" + a.endpoint_record().network_id() + "/" + a.endpoint_record().task_id();
+    }
+    out.push_back(s);
+  }
+  return out;
+}
+
+TEST_F(DispatcherTest, Assignments_IngressSandboxesReachEveryNodeOfTheMesh) {
+  auto attach = [this](const std::string& node, const std::string& ip) {
+    Write([&](WriteTx& tx) {
+      api::Node n = *tx.GetNode(node);
+      n.clear_attachments();
+      api::NetworkAttachment* a = n.add_attachments();
+      a->mutable_network()->set_id("ingress");
+      a->add_addresses(ip);
+      tx.UpdateObject(n);
+    });
+  };
+  Write([](WriteTx& tx) {
+    api::Network in;
+    in.set_id("ingress");
+    in.mutable_spec()->mutable_annotations()->set_name("ingress");
+    in.mutable_spec()->set_ingress(true);
+    tx.CreateObject(in);
+  });
+  attach("n1", "10.0.0.2/24");
+  Start();
+  auto a1 = std::make_shared<FakeAssignments>();
+  auto a2 = std::make_shared<FakeAssignments>();
+  ASSERT_TRUE(d_->OpenAssignments("n1", Open("n1"), a1).ok());
+  ASSERT_TRUE(d_->OpenAssignments("n2", Open("n2"), a2).ok());
+  Step();
+  ASSERT_EQ(a1->sent().size(), 1u);
+  EXPECT_EQ(Changes(a1->sent()[0]),
+            (std::vector<std::string>{"u:network:ingress", "u:endpoint:ingress/lb-n1"}));
+  ASSERT_EQ(a2->sent().size(), 1u);
+  EXPECT_TRUE(a2->sent()[0].changes().empty());
+
+  // The allocator gives n2 its address: n2 joins the mesh, n1 learns of n2's sandbox.
+  attach("n2", "10.0.0.3/24");
+  Step();
+  ASSERT_EQ(a2->sent().size(), 2u);
+  EXPECT_EQ(Changes(a2->sent()[1]),
+            (std::vector<std::string>{"u:network:ingress", "u:endpoint:ingress/lb-n1",
+                                      "u:endpoint:ingress/lb-n2"}));
+  ASSERT_EQ(a1->sent().size(), 2u);
+  EXPECT_EQ(Changes(a1->sent()[1]), std::vector<std::string>{"u:endpoint:ingress/lb-n2"});
+  EXPECT_EQ(a1->sent()[1].changes(0).assignment().endpoint_record().node_addr(), "192.168.1.7");
+
+  // n2 reconnects from another address: n1's record of its sandbox follows.
+  api::NodeDescription desc;
+  desc.set_hostname("host-n2");
+  auto s2 = std::make_shared<FakeSession>();
+  ASSERT_TRUE(d_->OpenSession("n2", "192.168.1.9", desc, s2).ok());
+  Step();
+  ASSERT_EQ(a1->sent().size(), 3u);
+  EXPECT_EQ(Changes(a1->sent()[2]), std::vector<std::string>{"u:endpoint:ingress/lb-n2"});
+  EXPECT_EQ(a1->sent()[2].changes(0).assignment().endpoint_record().node_addr(), "192.168.1.9");
+
+  // node rm: its sandbox goes from n1's mesh.
+  Write([](WriteTx& tx) { tx.RemoveObject(*tx.GetNode("n2")); });
+  Step();
+  ASSERT_EQ(a1->sent().size(), 4u);
+  EXPECT_EQ(Changes(a1->sent()[3]), std::vector<std::string>{"r:endpoint:ingress/lb-n2"});
+}
+
 TEST_F(DispatcherTest, Stop_EndsStreamsAndFailsReportsNotWritten) {
   Write([](WriteTx& tx) { tx.CreateObject(NewTask("t1", "n1", api::TASK_STATE_ASSIGNED)); });
   Start();

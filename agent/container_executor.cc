@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/logging.h"
 #include "common/proto_time.h"
 #include "common/status_macros.h"
 #include "common/task_template.h"
@@ -164,16 +165,22 @@ class ContainerController final : public Controller {
   }
 
   absl::Status Prepare() override {
-    if (Find().ok()) return absl::OkStatus();  // made by an earlier attempt or agent
     if (!task_.spec().has_container()) {
       return absl::InvalidArgumentError("the task has no container spec");
     }
+    RETURN_IF_ERROR(AttachNetworks());
+    if (Find().ok()) return absl::OkStatus();  // made by an earlier attempt or agent
     // Task templates (--env, --hostname, --mount) take what only this node knows; a bad one
     // is INVALID_ARGUMENT, which rejects the task with the template's error.
     api::Task task = task_;
     RETURN_IF_ERROR(ExpandContainerTemplates(task, executor_->Describe(),
                                              task.mutable_spec()->mutable_container()));
     ASSIGN_OR_RETURN(rt::ContainerSpec spec, ContainerSpecOf(task, deps_));
+    if (network_) {
+      spec.network = rt::NetworkMode::kPath;
+      spec.netns_path = network_->netns_path;
+      spec.files.push_back({.target = "/etc/resolv.conf", .data = network_->resolv_conf});
+    }
     RETURN_IF_ERROR(executor_->EnsureImage(spec.image));
     ASSIGN_OR_RETURN(id_, options_.runtime->Create(std::move(spec)));
     return absl::OkStatus();
@@ -187,7 +194,11 @@ class ContainerController final : public Controller {
   absl::StatusOr<bool> Started() override {
     if (!Find().ok()) return false;
     ASSIGN_OR_RETURN(rt::ContainerInfo info, options_.runtime->Inspect(id_));
-    return info.status != rt::ContainerStatus::kCreated;
+    const bool started = info.status != rt::ContainerStatus::kCreated;
+    // A container adopted from an earlier agent: its namespace is attached again (the
+    // overlays went with that agent).
+    if (started && info.status == rt::ContainerStatus::kRunning) RETURN_IF_ERROR(AttachNetworks());
+    return started;
   }
 
   absl::StatusOr<std::optional<ExitStatus>> Wait(absl::Duration timeout) override {
@@ -195,6 +206,7 @@ class ContainerController final : public Controller {
     absl::StatusOr<rt::ExitRecord> r = options_.runtime->Wait(id_, timeout);
     if (r.status().code() == absl::StatusCode::kDeadlineExceeded) return std::nullopt;
     if (!r.ok()) return r.status();
+    DetachNetworks();  // its address goes back to the managers once the exit is reported
     ExitStatus e;
     e.exit_code = r->exit_code;
     e.signal = r->signal;
@@ -232,13 +244,37 @@ class ContainerController final : public Controller {
   }
 
   absl::Status Remove() override {
-    if (!Find().ok()) return absl::OkStatus();
-    RETURN_IF_ERROR(options_.runtime->Remove(id_, /*force=*/true));
-    id_.clear();
+    if (Find().ok()) {
+      RETURN_IF_ERROR(options_.runtime->Remove(id_, /*force=*/true));
+      id_.clear();
+    }
+    DetachNetworks();
     return absl::OkStatus();
   }
 
  private:
+  absl::Status AttachNetworks() {
+    if (attached_) return absl::OkStatus();
+    if (options_.networks == nullptr) {
+      if (task_.networks().empty()) return absl::OkStatus();
+      return absl::FailedPreconditionError(
+          "the task is on overlay networks but this node's networking did not start (see its "
+          "log)");
+    }
+    ASSIGN_OR_RETURN(network_, options_.networks->Attach(task_));
+    attached_ = true;
+    return absl::OkStatus();
+  }
+
+  void DetachNetworks() {
+    if (options_.networks == nullptr) return;
+    if (absl::Status s = options_.networks->Detach(task_.id()); !s.ok()) {
+      log::Warn("executor", "disconnecting a task from its networks failed",
+                {{"task", task_.id()}, {"error", s}});
+    }
+    attached_ = false;
+  }
+
   absl::Status Find() {
     if (!id_.empty()) return absl::OkStatus();
     ASSIGN_OR_RETURN(id_, options_.runtime->Resolve(name_));
@@ -251,6 +287,9 @@ class ContainerController final : public Controller {
   const Dependencies deps_;
   std::string name_;
   std::string id_;
+  // What the node's networks gave the task (nullopt: on no overlay network).
+  std::optional<NetworkManager::TaskNetwork> network_;
+  bool attached_ = false;
 };
 
 }  // namespace

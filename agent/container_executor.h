@@ -5,8 +5,10 @@
 // command and arguments over the image's entry point and cmd, environment, user, working
 // directory, hostname, mounts, secrets and configs as files on the container's tmpfs,
 // capabilities, read-only root, ulimits, CPU/memory/pids limits, stop signal and grace period,
-// health check. Networking is the network mode none (loopback only) until overlay networks
-// arrive.
+// health check. A task on overlay networks runs in the network namespace the node's
+// NetworkManager attaches to them (with the embedded DNS server in its resolv.conf), from
+// Prepare until its process ends or its container is removed; other tasks get network mode
+// none (loopback only).
 //
 // Owner: the agent. Thread-safety: thread-safe (the runtime and image store are).
 #ifndef SWARM_AGENT_CONTAINER_EXECUTOR_H_
@@ -18,6 +20,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "agent/executor.h"
+#include "agent/network_manager.h"
 #include "agent/runtime/image_store.h"
 #include "agent/runtime/registry.h"
 #include "agent/runtime/runtime.h"
@@ -35,6 +38,8 @@ class ContainerExecutor final : public Executor {
     std::string hostname;
     // Engine labels (`swarmd --label k=v`), matched by `engine.labels.k` constraints.
     std::map<std::string, std::string> labels;
+    // Attaches tasks to overlay networks; null: every task gets network mode none.
+    NetworkManager* networks = nullptr;
   };
 
   explicit ContainerExecutor(Options options) : options_(std::move(options)) {}

@@ -1,10 +1,12 @@
 #include "node/daemon.h"
 
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <thread>
 
@@ -13,6 +15,7 @@
 #include "common/files.h"
 #include "common/grpc_status.h"
 #include "common/id.h"
+#include "common/ip.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/tls.h"
@@ -50,6 +53,43 @@ api::NodeRole ApiRole(Role r) {
 bool IsWildcard(const std::string& addr) {
   return absl::StartsWith(addr, "0.0.0.0:") || absl::StartsWith(addr, "[::]:") ||
          absl::StartsWith(addr, ":");
+}
+
+// The host part of "HOST:PORT" as an IPv4 address, when it is one (not the wildcard).
+std::optional<IpAddress> Ipv4Host(const std::string& addr) {
+  std::optional<IpAddress> ip = ParseIp(addr.substr(0, addr.rfind(':')));
+  if (!ip || ip->family != AF_INET ||
+      (ip->bytes[0] | ip->bytes[1] | ip->bytes[2] | ip->bytes[3]) == 0) {
+    return std::nullopt;
+  }
+  return ip;
+}
+
+// The address other nodes' VXLAN traffic reaches this node at: the advertised one when it is
+// an IPv4 address, else the source address the kernel picks towards a manager (a UDP
+// connect sends nothing).
+absl::StatusOr<IpAddress> DataPathAddress(const std::string& advertise,
+                                          const std::vector<std::string>& managers) {
+  if (std::optional<IpAddress> ip = Ipv4Host(advertise)) return *ip;
+  for (const std::string& m : managers) {
+    std::optional<IpAddress> peer = Ipv4Host(m);
+    if (!peer) continue;
+    const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) break;
+    sockaddr_in to = ToSockaddr(*peer, 4789);
+    sockaddr_in local{};
+    socklen_t len = sizeof local;
+    const bool ok = connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) == 0 &&
+                    getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) == 0;
+    close(fd);
+    if (!ok) continue;
+    IpAddress ip;
+    std::memcpy(ip.bytes.data(), &local.sin_addr, 4);
+    return ip;
+  }
+  return absl::FailedPreconditionError(
+      "cannot tell this node's address for overlay networks: pass --advertise-addr with an "
+      "IPv4 address");
 }
 
 }  // namespace
@@ -1233,7 +1273,7 @@ absl::Status Daemon::Leave(const api::LeaveSwarmRequest& req) {
 
 // ---- the agent ----
 
-absl::Status Daemon::OpenRuntime() {
+absl::Status Daemon::OpenRuntime(const NodeState& st) {
   if (executor_ != nullptr) return absl::OkStatus();
   const fs::path dir(config_.state_dir);
   if (config_.executor == "simulated") {
@@ -1258,7 +1298,22 @@ absl::Status Daemon::OpenRuntime() {
   eo.registry.insecure_registries = config_.insecure_registries;
   eo.hostname = config_.hostname;
   eo.labels = config_.labels;
+  if (absl::Status s = OpenNetworks(st); !s.ok()) {
+    log::Error(kLog, "overlay networking did not start: tasks on overlay networks will fail",
+               {{"reason", s}});
+  }
+  eo.networks = networks_.get();
   executor_ = std::make_unique<agent::ContainerExecutor>(std::move(eo));
+  return absl::OkStatus();
+}
+
+absl::Status Daemon::OpenNetworks(const NodeState& st) {
+  agent::NetworkManager::Options no;
+  no.run_dir = (fs::path(config_.state_dir) / "netns").string();
+  no.node_id = st.node_id();
+  ASSIGN_OR_RETURN(no.address, DataPathAddress(st.advertise_addr(), {st.manager_addrs().begin(),
+                                                                     st.manager_addrs().end()}));
+  ASSIGN_OR_RETURN(networks_, agent::NetworkManager::Start(std::move(no)));
   return absl::OkStatus();
 }
 
@@ -1282,7 +1337,7 @@ void Daemon::SyncAgent() {
     tls_key = keys->tls_key_pem;
   }
   agent_.reset();  // a session with the old certificate; its containers keep running
-  if (absl::Status s = OpenRuntime(); !s.ok()) {
+  if (absl::Status s = OpenRuntime(st); !s.ok()) {
     log::Error(kLog, "the agent cannot start: this node will run no tasks", {{"reason", s}});
     return;
   }
@@ -1316,6 +1371,13 @@ void Daemon::SyncAgent() {
       }
     };
   }
+  if (networks_ != nullptr) {
+    ao.on_endpoints = [networks = networks_.get()](
+                          const std::string& network_id,
+                          const std::vector<api::EndpointRecord>& records) {
+      networks->SetEndpoints(network_id, records);
+    };
+  }
   ao.executor = executor_.get();
   ao.db = task_db_.get();
   ao.clock = config_.clock;
@@ -1346,7 +1408,13 @@ void Daemon::StopAgent(bool remove_containers) {
       }
     }
   }
+  if (networks_ != nullptr) {
+    if (absl::Status s = networks_->Teardown(); !s.ok()) {
+      log::Warn(kLog, "removing the node's networks on leave failed", {{"error", s}});
+    }
+  }
   executor_.reset();
+  networks_.reset();
   task_db_.reset();
   std::error_code ec;
   fs::remove_all(fs::path(config_.state_dir) / "tasks", ec);

@@ -36,6 +36,7 @@
 #include "absl/synchronization/mutex.h"
 #include "agent/agent.h"
 #include "agent/container_executor.h"
+#include "agent/network_manager.h"
 #include "agent/sim_executor.h"
 #include "common/clock.h"
 #include "common/random.h"
@@ -158,7 +159,9 @@ class Daemon {
   // Stops the agent; with remove_containers (leaving the swarm), also every container of the
   // node and its task database.
   void StopAgent(bool remove_containers);
-  absl::Status OpenRuntime() ABSL_EXCLUSIVE_LOCKS_REQUIRED(agent_mu_);
+  absl::Status OpenRuntime(const NodeState& st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(agent_mu_);
+  // The overlay data plane of the container executor (not of the simulated one).
+  absl::Status OpenNetworks(const NodeState& st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(agent_mu_);
 
   const DaemonConfig config_;
   manager::keymanager::KeyStore keys_;
@@ -189,6 +192,7 @@ class Daemon {
   absl::Mutex agent_mu_;
   std::unique_ptr<agent::runtime::ImageStore> images_ ABSL_GUARDED_BY(agent_mu_);
   std::unique_ptr<agent::runtime::Runtime> runtime_ ABSL_GUARDED_BY(agent_mu_);
+  std::unique_ptr<agent::NetworkManager> networks_ ABSL_GUARDED_BY(agent_mu_);
   std::unique_ptr<agent::Executor> executor_ ABSL_GUARDED_BY(agent_mu_);
   std::unique_ptr<agent::TaskDb> task_db_ ABSL_GUARDED_BY(agent_mu_);
   std::unique_ptr<agent::Agent> agent_ ABSL_GUARDED_BY(agent_mu_);

@@ -1,5 +1,7 @@
 #include "node/testing/swarmd_cluster.h"
 
+#include <sys/mount.h>
+
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -36,6 +38,14 @@ SwarmdCluster::~SwarmdCluster() {
       for (const auto& c : *all) (void)(*rt)->Remove(c.id, /*force=*/true);
     }
   }
+  // The nodes' network namespaces (overlays, tasks) are bind mounts in their state
+  // directories; unmounting them lets the kernel free the namespaces and their links.
+  for (const auto& e : fs::directory_iterator(dir_)) {
+    std::error_code ec;
+    for (const auto& ns : fs::directory_iterator(e.path() / "netns", ec)) {
+      umount2(ns.path().c_str(), MNT_DETACH);
+    }
+  }
   // Keep the logs where Bazel collects test outputs, for a failure's post-mortem.
   if (const char* out = std::getenv("TEST_UNDECLARED_OUTPUTS_DIR")) {
     std::error_code ec;
@@ -53,7 +63,12 @@ SwarmdCluster::~SwarmdCluster() {
 std::string SwarmdCluster::state_dir(int i) const { return absl::StrCat(dir_, "/node-", i); }
 std::string SwarmdCluster::socket(int i) const { return absl::StrCat(dir_, "/node-", i, ".sock"); }
 
+void SwarmdCluster::SetHost(int i, const std::string& netns_path, const std::string& ip) {
+  hosts_[i] = {netns_path, ip};
+}
+
 std::string SwarmdCluster::addr(int i) {
+  if (auto h = hosts_.find(i); h != hosts_.end()) return h->second.second + ":4242";
   if (!ports_.count(i)) ports_[i] = FreeLoopbackPort();
   return absl::StrCat("127.0.0.1:", ports_[i]);
 }
@@ -73,6 +88,10 @@ absl::Status SwarmdCluster::Start(int i, const std::vector<std::string>& extra_a
                                    "--hostname=node-" + std::to_string(i),
                                    "--tick-ms=" + std::to_string(options_.tick_ms)};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
+  if (auto h = hosts_.find(i); h != hosts_.end()) {
+    // nsenter enters the network namespace only and execs swarmd: the pid is swarmd's.
+    args.insert(args.begin(), {"/usr/bin/nsenter", "--net=" + h->second.first});
+  }
   const pid_t pid = Spawn(std::move(args), absl::StrCat(dir_, "/node-", i, ".log"));
   pids_[i] = pid;
   admins_.erase(i);

@@ -1,8 +1,10 @@
 // SwarmdCluster: real swarmd processes on loopback for multi-process tests and benchmarks.
 // Node i (1-based) gets its own port, state directory and unix socket under one temporary
-// directory in /tmp (unix socket paths must stay short), and its output in node-i.log there.
-// The destructor kills every process, removes the containers the nodes started (their shims
-// outlive swarmd by design) and removes the directory.
+// directory in /tmp (unix socket paths must stay short), and its output in node-i.log there;
+// or, with SetHost, a network namespace of the test's own as its host. The destructor kills
+// every process, removes the containers the nodes started (their shims outlive swarmd by
+// design), unmounts the network namespaces they kept in their state directories and removes
+// the directory.
 //
 // Thread-safety: the stubs may be used from several threads; Start/Kill/Terminate from one.
 #ifndef SWARM_NODE_TESTING_SWARMD_CLUSTER_H_
@@ -39,6 +41,9 @@ class SwarmdCluster {
   const std::string& dir() const { return dir_; }
   std::string state_dir(int i) const;
   std::string socket(int i) const;
+  // Runs node i in the network namespace at netns_path (through nsenter), listening on
+  // ip:4242, instead of on a loopback port. Call before Start(i).
+  void SetHost(int i, const std::string& netns_path, const std::string& ip);
   // host:port of node i's cluster listener.
   std::string addr(int i);
   std::string Output(int i) const;
@@ -66,6 +71,7 @@ class SwarmdCluster {
   Options options_;
   std::string dir_;
   std::map<int, int> ports_;
+  std::map<int, std::pair<std::string, std::string>> hosts_;  // node -> {netns, ip}
   std::map<int, pid_t> pids_;
   std::map<int, std::unique_ptr<api::NodeAdmin::Stub>> admins_;
   std::map<int, std::unique_ptr<api::Control::Stub>> controls_;

@@ -1,0 +1,469 @@
+#include "agent/network_manager.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <system_error>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "agent/network/dns_message.h"
+#include "agent/network/netlink.h"
+#include "agent/network/netns.h"
+#include "agent/network/nftables.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+
+namespace swarm::agent {
+namespace {
+
+namespace fs = std::filesystem;
+namespace net = network;
+
+constexpr char kLog[] = "network";
+constexpr char kLbTable[] = "swarmd_lb";
+
+// "10.0.0.5/24" or "10.0.0.5" -> the address.
+std::optional<IpAddress> HostPart(const std::string& text) {
+  const std::string host = text.substr(0, text.find('/'));
+  std::optional<IpAddress> ip = ParseIp(host);
+  if (!ip || ip->family != AF_INET) return std::nullopt;
+  return ip;
+}
+
+// A node address as the dispatcher records it: "192.168.1.7" or "192.168.1.7:4242".
+std::optional<IpAddress> NodeAddress(const std::string& text) {
+  if (std::optional<IpAddress> ip = HostPart(text)) return ip;
+  const size_t colon = text.rfind(':');
+  return colon == std::string::npos ? std::nullopt : HostPart(text.substr(0, colon));
+}
+
+std::string Text(const IpAddress& ip) {
+  char buf[INET6_ADDRSTRLEN] = {};
+  inet_ntop(ip.family, ip.bytes.data(), buf, sizeof buf);
+  return buf;
+}
+
+bool IsOverlay(const api::Network& n) {
+  const std::string& driver =
+      n.driver_state().name().empty() ? n.spec().driver_config().name() : n.driver_state().name();
+  return driver.empty() || driver == "overlay";
+}
+
+absl::Status FirstError(absl::Status a, const absl::Status& b) {
+  if (a.ok()) return b;
+  return a;
+}
+
+}  // namespace
+
+absl::StatusOr<net::OverlayNetwork> OverlayNetworkOf(const api::Network& n) {
+  const std::string name = n.spec().annotations().name();
+  net::OverlayNetwork o;
+  o.id = n.id();
+  auto vni = n.driver_state().options().find(kVxlanIdOption);
+  const std::vector<std::string> vnis = vni == n.driver_state().options().end()
+                                            ? std::vector<std::string>{}
+                                            : absl::StrSplit(vni->second, ',', absl::SkipEmpty());
+  if (vnis.empty() || !absl::SimpleAtoi(vnis[0], &o.vni) || o.vni == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("network ", name, " (", n.id(), ") has no VXLAN ID allocated yet"));
+  }
+  if (n.ipam().configs().empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("network ", name, " (", n.id(), ") has no subnet allocated yet"));
+  }
+  const api::IPAMConfig& c = n.ipam().configs(0);
+  std::optional<IpNetwork> subnet = ParseCidr(c.subnet());
+  std::optional<IpAddress> gateway = HostPart(c.gateway());
+  if (!subnet || subnet->base.family != AF_INET || !gateway) {
+    return absl::InvalidArgumentError(absl::StrCat("network ", name, " (", n.id(),
+                                                   ") has an unusable subnet \"", c.subnet(),
+                                                   "\" or gateway \"", c.gateway(), "\""));
+  }
+  o.subnet = *subnet;
+  o.gateway = *gateway;
+  return o;
+}
+
+NetworkManager::NetworkManager(Options options) : options_(std::move(options)) {}
+
+NetworkManager::~NetworkManager() {
+  if (dns_ != nullptr) dns_->Stop();
+}
+
+absl::StatusOr<std::unique_ptr<NetworkManager>> NetworkManager::Start(Options options) {
+  std::unique_ptr<NetworkManager> m(new NetworkManager(std::move(options)));
+  std::error_code ec;
+  fs::create_directories(m->options_.run_dir, ec);
+  if (ec) {
+    return absl::InternalError(
+        absl::StrCat("creating the namespace directory ", m->options_.run_dir, ": ", ec.message()));
+  }
+  ASSIGN_OR_RETURN(int stale, net::Overlay::CleanupStale(m->Underlay()));
+  if (stale > 0)
+    log::Info(kLog, "removed overlay namespaces of an earlier run", {{"count", stale}});
+
+  net::dns::ResolvConf host;
+  if (absl::StatusOr<net::dns::ResolvConf> read = net::dns::ReadResolvConf(m->options_.resolv_conf);
+      read.ok()) {
+    host = *std::move(read);
+  } else {
+    log::Warn(kLog, "names outside the swarm will not resolve in containers",
+              {{"reason", read.status()}});
+  }
+  m->container_resolv_conf_ = net::dns::ContainerResolvConf(host);
+  net::dns::DnsServerOptions dns_options;
+  dns_options.upstreams = net::dns::UpstreamsFromResolvConf(host);
+  m->dns_ = std::make_unique<net::dns::DnsServer>(&m->dns_table_, std::move(dns_options));
+  RETURN_IF_ERROR(m->dns_->Start());
+  return m;
+}
+
+net::UnderlayConfig NetworkManager::Underlay() const {
+  net::UnderlayConfig u;
+  u.run_dir = options_.run_dir;
+  u.host_netns_path = options_.host_netns_path;
+  u.device = options_.underlay_device;
+  u.address = options_.address;
+  return u;
+}
+
+std::string NetworkManager::TaskNetnsPath(const std::string& task_id) const {
+  return absl::StrCat(options_.run_dir, "/t-", task_id);
+}
+
+absl::StatusOr<std::optional<NetworkManager::TaskNetwork>> NetworkManager::Attach(
+    const api::Task& task) {
+  bool any = false;
+  for (const api::NetworkAttachment& a : task.networks()) any = any || IsOverlay(a.network());
+  if (!any) return std::nullopt;
+  absl::MutexLock lock(&mu_);
+  LocalTask& local = tasks_[task.id()];
+  if (absl::Status s = AttachLocked(task.id(), task, local); !s.ok()) {
+    if (absl::Status d = DetachLocked(task.id()); !d.ok()) {
+      log::Warn(kLog, "undoing a failed attachment failed", {{"task", task.id()}, {"error", d}});
+    }
+    return s;
+  }
+  return TaskNetwork{local.netns_path, container_resolv_conf_};
+}
+
+absl::Status NetworkManager::AttachLocked(const std::string& task_id, const api::Task& task,
+                                          LocalTask& local) {
+  local.netns_path = TaskNetnsPath(task_id);
+  if (!net::IsNetnsMount(local.netns_path)) {
+    std::error_code ec;
+    fs::remove(local.netns_path, ec);  // a file left by a reboot: the namespace is gone
+    RETURN_IF_ERROR(net::CreateNamedNetns(local.netns_path));
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<net::Netlink> nl, net::Netlink::OpenAt(local.netns_path));
+  bool egress = false;
+  int index = 0;
+  for (const api::NetworkAttachment& a : task.networks()) {
+    if (!IsOverlay(a.network())) continue;
+    const std::string if_name = absl::StrCat("eth", index++);
+    const std::string& network_id = a.network().id();
+    ASSIGN_OR_RETURN(net::OverlayNetwork config, OverlayNetworkOf(a.network()));
+    std::optional<IpAddress> ip = a.addresses().empty() ? std::nullopt : HostPart(a.addresses(0));
+    if (!ip) {
+      return absl::InvalidArgumentError(absl::StrCat("the task has no IPv4 address on network ",
+                                                     a.network().spec().annotations().name()));
+    }
+    LocalNetwork& n = networks_[network_id];
+    n.config = config;
+    n.ingress = a.network().spec().ingress();
+    RETURN_IF_ERROR(EnsureOverlayLocked(n));
+    if (std::find(local.networks.begin(), local.networks.end(), network_id) ==
+        local.networks.end()) {
+      local.networks.push_back(network_id);
+    }
+    local.addresses[network_id] = *ip;
+    n.tasks.insert(task_id);
+    // Attached already (by this process) when the overlay holds the address and the task's
+    // end exists; otherwise (new, or adopted after a restart that removed the overlays) attach.
+    if (!n.overlay->AttachedAddresses().contains(Text(*ip)) || !nl->GetLink(if_name).ok()) {
+      RETURN_IF_ERROR(
+          n.overlay->Attach({.netns_path = local.netns_path, .ip = *ip, .if_name = if_name}));
+    }
+    egress = egress || !a.network().spec().internal();
+  }
+  if (egress && !local.gateway_address) {
+    const std::string if_name = absl::StrCat("eth", index);
+    if (nl->GetLink(if_name).ok()) {
+      // Adopted: the gateway bridge's veth outlives the daemon.
+      ASSIGN_OR_RETURN(std::vector<net::AddressEntry> addrs, nl->ListAddresses(if_name));
+      if (!addrs.empty()) local.gateway_address = addrs[0].ip;
+    } else {
+      ASSIGN_OR_RETURN(net::GatewayBridge * gateway, GatewayLocked());
+      ASSIGN_OR_RETURN(IpAddress ip, gateway->Attach(local.netns_path, if_name));
+      local.gateway_address = ip;
+    }
+  }
+
+  std::vector<std::string> dns_networks;
+  for (const std::string& id : local.networks) {
+    if (!networks_[id].ingress) dns_networks.push_back(id);
+  }
+  ASSIGN_OR_RETURN(net::ScopedFd fd, net::OpenNetns(local.netns_path));
+  absl::Status added = dns_->AddContainer(task_id, fd.get(), dns_networks);
+  if (added.code() == absl::StatusCode::kAlreadyExists) {
+    added = dns_->SetNetworks(task_id, dns_networks);
+  }
+  RETURN_IF_ERROR(added);
+  local.lb_ruleset.clear();  // an adopted namespace may hold an older table
+  return ApplyLoadBalancerLocked(task_id, local);
+}
+
+absl::Status NetworkManager::Detach(const std::string& task_id) {
+  absl::MutexLock lock(&mu_);
+  return DetachLocked(task_id);
+}
+
+absl::Status NetworkManager::DetachLocked(const std::string& task_id) {
+  auto it = tasks_.find(task_id);
+  if (it == tasks_.end()) return absl::OkStatus();
+  LocalTask local = std::move(it->second);
+  tasks_.erase(it);
+  absl::Status status;
+  if (absl::Status s = dns_->RemoveContainer(task_id);
+      !s.ok() && s.code() != absl::StatusCode::kNotFound) {
+    status = FirstError(status, s);
+  }
+  for (const auto& [network_id, ip] : local.addresses) {
+    auto n = networks_.find(network_id);
+    if (n == networks_.end()) continue;
+    n->second.tasks.erase(task_id);
+    if (n->second.overlay == nullptr) continue;
+    if (n->second.tasks.empty()) {
+      status = FirstError(status, n->second.overlay->Remove());
+      n->second.overlay.reset();
+      log::Info(kLog, "left overlay network", {{"network", network_id}});
+      continue;
+    }
+    // The address may be another local task's by now (the managers reuse a freed address):
+    // then the veth is that task's.
+    bool reused = false;
+    for (const std::string& other : n->second.tasks) {
+      auto t = tasks_.find(other);
+      if (t == tasks_.end()) continue;
+      auto a = t->second.addresses.find(network_id);
+      reused = reused || (a != t->second.addresses.end() && Text(a->second) == Text(ip));
+    }
+    if (!reused) status = FirstError(status, n->second.overlay->Detach(ip));
+  }
+  if (local.gateway_address && gateway_ != nullptr) {
+    status = FirstError(status, gateway_->Detach(*local.gateway_address));
+  }
+  if (tasks_.empty() && gateway_ != nullptr) {
+    // The last task went: the bridge and its NAT table go too, until the next one comes.
+    status = FirstError(status, gateway_->Teardown());
+    gateway_.reset();
+  }
+  if (absl::Status s = net::DeleteNamedNetns(local.netns_path);
+      !s.ok() && s.code() != absl::StatusCode::kNotFound) {
+    status = FirstError(status, s);
+  }
+  return status;
+}
+
+absl::Status NetworkManager::EnsureOverlayLocked(LocalNetwork& n) {
+  if (n.overlay != nullptr) return absl::OkStatus();
+  ASSIGN_OR_RETURN(n.overlay, net::Overlay::Create(Underlay(), n.config));
+  log::Info(kLog, "joined overlay network",
+            {{"network", n.config.id}, {"vni", static_cast<int64_t>(n.config.vni)}});
+  return ApplyPeersLocked(n);
+}
+
+absl::Status NetworkManager::ApplyPeersLocked(LocalNetwork& n) {
+  std::vector<net::Endpoint> peers;
+  for (const api::EndpointRecord& r : n.records) {
+    if (r.node_id() == options_.node_id) continue;  // local: reached through the bridge
+    std::optional<IpAddress> ip = HostPart(r.ip());
+    std::optional<IpAddress> node = NodeAddress(r.node_addr());
+    if (!ip || !node) {
+      log::Warn(kLog, "an endpoint record without a usable address is skipped",
+                {{"task", r.task_id()}, {"ip", r.ip()}, {"node_addr", r.node_addr()}});
+      continue;
+    }
+    peers.push_back({.ip = *ip, .mac = net::MacFromIpv4(*ip), .node = *node});
+  }
+  return n.overlay->SetPeers(peers);
+}
+
+void NetworkManager::SetEndpoints(const std::string& network_id,
+                                  const std::vector<api::EndpointRecord>& records) {
+  absl::MutexLock lock(&mu_);
+  auto it = networks_.find(network_id);
+  if (it == networks_.end()) {
+    if (records.empty()) return;
+    it = networks_.emplace(network_id, LocalNetwork{}).first;
+  }
+  LocalNetwork& n = it->second;
+  n.records = records;
+  if (n.overlay != nullptr) {
+    if (absl::Status s = ApplyPeersLocked(n); !s.ok()) {
+      log::Warn(kLog, "programming the overlay's peers failed",
+                {{"network", network_id}, {"error", s}});
+    }
+  }
+  ApplyDnsLocked(network_id, n);
+  for (const std::string& task_id : n.tasks) {
+    auto t = tasks_.find(task_id);
+    if (t == tasks_.end()) continue;
+    if (absl::Status s = ApplyLoadBalancerLocked(task_id, t->second); !s.ok()) {
+      log::Warn(kLog, "updating a task's load balancing failed", {{"task", task_id}, {"error", s}});
+    }
+  }
+  if (records.empty() && n.tasks.empty() && n.overlay == nullptr) {
+    dns_table_.RemoveNetwork(network_id);
+    networks_.erase(it);
+  }
+}
+
+void NetworkManager::ApplyDnsLocked(const std::string& network_id, LocalNetwork& n) {
+  if (n.ingress) return;  // the routing mesh's network is not for discovery
+  std::vector<net::dns::TaskRecord> tasks;
+  std::map<std::string, net::dns::ServiceRecord> services;
+  for (const api::EndpointRecord& r : n.records) {
+    if (!r.service_name().empty()) {
+      net::dns::ServiceRecord& s = services[r.service_name()];
+      s.name = r.service_name();
+      if (r.virtual_ip().empty()) {
+        s.mode = net::dns::EndpointMode::kDnsrr;
+      } else if (std::optional<IpAddress> vip = HostPart(r.virtual_ip()); vip && s.vips.empty()) {
+        s.vips.push_back(*vip);
+      }
+      if (s.aliases.empty()) s.aliases.assign(r.aliases().begin(), r.aliases().end());
+    }
+    if (r.service_disabled()) continue;
+    std::optional<IpAddress> ip = HostPart(r.ip());
+    if (!ip) continue;
+    net::dns::TaskRecord t;
+    t.task_id = r.task_id();
+    t.service_name = r.service_name();
+    if (!r.task_name().empty()) t.names.push_back(r.task_name());
+    t.names.insert(t.names.end(), r.aliases().begin(), r.aliases().end());
+    t.address = *ip;
+    tasks.push_back(std::move(t));
+  }
+  dns_table_.ReplaceTasks(network_id, std::move(tasks));
+  std::set<std::string> now;
+  for (auto& [name, s] : services) {
+    now.insert(name);
+    dns_table_.SetService(network_id, std::move(s));
+  }
+  for (const std::string& name : n.dns_services) {
+    if (!now.contains(name)) dns_table_.RemoveService(network_id, name);
+  }
+  n.dns_services = std::move(now);
+}
+
+std::string NetworkManager::RulesetLocked(const LocalTask& task) const {
+  // VIP -> the enabled endpoints behind it, over the task's networks (not ingress: the
+  // routing mesh balances there).
+  std::map<std::string, std::set<std::string>> vips;
+  for (const std::string& network_id : task.networks) {
+    auto n = networks_.find(network_id);
+    if (n == networks_.end() || n->second.ingress) continue;
+    for (const api::EndpointRecord& r : n->second.records) {
+      std::optional<IpAddress> vip = HostPart(r.virtual_ip());
+      if (!vip) continue;
+      std::set<std::string>& backends = vips[Text(*vip)];
+      std::optional<IpAddress> ip = HostPart(r.ip());
+      if (ip && !r.service_disabled()) backends.insert(Text(*ip));
+    }
+  }
+  std::string nat, reject;
+  for (const auto& [vip, backends] : vips) {
+    if (backends.empty()) {
+      absl::StrAppend(&reject, "    ip daddr ", vip, " reject\n");
+    } else if (backends.size() == 1) {
+      absl::StrAppend(&nat, "    ip daddr ", vip, " dnat to ", *backends.begin(), "\n");
+    } else {
+      std::vector<std::string> entries;
+      for (const std::string& b : backends)
+        entries.push_back(absl::StrCat(entries.size(), " : ", b));
+      absl::StrAppend(&nat, "    ip daddr ", vip, " dnat to numgen inc mod ", backends.size(),
+                      " map { ", absl::StrJoin(entries, ", "), " }\n");
+    }
+  }
+  return absl::StrCat("table ip ", kLbTable, " {\n", "  chain vip_nat {\n",
+                      "    type nat hook output priority -100; policy accept;\n", nat, "  }\n",
+                      "  chain vip_filter {\n",
+                      "    type filter hook output priority 0; policy accept;\n", reject,
+                      "  }\n}\n");
+}
+
+absl::Status NetworkManager::ApplyLoadBalancerLocked(const std::string& task_id, LocalTask& task) {
+  std::string ruleset = RulesetLocked(task);
+  if (ruleset == task.lb_ruleset) return absl::OkStatus();
+  ASSIGN_OR_RETURN(net::ScopedFd fd, net::OpenNetns(task.netns_path));
+  // Declaring the table first makes the delete valid when it does not exist yet; the three
+  // commands are one transaction.
+  RETURN_IF_ERROR(net::RunNft(fd.get(),
+                              absl::StrCat("table ip ", kLbTable, "\ndelete table ip ", kLbTable,
+                                           "\n", ruleset),
+                              absl::StrCat("the load balancing of task ", task_id))
+                      .status());
+  task.lb_ruleset = std::move(ruleset);
+  return absl::OkStatus();
+}
+
+std::string NetworkManager::LoadBalancerRuleset(const std::string& task_id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = tasks_.find(task_id);
+  return it == tasks_.end() ? "" : it->second.lb_ruleset;
+}
+
+absl::StatusOr<net::GatewayBridge*> NetworkManager::GatewayLocked() {
+  if (gateway_ == nullptr) {
+    net::GatewayBridgeConfig config = options_.gateway;
+    config.host_netns_path = options_.host_netns_path;
+    ASSIGN_OR_RETURN(gateway_, net::GatewayBridge::Setup(config));
+  }
+  return gateway_.get();
+}
+
+absl::Status NetworkManager::Teardown() {
+  absl::MutexLock lock(&mu_);
+  absl::Status status;
+  std::vector<std::string> ids;
+  for (const auto& [id, t] : tasks_) ids.push_back(id);
+  for (const std::string& id : ids) status = FirstError(status, DetachLocked(id));
+  for (auto& [id, n] : networks_) {
+    if (n.overlay != nullptr) status = FirstError(status, n.overlay->Remove());
+    dns_table_.RemoveNetwork(id);
+  }
+  networks_.clear();
+  // Namespaces of tasks this process never attached (their containers are gone).
+  std::error_code ec;
+  for (const fs::directory_entry& e : fs::directory_iterator(options_.run_dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("t-", 0) != 0) continue;
+    if (absl::Status s = net::DeleteNamedNetns(e.path().string());
+        !s.ok() && s.code() != absl::StatusCode::kNotFound) {
+      status = FirstError(status, s);
+    }
+  }
+  if (gateway_ == nullptr) {
+    // A bridge of an earlier run: adopt it to remove it.
+    absl::StatusOr<std::unique_ptr<net::Netlink>> host =
+        net::Netlink::OpenAt(options_.host_netns_path);
+    if (host.ok() && (*host)->GetLink(options_.gateway.bridge).ok()) {
+      absl::StatusOr<net::GatewayBridge*> adopted = GatewayLocked();
+      if (!adopted.ok()) status = FirstError(status, adopted.status());
+    }
+  }
+  if (gateway_ != nullptr) {
+    status = FirstError(status, gateway_->Teardown());
+    gateway_.reset();
+  }
+  return status;
+}
+
+}  // namespace swarm::agent

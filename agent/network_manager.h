@@ -1,0 +1,146 @@
+// NetworkManager: the node's side of overlay networking (issue 11), wiring the data plane of
+// agent/network to the node's tasks and to the endpoint records the managers send.
+//
+// For a task attached to overlay networks (task.networks, filled by the managers' allocator):
+//   Attach(task)    before its container is created: a network namespace of its own
+//                   (<run_dir>/t-<task id>, bind-mounted), one veth per network in the order of
+//                   task.networks (eth0, eth1, ...; the ingress network first when the service
+//                   publishes ports), the overlay of each network created on first use, then a
+//                   veth into the gateway bridge (the next ethN, default route, masquerading)
+//                   unless every network is internal; the embedded DNS server answers on
+//                   127.0.0.11 in the namespace with the records of the task's networks (not
+//                   the ingress network's); the VIP load-balancing table (below). Returns the
+//                   namespace for the runtime and the container's /etc/resolv.conf.
+//                   Idempotent: an agent that restarts re-attaches its adopted containers.
+//   Detach(task_id) once its process has ended or its container is removed: everything
+//                   Attach made; an overlay goes with its last local task, the gateway
+//                   bridge with the node's last attached task.
+// Endpoint records (SetEndpoints, agent/endpoints.h's listener): the FDB and neighbour entries
+// of the network's overlay (records of other nodes), the DNS records (tasks not disabled, the
+// services' VIPs, or their tasks in dnsrr mode), and the load balancing of every local task on
+// the network.
+//
+// Load balancing: each attached task's namespace holds one nftables table, `ip swarmd_lb`,
+// replaced as a whole whenever what it should hold changes: for each VIP of the networks the
+// task is on, new connections are DNATed to the service's enabled endpoints in turn (numgen
+// inc; conntrack keeps a connection on the endpoint it started with); a VIP without endpoints
+// is rejected at once instead of timing out.
+//
+// At Start, overlay namespaces left by an earlier run are removed (their tasks are attached
+// again by Attach); task namespaces stay, since adopted containers still live in them.
+//
+// Thread-safety: thread-safe. One mutex serializes every change (Attach, Detach,
+// SetEndpoints), held across netlink, nftables and DNS registration calls: they are local
+// system calls, and a network's namespace, links and tables must change in one order.
+#ifndef SWARM_AGENT_NETWORK_MANAGER_H_
+#define SWARM_AGENT_NETWORK_MANAGER_H_
+
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "agent/network/dns.h"
+#include "agent/network/gateway_bridge.h"
+#include "agent/network/overlay.h"
+#include "common/ip.h"
+#include "proto/dispatcher.pb.h"
+#include "proto/objects.pb.h"
+
+namespace swarm::agent {
+
+// Network.driver_state option that holds the VXLAN ID (manager/allocator/allocator.h).
+inline constexpr char kVxlanIdOption[] = "com.docker.network.driver.overlay.vxlanid_list";
+
+class NetworkManager {
+ public:
+  struct Options {
+    // Where the overlay and task namespaces live; ours alone.
+    std::string run_dir = "/run/swarmd/netns";
+    // The node's namespace (underlay, gateway bridge); "" = the daemon's own. For tests.
+    std::string host_netns_path;
+    // This node's underlay (VXLAN) address, IPv4, and optionally its device (sets the MTU).
+    IpAddress address;
+    std::string underlay_device;
+    // The node's ID: its own endpoint records need no FDB entries.
+    std::string node_id;
+    network::GatewayBridgeConfig gateway;
+    // The host's resolver configuration: upstreams of the DNS server and the base of the
+    // containers' resolv.conf.
+    std::string resolv_conf = "/etc/resolv.conf";
+  };
+
+  static absl::StatusOr<std::unique_ptr<NetworkManager>> Start(Options options);
+  ~NetworkManager();  // stops the DNS server; the kernel state stays (see Teardown)
+
+  struct TaskNetwork {
+    std::string netns_path;   // the namespace the container joins
+    std::string resolv_conf;  // its /etc/resolv.conf
+  };
+  // nullopt when the task is on no overlay network (its container keeps network mode none).
+  absl::StatusOr<std::optional<TaskNetwork>> Attach(const api::Task& task);
+  // OK if the task was not attached.
+  absl::Status Detach(const std::string& task_id);
+  // The records of one network as they now are (empty: the node no longer takes part).
+  void SetEndpoints(const std::string& network_id, const std::vector<api::EndpointRecord>& records);
+  // The node leaves the swarm: every task namespace, overlay and the gateway bridge go.
+  absl::Status Teardown();
+
+  // The nftables script of a task's load-balancing table (for tests and people).
+  std::string LoadBalancerRuleset(const std::string& task_id) const;
+
+ private:
+  struct LocalNetwork {
+    network::OverlayNetwork config;
+    std::unique_ptr<network::Overlay> overlay;  // null until a local task needs it
+    std::set<std::string> tasks;                // local tasks attached
+    std::vector<api::EndpointRecord> records;   // the managers' latest
+    std::set<std::string> dns_services;         // service names put in the DNS table
+    bool ingress = false;
+  };
+  struct LocalTask {
+    std::string netns_path;
+    std::vector<std::string> networks;           // IDs, in attachment order
+    std::map<std::string, IpAddress> addresses;  // network ID -> its address
+    std::optional<IpAddress> gateway_address;
+    std::string lb_ruleset;  // what the namespace's swarmd_lb table holds
+  };
+
+  explicit NetworkManager(Options options);
+  absl::Status AttachLocked(const std::string& task_id, const api::Task& task, LocalTask& local)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status DetachLocked(const std::string& task_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status EnsureOverlayLocked(LocalNetwork& net) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status ApplyPeersLocked(LocalNetwork& net) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ApplyDnsLocked(const std::string& network_id, LocalNetwork& net)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string RulesetLocked(const LocalTask& task) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  absl::Status ApplyLoadBalancerLocked(const std::string& task_id, LocalTask& task)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<network::GatewayBridge*> GatewayLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  network::UnderlayConfig Underlay() const;
+  std::string TaskNetnsPath(const std::string& task_id) const;
+
+  const Options options_;
+  std::string container_resolv_conf_;
+  network::dns::DnsTable dns_table_;
+  std::unique_ptr<network::dns::DnsServer> dns_;
+
+  mutable absl::Mutex mu_;
+  std::map<std::string, LocalNetwork> networks_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, LocalTask> tasks_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<network::GatewayBridge> gateway_ ABSL_GUARDED_BY(mu_);
+};
+
+// The overlay configuration of an allocated network (VNI, subnet, gateway); INVALID_ARGUMENT
+// naming what is missing when the managers have not allocated it.
+absl::StatusOr<network::OverlayNetwork> OverlayNetworkOf(const api::Network& network);
+
+}  // namespace swarm::agent
+
+#endif  // SWARM_AGENT_NETWORK_MANAGER_H_

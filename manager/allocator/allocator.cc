@@ -383,9 +383,9 @@ void Allocator::ReleaseService(const std::string& id) {
 
 void Allocator::Round() {
   if (!networks_todo_.empty()) AllocateNetworks();
+  if (!nodes_todo_.empty() || all_nodes_todo_) AllocateNodes();
   if (!services_todo_.empty()) AllocateServices();
   if (!tasks_todo_.empty()) AllocateTasks();
-  if (!nodes_todo_.empty() || all_nodes_todo_) AllocateNodes();
 }
 
 void Allocator::Write(std::vector<Change>& changes, Todo* retry) {

@@ -35,8 +35,10 @@
 // records) must skip tasks that ended.
 //
 // Work goes in four phases per round, each reading fresh committed state: networks, then
-// services, then tasks (a task needs its networks and its service allocated), then nodes (a
-// node needs only the ingress network, and waits behind the tasks that wait to be scheduled).
+// nodes (a node needs only the ingress network; coming before services and tasks, the nodes
+// that exist when the ingress network is allocated get its first addresses, whatever else
+// arrived in the same round), then services, then tasks (a task needs its networks and its
+// service allocated).
 // Each phase's writes go in transactions of at most kBatch objects. A write that fails (a
 // race: "update out of sequence") gives back what was taken for it and is retried shortly.
 // Something that cannot be allocated (an exhausted pool, an overlapping subnet, a taken port)

@@ -305,7 +305,8 @@ TEST_F(OrchestrationTest, Networks_TasksGetAddressesOnTheirNetworksAndGiveThemBa
   EXPECT_EQ(svc.endpoint().ports(0).published_port(), 30000u);
   ASSERT_EQ(svc.endpoint().virtual_ips_size(), 2);
   EXPECT_EQ(svc.endpoint().virtual_ips(0).network_id(), ingress);
-  EXPECT_EQ(svc.endpoint().virtual_ips(0).addr(), "10.0.0.2/24");
+  // node1 and node2 hold 10.0.0.2 and .3: their ingress sandboxes (the routing mesh).
+  EXPECT_EQ(svc.endpoint().virtual_ips(0).addr(), "10.0.0.4/24");
   EXPECT_EQ(svc.endpoint().virtual_ips(1).network_id(), web);
   EXPECT_EQ(svc.endpoint().virtual_ips(1).addr(), "10.0.1.2/24");
   auto addresses = [&] {
@@ -319,7 +320,7 @@ TEST_F(OrchestrationTest, Networks_TasksGetAddressesOnTheirNetworksAndGiveThemBa
     return out;
   };
   EXPECT_EQ(addresses(),
-            (std::set<std::string>{"10.0.0.3/24", "10.0.0.4/24", "10.0.0.5/24", "10.0.0.6/24",
+            (std::set<std::string>{"10.0.0.5/24", "10.0.0.6/24", "10.0.0.7/24", "10.0.0.8/24",
                                    "10.0.1.3/24", "10.0.1.4/24", "10.0.1.5/24", "10.0.1.6/24"}));
 
   // A network in use cannot go.

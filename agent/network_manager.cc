@@ -26,6 +26,13 @@ namespace net = network;
 
 constexpr char kLog[] = "network";
 constexpr char kLbTable[] = "swarmd_lb";
+constexpr char kIngressTable[] = "swarmd_ingress";  // in the sandbox
+constexpr char kPortsTable[] = "swarmd_ports";      // in the host's namespace
+constexpr char kSandboxName[] = "ingress-sbox";
+// The sandbox's place among an ingress network's local attachments (not a task ID).
+constexpr char kSandboxKey[] = "ingress-sandbox";
+// Priority of the rules that route replies to routing-mesh clients (before main's 32766).
+constexpr uint32_t kIngressRulePriority = 100;
 
 // "10.0.0.5/24" or "10.0.0.5" -> the address.
 std::optional<IpAddress> HostPart(const std::string& text) {
@@ -52,6 +59,39 @@ bool IsOverlay(const api::Network& n) {
   const std::string& driver =
       n.driver_state().name().empty() ? n.spec().driver_config().name() : n.driver_state().name();
   return driver.empty() || driver == "overlay";
+}
+
+uint32_t ToU32(const IpAddress& ip) {
+  return uint32_t{ip.bytes[0]} << 24 | uint32_t{ip.bytes[1]} << 16 | uint32_t{ip.bytes[2]} << 8 |
+         ip.bytes[3];
+}
+
+IpAddress FromU32(uint32_t v) {
+  IpAddress ip;
+  ip.bytes = {static_cast<unsigned char>(v >> 24), static_cast<unsigned char>(v >> 16),
+              static_cast<unsigned char>(v >> 8), static_cast<unsigned char>(v)};
+  return ip;
+}
+
+std::string Protocol(const api::PortConfig& p) {
+  return p.protocol() == api::PORT_PROTOCOL_UDP ? "udp" : "tcp";
+}
+
+// Replaces table `table` of the namespace fd (< 0: the daemon's) with `ruleset` in one
+// transaction; an empty ruleset just deletes it. Declaring the table first makes the delete
+// valid when it does not exist yet.
+absl::Status ReplaceTable(int fd, const std::string& table, const std::string& ruleset,
+                          const std::string& what) {
+  return net::RunNft(
+             fd, absl::StrCat("table ip ", table, "\ndelete table ip ", table, "\n", ruleset), what)
+      .status();
+}
+
+absl::Status ReplaceTableAt(const std::string& netns_path, const std::string& table,
+                            const std::string& ruleset, const std::string& what) {
+  if (netns_path.empty()) return ReplaceTable(-1, table, ruleset, what);
+  ASSIGN_OR_RETURN(net::ScopedFd fd, net::OpenNetns(netns_path));
+  return ReplaceTable(fd.get(), table, ruleset, what);
 }
 
 absl::Status FirstError(absl::Status a, const absl::Status& b) {
@@ -105,8 +145,16 @@ absl::StatusOr<std::unique_ptr<NetworkManager>> NetworkManager::Start(Options op
         absl::StrCat("creating the namespace directory ", m->options_.run_dir, ": ", ec.message()));
   }
   ASSIGN_OR_RETURN(int stale, net::Overlay::CleanupStale(m->Underlay()));
-  if (stale > 0)
+  if (stale > 0) {
     log::Info(kLog, "removed overlay namespaces of an earlier run", {{"count", stale}});
+  }
+  // The sandbox and the published ports of an earlier run: made again from the records.
+  if (absl::Status s = net::DeleteNamedNetns(m->SandboxPath());
+      !s.ok() && s.code() != absl::StatusCode::kNotFound) {
+    return s;
+  }
+  RETURN_IF_ERROR(ReplaceTableAt(m->options_.host_netns_path, kPortsTable, "",
+                                 "removing the published ports of an earlier run"));
 
   net::dns::ResolvConf host;
   if (absl::StatusOr<net::dns::ResolvConf> read = net::dns::ReadResolvConf(m->options_.resolv_conf);
@@ -137,10 +185,17 @@ std::string NetworkManager::TaskNetnsPath(const std::string& task_id) const {
   return absl::StrCat(options_.run_dir, "/t-", task_id);
 }
 
+std::string NetworkManager::SandboxPath() const {
+  return absl::StrCat(options_.run_dir, "/", kSandboxName);
+}
+
 absl::StatusOr<std::optional<NetworkManager::TaskNetwork>> NetworkManager::Attach(
     const api::Task& task) {
   bool any = false;
   for (const api::NetworkAttachment& a : task.networks()) any = any || IsOverlay(a.network());
+  for (const api::PortConfig& p : task.endpoint().ports()) {
+    any = any || p.publish_mode() == api::PUBLISH_MODE_HOST;
+  }
   if (!any) return std::nullopt;
   absl::MutexLock lock(&mu_);
   LocalTask& local = tasks_[task.id()];
@@ -183,6 +238,7 @@ absl::Status NetworkManager::AttachLocked(const std::string& task_id, const api:
       local.networks.push_back(network_id);
     }
     local.addresses[network_id] = *ip;
+    if (n.ingress) local.ingress_if = if_name;
     n.tasks.insert(task_id);
     // Attached already (by this process) when the overlay holds the address and the task's
     // end exists; otherwise (new, or adopted after a restart that removed the overlays) attach.
@@ -191,6 +247,17 @@ absl::Status NetworkManager::AttachLocked(const std::string& task_id, const api:
           n.overlay->Attach({.netns_path = local.netns_path, .ip = *ip, .if_name = if_name}));
     }
     egress = egress || !a.network().spec().internal();
+  }
+  local.host_ports.clear();
+  for (const api::PortConfig& p : task.endpoint().ports()) {
+    if (p.publish_mode() != api::PUBLISH_MODE_HOST) continue;
+    if (p.published_port() == 0) {
+      log::Warn(kLog, "a host-mode port without a published port is not published",
+                {{"task", task_id}, {"target_port", static_cast<int64_t>(p.target_port())}});
+      continue;
+    }
+    local.host_ports.push_back(p);
+    egress = true;  // host-mode ports reach the task through the gateway bridge
   }
   if (egress && !local.gateway_address) {
     const std::string if_name = absl::StrCat("eth", index);
@@ -216,7 +283,19 @@ absl::Status NetworkManager::AttachLocked(const std::string& task_id, const api:
   }
   RETURN_IF_ERROR(added);
   local.lb_ruleset.clear();  // an adopted namespace may hold an older table
-  return ApplyLoadBalancerLocked(task_id, local);
+  RETURN_IF_ERROR(ApplyLoadBalancerLocked(task_id, local));
+  if (!local.ingress_if.empty()) {
+    // Routing-mesh clients keep their own address, so their packets come in on the ingress
+    // interface from addresses the main table routes elsewhere: no reverse-path filter.
+    for (const std::string& dev : {std::string("all"), local.ingress_if}) {
+      RETURN_IF_ERROR(
+          net::WriteSysctl(fd.get(), absl::StrCat("net/ipv4/conf/", dev, "/rp_filter"), "0"));
+    }
+    local.ingress_routes.clear();
+    RETURN_IF_ERROR(ApplyIngressRoutesLocked(local));
+  }
+  if (!local.host_ports.empty()) RETURN_IF_ERROR(ApplyHostPortsLocked());
+  return absl::OkStatus();
 }
 
 absl::Status NetworkManager::Detach(const std::string& task_id) {
@@ -259,7 +338,8 @@ absl::Status NetworkManager::DetachLocked(const std::string& task_id) {
   if (local.gateway_address && gateway_ != nullptr) {
     status = FirstError(status, gateway_->Detach(*local.gateway_address));
   }
-  if (tasks_.empty() && gateway_ != nullptr) {
+  if (!local.host_ports.empty()) status = FirstError(status, ApplyHostPortsLocked());
+  if (tasks_.empty() && !sandbox_ && gateway_ != nullptr) {
     // The last task went: the bridge and its NAT table go too, until the next one comes.
     status = FirstError(status, gateway_->Teardown());
     gateway_.reset();
@@ -295,16 +375,27 @@ absl::Status NetworkManager::ApplyPeersLocked(LocalNetwork& n) {
   return n.overlay->SetPeers(peers);
 }
 
-void NetworkManager::SetEndpoints(const std::string& network_id,
-                                  const std::vector<api::EndpointRecord>& records) {
+void NetworkManager::SetNetwork(const EndpointTable::NetworkState& state) {
+  const std::string& network_id = state.network_id;
   absl::MutexLock lock(&mu_);
   auto it = networks_.find(network_id);
   if (it == networks_.end()) {
-    if (records.empty()) return;
+    if (state.records.empty() && !state.network) return;
     it = networks_.emplace(network_id, LocalNetwork{}).first;
   }
   LocalNetwork& n = it->second;
-  n.records = records;
+  n.records = state.records;
+  if (state.network) {
+    n.ingress = state.network->spec().ingress();
+    if (absl::StatusOr<net::OverlayNetwork> config = OverlayNetworkOf(*state.network);
+        config.ok()) {
+      n.config = *config;
+    } else {
+      log::Warn(kLog, "an overlay network cannot be used yet",
+                {{"network", network_id}, {"reason", config.status()}});
+    }
+  }
+  if (n.ingress) ingress_id_ = network_id;
   if (n.overlay != nullptr) {
     if (absl::Status s = ApplyPeersLocked(n); !s.ok()) {
       log::Warn(kLog, "programming the overlay's peers failed",
@@ -312,14 +403,23 @@ void NetworkManager::SetEndpoints(const std::string& network_id,
     }
   }
   ApplyDnsLocked(network_id, n);
+  if (n.ingress) {
+    if (!state.network) n.records.clear();  // the ingress network is gone
+    if (absl::Status s = SyncIngressLocked(n); !s.ok()) {
+      log::Warn(kLog, "the routing mesh's sandbox could not be set up",
+                {{"network", network_id}, {"error", s}});
+    }
+  }
   for (const std::string& task_id : n.tasks) {
     auto t = tasks_.find(task_id);
     if (t == tasks_.end()) continue;
-    if (absl::Status s = ApplyLoadBalancerLocked(task_id, t->second); !s.ok()) {
+    absl::Status s = ApplyLoadBalancerLocked(task_id, t->second);
+    if (s.ok() && !t->second.ingress_if.empty()) s = ApplyIngressRoutesLocked(t->second);
+    if (!s.ok()) {
       log::Warn(kLog, "updating a task's load balancing failed", {{"task", task_id}, {"error", s}});
     }
   }
-  if (records.empty() && n.tasks.empty() && n.overlay == nullptr) {
+  if (!state.network && state.records.empty() && n.tasks.empty() && n.overlay == nullptr) {
     dns_table_.RemoveNetwork(network_id);
     networks_.erase(it);
   }
@@ -392,24 +492,37 @@ std::string NetworkManager::RulesetLocked(const LocalTask& task) const {
                       " map { ", absl::StrJoin(entries, ", "), " }\n");
     }
   }
+  std::string ingress;
+  if (!task.ingress_if.empty()) {
+    // A connection that comes in from a sandbox is marked with the sandbox's address (from
+    // its MAC), and its packets out carry the mark, which routes them back through it
+    // (ApplyIngressRoutesLocked).
+    std::vector<std::string> entries;
+    for (const auto& [ip, mac] : SandboxesLocked()) {
+      entries.push_back(absl::StrCat(net::FormatMac(mac), " : ", ip));
+    }
+    if (!entries.empty()) {
+      absl::StrAppend(&ingress, "  chain mesh_mark {\n",
+                      "    type filter hook prerouting priority -150; policy accept;\n",
+                      "    iifname \"", task.ingress_if,
+                      "\" ct state new ct mark set ether saddr map { ",
+                      absl::StrJoin(entries, ", "), " }\n  }\n", "  chain mesh_route {\n",
+                      "    type route hook output priority -150; policy accept;\n",
+                      "    ct mark != 0 meta mark set ct mark\n  }\n");
+    }
+  }
   return absl::StrCat("table ip ", kLbTable, " {\n", "  chain vip_nat {\n",
                       "    type nat hook output priority -100; policy accept;\n", nat, "  }\n",
                       "  chain vip_filter {\n",
-                      "    type filter hook output priority 0; policy accept;\n", reject,
-                      "  }\n}\n");
+                      "    type filter hook output priority 0; policy accept;\n", reject, "  }\n",
+                      ingress, "}\n");
 }
 
 absl::Status NetworkManager::ApplyLoadBalancerLocked(const std::string& task_id, LocalTask& task) {
   std::string ruleset = RulesetLocked(task);
   if (ruleset == task.lb_ruleset) return absl::OkStatus();
-  ASSIGN_OR_RETURN(net::ScopedFd fd, net::OpenNetns(task.netns_path));
-  // Declaring the table first makes the delete valid when it does not exist yet; the three
-  // commands are one transaction.
-  RETURN_IF_ERROR(net::RunNft(fd.get(),
-                              absl::StrCat("table ip ", kLbTable, "\ndelete table ip ", kLbTable,
-                                           "\n", ruleset),
-                              absl::StrCat("the load balancing of task ", task_id))
-                      .status());
+  RETURN_IF_ERROR(ReplaceTableAt(task.netns_path, kLbTable, ruleset,
+                                 absl::StrCat("the load balancing of task ", task_id)));
   task.lb_ruleset = std::move(ruleset);
   return absl::OkStatus();
 }
@@ -418,6 +531,184 @@ std::string NetworkManager::LoadBalancerRuleset(const std::string& task_id) cons
   absl::MutexLock lock(&mu_);
   auto it = tasks_.find(task_id);
   return it == tasks_.end() ? "" : it->second.lb_ruleset;
+}
+
+std::map<uint32_t, net::MacAddress> NetworkManager::SandboxesLocked() const {
+  std::map<uint32_t, net::MacAddress> out;
+  auto n = networks_.find(ingress_id_);
+  if (n == networks_.end()) return out;
+  for (const api::EndpointRecord& r : n->second.records) {
+    if (!r.load_balancer()) continue;
+    if (std::optional<IpAddress> ip = HostPart(r.ip())) out[ToU32(*ip)] = net::MacFromIpv4(*ip);
+  }
+  return out;
+}
+
+absl::Status NetworkManager::SyncIngressLocked(LocalNetwork& n) {
+  // Published port -> the enabled tasks behind it, "ip . target port".
+  std::map<std::pair<std::string, uint32_t>, std::set<std::string>> ports;
+  for (const api::EndpointRecord& r : n.records) {
+    std::optional<IpAddress> ip = HostPart(r.ip());
+    if (r.load_balancer() || !ip) continue;
+    for (const api::PortConfig& p : r.ingress_ports()) {
+      std::set<std::string>& backends = ports[{Protocol(p), p.published_port()}];
+      if (!r.service_disabled()) {
+        backends.insert(absl::StrCat(Text(*ip), " . ", p.target_port()));
+      }
+    }
+  }
+  std::optional<IpAddress> own;
+  for (const api::EndpointRecord& r : n.records) {
+    if (r.load_balancer() && r.node_id() == options_.node_id) own = HostPart(r.ip());
+  }
+  // Only while a service publishes a port in ingress mode: the sandbox costs nothing before.
+  if (!own || n.config.vni == 0 || ports.empty()) return RemoveSandboxLocked();
+  if (sandbox_ && Text(sandbox_->ip) != Text(*own)) RETURN_IF_ERROR(RemoveSandboxLocked());
+  if (!sandbox_) {
+    const std::string path = SandboxPath();
+    auto undo = [&](absl::Status s) {
+      n.tasks.erase(kSandboxKey);
+      if (n.overlay != nullptr && n.tasks.empty()) {
+        (void)n.overlay->Remove();
+        n.overlay.reset();
+      }
+      (void)net::DeleteNamedNetns(path);
+      return s;
+    };
+    if (absl::Status s = EnsureOverlayLocked(n); !s.ok()) return undo(s);
+    n.tasks.insert(kSandboxKey);
+    if (absl::Status s = net::CreateNamedNetns(path); !s.ok()) return undo(s);
+    if (absl::Status s = n.overlay->Attach({.netns_path = path, .ip = *own, .if_name = "eth0"});
+        !s.ok()) {
+      return undo(s);
+    }
+    absl::StatusOr<net::GatewayBridge*> gateway = GatewayLocked();
+    if (!gateway.ok()) return undo(gateway.status());
+    absl::StatusOr<IpAddress> gateway_address = (*gateway)->Attach(path, "eth1");
+    if (!gateway_address.ok()) return undo(gateway_address.status());
+    absl::StatusOr<net::ScopedFd> fd = net::OpenNetns(path);
+    absl::Status forwarding =
+        fd.ok() ? net::WriteSysctl(fd->get(), "net/ipv4/ip_forward", "1") : fd.status();
+    if (!forwarding.ok()) {
+      (void)(*gateway)->Detach(*gateway_address);
+      return undo(forwarding);
+    }
+    sandbox_ = Sandbox{.netns_path = path, .ip = *own, .gateway_address = *gateway_address};
+    log::Info(kLog, "routing mesh sandbox ready",
+              {{"ingress_address", Text(*own)}, {"gateway_address", Text(*gateway_address)}});
+  }
+
+  // A port without backends gets no rule: the sandbox itself refuses the connection.
+  std::string rules;
+  for (const auto& [port, backends] : ports) {
+    if (backends.empty()) continue;
+    std::vector<std::string> entries;
+    for (const std::string& b : backends) entries.push_back(absl::StrCat(entries.size(), " : ", b));
+    absl::StrAppend(&rules, "    iifname \"eth1\" ", port.first, " dport ", port.second,
+                    " dnat to numgen inc mod ", backends.size(), " map { ",
+                    absl::StrJoin(entries, ", "), " }\n");
+  }
+  // No masquerading: the tasks see the client's address and route their replies back here.
+  std::string ruleset = absl::StrCat("table ip ", kIngressTable, " {\n  chain mesh_nat {\n",
+                                     "    type nat hook prerouting priority -100; policy accept;\n",
+                                     rules, "  }\n}\n");
+  if (ruleset != sandbox_->ruleset) {
+    RETURN_IF_ERROR(ReplaceTableAt(sandbox_->netns_path, kIngressTable, ruleset,
+                                   "the routing mesh's balancing"));
+    sandbox_->ruleset = std::move(ruleset);
+  }
+  return ApplyHostPortsLocked();
+}
+
+absl::Status NetworkManager::RemoveSandboxLocked() {
+  if (!sandbox_) return absl::OkStatus();
+  absl::Status status;
+  auto n = networks_.find(ingress_id_);
+  if (n != networks_.end()) {
+    n->second.tasks.erase(kSandboxKey);
+    if (n->second.overlay != nullptr) {
+      status = n->second.tasks.empty() ? n->second.overlay->Remove()
+                                       : n->second.overlay->Detach(sandbox_->ip);
+      if (n->second.tasks.empty()) n->second.overlay.reset();
+    }
+  }
+  if (gateway_ != nullptr) status = FirstError(status, gateway_->Detach(sandbox_->gateway_address));
+  if (absl::Status s = net::DeleteNamedNetns(sandbox_->netns_path);
+      !s.ok() && s.code() != absl::StatusCode::kNotFound) {
+    status = FirstError(status, s);
+  }
+  sandbox_.reset();
+  log::Info(kLog, "routing mesh sandbox removed");
+  status = FirstError(status, ApplyHostPortsLocked());
+  if (tasks_.empty() && gateway_ != nullptr) {
+    status = FirstError(status, gateway_->Teardown());
+    gateway_.reset();
+  }
+  return status;
+}
+
+absl::Status NetworkManager::ApplyIngressRoutesLocked(LocalTask& task) {
+  std::set<uint32_t> want;
+  for (const auto& [ip, mac] : SandboxesLocked()) want.insert(ip);
+  if (want == task.ingress_routes) return absl::OkStatus();
+  ASSIGN_OR_RETURN(std::unique_ptr<net::Netlink> nl, net::Netlink::OpenAt(task.netns_path));
+  // One routing table per sandbox, numbered (like its mark) by the sandbox's address.
+  for (uint32_t ip : want) {
+    if (task.ingress_routes.contains(ip)) continue;
+    RETURN_IF_ERROR(nl->AddDefaultRoute(task.ingress_if, FromU32(ip), ip));
+    RETURN_IF_ERROR(nl->AddFwmarkRule(ip, ip, kIngressRulePriority));
+    task.ingress_routes.insert(ip);
+  }
+  for (auto it = task.ingress_routes.begin(); it != task.ingress_routes.end();) {
+    if (want.contains(*it)) {
+      ++it;
+      continue;
+    }
+    RETURN_IF_ERROR(nl->DeleteFwmarkRule(*it, *it, kIngressRulePriority));
+    it = task.ingress_routes.erase(it);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status NetworkManager::ApplyHostPortsLocked() {
+  // Only connections to the node's own addresses: traffic the node forwards keeps its way.
+  std::string rules;
+  if (sandbox_) {
+    auto n = networks_.find(ingress_id_);
+    std::set<std::pair<std::string, uint32_t>> published;
+    if (n != networks_.end()) {
+      for (const api::EndpointRecord& r : n->second.records) {
+        for (const api::PortConfig& p : r.ingress_ports()) {
+          published.insert({Protocol(p), p.published_port()});
+        }
+      }
+    }
+    for (const auto& [protocol, port] : published) {
+      absl::StrAppend(&rules, "    fib daddr type local ", protocol, " dport ", port, " dnat to ",
+                      Text(sandbox_->gateway_address), "\n");
+    }
+  }
+  for (const auto& [task_id, task] : tasks_) {
+    if (!task.gateway_address) continue;
+    for (const api::PortConfig& p : task.host_ports) {
+      absl::StrAppend(&rules, "    fib daddr type local ", Protocol(p), " dport ",
+                      p.published_port(), " dnat to ", Text(*task.gateway_address), ":",
+                      p.target_port(), "\n");
+    }
+  }
+  std::string ruleset;
+  if (!rules.empty()) {
+    ruleset =
+        absl::StrCat("table ip ", kPortsTable, " {\n", "  chain published {\n",
+                     "    type nat hook prerouting priority -100; policy accept;\n", rules,
+                     "  }\n  chain published_local {\n",
+                     "    type nat hook output priority -100; policy accept;\n", rules, "  }\n}\n");
+  }
+  if (ruleset == host_ruleset_) return absl::OkStatus();
+  RETURN_IF_ERROR(
+      ReplaceTableAt(options_.host_netns_path, kPortsTable, ruleset, "the published ports"));
+  host_ruleset_ = std::move(ruleset);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<net::GatewayBridge*> NetworkManager::GatewayLocked() {
@@ -435,6 +726,10 @@ absl::Status NetworkManager::Teardown() {
   std::vector<std::string> ids;
   for (const auto& [id, t] : tasks_) ids.push_back(id);
   for (const std::string& id : ids) status = FirstError(status, DetachLocked(id));
+  status = FirstError(status, RemoveSandboxLocked());
+  status = FirstError(status, ReplaceTableAt(options_.host_netns_path, kPortsTable, "",
+                                             "removing the published ports"));
+  host_ruleset_.clear();
   for (auto& [id, n] : networks_) {
     if (n.overlay != nullptr) status = FirstError(status, n.overlay->Remove());
     dns_table_.RemoveNetwork(id);

@@ -45,6 +45,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "agent/endpoints.h"
 #include "agent/network/dns.h"
 #include "agent/network/gateway_bridge.h"
 #include "agent/network/overlay.h"
@@ -86,8 +87,8 @@ class NetworkManager {
   absl::StatusOr<std::optional<TaskNetwork>> Attach(const api::Task& task);
   // OK if the task was not attached.
   absl::Status Detach(const std::string& task_id);
-  // The records of one network as they now are (empty: the node no longer takes part).
-  void SetEndpoints(const std::string& network_id, const std::vector<api::EndpointRecord>& records);
+  // One network as the managers now describe it (agent/endpoints.h's listener).
+  void SetNetwork(const EndpointTable::NetworkState& state);
   // The node leaves the swarm: every task namespace, overlay and the gateway bridge go.
   absl::Status Teardown();
 
@@ -108,7 +109,18 @@ class NetworkManager {
     std::vector<std::string> networks;           // IDs, in attachment order
     std::map<std::string, IpAddress> addresses;  // network ID -> its address
     std::optional<IpAddress> gateway_address;
-    std::string lb_ruleset;  // what the namespace's swarmd_lb table holds
+    std::string ingress_if;                   // its interface on ingress; "" if not on it
+    std::vector<api::PortConfig> host_ports;  // published in host mode
+    std::string lb_ruleset;                   // what the namespace's swarmd_lb table holds
+    std::set<uint32_t> ingress_routes;        // sandboxes its replies can go back through
+  };
+  // The node's ingress sandbox (routing mesh): a namespace on the ingress network (eth0) and
+  // on the gateway bridge (eth1), where published ports are balanced over the tasks.
+  struct Sandbox {
+    std::string netns_path;
+    IpAddress ip;               // on ingress
+    IpAddress gateway_address;  // on the gateway bridge: where the host sends published ports
+    std::string ruleset;        // its swarmd_ingress table
   };
 
   explicit NetworkManager(Options options);
@@ -123,8 +135,20 @@ class NetworkManager {
   absl::Status ApplyLoadBalancerLocked(const std::string& task_id, LocalTask& task)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<network::GatewayBridge*> GatewayLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Creates, updates or removes the ingress sandbox after the ingress network changed.
+  absl::Status SyncIngressLocked(LocalNetwork& ingress) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status RemoveSandboxLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The policy routing that sends a task's replies to routing-mesh clients back through the
+  // sandbox the connection came from.
+  absl::Status ApplyIngressRoutesLocked(LocalTask& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The host's swarmd_ports table: published ports to the sandbox (ingress mode) or to the
+  // local task (host mode).
+  absl::Status ApplyHostPortsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The other nodes' sandboxes: ingress address -> MAC.
+  std::map<uint32_t, network::MacAddress> SandboxesLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   network::UnderlayConfig Underlay() const;
   std::string TaskNetnsPath(const std::string& task_id) const;
+  std::string SandboxPath() const;
 
   const Options options_;
   std::string container_resolv_conf_;
@@ -135,6 +159,9 @@ class NetworkManager {
   std::map<std::string, LocalNetwork> networks_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, LocalTask> tasks_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<network::GatewayBridge> gateway_ ABSL_GUARDED_BY(mu_);
+  std::string ingress_id_ ABSL_GUARDED_BY(mu_);  // the ingress network, once known
+  std::optional<Sandbox> sandbox_ ABSL_GUARDED_BY(mu_);
+  std::string host_ruleset_ ABSL_GUARDED_BY(mu_);  // what the host's swarmd_ports table holds
 };
 
 // The overlay configuration of an allocated network (VNI, subnet, gateway); INVALID_ARGUMENT

@@ -1372,10 +1372,9 @@ void Daemon::SyncAgent() {
     };
   }
   if (networks_ != nullptr) {
-    ao.on_endpoints = [networks = networks_.get()](
-                          const std::string& network_id,
-                          const std::vector<api::EndpointRecord>& records) {
-      networks->SetEndpoints(network_id, records);
+    ao.on_endpoints = [networks =
+                           networks_.get()](const agent::EndpointTable::NetworkState& state) {
+      networks->SetNetwork(state);
     };
   }
   ao.executor = executor_.get();

@@ -1,6 +1,7 @@
 #include "agent/network/netlink.h"
 
 #include <arpa/inet.h>
+#include <linux/fib_rules.h>
 #include <linux/if_bridge.h>
 #include <linux/neighbour.h>
 #include <linux/rtnetlink.h>
@@ -395,21 +396,54 @@ absl::StatusOr<std::vector<AddressEntry>> Netlink::ListAddresses(const std::stri
   return out;
 }
 
-absl::Status Netlink::AddDefaultRoute(const std::string& link, const IpAddress& gateway) {
-  std::string what = absl::StrCat("adding a default route via ", FormatIp(gateway), " dev ", link);
+absl::Status Netlink::AddDefaultRoute(const std::string& link, const IpAddress& gateway,
+                                      uint32_t table) {
+  std::string what = absl::StrCat("adding a default route via ", FormatIp(gateway), " dev ", link,
+                                  " table ", table);
   ASSIGN_OR_RETURN(int index, IndexOf(link, what));
-  nl_msg* msg = nlmsg_alloc_simple(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL);
+  // The main table's route is added once (EXCL: two would be a bug); another table's is
+  // replaced, so that programming it again is harmless.
+  nl_msg* msg = nlmsg_alloc_simple(
+      RTM_NEWROUTE, NLM_F_CREATE | (table == RT_TABLE_MAIN ? NLM_F_EXCL : NLM_F_REPLACE));
   rtmsg rt{};
   rt.rtm_family = gateway.family;
   rt.rtm_dst_len = 0;
-  rt.rtm_table = RT_TABLE_MAIN;
+  rt.rtm_table = table < 256 ? table : RT_TABLE_UNSPEC;
   rt.rtm_protocol = RTPROT_BOOT;
   rt.rtm_scope = RT_SCOPE_UNIVERSE;
   rt.rtm_type = RTN_UNICAST;
   nlmsg_append(msg, &rt, sizeof(rt), NLMSG_ALIGNTO);
+  nla_put_u32(msg, RTA_TABLE, table);
   nla_put(msg, RTA_GATEWAY, AddressLength(gateway), gateway.bytes.data());
   nla_put_u32(msg, RTA_OIF, index);
   return Request(msg, what);
+}
+
+absl::Status Netlink::FwmarkRule(bool add, uint32_t mark, uint32_t table, uint32_t priority) {
+  std::string what = absl::StrCat(add ? "adding" : "deleting", " the rule fwmark ", mark,
+                                  " lookup ", table, " priority ", priority);
+  nl_msg* msg =
+      nlmsg_alloc_simple(add ? RTM_NEWRULE : RTM_DELRULE, add ? NLM_F_CREATE | NLM_F_EXCL : 0);
+  fib_rule_hdr rule{};
+  rule.family = AF_INET;
+  rule.table = table < 256 ? table : RT_TABLE_UNSPEC;
+  rule.action = FR_ACT_TO_TBL;
+  nlmsg_append(msg, &rule, sizeof(rule), NLMSG_ALIGNTO);
+  nla_put_u32(msg, FRA_FWMARK, mark);
+  nla_put_u32(msg, FRA_TABLE, table);
+  nla_put_u32(msg, FRA_PRIORITY, priority);
+  absl::Status s = Request(msg, what);
+  if (add && s.code() == absl::StatusCode::kAlreadyExists) return absl::OkStatus();
+  if (!add && s.code() == absl::StatusCode::kNotFound) return absl::OkStatus();
+  return s;
+}
+
+absl::Status Netlink::AddFwmarkRule(uint32_t mark, uint32_t table, uint32_t priority) {
+  return FwmarkRule(true, mark, table, priority);
+}
+
+absl::Status Netlink::DeleteFwmarkRule(uint32_t mark, uint32_t table, uint32_t priority) {
+  return FwmarkRule(false, mark, table, priority);
 }
 
 // ---- FDB and neighbour entries

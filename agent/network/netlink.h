@@ -122,8 +122,14 @@ class Netlink {
   // Addresses and routes.
   absl::Status AddAddress(const std::string& link, const IpAddress& ip, int prefix);
   absl::StatusOr<std::vector<AddressEntry>> ListAddresses(const std::string& link);
-  // Default route via gateway (IPv4) through link.
-  absl::Status AddDefaultRoute(const std::string& link, const IpAddress& gateway);
+  // Default route via gateway (IPv4) through link, in the main table (once) or in another
+  // routing table (replaced when it exists).
+  absl::Status AddDefaultRoute(const std::string& link, const IpAddress& gateway,
+                               uint32_t table = 254 /* RT_TABLE_MAIN */);
+  // `ip rule add fwmark <mark> lookup <table> priority <priority>` (IPv4); adding one that
+  // exists or deleting one that does not is OK.
+  absl::Status AddFwmarkRule(uint32_t mark, uint32_t table, uint32_t priority);
+  absl::Status DeleteFwmarkRule(uint32_t mark, uint32_t table, uint32_t priority);
 
   // `bridge fdb append <mac> dev <link> dst <dst> self permanent`.
   absl::Status AddFdb(const std::string& link, const MacAddress& mac, const IpAddress& dst);
@@ -145,6 +151,7 @@ class Netlink {
                           const std::function<void(void*)>& setup);
   // The status of a failed libnl call: the kernel's errno when it sent one, else libnl's.
   absl::Status Failed(int nl_error, const std::string& what);
+  absl::Status FwmarkRule(bool add, uint32_t mark, uint32_t table, uint32_t priority);
   // Sends a request built by the caller, waits for the kernel's acknowledgement, frees msg.
   absl::Status Request(void* nl_msg, const std::string& what);
   // Sends a dump request and hands every answer to on_message (a struct nlmsghdr*).

@@ -128,4 +128,19 @@ bool IsNetnsMount(const std::string& path) {
   return false;
 }
 
+absl::Status WriteSysctl(int netns_fd, const std::string& key, const std::string& value) {
+  auto write_it = [&]() -> absl::Status {
+    const std::string path = "/proc/sys/" + key;
+    const int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return ErrnoToStatus(errno, "opening " + path);
+    const bool ok = write(fd, value.data(), value.size()) == static_cast<ssize_t>(value.size());
+    const int error = errno;
+    close(fd);
+    if (!ok) return ErrnoToStatus(error, "writing " + value + " to " + path);
+    return absl::OkStatus();
+  };
+  if (netns_fd < 0) return write_it();
+  return RunInNetns(netns_fd, write_it);
+}
+
 }  // namespace swarm::agent::network

@@ -49,6 +49,11 @@ absl::StatusOr<ScopedFd> OpenNetns(std::string_view path);
 // status (or why the thread could not join the namespace).
 absl::Status RunInNetns(int netns_fd, const std::function<absl::Status()>& fn);
 
+// Writes value to /proc/sys/<key> (e.g. "net/ipv4/ip_forward") of the network namespace
+// netns_fd (< 0: the calling thread's): the files under /proc/sys/net belong to the namespace
+// of the thread that opens them.
+absl::Status WriteSysctl(int netns_fd, const std::string& key, const std::string& value);
+
 // Creates a new, empty network namespace (loopback up) and keeps it alive by bind-mounting
 // it onto `path`, a file created in an existing directory. AlreadyExists if path exists.
 absl::Status CreateNamedNetns(const std::string& path);

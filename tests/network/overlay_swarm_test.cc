@@ -59,7 +59,8 @@ bool Eventually(const std::function<bool()>& f, absl::Duration timeout = absl::S
   return f();
 }
 
-// The hosts: a "switch" namespace with a bridge, and one namespace per node with eth0 on it.
+// The hosts: a "switch" namespace with a bridge, and one namespace per node (and one for a
+// client) with eth0 on it.
 class Hosts {
  public:
   absl::Status Create(const std::string& dir) {
@@ -68,7 +69,7 @@ class Hosts {
     ASSIGN_OR_RETURN(auto sw, net::Netlink::OpenAt(dir_ + "/switch"));
     RETURN_IF_ERROR(sw->CreateBridge("br0"));
     RETURN_IF_ERROR(sw->SetLinkUp("br0", true));
-    for (int i = 1; i <= kNodes; ++i) {
+    for (int i = 0; i <= kNodes; ++i) {
       RETURN_IF_ERROR(net::CreateNamedNetns(path(i)));
       ASSIGN_OR_RETURN(net::ScopedFd fd, net::OpenNetns(path(i)));
       RETURN_IF_ERROR(sw->CreateVeth({.name = absl::StrCat("h", i),
@@ -82,11 +83,12 @@ class Hosts {
   }
   ~Hosts() {
     if (dir_.empty()) return;
-    for (int i = 1; i <= kNodes; ++i) (void)net::DeleteNamedNetns(path(i));
+    for (int i = 0; i <= kNodes; ++i) (void)net::DeleteNamedNetns(path(i));
     (void)net::DeleteNamedNetns(dir_ + "/switch");
   }
+  // Host 0 is a client outside the swarm (10.77.0.100).
   std::string path(int i) const { return absl::StrCat(dir_, "/host-", i); }
-  static std::string ip(int i) { return absl::StrCat("10.77.0.", i); }
+  static std::string ip(int i) { return absl::StrCat("10.77.0.", i == 0 ? 100 : i); }
 
  private:
   std::string dir_;
@@ -160,8 +162,10 @@ class OverlaySwarmTest : public ::testing::Test {
     return resp.network().id();
   }
 
-  // An HTTP server answering with its task slot, on the network.
-  std::string CreateWeb(const std::string& network_id, uint64_t replicas) {
+  // An HTTP server answering / with its hostname (web-<slot>) and /cgi-bin/addr with the
+  // client's address as it sees it; on the network, or publishing 8080 in ingress mode.
+  std::string CreateWeb(const std::string& network_id, uint64_t replicas,
+                        uint32_t published_port = 0) {
     grpc::ClientContext ctx;
     SetTimeout(ctx);
     api::CreateServiceRequest req;
@@ -170,13 +174,20 @@ class OverlaySwarmTest : public ::testing::Test {
     api::ContainerSpec* c = spec->mutable_task_template()->mutable_container();
     c->set_image("busybox");
     c->set_hostname("web-{{.Task.Slot}}");
-    for (const char* a : {"sh", "-c",
-                          "mkdir -p /www && hostname > /www/index.html && "
-                          "exec httpd -f -p 80 -h /www"}) {
+    for (const char* a :
+         {"sh", "-c",
+          "mkdir -p /www/cgi-bin && hostname > /www/index.html && "
+          "printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho $REMOTE_ADDR\\n' "
+          "> /www/cgi-bin/addr && chmod +x /www/cgi-bin/addr && exec httpd -f -p 80 -h /www"}) {
       c->add_args(a);
     }
     c->mutable_stop_grace_period()->set_seconds(1);
-    spec->mutable_task_template()->add_networks()->set_target(network_id);
+    if (!network_id.empty()) spec->mutable_task_template()->add_networks()->set_target(network_id);
+    if (published_port != 0) {
+      api::PortConfig* p = spec->mutable_endpoint_spec()->add_ports();
+      p->set_target_port(80);
+      p->set_published_port(published_port);
+    }
     spec->mutable_replicated()->set_replicas(replicas);
     api::CreateServiceResponse resp;
     grpc::Status s = cluster_->control(1).CreateService(&ctx, req, &resp);
@@ -250,26 +261,33 @@ class OverlaySwarmTest : public ::testing::Test {
     return out;
   }
 
-  // GET / from inside netns; returns the body.
-  absl::StatusOr<std::string> HttpGet(const std::string& netns, const std::string& ip) {
+  // GET path from inside netns; returns the body.
+  absl::StatusOr<std::string> HttpGet(const std::string& netns, const std::string& ip,
+                                      int port = 80, const std::string& path = "/") {
     ASSIGN_OR_RETURN(net::ScopedFd fd, net::testing::SocketIn(netns, AF_INET, SOCK_STREAM));
     timeval tv{.tv_sec = 3, .tv_usec = 0};
     setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    sockaddr_in to = ToSockaddr(Ip(ip.c_str()), 80);
+    sockaddr_in to = ToSockaddr(Ip(ip.c_str()), port);
     if (connect(fd.get(), reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) {
       return absl::ErrnoToStatus(errno, "connecting to " + ip);
     }
-    const std::string req = "GET / HTTP/1.0\r\n\r\n";
+    const std::string req = "GET " + path + " HTTP/1.0\r\n\r\n";
     if (send(fd.get(), req.data(), req.size(), MSG_NOSIGNAL) < 0) {
       return absl::ErrnoToStatus(errno, "sending to " + ip);
     }
     std::string resp;
     char buf[4096];
     for (ssize_t n; (n = recv(fd.get(), buf, sizeof buf, 0)) > 0;) resp.append(buf, n);
-    const size_t body = resp.find("\r\n\r\n");
+    // A CGI script's headers end with a bare "\n\n", which busybox httpd passes on.
+    size_t body = resp.find("\r\n\r\n");
+    size_t skip = 4;
+    if (body == std::string::npos) {
+      body = resp.find("\n\n");
+      skip = 2;
+    }
     if (body == std::string::npos) return absl::UnknownError("no HTTP response: " + resp);
-    std::string out = resp.substr(body + 4);
+    std::string out = resp.substr(body + skip);
     while (!out.empty() && out.back() == '\n') out.pop_back();
     return out;
   }
@@ -282,6 +300,41 @@ class OverlaySwarmTest : public ::testing::Test {
       out.push_back(e.path().filename().string());
     }
     return out;
+  }
+
+  void ExpectNothingLeft() {
+    for (int i = 1; i <= kNodes; ++i) {
+      EXPECT_TRUE(Eventually([&] { return Namespaces(i).empty(); }, absl::Seconds(30)))
+          << "node " << i << " keeps " << Namespaces(i).size() << " namespaces";
+      auto nl = net::Netlink::OpenAt(hosts_.path(i));
+      ASSERT_TRUE(nl.ok());
+      std::set<std::string> names;
+      EXPECT_TRUE(Eventually(
+          [&] {
+            auto links = (*nl)->ListLinks();
+            names.clear();
+            if (links.ok()) {
+              for (const auto& l : *links) names.insert(l.name);
+            }
+            return names == std::set<std::string>{"lo", "eth0"};
+          },
+          absl::Seconds(10)))
+          << "node " << i << " keeps links: " << names.size();
+      auto fd = net::OpenNetns(hosts_.path(i));
+      ASSERT_TRUE(fd.ok());
+      auto tables = net::RunNft(fd->get(), "list tables", "listing tables");
+      ASSERT_TRUE(tables.ok()) << tables.status();
+      EXPECT_EQ(*tables, "") << "node " << i;
+    }
+  }
+
+  void RemoveService(const std::string& service_id) {
+    grpc::ClientContext ctx;
+    SetTimeout(ctx);
+    api::RemoveServiceRequest req;
+    req.set_service_id(service_id);
+    api::RemoveServiceResponse resp;
+    ASSERT_TRUE(cluster_->control(1).RemoveService(&ctx, req, &resp).ok());
   }
 
   std::string dir_;
@@ -320,7 +373,15 @@ TEST_F(OverlaySwarmTest, TasksReachEachOtherByAddressNameAndVipAcrossNodes) {
     }
   }
 
-  // Names: the service is its VIP, tasks.web its tasks, from every task.
+  // Names: the service is its VIP, tasks.web its tasks, from every task. A task's RUNNING
+  // state reaches the other nodes' records a moment after the store has it.
+  for (const api::Task& from : tasks) {
+    EXPECT_TRUE(Eventually(
+        [&] {
+          return Resolve(TaskNetns(from), "tasks.web").value_or(std::set<std::string>{}) == ips;
+        },
+        absl::Seconds(10)));
+  }
   for (const api::Task& from : tasks) {
     auto by_name = Resolve(TaskNetns(from), "web");
     ASSERT_TRUE(by_name.ok()) << by_name.status();
@@ -385,6 +446,11 @@ TEST_F(OverlaySwarmTest, TasksReachEachOtherByAddressNameAndVipAcrossNodes) {
   };
   EXPECT_TRUE(Eventually(tables_clean, absl::Seconds(20)));
   for (const api::Task& t : kept) {
+    EXPECT_TRUE(Eventually(
+        [&] {
+          return Resolve(TaskNetns(t), "tasks.web").value_or(std::set<std::string>{}) == kept_ips;
+        },
+        absl::Seconds(10)));
     auto by_tasks = Resolve(TaskNetns(t), "tasks.web");
     ASSERT_TRUE(by_tasks.ok()) << by_tasks.status();
     EXPECT_EQ(*by_tasks, kept_ips);
@@ -398,30 +464,60 @@ TEST_F(OverlaySwarmTest, TasksReachEachOtherByAddressNameAndVipAcrossNodes) {
   }
 
   // Remove the service: no namespace, veth, bridge or nftables table of ours on any host.
+  RemoveService(service_id);
+  ExpectNothingLeft();
+}
+
+TEST_F(OverlaySwarmTest, APublishedPortAnswersOnEveryNodeAndSeesTheClientsAddress) {
+  nodes_ = NodeIndexes();
+  const std::string service_id = CreateWeb("", 1, 8080);
+  ASSERT_TRUE(Eventually([&] { return Running(service_id).size() == 1; })) << cluster_->Output(1);
+  const int with_task = nodes_[Running(service_id)[0].node_id()];
+  // Every node answers, the two without a task too, and the server sees the client itself
+  // (Docker's routing mesh shows it the ingress node's address instead).
+  for (int i = 1; i <= kNodes; ++i) {
+    absl::StatusOr<std::string> seen;
+    EXPECT_TRUE(Eventually(
+        [&] {
+          seen = HttpGet(hosts_.path(0), Hosts::ip(i), 8080, "/cgi-bin/addr");
+          return seen.ok();
+        },
+        absl::Seconds(20)))
+        << "node " << i << (i == with_task ? " (runs the task)" : " (no task)") << ": "
+        << seen.status() << cluster_->Output(i);
+    if (seen.ok()) {
+      // busybox httpd listens on a dual-stack socket: "[::ffff:10.77.0.100]".
+      EXPECT_EQ(*seen, "[::ffff:" + Hosts::ip(0) + "]") << "through node " << i;
+    }
+  }
+
+  // Scaled to 3, one per node: connections through any node reach every replica.
   {
+    auto service = GetService(service_id);
+    ASSERT_TRUE(service.ok());
+    api::UpdateServiceRequest req;
+    req.set_service_id(service_id);
+    *req.mutable_service_version() = service->meta().version();
+    *req.mutable_spec() = service->spec();
+    req.mutable_spec()->mutable_replicated()->set_replicas(3);
     grpc::ClientContext ctx;
     SetTimeout(ctx);
-    api::RemoveServiceRequest req;
-    req.set_service_id(service_id);
-    api::RemoveServiceResponse resp;
-    ASSERT_TRUE(cluster_->control(1).RemoveService(&ctx, req, &resp).ok());
+    api::UpdateServiceResponse resp;
+    ASSERT_TRUE(cluster_->control(1).UpdateService(&ctx, req, &resp).ok());
   }
-  for (int i = 1; i <= kNodes; ++i) {
-    EXPECT_TRUE(Eventually([&] { return Namespaces(i).empty(); }, absl::Seconds(30)))
-        << "node " << i << " keeps " << Namespaces(i).size() << " namespaces";
-    auto nl = net::Netlink::OpenAt(hosts_.path(i));
-    ASSERT_TRUE(nl.ok());
-    auto links = (*nl)->ListLinks();
-    ASSERT_TRUE(links.ok());
-    std::set<std::string> names;
-    for (const auto& l : *links) names.insert(l.name);
-    EXPECT_EQ(names, (std::set<std::string>{"lo", "eth0"})) << "node " << i;
-    auto fd = net::OpenNetns(hosts_.path(i));
-    ASSERT_TRUE(fd.ok());
-    auto tables = net::RunNft(fd->get(), "list tables", "listing tables");
-    ASSERT_TRUE(tables.ok()) << tables.status();
-    EXPECT_EQ(*tables, "") << "node " << i;
-  }
+  ASSERT_TRUE(Eventually([&] { return Running(service_id).size() == 3; }));
+  std::set<std::string> answered;
+  ASSERT_TRUE(Eventually([&] {
+    for (int i = 1; i <= kNodes; ++i) {
+      if (auto body = HttpGet(hosts_.path(0), Hosts::ip(i), 8080); body.ok()) {
+        answered.insert(*body);
+      }
+    }
+    return answered.size() == 3;
+  })) << answered.size();
+
+  RemoveService(service_id);
+  ExpectNothingLeft();
 }
 
 }  // namespace

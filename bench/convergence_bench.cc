@@ -117,7 +117,11 @@ absl::StatusOr<std::string> Run(const std::vector<std::string>& argv,
 struct TaskView {
   std::string id;
   bool running = false;
+  std::string state;  // for --trace
 };
+
+// --trace: print the count of tasks in each state whenever it changes.
+bool g_trace = false;
 
 // One swarm under test, driven the way its operator would.
 class Swarm {
@@ -218,7 +222,8 @@ class OurSwarm : public Swarm {
     if (!s.ok()) return absl::InternalError("list tasks: " + s.error_message());
     std::vector<TaskView> out;
     for (const api::Task& t : resp.tasks()) {
-      out.push_back({t.id(), t.status().state() == api::TASK_STATE_RUNNING});
+      out.push_back({t.id(), t.status().state() == api::TASK_STATE_RUNNING,
+                     api::TaskState_Name(t.status().state()).substr(11)});
     }
     return out;
   }
@@ -310,8 +315,8 @@ class DockerSwarm : public Swarm {
     std::vector<TaskView> out;
     try {
       for (const auto& t : nlohmann::json::parse(*body)) {
-        out.push_back({t.at("ID").get<std::string>(),
-                       t.at("Status").value("State", std::string()) == "running"});
+        const std::string state = t.at("Status").value("State", std::string());
+        out.push_back({t.at("ID").get<std::string>(), state == "running", state});
       }
     } catch (const nlohmann::json::exception& e) {
       return absl::InternalError(absl::StrCat("GET /tasks: ", e.what(), ": ", *body));
@@ -511,6 +516,16 @@ int CountRunning(const std::vector<TaskView>& tasks) {
   return n;
 }
 
+void Trace(absl::Duration at, const std::vector<TaskView>& tasks, std::string& last) {
+  std::map<std::string, int> by_state;
+  for (const TaskView& t : tasks) ++by_state[t.state];
+  std::string line;
+  for (const auto& [state, n] : by_state) absl::StrAppend(&line, " ", state, " ", n);
+  if (line == last) return;
+  last = line;
+  std::cout << absl::StrFormat("  %6.2f s", absl::ToDoubleSeconds(at)) << line << "\n";
+}
+
 // Runs `action`, then polls the service's tasks until `done` holds; the time from just
 // before the action.
 absl::StatusOr<absl::Duration> Measure(
@@ -519,10 +534,12 @@ absl::StatusOr<absl::Duration> Measure(
   const absl::Time start = absl::Now();
   if (absl::Status s = action(); !s.ok()) return s;
   std::vector<TaskView> last;
+  std::string last_trace;
   while (true) {
     if (g_interrupted) return Interrupted();
     auto tasks = swarm.Tasks(name);
     if (tasks.ok()) {
+      if (g_trace) Trace(absl::Now() - start, *tasks, last_trace);
       if (done(*tasks)) return absl::Now() - start;
       last = *std::move(tasks);
     }
@@ -584,6 +601,15 @@ Figures RunScenarios(Swarm& swarm, int replicas, int update_replicas) {
   return f;
 }
 
+// The machine's load, printed before each side: both share the machine with whatever else
+// runs on it.
+std::string LoadAverage() {
+  std::ifstream f("/proc/loadavg");
+  std::string one, five;
+  f >> one >> five;
+  return absl::StrCat("load average ", one, " ", five);
+}
+
 std::string Seconds(absl::Duration d) {
   return absl::StrFormat("%.2f s", absl::ToDoubleSeconds(d));
 }
@@ -616,6 +642,8 @@ int Main(int argc, char** argv) {
     const std::string a = argv[i];
     if (a == "--skip-docker") {
       skip_docker = true;
+    } else if (a == "--trace") {
+      g_trace = true;
     } else if (absl::StartsWith(a, "--nodes=")) {
       node_counts.clear();
       const std::string list = a.substr(8);
@@ -630,7 +658,8 @@ int Main(int argc, char** argv) {
     } else if (absl::StartsWith(a, "--replicas=")) {
       if (!absl::SimpleAtoi(a.substr(11), &replicas) || replicas < 1) return 2;
     } else {
-      std::cerr << "usage: convergence_bench [--skip-docker] [--nodes=1,3] [--replicas=100]\n";
+      std::cerr
+          << "usage: convergence_bench [--skip-docker] [--nodes=1,3] [--replicas=100] [--trace]\n";
       return 2;
     }
   }
@@ -680,7 +709,7 @@ int Main(int argc, char** argv) {
     const std::string where = nodes == 1 ? "1 node" : absl::StrCat(nodes, " nodes");
     Figures ours;
     {
-      std::cout << "ours, " << where << "..." << std::endl;
+      std::cout << "ours, " << where << " (" << LoadAverage() << ")..." << std::endl;
       auto swarm = OurSwarm::Start(nodes, dir + "/layout");
       if (!swarm.ok()) {
         std::cerr << "our swarm of " << where << ": " << swarm.status() << "\n";
@@ -694,7 +723,7 @@ int Main(int argc, char** argv) {
     std::optional<Figures> docker;
     std::string docker_label = "docker swarm";
     if (!skip_docker) {
-      std::cout << "docker swarm, " << where << "..." << std::endl;
+      std::cout << "docker swarm, " << where << " (" << LoadAverage() << ")..." << std::endl;
       auto swarm = DockerSwarm::Start(nodes, dir + "/rootfs.tar");
       if (!swarm.ok() && nodes > 1) {
         std::cout << "  docker swarm of " << where << " did not start (" << swarm.status()

@@ -5,9 +5,7 @@
 // nothing is pulled. Only the checks that an operator certificate reaches nothing but the
 // control API dial the other services directly.
 #include <sys/stat.h>
-#include <sys/wait.h>
 
-#include <cstdio>
 #include <filesystem>
 #include <string>
 
@@ -25,6 +23,7 @@
 #include "proto/ca.grpc.pb.h"
 #include "proto/dispatcher.grpc.pb.h"
 #include "proto/raft_service.grpc.pb.h"
+#include "tests/e2e/swarmctl_runner.h"
 
 namespace swarm::node {
 namespace {
@@ -33,26 +32,14 @@ namespace {
 // to pull at once, and no test traffic leaves the machine.
 const std::string kImage = "127.0.0.1:9/busybox";
 
-struct CtlResult {
-  int code = -1;
-  std::string out;  // stdout and stderr
-};
+using e2e::CtlResult;
+using e2e::RunSwarmctl;
 
 class SwarmctlTest : public ::testing::Test {
  protected:
   // swarmctl against node i's socket; stdin_text is piped to it.
   CtlResult Ctl(int i, const std::string& args, const std::string& stdin_text = "") {
-    const std::string cmd = absl::StrCat("printf '%s' '", stdin_text, "' | cli/swarmctl --socket ",
-                                         cluster_.socket(i), " ", args, " 2>&1");
-    CtlResult r;
-    FILE* p = popen(cmd.c_str(), "r");
-    if (p == nullptr) return r;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
-    const int status = pclose(p);
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return r;
+    return RunSwarmctl("--socket " + cluster_.socket(i), args, stdin_text);
   }
   // The output of a command that must succeed, trimmed.
   std::string Ok(int i, const std::string& args, const std::string& stdin_text = "") {
@@ -62,17 +49,7 @@ class SwarmctlTest : public ::testing::Test {
   }
   // swarmctl over TCP to node i's listener with the certificates of tls_dir.
   CtlResult Remote(int i, const std::string& tls_dir, const std::string& args) {
-    const std::string cmd = absl::StrCat("cli/swarmctl --host ", cluster_.addr(i), " --tls-dir ",
-                                         tls_dir, " ", args, " 2>&1 </dev/null");
-    CtlResult r;
-    FILE* p = popen(cmd.c_str(), "r");
-    if (p == nullptr) return r;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
-    const int status = pclose(p);
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return r;
+    return RunSwarmctl("--host " + cluster_.addr(i) + " --tls-dir " + tls_dir, args);
   }
   // Waits until a command's output contains what.
   bool Eventually(int i, const std::string& args, const std::string& what) {

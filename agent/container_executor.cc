@@ -194,11 +194,19 @@ class ContainerController final : public Controller {
   absl::StatusOr<bool> Started() override {
     if (!Find().ok()) return false;
     ASSIGN_OR_RETURN(rt::ContainerInfo info, options_.runtime->Inspect(id_));
-    const bool started = info.status != rt::ContainerStatus::kCreated;
-    // A container adopted from an earlier agent: its namespace is attached again (the
-    // overlays went with that agent).
-    if (started && info.status == rt::ContainerStatus::kRunning) RETURN_IF_ERROR(AttachNetworks());
-    return started;
+    return info.status != rt::ContainerStatus::kCreated;
+  }
+
+  // A container adopted from an earlier agent: its namespace is attached again (the overlays
+  // went with that agent's process).
+  absl::Status Resume() override {
+    if (!Find().ok()) return absl::OkStatus();
+    absl::StatusOr<rt::ContainerInfo> info = options_.runtime->Inspect(id_);
+    if (!info.ok() || (info->status != rt::ContainerStatus::kRunning &&
+                       info->status != rt::ContainerStatus::kCreated)) {
+      return absl::OkStatus();  // nothing runs in it any more
+    }
+    return AttachNetworks();
   }
 
   absl::StatusOr<std::optional<ExitStatus>> Wait(absl::Duration timeout) override {

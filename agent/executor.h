@@ -54,6 +54,10 @@ class Controller {
   virtual absl::Status Terminate() = 0;
   // Removes the container and what Prepare made; the task is forgotten.
   virtual absl::Status Remove() = 0;
+  // The agent restarted and took this task over from the one that prepared it: reconnect
+  // what that agent process held for it (the container's networks). Called once, before
+  // anything else, for a task that was prepared before.
+  virtual absl::Status Resume() { return absl::OkStatus(); }
 };
 
 // The secrets and configs a task refers to, by ID (what the dispatcher sent with it).

@@ -125,6 +125,13 @@ bool TaskRunner::AwaitStartOrStop() {
 
 void TaskRunner::Drive(Controller& c) {
   const absl::Duration poll = manager_->options_.poll;
+  if (state() >= api::TASK_STATE_READY) {
+    if (absl::Status s = c.Resume(); !s.ok()) {
+      (void)c.Terminate();
+      return Report(api::TASK_STATE_FAILED, "resuming failed",
+                    absl::StrCat("task: taking the container over failed: ", s.message()));
+    }
+  }
   if (state() < api::TASK_STATE_READY) {
     if (shutdown_wanted()) return Report(api::TASK_STATE_SHUTDOWN, "shut down before it started");
     Report(api::TASK_STATE_PREPARING, "preparing");

@@ -520,5 +520,50 @@ TEST_F(OverlaySwarmTest, APublishedPortAnswersOnEveryNodeAndSeesTheClientsAddres
   ExpectNothingLeft();
 }
 
+TEST_F(OverlaySwarmTest, ARestartedNodeReconnectsTheTasksItAdopts) {
+  nodes_ = NodeIndexes();
+  const std::string network_id = CreateNetwork("appnet");
+  const std::string service_id = CreateWeb(network_id, 3, 8080);
+  ASSERT_TRUE(Eventually([&] { return Running(service_id).size() == 3; })) << cluster_->Output(1);
+  std::vector<api::Task> before = Running(service_id);
+  // kill -9 a worker that runs a task: its containers keep running, its overlays go with it.
+  int restarted = 0;
+  for (const api::Task& t : before) restarted = std::max(restarted, nodes_[t.node_id()]);
+  ASSERT_GT(restarted, 1);
+  cluster_->Kill(restarted);
+  absl::Status started = cluster_->Start(restarted);
+  ASSERT_TRUE(started.ok()) << started;
+
+  // The same tasks (adopted, not restarted) reach each other and answer through the mesh.
+  std::set<std::string> ids;
+  for (const api::Task& t : before) ids.insert(t.id());
+  for (const api::Task& from : before) {
+    for (const api::Task& to : before) {
+      if (from.id() == to.id()) continue;
+      EXPECT_TRUE(Eventually(
+          [&] {
+            return net::testing::Ping(TaskNetns(from), Ip(TaskIp(to).c_str()), 500).value_or(false);
+          },
+          absl::Seconds(20)))
+          << "node " << nodes_[from.node_id()] << " -> node " << nodes_[to.node_id()]
+          << cluster_->Output(restarted);
+    }
+  }
+  std::set<std::string> answered;
+  EXPECT_TRUE(Eventually([&] {
+    if (auto body = HttpGet(hosts_.path(0), Hosts::ip(restarted), 8080); body.ok()) {
+      answered.insert(*body);
+    }
+    return answered.size() == 3;
+  })) << answered.size()
+      << cluster_->Output(restarted);
+  std::set<std::string> after;
+  for (const api::Task& t : Running(service_id)) after.insert(t.id());
+  EXPECT_EQ(after, ids) << "no task was restarted";
+
+  RemoveService(service_id);
+  ExpectNothingLeft();
+}
+
 }  // namespace
 }  // namespace swarm

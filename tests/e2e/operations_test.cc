@@ -699,6 +699,10 @@ TEST_F(OperationsTest, BadInputIsRefusedWithWhatWasWrongAndLosesNothing) {
   r = Ctl(kNewcomer, "swarm join --token - " + cluster().addr(1), truncated);
   EXPECT_EQ(r.code, 1) << r.out;
   EXPECT_TRUE(absl::StrContains(r.out, "invalid join token")) << r.out;
+  // PRODUCT BUG (reported, manager/ca/ca.cc ParseJoinToken): a token with the wrong number of
+  // parts is said not to start with SWMTKN although it does; this fails until the message
+  // says what is wrong with it.
+  EXPECT_FALSE(absl::StrContains(r.out, "does not start with SWMTKN")) << r.out;
   EXPECT_TRUE(absl::StrContains(Ok(kNewcomer, "info"), "Swarm: inactive")) << Ok(kNewcomer, "info");
 
   // Nothing lost: the same nodes, services, spec version and tasks.

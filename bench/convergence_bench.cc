@@ -601,13 +601,26 @@ Figures RunScenarios(Swarm& swarm, int replicas, int update_replicas) {
   return f;
 }
 
-// The machine's load, printed before each side: both share the machine with whatever else
-// runs on it.
-std::string LoadAverage() {
-  std::ifstream f("/proc/loadavg");
-  std::string one, five;
-  f >> one >> five;
-  return absl::StrCat("load average ", one, " ", five);
+// How busy the machine's CPUs were over one second before a side starts (when the bench
+// itself is idle): both sides share the machine with whatever else runs on it.
+std::string MachineBusy() {
+  auto sample = [] {
+    std::ifstream f("/proc/stat");
+    std::string cpu;
+    f >> cpu;
+    uint64_t v = 0, total = 0, idle = 0;
+    for (int i = 0; i < 8 && f >> v; ++i) {
+      total += v;
+      if (i == 3 || i == 4) idle += v;  // idle, iowait
+    }
+    return std::make_pair(total, idle);
+  };
+  const auto [t0, i0] = sample();
+  absl::SleepFor(absl::Seconds(1));
+  const auto [t1, i1] = sample();
+  if (t1 <= t0) return "machine busy unknown";
+  return absl::StrFormat("CPUs %.0f%% busy before it started",
+                         100.0 * (1.0 - double(i1 - i0) / double(t1 - t0)));
 }
 
 std::string Seconds(absl::Duration d) {
@@ -709,7 +722,7 @@ int Main(int argc, char** argv) {
     const std::string where = nodes == 1 ? "1 node" : absl::StrCat(nodes, " nodes");
     Figures ours;
     {
-      std::cout << "ours, " << where << " (" << LoadAverage() << ")..." << std::endl;
+      std::cout << "ours, " << where << " (" << MachineBusy() << ")..." << std::endl;
       auto swarm = OurSwarm::Start(nodes, dir + "/layout");
       if (!swarm.ok()) {
         std::cerr << "our swarm of " << where << ": " << swarm.status() << "\n";
@@ -723,7 +736,7 @@ int Main(int argc, char** argv) {
     std::optional<Figures> docker;
     std::string docker_label = "docker swarm";
     if (!skip_docker) {
-      std::cout << "docker swarm, " << where << " (" << LoadAverage() << ")..." << std::endl;
+      std::cout << "docker swarm, " << where << " (" << MachineBusy() << ")..." << std::endl;
       auto swarm = DockerSwarm::Start(nodes, dir + "/rootfs.tar");
       if (!swarm.ok() && nodes > 1) {
         std::cout << "  docker swarm of " << where << " did not start (" << swarm.status()

@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/network_modes.h"
 #include "common/proto_time.h"
 #include "common/status_macros.h"
 #include "common/task_template.h"
@@ -74,6 +75,9 @@ absl::StatusOr<rt::ContainerSpec> ContainerSpecOf(const api::Task& task, const D
   s.cap_drop.assign(c.capability_drop().begin(), c.capability_drop().end());
   s.no_new_privileges = true;
   s.seccomp_unconfined = c.privileges().seccomp().mode() == api::SECCOMP_MODE_UNCONFINED;
+  for (const api::NetworkAttachmentConfig& n : task.spec().networks()) {
+    if (n.target() == kHostNetwork) s.network = rt::NetworkMode::kHost;
+  }
   for (const api::Mount& m : c.mounts()) {
     rt::MountSpec ms;
     switch (m.type()) {

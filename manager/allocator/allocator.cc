@@ -8,6 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/network_modes.h"
 #include "common/proto_time.h"
 
 namespace swarm::manager::allocator {
@@ -654,6 +655,7 @@ void Allocator::AllocateTaskBatch(const std::vector<std::string>& batch, Todo* r
       }
       for (const api::NetworkAttachmentConfig& c : t->spec().networks()) {
         if (!reason.empty()) break;
+        if (IsNodeLocalNetwork(c.target())) continue;  // host or none: nothing to allocate
         auto n = tx.GetNetwork(c.target());
         if (n == nullptr) {
           reason = absl::StrCat("network ", c.target(), " not found");

@@ -15,6 +15,7 @@
 #include "common/grpc_status.h"
 #include "common/id.h"
 #include "common/ip.h"
+#include "common/network_modes.h"
 #include "common/proto_time.h"
 #include "common/status_macros.h"
 #include "common/tls.h"
@@ -247,6 +248,7 @@ absl::Status ResolveReferences(const store::ReadTx& tx, api::ServiceSpec* spec) 
   api::TaskSpec* task = spec->mutable_task_template();
   std::set<std::string> networks;
   for (api::NetworkAttachmentConfig& n : *task->mutable_networks()) {
+    if (IsNodeLocalNetwork(n.target())) continue;  // not an object: the node's own
     auto id = Resolve(tx, api::StoreAction::kNetwork, n.target());
     if (id.status().code() == absl::StatusCode::kNotFound) {
       return absl::InvalidArgumentError(

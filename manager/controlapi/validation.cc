@@ -14,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/ip.h"
+#include "common/network_modes.h"
 #include "common/status_macros.h"
 #include "common/task_template.h"
 #include "manager/allocator/ipam.h"
@@ -495,6 +496,19 @@ absl::Status ValidateTaskSpec(const api::TaskSpec& t, const api::ServiceSpec& sp
     if (n.target().empty()) return Invalid("a network attachment needs a network name or ID");
     if (!networks.insert(n.target()).second) {
       return Invalid(absl::StrCat("network ", Quote(n.target()), " is attached more than once"));
+    }
+    if (!IsNodeLocalNetwork(n.target())) continue;
+    if (t.networks_size() > 1) {
+      return Invalid(
+          absl::StrCat("the ", n.target(), " network cannot be combined with other networks"));
+    }
+    for (const api::PortConfig& p : spec.endpoint_spec().ports()) {
+      if (p.publish_mode() == api::PUBLISH_MODE_INGRESS) {
+        return Invalid(absl::StrCat(
+            "a service on the ", n.target(),
+            " network cannot publish ports through the routing mesh: use --publish "
+            "mode=host,... (or, on the host network, no --publish: its ports are the node's)"));
+      }
     }
   }
   RETURN_IF_ERROR(ValidateDriver(t.log_driver(), "log driver"));

@@ -388,6 +388,29 @@ TEST(ValidationTest, ServiceSpec_TaskTemplatesAreChecked) {
                       "action"));
 }
 
+TEST(ValidationTest, ServiceSpec_HostAndNoneNetworksStandAlone) {
+  auto networks = [](std::vector<std::string> targets, bool publish) {
+    return ServiceWith([&](api::ServiceSpec* s) {
+      for (const std::string& t : targets)
+        s->mutable_task_template()->add_networks()->set_target(t);
+      if (publish) {
+        api::PortConfig* p = s->mutable_endpoint_spec()->add_ports();
+        p->set_target_port(80);
+        p->set_published_port(8080);
+      }
+    });
+  };
+  EXPECT_TRUE(networks({"host"}, false).ok());
+  EXPECT_TRUE(networks({"none"}, false).ok());
+  EXPECT_TRUE(Invalid(networks({"host", "backend"}, false),
+                      "the host network cannot be combined with other networks"));
+  EXPECT_TRUE(Invalid(networks({"backend", "none"}, false),
+                      "the none network cannot be combined with other networks"));
+  EXPECT_TRUE(Invalid(networks({"host"}, true),
+                      "a service on the host network cannot publish ports through the routing "
+                      "mesh"));
+}
+
 TEST(ValidationTest, NetworkSpec_DriverIpamAndIngressRules) {
   api::NetworkSpec n;
   n.mutable_annotations()->set_name("backend");

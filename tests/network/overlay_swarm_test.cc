@@ -28,6 +28,7 @@
 #include "agent/runtime/testing/test_image.h"
 #include "common/ip.h"
 #include "common/status_macros.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "node/testing/swarmd_cluster.h"
 
@@ -178,7 +179,8 @@ class OverlaySwarmTest : public ::testing::Test {
          {"sh", "-c",
           "mkdir -p /www/cgi-bin && hostname > /www/index.html && "
           "printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho $REMOTE_ADDR\\n' "
-          "> /www/cgi-bin/addr && chmod +x /www/cgi-bin/addr && exec httpd -f -p 80 -h /www"}) {
+          "> /www/cgi-bin/addr && chmod +x /www/cgi-bin/addr && exec httpd -f -p ${PORT:-80} "
+          "-h /www"}) {
       c->add_args(a);
     }
     c->mutable_stop_grace_period()->set_seconds(1);
@@ -561,6 +563,45 @@ TEST_F(OverlaySwarmTest, ARestartedNodeReconnectsTheTasksItAdopts) {
   for (const api::Task& t : Running(service_id)) after.insert(t.id());
   EXPECT_EQ(after, ids) << "no task was restarted";
 
+  RemoveService(service_id);
+  ExpectNothingLeft();
+}
+
+TEST_F(OverlaySwarmTest, OnTheHostNetworkATaskListensOnItsNodesAddress) {
+  nodes_ = NodeIndexes();
+  const std::string service_id = CreateWeb("host", 1);
+  {
+    // The same server on port 8081 of the node's own namespace.
+    auto service = GetService(service_id);
+    ASSERT_TRUE(service.ok());
+    api::UpdateServiceRequest req;
+    req.set_service_id(service_id);
+    *req.mutable_service_version() = service->meta().version();
+    *req.mutable_spec() = service->spec();
+    req.mutable_spec()->mutable_task_template()->mutable_container()->add_env("PORT=8081");
+    grpc::ClientContext ctx;
+    SetTimeout(ctx);
+    api::UpdateServiceResponse resp;
+    ASSERT_TRUE(cluster_->control(1).UpdateService(&ctx, req, &resp).ok());
+  }
+  ASSERT_TRUE(Eventually([&] {
+    std::vector<api::Task> running = Running(service_id);
+    return running.size() == 1 && running[0].spec().container().env_size() == 1;
+  }));
+  const api::Task task = Running(service_id)[0];
+  EXPECT_EQ(task.networks_size(), 0) << "the host network is not allocated";
+  const int node = nodes_[task.node_id()];
+  absl::StatusOr<std::string> seen;
+  EXPECT_TRUE(Eventually(
+      [&] {
+        seen = HttpGet(hosts_.path(0), Hosts::ip(node), 8081, "/cgi-bin/addr");
+        return seen.ok();
+      },
+      absl::Seconds(10)))
+      << seen.status();
+  if (seen.ok()) {
+    EXPECT_THAT(*seen, ::testing::HasSubstr(Hosts::ip(0)));
+  }
   RemoveService(service_id);
   ExpectNothingLeft();
 }

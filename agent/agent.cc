@@ -121,8 +121,11 @@ void Agent::Loop() {
     const absl::Duration wait =
         backoff / 2 + absl::Nanoseconds(options_.random->Uniform(
                           static_cast<uint64_t>(absl::ToInt64Nanoseconds(backoff / 2)) + 1));
-    backoff = std::min(backoff * 2, options_.max_backoff);
     absl::MutexLock lock(&mu_);
+    // Never wait longer than a heartbeat period: the managers mark a node DOWN after a few
+    // missed beats, also while they elect a new leader, so a node that backed off to the
+    // ceiling would come back after its tasks had been replaced.
+    backoff = std::min({backoff * 2, options_.max_backoff, heartbeat_period_});
     if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), wait)) return;
   }
 }
@@ -230,7 +233,11 @@ void Agent::SendLoop(Session& s) {
       if (grpc::Status st = s.stub->Heartbeat(&ctx, req, &resp); !st.ok()) {
         return s.End(FromGrpcStatus(st));
       }
-      if (resp.has_period()) period = FromProtoDuration(resp.period());
+      if (resp.has_period()) {
+        period = FromProtoDuration(resp.period());
+        absl::MutexLock lock(&mu_);
+        heartbeat_period_ = period;
+      }
       // A little early, with jitter, so that beats of many nodes spread out.
       next_beat = now + period * (0.7 + 0.2 * options_.random->Uniform(1000) / 1000.0);
     }

@@ -98,6 +98,8 @@ class Agent {
   // The session in progress, so Stop can cancel its calls.
   Session* session_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::vector<std::string> managers_ ABSL_GUARDED_BY(mu_);
+  // The dispatcher's heartbeat period, as its last answer said; caps the reconnect backoff.
+  absl::Duration heartbeat_period_ ABSL_GUARDED_BY(mu_) = absl::InfiniteDuration();
   // Latest status of each task not yet acknowledged by a dispatcher.
   std::map<std::string, api::TaskStatus> unsent_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;

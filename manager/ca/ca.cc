@@ -412,8 +412,14 @@ absl::StatusOr<JoinToken> ParseJoinToken(std::string_view token) {
       start = i + 1;
     }
   }
-  if (parts.size() != 4 || parts[0] != kTokenPrefix) {
+  if (parts[0] != kTokenPrefix) {
     return absl::InvalidArgumentError("invalid join token: it does not start with SWMTKN" + hint);
+  }
+  if (parts.size() != 4) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid join token: it has ", parts.size(),
+                                                   " parts separated by '-' instead of 4 (is it "
+                                                   "cut short?)",
+                                                   hint));
   }
   if (parts[1] != "1") {
     return absl::InvalidArgumentError("invalid join token: unsupported version \"" +

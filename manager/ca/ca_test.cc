@@ -139,7 +139,7 @@ TEST_F(CaTest, JoinToken_MalformedTokensSayWhatIsWrong) {
       {"SWMTKN-1-" + digest.substr(1) + "-" + secret, "49 characters instead of 50"},
       {"SWMTKN-1-" + digest + "-" + secret + "a", "26 characters instead of 25"},
       {"SWMTKN-1-" + digest.substr(0, 49) + "Z-" + secret, "instead of 50"},
-      {"SWMTKN-1-" + digest, "does not start with SWMTKN"},
+      {"SWMTKN-1-" + digest, "it has 3 parts separated by '-' instead of 4"},
   };
   for (const Case& c : cases) {
     auto parsed = ParseJoinToken(c.token);

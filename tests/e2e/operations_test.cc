@@ -554,11 +554,8 @@ TEST_F(OperationsTest, KillingTheLeaderLeavesTheControlApiAnsweringAndTasksAlone
 
   // No task restarts: the same tasks keep running, through the new leader's heartbeat grace
   // (3 s) and beyond, in the task list and on the hosts.
-  // PRODUCT BUG (reported; fails about 1 run in 3): an agent's reconnect backoff grows to 5 s
-  // (agent.h max_backoff) while the managers' relays to the dead leader fail during the
-  // election, and its round robin retries the dead manager; the new leader gives nodes only
-  // 3 heartbeats (3 s here) to open a session, marks the slow ones DOWN and replaces their
-  // tasks (ORPHANED). Fixed when the backoff is bounded by the grace the dispatcher gives.
+  // (An agent's reconnect backoff is capped by the heartbeat period: it used to grow to 5 s
+  // while the relays to the dead leader failed, past the new leader's 3-beat grace.)
   const absl::Time watch_until = absl::Now() + absl::Seconds(6);
   while (absl::Now() < watch_until) {
     std::vector<TaskRow> running = Running("steady");
@@ -699,10 +696,7 @@ TEST_F(OperationsTest, BadInputIsRefusedWithWhatWasWrongAndLosesNothing) {
   r = Ctl(kNewcomer, "swarm join --token - " + cluster().addr(1), truncated);
   EXPECT_EQ(r.code, 1) << r.out;
   EXPECT_TRUE(absl::StrContains(r.out, "invalid join token")) << r.out;
-  // PRODUCT BUG (reported, manager/ca/ca.cc ParseJoinToken): a token with the wrong number of
-  // parts is said not to start with SWMTKN although it does; this fails until the message
-  // says what is wrong with it.
-  EXPECT_FALSE(absl::StrContains(r.out, "does not start with SWMTKN")) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "3 parts separated by '-' instead of 4")) << r.out;
   EXPECT_TRUE(absl::StrContains(Ok(kNewcomer, "info"), "Swarm: inactive")) << Ok(kNewcomer, "info");
 
   // Nothing lost: the same nodes, services, spec version and tasks.

@@ -649,9 +649,14 @@ bool Reconciler::RollOut() {
         std::max(started, last_started) + FromProtoDuration(config.monitor());
     if (in_.now >= settled) {
       api::UpdateStatus& u = MutableUpdateStatus();
+      // An automatic rollback keeps why the update was rolled back: that is what the operator
+      // needs to know once it is over.
+      const std::string why = absl::StartsWith(u.message(), "update rolled back due to ")
+                                  ? absl::StrCat(" (", u.message(), ")")
+                                  : "";
       u.set_state(rolling_back ? api::UPDATE_STATE_ROLLBACK_COMPLETED
                                : api::UPDATE_STATE_COMPLETED);
-      u.set_message(rolling_back ? "rollback completed" : "update completed");
+      u.set_message(rolling_back ? "rollback completed" + why : "update completed");
       *u.mutable_completed_at() = ToTimestamp(in_.now);
     } else {
       Wake(settled);

@@ -554,6 +554,11 @@ TEST(ReconcileTest, Update_FailureActionRollbackRestoresThePreviousSpec) {
   EXPECT_EQ(w.svc.spec().task_template().container().image(), "busybox:1");
   EXPECT_EQ(w.svc.previous_spec().task_template().container().image(), "broken:1");
   EXPECT_EQ(w.svc.update_status().state(), api::UPDATE_STATE_ROLLBACK_COMPLETED);
+  // Why it was rolled back outlives the rollback.
+  EXPECT_TRUE(absl::StartsWith(w.svc.update_status().message(),
+                               "rollback completed (update rolled back due to failure or early "
+                               "termination of task "))
+      << w.svc.update_status().message();
   ASSERT_EQ(w.Running().size(), 3u);
   for (const api::Task* t : w.Running()) EXPECT_EQ(t->spec().container().image(), "busybox:1");
 }

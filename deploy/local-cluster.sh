@@ -37,12 +37,19 @@ down() {
         "${rt[@]}" rm -f "$id" >/dev/null 2>&1 || true
       done
     done
+    # The nodes' overlay, task and routing-mesh namespaces are bind mounts in their state
+    # directories; with the mounts gone the kernel frees them and their links.
+    for m in "$base"/node-*/netns/*; do
+      [[ -e $m ]] && umount -l "$m" 2>/dev/null || true
+    done
   fi
   for ns in $(ip netns list 2>/dev/null | awk '/^swarm-local-/ {print $1}'); do
     ip netns delete "$ns"
   done
   ip link delete "$bridge" 2>/dev/null || true
   rm -rf "$base"
+  # The runtime's parent cgroup, once empty (other users of the runtime keep theirs).
+  rmdir /sys/fs/cgroup/*/swarm /sys/fs/cgroup/swarm 2>/dev/null || true
 }
 
 if [[ ${1:-up} == down ]]; then
@@ -144,16 +151,40 @@ done
 echo "== the swarm, seen from node $managers"
 ctl "$managers" node ls
 
-echo "== a demo service, created through node $managers"
-ctl "$managers" service create --detach --name web --replicas 3 "$registry/busybox" httpd -f -p 80
+echo "== a demo service, created through node $managers: 3 replicas of an HTTP server that"
+echo "   answers with its task's name, port 8080 published on every node (the routing mesh)"
+ctl "$managers" service create --detach --name web --replicas 3 --publish 8080:80 \
+  --hostname 'web.{{.Task.Slot}}.{{.Node.Hostname}}' "$registry/busybox" \
+  sh -c 'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www'
 for _ in $(seq 300); do
   ctl 1 service ls | grep -q " 3/3 " && break
   sleep 0.1
 done
 ctl 1 service ls
 ctl 1 service ps web
-echo "(each task is a container on its node; publishing ports and reaching the service over"
-echo " the swarm's networks come with overlay networking, an open issue)"
+
+ask_every_node() {
+  local ok=0 answer
+  for i in $(seq "$nodes"); do
+    [[ -S $base/node-$i.sock ]] || continue
+    answer=
+    for _ in $(seq 50); do
+      answer=$(curl -fs --max-time 2 "http://$subnet.$i:8080/" 2>/dev/null) && break
+      sleep 0.1
+    done
+    if [[ -n $answer ]]; then
+      echo "  http://$subnet.$i:8080/ -> $answer"
+      ok=$((ok + 1))
+    else
+      echo "  http://$subnet.$i:8080/ -> no answer"
+    fi
+  done
+  ((ok > 0))
+}
+echo "== the published port answers on every node, also on nodes without a task"
+ask_every_node || { echo "the demo service does not answer: see $base/node-N.log" >&2; exit 1; }
+echo "== each node spreads new connections over the replicas: 3 requests to node $nodes"
+for _ in 1 2 3; do echo "  $(curl -fs --max-time 2 "http://$subnet.$nodes:8080/" || echo no answer)"; done
 
 if ((managers >= 3)); then
   leader=
@@ -171,6 +202,8 @@ if ((managers >= 3)); then
     ctl "$other" node ls
     echo "== restarting node $leader: it recovers from its log and rejoins"
     start "$leader" manager
+    echo "== the demo service still answers on every node"
+    ask_every_node || true
   fi
 fi
 
@@ -179,6 +212,8 @@ cat <<EOF
 The swarm runs. Use swarmctl against any manager's socket, for example:
   $base/bin/swarmctl --socket $base/node-1.sock node ls
   $base/bin/swarmctl --socket $base/node-2.sock service ls
+  curl http://$subnet.1:8080/                                # the demo, from any node
+  $base/bin/swarmctl --socket $base/node-1.sock service scale web=5
 Logs and state: $base/node-N.log, $base/node-N/
 Tear it down:   bash deploy/local-cluster.sh down
 EOF

@@ -75,6 +75,18 @@ absl::StatusOr<X509Ptr> ReadCert(const std::string& pem) {
   return cert;
 }
 
+// Every certificate of a PEM bundle; INVALID_ARGUMENT when there is none or one is broken.
+absl::StatusOr<std::vector<X509Ptr>> ReadCerts(const std::string& pem) {
+  std::vector<X509Ptr> out;
+  Bio bio = MemBio(pem);
+  while (X509* c = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) out.emplace_back(c);
+  if (out.empty()) {
+    return absl::InvalidArgumentError("the certificate is not valid PEM: " + SslError());
+  }
+  ERR_clear_error();  // the end of the input reads as an error
+  return out;
+}
+
 std::string CertToPem(X509* cert) {
   Bio bio(BIO_new(BIO_s_mem()));
   PEM_write_bio_X509(bio.get(), cert);
@@ -282,12 +294,12 @@ absl::StatusOr<RootCA> RootCA::Create(const std::string& cluster_id, absl::Durat
 }
 
 absl::StatusOr<RootCA> RootCA::Load(const std::string& cert_pem, const std::string& key_pem) {
-  auto cert = ReadCert(cert_pem);
-  if (!cert.ok()) return cert.status();
+  auto certs = ReadCerts(cert_pem);
+  if (!certs.ok()) return certs.status();
   if (!key_pem.empty()) {
     auto key = ReadKey(key_pem);
     if (!key.ok()) return key.status();
-    if (X509_check_private_key(cert->get(), key->get()) != 1) {
+    if (X509_check_private_key((*certs)[0].get(), key->get()) != 1) {
       return absl::InvalidArgumentError("the root CA key does not match its certificate");
     }
   }
@@ -355,14 +367,21 @@ absl::StatusOr<std::string> RootCA::Issue(const std::string& csr_pem, const std:
 }
 
 absl::StatusOr<Identity> RootCA::Verify(const std::string& cert_pem, absl::Time now) const {
-  auto cert = ReadCert(cert_pem);
-  if (!cert.ok()) return cert.status();
-  auto root = ReadCert(cert_pem_);
-  if (!root.ok()) return root.status();
+  auto chain = ReadCerts(cert_pem);
+  if (!chain.ok()) return chain.status();
+  auto roots = ReadCerts(cert_pem_);
+  if (!roots.ok()) return roots.status();
   Store store(X509_STORE_new());
-  X509_STORE_add_cert(store.get(), root->get());
+  for (const X509Ptr& root : *roots) X509_STORE_add_cert(store.get(), root.get());
+  // What follows the node's certificate is untrusted: it must itself chain to a root.
+  struct FreeStack {
+    void operator()(STACK_OF(X509) * s) const { sk_X509_free(s); }
+  };
+  std::unique_ptr<STACK_OF(X509), FreeStack> untrusted(sk_X509_new_null());
+  for (size_t i = 1; i < chain->size(); ++i) sk_X509_push(untrusted.get(), (*chain)[i].get());
+  X509* cert = (*chain)[0].get();
   StoreCtx ctx(X509_STORE_CTX_new());
-  X509_STORE_CTX_init(ctx.get(), store.get(), cert->get(), nullptr);
+  X509_STORE_CTX_init(ctx.get(), store.get(), cert, untrusted.get());
   X509_VERIFY_PARAM* param = X509_STORE_CTX_get0_param(ctx.get());
   X509_VERIFY_PARAM_set_time(param, absl::ToTimeT(now));
   if (X509_verify_cert(ctx.get()) != 1) {
@@ -371,7 +390,7 @@ absl::StatusOr<Identity> RootCA::Verify(const std::string& cert_pem, absl::Time 
                                        X509_verify_cert_error_string(err));
   }
   Identity id;
-  X509_NAME* name = X509_get_subject_name(cert->get());
+  X509_NAME* name = X509_get_subject_name(cert);
   id.node_id = NameField(name, NID_commonName);
   id.cluster_id = NameField(name, NID_organizationName);
   const std::string ou = NameField(name, NID_organizationalUnitName);
@@ -385,9 +404,68 @@ absl::StatusOr<Identity> RootCA::Verify(const std::string& cert_pem, absl::Time 
     return absl::InvalidArgumentError("the certificate names no swarm role (OU \"" + ou + "\")");
   }
   if (id.node_id.empty()) return absl::InvalidArgumentError("the certificate names no node");
-  id.not_before = AsnToTime(X509_get0_notBefore(cert->get()));
-  id.not_after = AsnToTime(X509_get0_notAfter(cert->get()));
+  id.not_before = AsnToTime(X509_get0_notBefore(cert));
+  id.not_after = AsnToTime(X509_get0_notAfter(cert));
   return id;
+}
+
+absl::StatusOr<std::string> CrossSign(const RootCA& old_root, const std::string& new_root_pem,
+                                      absl::Time now, Random& random) {
+  if (!old_root.can_sign()) {
+    return absl::FailedPreconditionError("cross-signing needs the old root's key");
+  }
+  auto old_cert = ReadCert(old_root.cert_pem());
+  auto old_key = ReadKey(old_root.key_pem());
+  auto new_cert = ReadCert(new_root_pem);
+  if (!old_cert.ok()) return old_cert.status();
+  if (!old_key.ok()) return old_key.status();
+  if (!new_cert.ok()) return new_cert.status();
+  Pkey new_key(X509_get_pubkey(new_cert->get()));
+  X509Ptr cert(X509_new());
+  if (!cert || !new_key || X509_set_version(cert.get(), 2) != 1) {
+    return Internal("creating the cross-signed root");
+  }
+  if (absl::Status s = SetSerialAndValidity(cert.get(), now, absl::ZeroDuration(), random);
+      !s.ok()) {
+    return s;
+  }
+  // As long as the new root: nodes keep it in their chains until their next renewal.
+  if (!X509_set1_notBefore(cert.get(), X509_get0_notBefore(new_cert->get())) ||
+      !X509_set1_notAfter(cert.get(), X509_get0_notAfter(new_cert->get()))) {
+    return Internal("setting the cross-signed root's validity");
+  }
+  X509_set_subject_name(cert.get(), X509_get_subject_name(new_cert->get()));
+  X509_set_issuer_name(cert.get(), X509_get_subject_name(old_cert->get()));
+  X509_set_pubkey(cert.get(), new_key.get());
+  for (auto [nid, value] : {std::pair{NID_basic_constraints, "critical,CA:TRUE"},
+                            std::pair{NID_key_usage, "critical,keyCertSign,cRLSign"},
+                            std::pair{NID_subject_key_identifier, "hash"},
+                            std::pair{NID_authority_key_identifier, "keyid:always"}}) {
+    if (absl::Status s = AddExtension(cert.get(), old_cert->get(), nid, value); !s.ok()) return s;
+  }
+  if (X509_sign(cert.get(), old_key->get(), EVP_sha256()) == 0) {
+    return Internal("cross-signing the new root");
+  }
+  return CertToPem(cert.get());
+}
+
+bool IssuedBy(const std::string& cert_pem, const std::string& root_pem) {
+  auto cert = ReadCert(cert_pem);
+  auto root = ReadCert(root_pem);
+  if (!cert.ok() || !root.ok()) return false;
+  Pkey key(X509_get_pubkey(root->get()));
+  const bool signed_by = key && X509_verify(cert->get(), key.get()) == 1;
+  ERR_clear_error();
+  return signed_by &&
+         X509_NAME_cmp(X509_get_issuer_name(cert->get()), X509_get_subject_name(root->get())) == 0;
+}
+
+std::vector<std::string> SplitPem(const std::string& bundle) {
+  std::vector<std::string> out;
+  auto certs = ReadCerts(bundle);
+  if (!certs.ok()) return out;
+  for (const X509Ptr& c : *certs) out.push_back(CertToPem(c.get()));
+  return out;
 }
 
 std::string GenerateJoinToken(const RootCA& root, Random& random) {

@@ -13,6 +13,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -48,19 +49,23 @@ class RootCA {
   static absl::StatusOr<RootCA> Create(const std::string& cluster_id, absl::Duration validity,
                                        absl::Time now, Random& random);
   // A root from its PEM certificate and, on managers, its PEM key (empty: can only verify).
+  // Without a key, cert_pem may be a bundle of roots (during a root rotation nodes trust the
+  // old and the new one); with a key, the key must match the first certificate.
   static absl::StatusOr<RootCA> Load(const std::string& cert_pem, const std::string& key_pem);
 
   const std::string& cert_pem() const { return cert_pem_; }
   const std::string& key_pem() const { return key_pem_; }
   bool can_sign() const { return !key_pem_.empty(); }
-  // SHA-256 of the certificate (DER), the digest join tokens carry.
+  // SHA-256 of the (first) certificate (DER), the digest join tokens carry.
   std::string Digest() const;
 
   // Signs csr_pem's public key into a certificate for node_id with the given role.
   absl::StatusOr<std::string> Issue(const std::string& csr_pem, const std::string& node_id,
                                     Role role, const std::string& cluster_id,
                                     absl::Duration validity, absl::Time now, Random& random) const;
-  // Checks that cert_pem was signed by this root and is valid at now, and says whom it names.
+  // Checks that cert_pem chains to this root (one of them, for a bundle) and is valid at now,
+  // and says whom it names. cert_pem is the node's certificate, maybe followed by
+  // intermediates (the cross-signed new root during a rotation).
   // Errors: PERMISSION_DENIED for a foreign, expired or not yet valid certificate;
   // INVALID_ARGUMENT for one that does not parse or lacks the node fields.
   absl::StatusOr<Identity> Verify(const std::string& cert_pem, absl::Time now) const;
@@ -71,6 +76,22 @@ class RootCA {
   std::string cert_pem_;
   std::string key_pem_;
 };
+
+// Root CA rotation (`swarm ca --rotate`). While the swarm moves from an old root to a new one,
+// nodes get certificates from the new root followed by the new root cross-signed by the old
+// one: an intermediate with the new root's subject and key, issued by the old root. A node
+// that still trusts only the old root accepts them through that intermediate; one that
+// trusts the new root accepts them directly.
+//
+// The cross-signed certificate of new_root_pem by old_root (which must hold its key), valid
+// as long as the new root.
+absl::StatusOr<std::string> CrossSign(const RootCA& old_root, const std::string& new_root_pem,
+                                      absl::Time now, Random& random);
+// Whether the first certificate of cert_pem (a node's, maybe followed by intermediates) was
+// signed directly by the key of root_pem's first certificate.
+bool IssuedBy(const std::string& cert_pem, const std::string& root_pem);
+// The certificates of a PEM bundle, each as PEM, in order.
+std::vector<std::string> SplitPem(const std::string& bundle);
 
 // Join tokens: SWMTKN-1-<digest>-<secret>, the digest being the root certificate's SHA-256 in
 // base 36 (50 characters) so that a joining node can check the CA it is shown, the secret 25

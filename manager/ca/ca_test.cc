@@ -175,5 +175,81 @@ TEST_F(CaTest, UnlockKey_MalformedKeysAreRefused) {
   }
 }
 
+// ---- root rotation ----
+
+class RotationTest : public CaTest {
+ protected:
+  RotationTest()
+      : new_root_(*RootCA::Create("cluster-1", kDefaultRootValidity, kNow, random_)),
+        cross_(*CrossSign(root_, new_root_.cert_pem(), kNow, random_)) {}
+
+  // A node certificate from the new root, followed by the cross-signed intermediate.
+  std::string IssueFromNewRoot(const std::string& node) {
+    auto csr = CreateCsr(*GenerateKey());
+    auto cert = new_root_.Issue(*csr, node, Role::kWorker, "cluster-1", kDefaultNodeCertValidity,
+                                kNow, random_);
+    EXPECT_TRUE(cert.ok()) << cert.status();
+    return *cert + cross_;
+  }
+
+  RootCA new_root_;
+  std::string cross_;
+};
+
+TEST_F(RotationTest, CrossSign_OldRootOnlyNodeAcceptsNewLeafThroughTheIntermediate) {
+  const std::string chain = IssueFromNewRoot("node-a");
+  auto id = root_.Verify(chain, kNow);
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_EQ(id->node_id, "node-a");
+  // Without the intermediate, the old root cannot tell who signed it.
+  const std::string leaf = SplitPem(chain)[0];
+  EXPECT_EQ(root_.Verify(leaf, kNow).status().code(), absl::StatusCode::kPermissionDenied);
+}
+
+TEST_F(RotationTest, CrossSign_NewRootOnlyNodeAcceptsNewLeafDirectly) {
+  const std::string chain = IssueFromNewRoot("node-b");
+  auto id = new_root_.Verify(chain, kNow);
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_EQ(id->node_id, "node-b");
+  EXPECT_TRUE(new_root_.Verify(SplitPem(chain)[0], kNow).ok());
+  // An old-root leaf is not accepted by the new root alone.
+  EXPECT_EQ(new_root_.Verify(IssueFor("node-c", Role::kWorker), kNow).status().code(),
+            absl::StatusCode::kPermissionDenied);
+}
+
+TEST_F(RotationTest, Bundle_TrustsLeavesOfBothRoots) {
+  auto both = RootCA::Load(root_.cert_pem() + new_root_.cert_pem(), "");
+  ASSERT_TRUE(both.ok()) << both.status();
+  EXPECT_TRUE(both->Verify(IssueFor("old-leaf", Role::kManager), kNow).ok());
+  EXPECT_TRUE(both->Verify(IssueFromNewRoot("new-leaf"), kNow).ok());
+  EXPECT_TRUE(both->Verify(SplitPem(IssueFromNewRoot("bare"))[0], kNow).ok());
+  // The digest (join tokens) is the first root's.
+  EXPECT_EQ(both->Digest(), root_.Digest());
+  EXPECT_EQ(SplitPem(both->cert_pem()).size(), 2u);
+}
+
+TEST_F(RotationTest, CrossSign_IntermediateFromAnotherRootIsNotAccepted) {
+  SeededRandom r(5);
+  RootCA foreign = *RootCA::Create("cluster-1", kDefaultRootValidity, kNow, r);
+  // An intermediate for the new root signed by a root the node does not trust.
+  const std::string forged = *CrossSign(foreign, new_root_.cert_pem(), kNow, r);
+  const std::string chain = SplitPem(IssueFromNewRoot("node-x"))[0] + forged;
+  EXPECT_EQ(root_.Verify(chain, kNow).status().code(), absl::StatusCode::kPermissionDenied);
+  // Cross-signing needs the old root's key.
+  auto public_only = RootCA::Load(root_.cert_pem(), "");
+  EXPECT_EQ(CrossSign(*public_only, new_root_.cert_pem(), kNow, r).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(RotationTest, IssuedBy_NamesTheRootThatSignedTheLeaf) {
+  const std::string chain = IssueFromNewRoot("node-d");
+  EXPECT_TRUE(IssuedBy(chain, new_root_.cert_pem()));
+  EXPECT_FALSE(IssuedBy(chain, root_.cert_pem()));
+  const std::string old_leaf = IssueFor("node-e", Role::kWorker);
+  EXPECT_TRUE(IssuedBy(old_leaf, root_.cert_pem()));
+  EXPECT_FALSE(IssuedBy(old_leaf, new_root_.cert_pem()));
+  EXPECT_FALSE(IssuedBy("not pem", root_.cert_pem()));
+}
+
 }  // namespace
 }  // namespace swarm::manager::ca

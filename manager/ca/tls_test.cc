@@ -99,5 +99,46 @@ TEST_F(TlsTest, ServerFromAnotherClusterIsNotTrusted) {
   EXPECT_EQ(Call(c).error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 
+// During a root rotation: a client with a certificate from the new root (and the cross-signed
+// intermediate in its chain) is accepted by a server that trusts only the old root, and a
+// client that trusts only the new root accepts a server whose chain comes from the new root.
+TEST_F(TlsTest, RootRotation_CrossSignedChainsAreAcceptedByEitherRoot) {
+  SeededRandom r(12);
+  RootCA next = *RootCA::Create("cluster-1", kDefaultRootValidity, absl::Now(), r);
+  const std::string cross = *CrossSign(root_, next.cert_pem(), absl::Now(), r);
+  tls::Credentials c = Creds(next, "mgr-new", Role::kManager);
+  c.cert_pem += cross;
+  c.root_pem = root_.cert_pem();  // still the old root alone
+  grpc::Status s = Call(c);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+
+  // A server on the new root with the intermediate, a client that trusts the new root alone.
+  tls::Credentials server = Creds(next, "mgr-srv", Role::kManager);
+  server.cert_pem += cross;
+  server.root_pem = root_.cert_pem() + next.cert_pem();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", tls::ServerCredentials(server), &port);
+  ManagersOnly service;
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> srv = builder.BuildAndStart();
+  tls::Credentials client = Creds(next, "mgr-cli", Role::kManager);
+  client.root_pem = next.cert_pem();
+  auto stub = api::Health::NewStub(grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port),
+                                                             tls::ChannelCredentials(client),
+                                                             tls::ChannelArguments()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  api::HealthCheckResponse resp;
+  s = stub->Check(&ctx, api::HealthCheckRequest(), &resp);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  srv->Shutdown();
+
+  // A certificate from the new root without the intermediate is refused by the old root.
+  tls::Credentials bare = Creds(next, "mgr-bare", Role::kManager);
+  bare.root_pem = root_.cert_pem();
+  EXPECT_EQ(Call(bare).error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
 }  // namespace
 }  // namespace swarm::manager::ca

@@ -61,49 +61,9 @@ constexpr int kHosts = 7;
 const std::string kSleeper = "busybox sh -c 'trap \"exit 0\" TERM; sleep 3600 & wait'";
 const std::string kTaskFlags = "--stop-grace-period 2s ";
 
-std::string Ip(int i) { return absl::StrCat("10.79.0.", i); }
 int IndexOf(const std::string& hostname) {
   return absl::StartsWith(hostname, "node-") ? std::atoi(hostname.c_str() + 5) : 0;
 }
-
-// The hosts: a "switch" namespace with a bridge, and one namespace per node with eth0 on it.
-class Hosts {
- public:
-  absl::Status Create(const std::string& dir) {
-    dir_ = dir;
-    RETURN_IF_ERROR(net::CreateNamedNetns(dir_ + "/switch"));
-    ASSIGN_OR_RETURN(auto sw, net::Netlink::OpenAt(dir_ + "/switch"));
-    RETURN_IF_ERROR(sw->CreateBridge("br0"));
-    RETURN_IF_ERROR(sw->SetLinkUp("br0", true));
-    for (int i = 1; i <= kHosts; ++i) {
-      RETURN_IF_ERROR(net::CreateNamedNetns(path(i)));
-      made_ = i;
-      ASSIGN_OR_RETURN(net::ScopedFd fd, net::OpenNetns(path(i)));
-      RETURN_IF_ERROR(sw->CreateVeth({.name = absl::StrCat("h", i),
-                                      .peer_name = "eth0",
-                                      .peer_netns_fd = fd.get(),
-                                      .master = "br0"}));
-      ASSIGN_OR_RETURN(auto host, net::Netlink::OpenAt(path(i)));
-      RETURN_IF_ERROR(host->AddAddress("eth0", net::testing::Ip(Ip(i).c_str()), 24));
-    }
-    return absl::OkStatus();
-  }
-  ~Hosts() {
-    if (dir_.empty()) return;
-    for (int i = 1; i <= made_; ++i) (void)net::DeleteNamedNetns(path(i));
-    (void)net::DeleteNamedNetns(dir_ + "/switch");
-  }
-  std::string path(int i) const { return absl::StrCat(dir_, "/host-", i); }
-  // The host's only link to the others, up or down.
-  absl::Status SetLink(int i, bool up) {
-    ASSIGN_OR_RETURN(auto host, net::Netlink::OpenAt(path(i)));
-    return host->SetLinkUp("eth0", up);
-  }
-
- private:
-  std::string dir_;
-  int made_ = 0;
-};
 
 // A row of `service ps`.
 struct TaskRow {
@@ -125,7 +85,7 @@ struct NodeRow {
 // The swarm every scenario shares, and the environment around it.
 struct Swarm {
   std::string dir;
-  std::unique_ptr<Hosts> hosts = std::make_unique<Hosts>();
+  std::unique_ptr<net::testing::BridgedHosts> hosts;
   std::unique_ptr<SwarmdCluster> cluster;
   std::map<int, std::string> node_ids;  // index -> node ID
 
@@ -193,7 +153,9 @@ class OperationsTest : public ::testing::Test {
     std::string tmpl = "/tmp/e2e-ops-XXXXXX";
     if (mkdtemp(tmpl.data()) == nullptr) return absl::ErrnoToStatus(errno, "mkdtemp");
     s.dir = tmpl;
-    RETURN_IF_ERROR(s.hosts->Create(s.dir));
+    std::vector<int> numbers;
+    for (int i = 1; i <= kHosts; ++i) numbers.push_back(i);
+    ASSIGN_OR_RETURN(s.hosts, net::testing::BridgedHosts::Create(s.dir, "10.79.0.", numbers));
     RETURN_IF_ERROR(agent::runtime::testing::BuildBusyboxRootfs(s.dir + "/rootfs"));
     RETURN_IF_ERROR(
         agent::runtime::testing::BuildOciLayout({s.dir + "/rootfs"}, s.dir + "/layout").status());
@@ -202,7 +164,7 @@ class OperationsTest : public ::testing::Test {
       ASSIGN_OR_RETURN(auto images,
                        agent::runtime::ImageStore::Open(s.cluster->state_dir(i) + "/images"));
       RETURN_IF_ERROR(images->LoadOciLayout(s.dir + "/layout", "busybox:latest").status());
-      s.cluster->SetHost(i, s.hosts->path(i), Ip(i));
+      s.cluster->SetHost(i, s.hosts->path(i), s.hosts->ip(i));
       RETURN_IF_ERROR(s.cluster->Start(i));
     }
     auto must = [&](int i, const std::string& args,
@@ -665,7 +627,7 @@ TEST_F(OperationsTest, BadInputIsRefusedWithWhatWasWrongAndLosesNothing) {
   }
 
   // An image no registry has: the wait ends with why the tasks failed, naming the image.
-  const std::string ghost = Ip(1) + ":5000/ghost:1";
+  const std::string ghost = swarm_->hosts->ip(1) + ":5000/ghost:1";
   CtlResult r = Ctl(2, "service create --name ghost --restart-delay 100ms " + ghost);
   EXPECT_EQ(r.code, 1) << r.out;
   EXPECT_TRUE(absl::StrContains(r.out, "Error: service ghost did not converge")) << r.out;

@@ -60,40 +60,7 @@ bool Eventually(const std::function<bool()>& f, absl::Duration timeout = absl::S
   return f();
 }
 
-// The hosts: a "switch" namespace with a bridge, and one namespace per node (and one for a
-// client) with eth0 on it.
-class Hosts {
- public:
-  absl::Status Create(const std::string& dir) {
-    dir_ = dir;
-    RETURN_IF_ERROR(net::CreateNamedNetns(dir_ + "/switch"));
-    ASSIGN_OR_RETURN(auto sw, net::Netlink::OpenAt(dir_ + "/switch"));
-    RETURN_IF_ERROR(sw->CreateBridge("br0"));
-    RETURN_IF_ERROR(sw->SetLinkUp("br0", true));
-    for (int i = 0; i <= kNodes; ++i) {
-      RETURN_IF_ERROR(net::CreateNamedNetns(path(i)));
-      ASSIGN_OR_RETURN(net::ScopedFd fd, net::OpenNetns(path(i)));
-      RETURN_IF_ERROR(sw->CreateVeth({.name = absl::StrCat("h", i),
-                                      .peer_name = "eth0",
-                                      .peer_netns_fd = fd.get(),
-                                      .master = "br0"}));
-      ASSIGN_OR_RETURN(auto host, net::Netlink::OpenAt(path(i)));
-      RETURN_IF_ERROR(host->AddAddress("eth0", Ip(ip(i).c_str()), 24));
-    }
-    return absl::OkStatus();
-  }
-  ~Hosts() {
-    if (dir_.empty()) return;
-    for (int i = 0; i <= kNodes; ++i) (void)net::DeleteNamedNetns(path(i));
-    (void)net::DeleteNamedNetns(dir_ + "/switch");
-  }
-  // Host 0 is a client outside the swarm (10.77.0.100).
-  std::string path(int i) const { return absl::StrCat(dir_, "/host-", i); }
-  static std::string ip(int i) { return absl::StrCat("10.77.0.", i == 0 ? 100 : i); }
-
- private:
-  std::string dir_;
-};
+constexpr int kClient = 100;  // a host outside the swarm, 10.77.0.100
 
 class OverlaySwarmTest : public ::testing::Test {
  protected:
@@ -102,7 +69,11 @@ class OverlaySwarmTest : public ::testing::Test {
     std::string tmpl = "/tmp/ovswarm-XXXXXX";
     ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
     dir_ = tmpl;
-    ASSERT_TRUE(hosts_.Create(dir_).ok());
+    std::vector<int> hosts = {kClient};
+    for (int i = 1; i <= kNodes; ++i) hosts.push_back(i);
+    auto made = net::testing::BridgedHosts::Create(dir_, "10.77.0.", hosts);
+    ASSERT_TRUE(made.ok()) << made.status();
+    hosts_ = *std::move(made);
     // One busybox image, loaded into every node's image store (the hosts reach no registry).
     ASSERT_TRUE(agent::runtime::testing::BuildBusyboxRootfs(dir_ + "/rootfs").ok());
     ASSERT_TRUE(agent::runtime::testing::BuildOciLayout({dir_ + "/rootfs"}, dir_ + "/layout").ok());
@@ -112,7 +83,7 @@ class OverlaySwarmTest : public ::testing::Test {
       ASSERT_TRUE(images.ok()) << images.status();
       auto loaded = (*images)->LoadOciLayout(dir_ + "/layout", "busybox:latest");
       ASSERT_TRUE(loaded.ok()) << loaded.status();
-      cluster_->SetHost(i, hosts_.path(i), Hosts::ip(i));
+      cluster_->SetHost(i, hosts_->path(i), hosts_->ip(i));
       absl::Status s = cluster_->Start(i);
       ASSERT_TRUE(s.ok()) << s;
     }
@@ -127,6 +98,7 @@ class OverlaySwarmTest : public ::testing::Test {
 
   void TearDown() override {
     cluster_.reset();
+    hosts_.reset();
     std::error_code ec;
     fs::remove_all(dir_ + "/rootfs", ec);
     fs::remove_all(dir_ + "/layout", ec);
@@ -308,7 +280,7 @@ class OverlaySwarmTest : public ::testing::Test {
     for (int i = 1; i <= kNodes; ++i) {
       EXPECT_TRUE(Eventually([&] { return Namespaces(i).empty(); }, absl::Seconds(30)))
           << "node " << i << " keeps " << Namespaces(i).size() << " namespaces";
-      auto nl = net::Netlink::OpenAt(hosts_.path(i));
+      auto nl = net::Netlink::OpenAt(hosts_->path(i));
       ASSERT_TRUE(nl.ok());
       std::set<std::string> names;
       EXPECT_TRUE(Eventually(
@@ -322,7 +294,7 @@ class OverlaySwarmTest : public ::testing::Test {
           },
           absl::Seconds(10)))
           << "node " << i << " keeps links: " << names.size();
-      auto fd = net::OpenNetns(hosts_.path(i));
+      auto fd = net::OpenNetns(hosts_->path(i));
       ASSERT_TRUE(fd.ok());
       auto tables = net::RunNft(fd->get(), "list tables", "listing tables");
       ASSERT_TRUE(tables.ok()) << tables.status();
@@ -340,7 +312,7 @@ class OverlaySwarmTest : public ::testing::Test {
   }
 
   std::string dir_;
-  Hosts hosts_;
+  std::unique_ptr<net::testing::BridgedHosts> hosts_;
   std::unique_ptr<SwarmdCluster> cluster_;
   std::map<std::string, int> nodes_;
 };
@@ -481,7 +453,7 @@ TEST_F(OverlaySwarmTest, APublishedPortAnswersOnEveryNodeAndSeesTheClientsAddres
     absl::StatusOr<std::string> seen;
     EXPECT_TRUE(Eventually(
         [&] {
-          seen = HttpGet(hosts_.path(0), Hosts::ip(i), 8080, "/cgi-bin/addr");
+          seen = HttpGet(hosts_->path(kClient), hosts_->ip(i), 8080, "/cgi-bin/addr");
           return seen.ok();
         },
         absl::Seconds(20)))
@@ -489,7 +461,7 @@ TEST_F(OverlaySwarmTest, APublishedPortAnswersOnEveryNodeAndSeesTheClientsAddres
         << seen.status() << cluster_->Output(i);
     if (seen.ok()) {
       // busybox httpd listens on a dual-stack socket: "[::ffff:10.77.0.100]".
-      EXPECT_EQ(*seen, "[::ffff:" + Hosts::ip(0) + "]") << "through node " << i;
+      EXPECT_EQ(*seen, "[::ffff:" + hosts_->ip(kClient) + "]") << "through node " << i;
     }
   }
 
@@ -511,7 +483,7 @@ TEST_F(OverlaySwarmTest, APublishedPortAnswersOnEveryNodeAndSeesTheClientsAddres
   std::set<std::string> answered;
   ASSERT_TRUE(Eventually([&] {
     for (int i = 1; i <= kNodes; ++i) {
-      if (auto body = HttpGet(hosts_.path(0), Hosts::ip(i), 8080); body.ok()) {
+      if (auto body = HttpGet(hosts_->path(kClient), hosts_->ip(i), 8080); body.ok()) {
         answered.insert(*body);
       }
     }
@@ -553,7 +525,7 @@ TEST_F(OverlaySwarmTest, ARestartedNodeReconnectsTheTasksItAdopts) {
   }
   std::set<std::string> answered;
   EXPECT_TRUE(Eventually([&] {
-    if (auto body = HttpGet(hosts_.path(0), Hosts::ip(restarted), 8080); body.ok()) {
+    if (auto body = HttpGet(hosts_->path(kClient), hosts_->ip(restarted), 8080); body.ok()) {
       answered.insert(*body);
     }
     return answered.size() == 3;
@@ -594,13 +566,13 @@ TEST_F(OverlaySwarmTest, OnTheHostNetworkATaskListensOnItsNodesAddress) {
   absl::StatusOr<std::string> seen;
   EXPECT_TRUE(Eventually(
       [&] {
-        seen = HttpGet(hosts_.path(0), Hosts::ip(node), 8081, "/cgi-bin/addr");
+        seen = HttpGet(hosts_->path(kClient), hosts_->ip(node), 8081, "/cgi-bin/addr");
         return seen.ok();
       },
       absl::Seconds(10)))
       << seen.status();
   if (seen.ok()) {
-    EXPECT_THAT(*seen, ::testing::HasSubstr(Hosts::ip(0)));
+    EXPECT_THAT(*seen, ::testing::HasSubstr(hosts_->ip(kClient)));
   }
   RemoveService(service_id);
   ExpectNothingLeft();

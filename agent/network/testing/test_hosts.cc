@@ -131,6 +131,41 @@ absl::StatusOr<std::string> TestHosts::NewNamespace(const std::string& name) {
   return path;
 }
 
+absl::StatusOr<std::unique_ptr<BridgedHosts>> BridgedHosts::Create(
+    const std::string& dir, const std::string& prefix, const std::vector<int>& numbers) {
+  std::unique_ptr<BridgedHosts> h(new BridgedHosts());
+  h->dir_ = dir;
+  h->prefix_ = prefix;
+  RETURN_IF_ERROR(CreateNamedNetns(dir + "/switch"));
+  ASSIGN_OR_RETURN(std::unique_ptr<Netlink> sw, Netlink::OpenAt(dir + "/switch"));
+  RETURN_IF_ERROR(sw->CreateBridge("br0"));
+  RETURN_IF_ERROR(sw->SetLinkUp("br0", true));
+  for (int i : numbers) {
+    RETURN_IF_ERROR(CreateNamedNetns(h->path(i)));
+    h->made_.push_back(i);
+    ASSIGN_OR_RETURN(ScopedFd fd, OpenNetns(h->path(i)));
+    RETURN_IF_ERROR(sw->CreateVeth({.name = absl::StrCat("h", i),
+                                    .peer_name = "eth0",
+                                    .peer_netns_fd = fd.get(),
+                                    .master = "br0"}));
+    ASSIGN_OR_RETURN(std::unique_ptr<Netlink> host, Netlink::OpenAt(h->path(i)));
+    RETURN_IF_ERROR(host->AddAddress("eth0", Ip(h->ip(i).c_str()), 24));
+  }
+  return h;
+}
+
+BridgedHosts::~BridgedHosts() {
+  for (int i : made_) (void)DeleteNamedNetns(path(i));
+  (void)DeleteNamedNetns(dir_ + "/switch");
+}
+
+std::string BridgedHosts::path(int i) const { return absl::StrCat(dir_, "/host-", i); }
+
+absl::Status BridgedHosts::SetLink(int i, bool up) {
+  ASSIGN_OR_RETURN(std::unique_ptr<Netlink> host, Netlink::OpenAt(path(i)));
+  return host->SetLinkUp("eth0", up);
+}
+
 absl::StatusOr<ScopedFd> SocketIn(const std::string& netns_path, int domain, int type,
                                   int protocol) {
   ASSIGN_OR_RETURN(ScopedFd ns, OpenNetns(netns_path));

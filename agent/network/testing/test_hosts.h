@@ -54,6 +54,29 @@ class TestHosts {
   std::vector<std::string> namespaces_;  // every namespace made here, in order
 };
 
+// Hosts on one switch, for tests that run whole nodes (swarmd) as hosts: a namespace
+// <dir>/switch holding a bridge, and for each host number i a namespace <dir>/host-<i> whose
+// eth0 (address <prefix><i>/24) is a port of that bridge. The destructor removes them all
+// (whatever ran in them must be gone first: their links go with the namespaces).
+class BridgedHosts {
+ public:
+  // prefix: the first three octets and a dot, e.g. "10.77.0."; numbers in 1..254.
+  static absl::StatusOr<std::unique_ptr<BridgedHosts>> Create(const std::string& dir,
+                                                              const std::string& prefix,
+                                                              const std::vector<int>& numbers);
+  ~BridgedHosts();
+
+  std::string path(int i) const;
+  std::string ip(int i) const { return prefix_ + std::to_string(i); }
+  // Plugs host i's eth0 in or out.
+  absl::Status SetLink(int i, bool up);
+
+ private:
+  BridgedHosts() = default;
+  std::string dir_, prefix_;
+  std::vector<int> made_;  // hosts whose namespace exists
+};
+
 // A socket created inside the namespace at netns_path (the kernel binds a socket to the
 // namespace of its creator for life), usable from any thread afterwards.
 absl::StatusOr<ScopedFd> SocketIn(const std::string& netns_path, int domain, int type,

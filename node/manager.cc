@@ -4,6 +4,7 @@
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "manager/allocator/allocator.h"
+#include "manager/ca/rotation.h"
 #include "manager/dispatcher/dispatcher.h"
 #include "manager/leader/members.h"
 #include "manager/orchestrator/orchestrator.h"
@@ -49,6 +50,10 @@ absl::Status Manager::Init() {
           [this] {
             return std::make_unique<manager::leader::MemberReconciler>(store_.get(), raft_.get(),
                                                                        config_.clock);
+          },
+          [this] {
+            return std::make_unique<manager::ca::RootRotator>(store_.get(), config_.clock,
+                                                              config_.random);
           },
           [this] {
             return std::make_unique<manager::orchestrator::Orchestrator>(

@@ -5,6 +5,7 @@
 #include "common/id.h"
 #include "common/logging.h"
 #include "common/tls.h"
+#include "manager/ca/rotation.h"
 
 namespace swarm::manager::ca {
 namespace {
@@ -70,12 +71,27 @@ absl::StatusOr<api::Cluster> CAServer::Cluster() const {
   return *clusters[0];
 }
 
-grpc::Status CAServer::GetRootCACertificate(grpc::ServerContext*,
-                                            const api::GetRootCACertificateRequest*,
+grpc::Status CAServer::GetRootCACertificate(grpc::ServerContext* ctx,
+                                            const api::GetRootCACertificateRequest* req,
                                             api::GetRootCACertificateResponse* resp) {
   auto c = Cluster();
   if (!c.ok()) return ToGrpcStatus(c.status());
-  resp->set_certificate(c->root_ca().ca_cert());
+  resp->set_certificate(TrustBundle(*c));
+  // A node says what it trusts: recorded (when it changed) for `swarm ca --rotate` to follow.
+  absl::StatusOr<tls::Peer> peer =
+      ctx != nullptr ? tls::PeerOf(*ctx) : absl::UnauthenticatedError("");
+  if (req->trust_root().empty() || !peer.ok()) return grpc::Status::OK;
+  absl::Status s = store_->Update([&](store::WriteTx& tx) -> absl::Status {
+    store::Ptr<api::Node> n = tx.GetNode(peer->node_id);
+    if (!n || n->description().tls_info().trust_root() == req->trust_root()) {
+      return absl::OkStatus();
+    }
+    api::Node next = *n;
+    next.mutable_description()->mutable_tls_info()->set_trust_root(req->trust_root());
+    tx.UpdateObject(next);
+    return absl::OkStatus();
+  });
+  if (!s.ok()) log::Warn("ca", "recording a node's trust root failed", {{"reason", s}});
   return grpc::Status::OK;
 }
 
@@ -104,8 +120,10 @@ grpc::Status CAServer::IssueNodeCertificate(grpc::ServerContext* ctx,
   if (absl::Status s = RefuseNonNodes(*ctx); !s.ok()) return ToGrpcStatus(s);
   auto cluster = Cluster();
   if (!cluster.ok()) return ToGrpcStatus(cluster.status());
-  auto root = RootCA::Load(cluster->root_ca().ca_cert(), cluster->root_ca().ca_key());
+  auto root = RootCA::Load(cluster->root_ca().ca_cert(), "");
   if (!root.ok()) return ToGrpcStatus(root.status());
+  auto signer = SignerOf(*cluster);
+  if (!signer.ok()) return ToGrpcStatus(signer.status());
 
   std::string node_id;
   Role role;
@@ -151,8 +169,10 @@ grpc::Status CAServer::IssueNodeCertificate(grpc::ServerContext* ctx,
   if (cluster->spec().ca_config().has_node_cert_expiry()) {
     validity = absl::Seconds(cluster->spec().ca_config().node_cert_expiry().seconds());
   }
-  auto cert = root->Issue(req->csr(), node_id, role, cluster->id(), validity, now, *random_);
-  if (!cert.ok()) return ToGrpcStatus(cert.status());
+  auto leaf = signer->root.Issue(req->csr(), node_id, role, cluster->id(), validity, now, *random_);
+  if (!leaf.ok()) return ToGrpcStatus(leaf.status());
+  // During a rotation the chain carries the cross-signed new root for nodes on the old one.
+  const std::string cert = *leaf + signer->chain_suffix;
 
   absl::Status s = store_->Update([&](store::WriteTx& tx) -> absl::Status {
     store::Ptr<api::Node> existing = tx.GetNode(node_id);
@@ -172,7 +192,7 @@ grpc::Status CAServer::IssueNodeCertificate(grpc::ServerContext* ctx,
     c->set_role(node.role());
     c->set_csr(req->csr());
     c->mutable_status()->set_state(api::ISSUANCE_STATE_ISSUED);
-    c->set_certificate(*cert);
+    c->set_certificate(cert);
     c->set_cn(node_id);
     c->set_force_rotate(cluster->spec().ca_config().force_rotate());
     if (existing) {
@@ -204,11 +224,13 @@ grpc::Status CAServer::NodeCertificateStatus(grpc::ServerContext* ctx,
   }
   *resp->mutable_status() = node->certificate().status();
   *resp->mutable_certificate() = node->certificate();
-  // A promotion or demotion is waiting for the node, or a forced rotation: it renews its
-  // certificate (the renewal issues the role the cluster wants).
+  // A promotion or demotion is waiting for the node, a forced rotation, or a root rotation
+  // its certificate is not from yet: it renews its certificate (the renewal
+  // issues the role the cluster wants, from the root it should).
   auto cluster = Cluster();
-  const bool rotate = cluster.ok() && node->certificate().force_rotate() <
-                                          cluster->spec().ca_config().force_rotate();
+  const bool rotate = cluster.ok() && (node->certificate().force_rotate() <
+                                           cluster->spec().ca_config().force_rotate() ||
+                                       NeedsNewRoot(*cluster, *node));
   if (node->spec().desired_role() != node->role() || rotate) {
     resp->mutable_status()->set_state(api::ISSUANCE_STATE_RENEW);
   }

@@ -20,6 +20,7 @@
 #include "common/status_macros.h"
 #include "common/tls.h"
 #include "manager/ca/ca.h"
+#include "manager/ca/rotation.h"
 #include "manager/controlapi/validation.h"
 #include "manager/orchestrator/defaults.h"
 
@@ -1332,6 +1333,9 @@ absl::Status Server::DoUpdateCluster(const api::UpdateClusterRequest& req,
     if (same_cert && c.spec().ca_config().signing_ca_key().empty()) {
       c.mutable_spec()->mutable_ca_config()->set_signing_ca_key(stored_key);
     }
+    // `swarm ca --rotate` (force_rotate grew) or a new signing root: a root CA rotation.
+    RETURN_IF_ERROR(WithRandom<absl::Status>(
+        [&](Random& r) { return ca::MaybeStartRootRotation(&c, now, r); }));
 
     const api::KeyRotation& rotation = req.rotation();
     if (rotation.worker_join_token() || rotation.manager_join_token()) {

@@ -556,13 +556,15 @@ void Dispatcher::FlushWrites() {
             api::Node next = *cur;
             if (w.node->ready) {
               const bool has_description = w.node->description.ByteSizeLong() > 0;
+              // The agent does not report what its node trusts; the CA records it.
+              api::NodeDescription described = w.node->description;
+              *described.mutable_tls_info() = cur->description().tls_info();
               if (st.state() == api::NODE_STATE_READY && st.addr() == w.node->addr &&
                   st.message().empty() &&
-                  (!has_description ||
-                   MessageDifferencer::Equals(w.node->description, cur->description()))) {
+                  (!has_description || MessageDifferencer::Equals(described, cur->description()))) {
                 continue;  // as it is (a reconnect after a leader change)
               }
-              if (has_description) *next.mutable_description() = w.node->description;
+              if (has_description) *next.mutable_description() = described;
               next.mutable_status()->set_state(api::NODE_STATE_READY);
               next.mutable_status()->clear_message();
               next.mutable_status()->set_addr(w.node->addr);

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -21,6 +22,7 @@
 #include "common/tls.h"
 #include "manager/allocator/ipam.h"
 #include "manager/ca/ca.h"
+#include "manager/ca/rotation.h"
 #include "manager/controlapi/server.h"
 #include "node/control_router.h"
 #include "proto/ca.grpc.pb.h"
@@ -834,10 +836,18 @@ absl::StatusOr<api::JoinSwarmResponse> Daemon::Join(const api::JoinSwarmRequest&
       grpc::Status s = api::CA::NewStub(ch)->GetRootCACertificate(&ctx, r, &root_resp);
       if (!s.ok()) return unreachable(s);
     }
-    ASSIGN_OR_RETURN(RootCA root, RootCA::Load(root_resp.certificate(), ""));
-    if (!manager::ca::TokenMatchesRoot(token, root)) {
+    // During a root rotation the manager shows both roots: the node trusts only the one its
+    // token names, and learns the other later from a manager it has verified.
+    std::optional<RootCA> pinned;
+    for (const std::string& pem : manager::ca::SplitPem(root_resp.certificate())) {
+      absl::StatusOr<RootCA> r = RootCA::Load(pem, "");
+      if (r.ok() && manager::ca::TokenMatchesRoot(token, *r)) pinned = *std::move(r);
+      if (pinned) break;
+    }
+    if (!pinned) {
       return absl::PermissionDeniedError("this token does not belong to the cluster at " + remote);
     }
+    const RootCA& root = *pinned;
 
     // 2. Ask for a certificate over TLS that now verifies the manager against that root.
     ASSIGN_OR_RETURN(std::string tls_key, manager::ca::GenerateKey());
@@ -1005,12 +1015,21 @@ void Daemon::RunRoleWatch() {
     }
     if (!s.ok()) log::Warn(kLog, "role change failed; will retry", {{"reason", s}});
     mu_.Lock();
+    if (!stopping_ && state_ == api::LOCAL_NODE_STATE_ACTIVE) {
+      const NodeState now = node_state_;
+      std::shared_ptr<Manager> current = manager_;
+      mu_.Unlock();
+      if (absl::Status t = SyncTrust(now, std::move(current)); !t.ok()) {
+        log::Warn(kLog, "updating the trusted roots failed; will retry", {{"reason", t}});
+      }
+      mu_.Lock();
+    }
     role_check_ = false;
   }
 }
 
 absl::StatusOr<std::string> Daemon::Renew(const NodeState& st, const std::string& tls_key,
-                                          api::NodeRole* role) {
+                                          api::NodeRole* role, std::string* trust_root) {
   const tls::Credentials creds{st.root_ca_pem(), st.cert_pem(), tls_key};
   ASSIGN_OR_RETURN(std::string csr, manager::ca::CreateCsr(tls_key));
   absl::Status last = absl::UnavailableError("no manager known");
@@ -1043,6 +1062,12 @@ absl::StatusOr<std::string> Daemon::Renew(const NodeState& st, const std::string
     if (id.node_id != st.node_id())
       return absl::InternalError("renewed a certificate for another node");
     *role = ApiRole(id.role);
+    // The roots to trust with it (both during a root rotation), from the same manager.
+    *trust_root = st.root_ca_pem();
+    auto bundle = FetchTrustRoot(addr, creds, st.root_ca_pem());
+    if (bundle.ok() && TrustsCertificate(*bundle, status.certificate().certificate())) {
+      *trust_root = *bundle;
+    }
     return status.certificate().certificate();
   }
   return last;
@@ -1069,8 +1094,10 @@ absl::Status Daemon::MaybePromote(NodeState st) {
   }
   if (!renew) return absl::OkStatus();
   api::NodeRole role;
-  ASSIGN_OR_RETURN(std::string cert, Renew(st, keys.tls_key_pem, &role));
+  std::string trust;
+  ASSIGN_OR_RETURN(std::string cert, Renew(st, keys.tls_key_pem, &role, &trust));
   st.set_cert_pem(cert);
+  st.set_root_ca_pem(trust);
   if (role != api::NODE_ROLE_MANAGER) {
     RETURN_IF_ERROR(WriteState(st));
     absl::MutexLock lock(&mu_);
@@ -1102,6 +1129,65 @@ absl::Status Daemon::MaybePromote(NodeState st) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::string> Daemon::FetchTrustRoot(const std::string& addr,
+                                                   const tls::Credentials& creds,
+                                                   const std::string& trusted) {
+  auto ca = api::CA::NewStub(grpc::CreateCustomChannel(addr, tls::ChannelCredentials(creds),
+                                                       tls::ChannelArguments(tls::kManagerRole)));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Deadline(absl::Seconds(2)));
+  api::GetRootCACertificateRequest req;
+  req.set_trust_root(trusted);
+  api::GetRootCACertificateResponse resp;
+  grpc::Status s = ca->GetRootCACertificate(&ctx, req, &resp);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return resp.certificate();
+}
+
+bool Daemon::TrustsCertificate(const std::string& bundle, const std::string& cert_pem) const {
+  absl::StatusOr<RootCA> roots = RootCA::Load(bundle, "");
+  return roots.ok() && roots->Verify(cert_pem, config_.clock->Now()).ok();
+}
+
+absl::Status Daemon::SyncTrust(NodeState st, std::shared_ptr<Manager> m) {
+  std::string tls_key;
+  if (m != nullptr) {
+    tls_key = m->config().credentials.key_pem;
+  } else {
+    ASSIGN_OR_RETURN(Keys keys, keys_.Load());
+    tls_key = keys.tls_key_pem;
+  }
+  const tls::Credentials creds{st.root_ca_pem(), st.cert_pem(), tls_key};
+  // A manager asks itself; a worker the managers it knows.
+  std::vector<std::string> addrs;
+  if (m != nullptr) addrs.push_back(st.advertise_addr());
+  for (const std::string& a : st.manager_addrs()) addrs.push_back(a);
+  absl::StatusOr<std::string> bundle = absl::UnavailableError("no manager known");
+  for (const std::string& addr : addrs) {
+    bundle = FetchTrustRoot(addr, creds, st.root_ca_pem());
+    if (bundle.ok()) break;
+  }
+  if (!bundle.ok()) return bundle.status();
+  if (*bundle == st.root_ca_pem()) return absl::OkStatus();
+  // Never a set of roots that would not accept this node's own certificate (it renews first).
+  if (!TrustsCertificate(*bundle, st.cert_pem())) return absl::OkStatus();
+  log::Info(kLog, "the swarm's root CA changed: trusting its new roots",
+            {{"roots", manager::ca::SplitPem(*bundle).size()}});
+  st.set_root_ca_pem(*bundle);
+  RETURN_IF_ERROR(WriteState(st));
+  if (m == nullptr) {
+    // The agent restarts with it (SyncAgent).
+    absl::MutexLock lock(&mu_);
+    node_state_ = st;
+    return absl::OkStatus();
+  }
+  std::string unlock_key;
+  m->store().View([&](const manager::store::ReadTx& tx) {
+    for (const auto& c : tx.ListClusters()) unlock_key = manager::controlapi::UnlockKeyOf(*c);
+  });
+  return RestartManager(st, std::move(m), unlock_key);
+}
+
 bool Daemon::RenewalDue(const NodeState& st) {
   if (renewal_cert_ != st.cert_pem()) {
     auto root = RootCA::Load(st.root_ca_pem(), "");
@@ -1123,7 +1209,8 @@ absl::Status Daemon::MaybeRenewManager(NodeState st, std::shared_ptr<Manager> m)
     for (const auto& c : tx.ListClusters()) {
       unlock_key = manager::controlapi::UnlockKeyOf(*c);
       due = due ||
-            (node && node->certificate().force_rotate() < c->spec().ca_config().force_rotate());
+            (node && (node->certificate().force_rotate() < c->spec().ca_config().force_rotate() ||
+                      manager::ca::NeedsNewRoot(*c, *node)));
     }
   });
   if (!due) return absl::OkStatus();
@@ -1131,14 +1218,22 @@ absl::Status Daemon::MaybeRenewManager(NodeState st, std::shared_ptr<Manager> m)
   through.clear_manager_addrs();
   for (const auto& [id, member] : m->raft().Status().members)
     through.add_manager_addrs(member.addr);
-  const DataKey dek = m->config().dek;
   const std::string tls_key = m->config().credentials.key_pem;
   api::NodeRole role;
-  ASSIGN_OR_RETURN(std::string cert, Renew(through, tls_key, &role));
+  std::string trust;
+  ASSIGN_OR_RETURN(std::string cert, Renew(through, tls_key, &role, &trust));
   if (role != api::NODE_ROLE_MANAGER) return absl::OkStatus();  // a demotion: next round
   st.set_cert_pem(cert);
+  st.set_root_ca_pem(trust);
   RETURN_IF_ERROR(WriteState(st));
   log::Info(kLog, "renewed this manager's certificate; restarting its listener with it");
+  return RestartManager(st, std::move(m), unlock_key);
+}
+
+absl::Status Daemon::RestartManager(const NodeState& st, std::shared_ptr<Manager> m,
+                                    const std::string& unlock_key) {
+  const DataKey dek = m->config().dek;
+  const std::string tls_key = m->config().credentials.key_pem;
   // gRPC 1.51 reloads certificates only from files, which would put the private key on disk
   // in the clear; the manager restarts in-process with the new one instead (the Raft group
   // sees a member restart for about a second).
@@ -1180,10 +1275,11 @@ absl::Status Daemon::Demote(NodeState st, std::shared_ptr<Manager> m) {
   std::error_code ec;
   fs::remove_all(fs::path(config_.state_dir) / "raft", ec);
   api::NodeRole role;
-  absl::StatusOr<std::string> cert = Renew(st, tls_key, &role);
+  std::string trust;
+  absl::StatusOr<std::string> cert = Renew(st, tls_key, &role, &trust);
   for (int i = 0; !cert.ok() && i < 50; ++i) {
     absl::SleepFor(absl::Milliseconds(200));
-    cert = Renew(st, tls_key, &role);
+    cert = Renew(st, tls_key, &role, &trust);
   }
   if (!cert.ok()) {
     absl::MutexLock lock(&mu_);
@@ -1193,6 +1289,7 @@ absl::Status Daemon::Demote(NodeState st, std::shared_ptr<Manager> m) {
     return cert.status();
   }
   st.set_cert_pem(*cert);
+  st.set_root_ca_pem(trust);
   st.set_role(role);
   st.set_raft_id(0);
   RETURN_IF_ERROR(WriteState(st));
@@ -1327,7 +1424,7 @@ void Daemon::SyncAgent() {
     st = node_state_;
     if (manager_ != nullptr) tls_key = manager_->config().credentials.key_pem;
   }
-  if (agent_ != nullptr && agent_cert_ == st.cert_pem()) return;
+  if (agent_ != nullptr && agent_cert_ == st.cert_pem() + st.root_ca_pem()) return;
   if (tls_key.empty()) {
     absl::StatusOr<Keys> keys = keys_.Load();
     if (!keys.ok()) {
@@ -1388,7 +1485,7 @@ void Daemon::SyncAgent() {
     return;
   }
   agent_ = *std::move(a);
-  agent_cert_ = st.cert_pem();
+  agent_cert_ = st.cert_pem() + st.root_ca_pem();
 }
 
 void Daemon::StopAgent(bool remove_containers) {

@@ -40,6 +40,7 @@
 #include "agent/sim_executor.h"
 #include "common/clock.h"
 #include "common/random.h"
+#include "common/tls.h"
 #include "manager/keymanager/keystore.h"
 #include "node/logs_gate.h"
 #include "node/manager.h"
@@ -130,9 +131,21 @@ class Daemon {
   absl::Status MaybeRenewManager(NodeState st, std::shared_ptr<Manager> m);
   // Stops a manager and waits until it is destroyed (its log closed).
   void StopAndRelease(std::shared_ptr<Manager> m);
-  // A new certificate for this node with the role the swarm wants for it now.
+  // A new certificate for this node with the role the swarm wants for it now, and the roots
+  // to trust with it (trust_root; both roots during a root rotation).
   absl::StatusOr<std::string> Renew(const NodeState& st, const std::string& tls_key,
-                                    api::NodeRole* role);
+                                    api::NodeRole* role, std::string* trust_root);
+  // Restarts the manager with st's certificate and roots (gRPC reloads them only from files).
+  absl::Status RestartManager(const NodeState& st, std::shared_ptr<Manager> m,
+                              const std::string& unlock_key);
+  // Root CA rotation: the node asks a manager which roots to trust (saying which it trusts
+  // now, for `swarm ca --rotate` to follow), and adopts them when they differ and accept its
+  // own certificate: both roots while a rotation runs, the new one alone once it is over.
+  // Runs on the role-watch thread after each role check.
+  absl::Status SyncTrust(NodeState st, std::shared_ptr<Manager> m);
+  absl::StatusOr<std::string> FetchTrustRoot(const std::string& addr, const tls::Credentials& creds,
+                                             const std::string& trusted);
+  bool TrustsCertificate(const std::string& bundle, const std::string& cert_pem) const;
   absl::StatusOr<api::InitSwarmResponse> ForceNewCluster();
   absl::StatusOr<Addresses> ChooseAddresses(const std::string& listen,
                                             const std::string& advertise) const;
@@ -196,7 +209,7 @@ class Daemon {
   std::unique_ptr<agent::Executor> executor_ ABSL_GUARDED_BY(agent_mu_);
   std::unique_ptr<agent::TaskDb> task_db_ ABSL_GUARDED_BY(agent_mu_);
   std::unique_ptr<agent::Agent> agent_ ABSL_GUARDED_BY(agent_mu_);
-  // The certificate the agent's session was opened with.
+  // The certificate and roots the agent's session was opened with.
   std::string agent_cert_ ABSL_GUARDED_BY(agent_mu_);
 };
 

@@ -7,10 +7,12 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "cli/commands.h"
 #include "cli/flags.h"
 #include "cli/requests.h"
+#include "cli/rotation_progress.h"
 #include "common/files.h"
 #include "common/proto_time.h"
 #include "common/status_macros.h"
@@ -216,9 +218,98 @@ absl::Status JoinToken(Session& s, const JoinTokenFlags& f) {
 
 // ---- swarm ca ----
 
-// `swarm ca`: the root CA certificate, as Docker prints it.
-absl::Status PrintCa(Session& s) {
+struct CaFlags {
+  bool rotate = false;
+  bool detach = false;
+  bool quiet = false;
+  std::optional<std::string> ca_cert;
+  std::optional<std::string> ca_key;
+  std::optional<std::string> cert_expiry;
+};
+
+// How long a rotation may make no progress before the nodes holding it up are named.
+constexpr absl::Duration kRotationStall = absl::Seconds(30);
+
+// Polls until the root rotation is over, printing its progress (unless quiet) when it changes;
+// names the nodes holding it up when nothing moved for kRotationStall.
+absl::Status WaitForRootRotation(Session& s, bool quiet) {
+  ASSIGN_OR_RETURN(Client * c, s.client());
+  std::string shown;
+  absl::Time last_change = s.now();
+  bool named = false;
+  while (true) {
+    ASSIGN_OR_RETURN(api::Cluster cluster, s.GetCluster());
+    ASSIGN_OR_RETURN(auto nodes,
+                     c->Control(&api::Control::Stub::ListNodes, api::ListNodesRequest()));
+    const RotationView v = EvaluateRootRotation(
+        cluster, std::vector<api::Node>(nodes.nodes().begin(), nodes.nodes().end()));
+    const std::string text = RenderRootRotation(v);
+    if (text != shown) {
+      if (!quiet) s.out() << text << std::flush;
+      shown = text;
+      last_change = s.now();
+      named = false;
+    } else if (!named && s.now() - last_change >= kRotationStall && !v.waiting_for.empty()) {
+      s.err() << "The root rotation is waiting for " << v.waiting_for.size()
+              << (v.waiting_for.size() == 1 ? " node" : " nodes") << ": "
+              << absl::StrJoin(v.waiting_for, ", ")
+              << ".\nA node that is down holds the rotation up until it comes back or is removed "
+                 "(swarmctl node rm --force NODE); the rotation goes on in the background "
+                 "(Ctrl-C stops only this command).\n";
+      named = true;
+    }
+    if (v.done) return absl::OkStatus();
+    s.io().clock->SleepFor(absl::Milliseconds(200));
+  }
+}
+
+// `swarm ca`: the root CA certificate, as Docker prints it; with --rotate, a new root (or the
+// one of --ca-cert/--ca-key) replaces it on every node.
+absl::Status Ca(Session& s, const CaFlags& f) {
+  if (!f.rotate) {
+    for (const auto& [flag, given] :
+         {std::pair{"ca-cert", f.ca_cert.has_value()}, std::pair{"ca-key", f.ca_key.has_value()},
+          std::pair{"cert-expiry", f.cert_expiry.has_value()}}) {
+      if (given) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("`--", flag, "` flag requires the `--rotate` flag to update the CA"));
+      }
+    }
+    ASSIGN_OR_RETURN(api::Cluster cluster, s.GetCluster());
+    s.out() << cluster.root_ca().ca_cert();
+    return absl::OkStatus();
+  }
+  if (f.ca_cert.has_value() != f.ca_key.has_value()) {
+    return absl::InvalidArgumentError(
+        "the --ca-cert flag requires that a --ca-key flag be provided as well (and the other "
+        "way round): this swarm signs node certificates with the root's key");
+  }
   ASSIGN_OR_RETURN(api::Cluster cluster, s.GetCluster());
+  api::UpdateClusterRequest req;
+  req.set_cluster_id(cluster.id());
+  *req.mutable_cluster_version() = cluster.meta().version();
+  *req.mutable_spec() = cluster.spec();
+  api::CAConfig* ca = req.mutable_spec()->mutable_ca_config();
+  if (f.cert_expiry) {
+    ASSIGN_OR_RETURN(absl::Duration d, ParseDuration("cert-expiry", *f.cert_expiry));
+    SetProtoDuration(d, ca->mutable_node_cert_expiry());
+  }
+  std::string cert, key;
+  if (f.ca_cert) {
+    ASSIGN_OR_RETURN(cert, ReadFileOrStdin(s, *f.ca_cert));
+    ASSIGN_OR_RETURN(key, ReadFileOrStdin(s, *f.ca_key));
+  }
+  ca->set_signing_ca_cert(cert);
+  ca->set_signing_ca_key(key);
+  // Without a root of its own, the swarm makes one (Docker's ForceRotate); a new --rotate
+  // during a rotation starts over.
+  if (cert.empty()) ca->set_force_rotate(ca->force_rotate() + 1);
+  ASSIGN_OR_RETURN(Client * c, s.client());
+  RETURN_IF_ERROR(c->Control(&api::Control::Stub::UpdateCluster, req).status());
+  if (f.detach) return absl::OkStatus();
+  RETURN_IF_ERROR(WaitForRootRotation(s, f.quiet));
+  if (f.quiet) return absl::OkStatus();
+  ASSIGN_OR_RETURN(cluster, s.GetCluster());
   s.out() << cluster.root_ca().ca_cert();
   return absl::OkStatus();
 }
@@ -402,8 +493,22 @@ void AddSwarmCommands(CommandTree& tree) {
                      [unlock_args](Session& s) { return Unlock(s, *unlock_args); });
   cmd->add_option("KEY", *unlock_args)->group("");
 
+  auto ca_flags = std::make_shared<CaFlags>();
   CLI::App* ca =
-      tree.Command(swarm, "ca", "Display the root CA, or issue operator certificates", PrintCa);
+      tree.Command(swarm, "ca", "Display and rotate the root CA, or issue operator certificates",
+                   [ca_flags](Session& s) { return Ca(s, *ca_flags); });
+  tree.Flag(ca, "--rotate", &ca_flags->rotate,
+            "Rotate the swarm CA - if no certificate or key are provided, new ones will be "
+            "generated");
+  tree.Opt(ca, "--ca-cert", &ca_flags->ca_cert,
+           "Path to the PEM-formatted root CA certificate to use for the new cluster");
+  tree.Opt(ca, "--ca-key", &ca_flags->ca_key,
+           "Path to the PEM-formatted root CA key to use for the new cluster");
+  tree.Opt(ca, "--cert-expiry", &ca_flags->cert_expiry,
+           "Validity period for node certificates (ns|us|ms|s|m|h)");
+  tree.Flag(ca, "-d,--detach", &ca_flags->detach,
+            "Exit immediately instead of waiting for the root rotation to converge");
+  tree.Flag(ca, "-q,--quiet", &ca_flags->quiet, "Suppress progress output");
   auto client_cert_dir = std::make_shared<std::string>();
   cmd = tree.Command(ca, "client-cert",
                      "Issue an operator certificate for remote swarmctl (control API only); run "

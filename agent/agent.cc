@@ -31,6 +31,7 @@ struct Agent::Session {
   absl::Mutex mu;
   bool over ABSL_GUARDED_BY(mu) = false;
   absl::Status why ABSL_GUARDED_BY(mu);
+  bool reported ABSL_GUARDED_BY(mu) = false;  // a task status waits to be sent
 
   // Ends the session (the first reason wins) and cancels its streams.
   void End(absl::Status reason) {
@@ -52,6 +53,19 @@ struct Agent::Session {
   bool Sleep(absl::Duration d) {
     absl::MutexLock lock(&mu);
     return !mu.AwaitWithTimeout(absl::Condition(&over), d);
+  }
+  // Wakes AwaitReport.
+  void Reported() {
+    absl::MutexLock lock(&mu);
+    reported = true;
+  }
+  // Sleeps up to d or until a status is reported; false when the session ended meanwhile.
+  bool AwaitReport(absl::Duration d) {
+    absl::MutexLock lock(&mu);
+    auto wake = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu) { return over || reported; };
+    mu.AwaitWithTimeout(absl::Condition(&wake), d);
+    reported = false;
+    return !over;
   }
 };
 
@@ -101,6 +115,7 @@ std::string Agent::session_id() const {
 void Agent::Report(const std::string& task_id, const api::TaskStatus& status) {
   absl::MutexLock lock(&mu_);
   unsent_[task_id] = status;
+  if (session_ != nullptr) session_->Reported();
 }
 
 void Agent::Loop() {
@@ -222,7 +237,14 @@ void Agent::SendLoop(Session& s) {
   absl::Time next_beat = options_.clock->Now();
   absl::Time next_describe = options_.clock->Now() + options_.describe_interval;
   api::NodeDescription described = options_.executor->Describe();
-  while (s.Sleep(options_.send_interval)) {
+  absl::Time last_send = absl::InfinitePast();
+  // A status goes out as soon as it is reported, but batches are at least send_interval
+  // apart: an idle node answers at once, a busy one sends one batch per interval.
+  while (s.AwaitReport(options_.send_interval)) {
+    if (const absl::Duration since = options_.clock->Now() - last_send;
+        since < options_.send_interval && !s.Sleep(options_.send_interval - since)) {
+      return;
+    }
     const absl::Time now = options_.clock->Now();
     if (now >= next_beat) {
       grpc::ClientContext ctx;
@@ -247,6 +269,7 @@ void Agent::SendLoop(Session& s) {
       batch.swap(unsent_);
     }
     if (!batch.empty()) {
+      last_send = now;
       api::UpdateTaskStatusRequest req;
       req.set_session_id(s.id);
       for (const auto& [id, status] : batch) {

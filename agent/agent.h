@@ -55,7 +55,8 @@ class Agent {
     Random* random = nullptr;
     absl::Duration min_backoff = absl::Milliseconds(100);
     absl::Duration max_backoff = absl::Seconds(5);
-    // How often statuses are batched to the dispatcher.
+    // Task statuses go to the dispatcher as they are reported, at most one batch per
+    // send_interval (the least time between two batches).
     absl::Duration send_interval = absl::Milliseconds(100);
     // How often the node's description is checked for changes (re-sent by a new session).
     absl::Duration describe_interval = absl::Seconds(30);

@@ -138,7 +138,8 @@ class OverlaySwarmTest : public ::testing::Test {
   // An HTTP server answering / with its hostname (web-<slot>) and /cgi-bin/addr with the
   // client's address as it sees it; on the network, or publishing 8080 in ingress mode.
   std::string CreateWeb(const std::string& network_id, uint64_t replicas,
-                        uint32_t published_port = 0) {
+                        uint32_t published_port = 0,
+                        api::PublishMode mode = api::PUBLISH_MODE_INGRESS) {
     grpc::ClientContext ctx;
     SetTimeout(ctx);
     api::CreateServiceRequest req;
@@ -161,6 +162,7 @@ class OverlaySwarmTest : public ::testing::Test {
       api::PortConfig* p = spec->mutable_endpoint_spec()->add_ports();
       p->set_target_port(80);
       p->set_published_port(published_port);
+      p->set_publish_mode(mode);
     }
     spec->mutable_replicated()->set_replicas(replicas);
     api::CreateServiceResponse resp;
@@ -573,6 +575,31 @@ TEST_F(OverlaySwarmTest, OnTheHostNetworkATaskListensOnItsNodesAddress) {
       << seen.status();
   if (seen.ok()) {
     EXPECT_THAT(*seen, ::testing::HasSubstr(hosts_->ip(kClient)));
+  }
+  RemoveService(service_id);
+  ExpectNothingLeft();
+}
+
+TEST_F(OverlaySwarmTest, AHostModePortAnswersOnlyOnTheNodeOfItsTask) {
+  nodes_ = NodeIndexes();
+  const std::string service_id = CreateWeb("", 1, 8082, api::PUBLISH_MODE_HOST);
+  ASSERT_TRUE(Eventually([&] { return Running(service_id).size() == 1; })) << cluster_->Output(1);
+  const int node = nodes_[Running(service_id)[0].node_id()];
+  absl::StatusOr<std::string> seen;
+  EXPECT_TRUE(Eventually(
+      [&] {
+        seen = HttpGet(hosts_->path(kClient), hosts_->ip(node), 8082, "/cgi-bin/addr");
+        return seen.ok();
+      },
+      absl::Seconds(10)))
+      << seen.status() << cluster_->Output(node);
+  if (seen.ok()) {
+    EXPECT_EQ(*seen, "[::ffff:" + hosts_->ip(kClient) + "]");
+  }
+  for (int i = 1; i <= kNodes; ++i) {
+    if (i == node) continue;
+    EXPECT_FALSE(HttpGet(hosts_->path(kClient), hosts_->ip(i), 8082).ok())
+        << "node " << i << " runs no task of it";
   }
   RemoveService(service_id);
   ExpectNothingLeft();

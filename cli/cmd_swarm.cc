@@ -237,12 +237,21 @@ absl::Status WaitForRootRotation(Session& s, bool quiet) {
   std::string shown;
   absl::Time last_change = s.now();
   bool named = false;
+  absl::Time last_answer = s.now();
   while (true) {
-    ASSIGN_OR_RETURN(api::Cluster cluster, s.GetCluster());
-    ASSIGN_OR_RETURN(auto nodes,
-                     c->Control(&api::Control::Stub::ListNodes, api::ListNodesRequest()));
+    // Managers restart with their new certificates: a failed poll is retried for a while.
+    absl::StatusOr<api::Cluster> cluster = s.GetCluster();
+    absl::StatusOr<api::ListNodesResponse> nodes =
+        cluster.ok() ? c->Control(&api::Control::Stub::ListNodes, api::ListNodesRequest())
+                     : absl::StatusOr<api::ListNodesResponse>(cluster.status());
+    if (!nodes.ok()) {
+      if (s.now() - last_answer > kRotationStall) return nodes.status();
+      s.io().clock->SleepFor(absl::Milliseconds(500));
+      continue;
+    }
+    last_answer = s.now();
     const RotationView v = EvaluateRootRotation(
-        cluster, std::vector<api::Node>(nodes.nodes().begin(), nodes.nodes().end()));
+        *cluster, std::vector<api::Node>(nodes->nodes().begin(), nodes->nodes().end()));
     const std::string text = RenderRootRotation(v);
     if (text != shown) {
       if (!quiet) s.out() << text << std::flush;

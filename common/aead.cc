@@ -102,6 +102,12 @@ void KeyRing::AddOld(DataKey key) {
   old_[id] = std::move(key);
 }
 
+void KeyRing::Rotate(DataKey next) {
+  old_.erase(next.id);
+  AddOld(std::move(current_));
+  current_ = std::move(next);
+}
+
 const DataKey* KeyRing::Find(uint32_t id) const {
   if (id == current_.id) return &current_;
   auto it = old_.find(id);
@@ -139,8 +145,7 @@ std::string SealRecord(const DataKey& key, std::string_view plaintext, std::stri
   return out;
 }
 
-absl::StatusOr<std::string> OpenRecord(const KeyRing& keys, std::string_view record,
-                                       std::string_view aad) {
+absl::StatusOr<uint32_t> RecordKeyId(std::string_view record) {
   if (record.size() < kHeaderSize + kTagSize) {
     return absl::DataLossError("encrypted record is truncated");
   }
@@ -148,11 +153,17 @@ absl::StatusOr<std::string> OpenRecord(const KeyRing& keys, std::string_view rec
   if (p[0] != kVersion) {
     return absl::DataLossError("encrypted record has unknown version " + std::to_string(p[0]));
   }
-  const uint32_t id =
-      (uint32_t{p[1]} << 24) | (uint32_t{p[2]} << 16) | (uint32_t{p[3]} << 8) | uint32_t{p[4]};
-  const DataKey* key = keys.Find(id);
+  return (uint32_t{p[1]} << 24) | (uint32_t{p[2]} << 16) | (uint32_t{p[3]} << 8) | uint32_t{p[4]};
+}
+
+absl::StatusOr<std::string> OpenRecord(const KeyRing& keys, std::string_view record,
+                                       std::string_view aad) {
+  absl::StatusOr<uint32_t> id = RecordKeyId(record);
+  if (!id.ok()) return id.status();
+  const unsigned char* p = U(record);
+  const DataKey* key = keys.Find(*id);
   if (key == nullptr) {
-    return absl::NotFoundError("encrypted record uses key " + std::to_string(id) +
+    return absl::NotFoundError("encrypted record uses key " + std::to_string(*id) +
                                ", which this node does not have");
   }
   const unsigned char* nonce = p + 5;

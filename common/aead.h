@@ -38,8 +38,14 @@ class KeyRing {
   explicit KeyRing(DataKey current);
   // Keeps an older key to open records sealed with it.
   void AddOld(DataKey key);
+  // Makes next the current key; the previous current key stays to open older records.
+  void Rotate(DataKey next);
+  // Forgets every key but the current one, once nothing sealed with them is left.
+  void DropOld() { old_.clear(); }
   const DataKey& current() const { return current_; }
   const DataKey* Find(uint32_t id) const;
+  // The older keys, by ID.
+  const std::map<uint32_t, DataKey>& old() const { return old_; }
 
  private:
   DataKey current_;
@@ -48,6 +54,10 @@ class KeyRing {
 
 std::string SealRecord(const DataKey& key, std::string_view plaintext, std::string_view aad,
                        Random& random);
+
+// The ID of the key that sealed record, without opening it. DATA_LOSS as for OpenRecord when
+// the record is truncated or has an unknown version.
+absl::StatusOr<uint32_t> RecordKeyId(std::string_view record);
 
 // Errors: DATA_LOSS when the record is truncated, has an unknown version, or fails
 // authentication (corrupted, moved, or sealed with another key); NOT_FOUND when its key ID is

@@ -51,5 +51,21 @@ TEST(Aead, RotatedKeysStillOpenOldRecords) {
   EXPECT_EQ(OpenRecord(impostor, old_record, "x").status().code(), absl::StatusCode::kDataLoss);
 }
 
+TEST(Aead, Rotate_KeepsThePreviousKeyUntilDropped) {
+  SeededRandom r(4);
+  KeyRing ring(NewDataKey(1, r));
+  const std::string before = SealRecord(ring.current(), "before", "x", r);
+  ring.Rotate(NewDataKey(2, r));
+  const std::string after = SealRecord(ring.current(), "after", "x", r);
+  EXPECT_EQ(*RecordKeyId(before), 1u);
+  EXPECT_EQ(*RecordKeyId(after), 2u);
+  EXPECT_EQ(*OpenRecord(ring, before, "x"), "before");
+  EXPECT_EQ(*OpenRecord(ring, after, "x"), "after");
+  ring.DropOld();
+  EXPECT_EQ(OpenRecord(ring, before, "x").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(*OpenRecord(ring, after, "x"), "after");
+  EXPECT_EQ(RecordKeyId("short").status().code(), absl::StatusCode::kDataLoss);
+}
+
 }  // namespace
 }  // namespace swarm

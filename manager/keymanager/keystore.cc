@@ -13,6 +13,7 @@ constexpr char kKeys[] = "keys";
 constexpr char kLocal[] = "keys.local";
 constexpr char kDekAad[] = "swarm raft dek";
 constexpr char kTlsAad[] = "swarm tls key";
+constexpr char kOldDekAad[] = "swarm raft old dek";
 
 std::string Wrap(const std::string& kek_secret, bool from_unlock_key, const std::string& key,
                  const char* aad, Random& random) {
@@ -41,6 +42,15 @@ absl::Status KeyStore::Store(const Keys& keys, const std::string& unlock_key) {
     auto parsed = ca::ParseUnlockKey(unlock_key);
     if (!parsed.ok()) return parsed.status();
     secret = *parsed;
+  } else if (absl::StatusOr<bool> locked = Locked(); locked.ok() && !*locked) {
+    // Keys already wrapped by the node-local key (a DEK rotation) keep it: with a fresh one,
+    // a crash between writing it and the record would leave a record nothing opens.
+    auto local = ReadFile(path(kLocal));
+    if (!local.ok()) return local.status();
+    if (local->size() != kAeadKeySize) {
+      return absl::DataLossError(path(kLocal) + " is damaged; restore the manager from a backup");
+    }
+    secret = *std::move(local);
   } else {
     secret = NewDataKey(0, random_).key;
     if (absl::Status s = WriteFileAtomically(path(kLocal), secret, 0600, /*sync=*/true); !s.ok())
@@ -52,6 +62,11 @@ absl::Status KeyStore::Store(const Keys& keys, const std::string& unlock_key) {
   rec.set_dek(Wrap(secret, autolock, keys.dek.key, kDekAad, random_));
   if (!keys.tls_key_pem.empty()) {
     rec.set_tls_key(Wrap(secret, autolock, keys.tls_key_pem, kTlsAad, random_));
+  }
+  for (const DataKey& old : keys.old_deks) {
+    OldDek* o = rec.add_old_deks();
+    o->set_id(old.id);
+    o->set_key(Wrap(secret, autolock, old.key, kOldDekAad, random_));
   }
   if (absl::Status s =
           WriteFileAtomically(path(kKeys), rec.SerializeAsString(), 0600, /*sync=*/true);
@@ -89,6 +104,11 @@ absl::StatusOr<Keys> KeyStore::Load() const {
     if (!tls.ok()) return absl::DataLossError(path(kKeys) + ": the TLS key does not open");
     keys.tls_key_pem = *tls;
   }
+  for (const OldDek& o : rec.old_deks()) {
+    auto old = OpenRecord(ring, o.key(), kOldDekAad);
+    if (!old.ok()) return absl::DataLossError(path(kKeys) + ": an old data key does not open");
+    keys.old_deks.push_back(DataKey{o.id(), *old});
+  }
   return keys;
 }
 
@@ -111,6 +131,11 @@ absl::StatusOr<Keys> KeyStore::Unlock(const std::string& unlock_key) const {
     auto tls = ca::UnwrapKey(*secret, rec.tls_key());
     if (!tls.ok()) return tls.status();
     keys.tls_key_pem = *tls;
+  }
+  for (const OldDek& o : rec.old_deks()) {
+    auto old = ca::UnwrapKey(*secret, o.key());
+    if (!old.ok()) return old.status();
+    keys.old_deks.push_back(DataKey{o.id(), *old});
   }
   return keys;
 }

@@ -7,11 +7,17 @@
 // until Unlock() gets the right key. A wrong key changes nothing. Files are replaced atomically
 // (write, fsync, rename), so a crash leaves the old record or the new one.
 //
+// DEK rotation: the new DEK is stored as current with the previous ones in old_deks (wrapped
+// the same way) before the Raft log seals anything with it; once the log no longer holds a
+// record sealed with an old DEK, the keys are stored again without it. A manager that finds
+// old DEKs at start has a rotation to finish.
+//
 // Thread-safety: not thread-safe; the manager's startup and the key manager call it in turn.
 #ifndef SWARM_MANAGER_KEYMANAGER_KEYSTORE_H_
 #define SWARM_MANAGER_KEYMANAGER_KEYSTORE_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/aead.h"
@@ -22,6 +28,8 @@ namespace swarm::manager::keymanager {
 struct Keys {
   DataKey dek;
   std::string tls_key_pem;
+  // Previous DEKs still needed to read the Raft log (a rotation in progress).
+  std::vector<DataKey> old_deks;
 };
 
 class KeyStore {

@@ -105,6 +105,57 @@ TEST_F(KeyStoreTest, TurningAutolockOffAgain) {
   EXPECT_EQ(ks.Unlock(unlock).status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
+TEST_F(KeyStoreTest, DekRotation_OldDeksAreKeptWrappedUntilDropped) {
+  for (const bool autolock : {false, true}) {
+    SCOPED_TRACE(autolock ? "autolock" : "node-local key");
+    KeyStore ks(dir_.string(), random_);
+    const std::string unlock = autolock ? ca::GenerateUnlockKey(random_) : "";
+    ASSERT_TRUE(ks.Store(keys_, unlock).ok());
+    const std::string local_before = autolock ? "" : AllFiles();
+    Keys rotated = keys_;
+    rotated.dek = NewDataKey(8, random_);
+    rotated.old_deks = {keys_.dek};
+    ASSERT_TRUE(ks.Store(rotated, unlock).ok());
+    auto pending = autolock ? ks.Unlock(unlock) : ks.Load();
+    ASSERT_TRUE(pending.ok()) << pending.status();
+    EXPECT_EQ(pending->dek.id, 8u);
+    EXPECT_EQ(pending->dek.key, rotated.dek.key);
+    ASSERT_EQ(pending->old_deks.size(), 1u);
+    EXPECT_EQ(pending->old_deks[0].id, 7u);
+    EXPECT_EQ(pending->old_deks[0].key, keys_.dek.key);
+    const std::string files = AllFiles();
+    EXPECT_EQ(files.find(keys_.dek.key), std::string::npos);
+    EXPECT_EQ(files.find(rotated.dek.key), std::string::npos);
+
+    rotated.old_deks.clear();
+    ASSERT_TRUE(ks.Store(rotated, unlock).ok());
+    auto done = autolock ? ks.Unlock(unlock) : ks.Load();
+    ASSERT_TRUE(done.ok()) << done.status();
+    EXPECT_EQ(done->dek.id, 8u);
+    EXPECT_TRUE(done->old_deks.empty());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+}
+
+TEST_F(KeyStoreTest, StoreWithoutAutolock_KeepsTheNodeLocalKey) {
+  // A crash between writing keys.local and keys must leave a record that opens: storing again
+  // (a DEK rotation) reuses the node-local key instead of making a new one.
+  KeyStore ks(dir_.string(), random_);
+  ASSERT_TRUE(ks.Store(keys_, "").ok());
+  std::ifstream in(dir_ / "keys.local", std::ios::binary);
+  std::stringstream before;
+  before << in.rdbuf();
+  Keys rotated = keys_;
+  rotated.dek = NewDataKey(8, random_);
+  ASSERT_TRUE(ks.Store(rotated, "").ok());
+  std::ifstream again(dir_ / "keys.local", std::ios::binary);
+  std::stringstream after;
+  after << again.rdbuf();
+  EXPECT_EQ(before.str(), after.str());
+  EXPECT_EQ(ks.Load()->dek.id, 8u);
+}
+
 TEST_F(KeyStoreTest, DamagedRecordIsReportedNotGuessed) {
   KeyStore ks(dir_.string(), random_);
   ASSERT_TRUE(ks.Store(keys_, "").ok());

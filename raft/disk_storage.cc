@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/status_macros.h"
 #include "proto/raft.pb.h"
 #include "raft/codec.h"
 
@@ -286,6 +287,77 @@ absl::Status DiskStorage::Compact(uint64_t index) {
   rocksdb::WriteOptions wo;
   return FromRocks(db_->DeleteRange(wo, log_, BigEndian(0), BigEndian(index)),
                    "compacting the raft log at " + path_);
+}
+
+absl::Status DiskStorage::RotateKey(DataKey next) {
+  if (next.id <= keys_.current().id) {
+    return absl::InvalidArgumentError(
+        "raft log " + path_ + ": a new key needs an ID above the current key's " +
+        std::to_string(keys_.current().id) + ", not " + std::to_string(next.id));
+  }
+  keys_.Rotate(std::move(next));
+  return absl::OkStatus();
+}
+
+absl::Status DiskStorage::ForEachRecord(
+    const std::function<absl::Status(rocksdb::ColumnFamilyHandle*, const std::string&,
+                                     const std::string&)>& visit) {
+  rocksdb::ReadOptions ro;
+  ro.verify_checksums = true;
+  for (rocksdb::ColumnFamilyHandle* cf : {log_, meta_, snap_}) {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      RETURN_IF_ERROR(visit(cf, it->key().ToString(), it->value().ToString()));
+    }
+    if (!it->status().ok()) return FromRocks(it->status(), "reading the raft log at " + path_);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> DiskStorage::AadFor(rocksdb::ColumnFamilyHandle* cf,
+                                                const std::string& key) {
+  if (cf == log_ && key.size() == 8) return LogAad(FromBigEndian(key));
+  if (cf == meta_ && key == kHardStateKey) return std::string(kHardStateKey);
+  if (cf == meta_ && key.starts_with("node/")) return "meta/" + key.substr(5);
+  if (cf == snap_ && key == kSnapshotMetaKey) return std::string("snapshot/meta");
+  // "chunk/" index(8) "/" n(8)
+  if (cf == snap_ && key.size() == 23 && key.starts_with("chunk/") && key[14] == '/') {
+    return ChunkAad(FromBigEndian(rocksdb::Slice(key.data() + 6, 8)),
+                    FromBigEndian(rocksdb::Slice(key.data() + 15, 8)));
+  }
+  return absl::DataLossError("raft log " + path_ + ": unexpected record " + cf->GetName() + "/" +
+                             key);
+}
+
+absl::Status DiskStorage::RetireOldKeys() {
+  const uint32_t current = keys_.current().id;
+  rocksdb::WriteBatch batch;
+  RETURN_IF_ERROR(ForEachRecord([&](rocksdb::ColumnFamilyHandle* cf, const std::string& key,
+                                    const std::string& value) -> absl::Status {
+    ASSIGN_OR_RETURN(const uint32_t id, RecordKeyId(value));
+    if (id == current) return absl::OkStatus();
+    ASSIGN_OR_RETURN(const std::string aad, AadFor(cf, key));
+    absl::StatusOr<std::string> plain = OpenRecord(keys_, value, aad);
+    if (!plain.ok()) {
+      return absl::DataLossError("raft log " + path_ + ": " + aad +
+                                 " is unreadable: " + std::string(plain.status().message()));
+    }
+    return FromRocks(batch.Put(cf, key, SealValue(aad, *plain)), "re-sealing " + aad);
+  }));
+  if (batch.Count() > 0) RETURN_IF_ERROR(Write(&batch, /*sync=*/true));
+  keys_.DropOld();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::set<uint32_t>> DiskStorage::KeyIdsInUse() {
+  std::set<uint32_t> ids;
+  RETURN_IF_ERROR(ForEachRecord([&](rocksdb::ColumnFamilyHandle*, const std::string&,
+                                    const std::string& value) -> absl::Status {
+    ASSIGN_OR_RETURN(const uint32_t id, RecordKeyId(value));
+    ids.insert(id);
+    return absl::OkStatus();
+  }));
+  return ids;
 }
 
 absl::Status DiskStorage::PutMeta(const std::string& key, const std::string& value) {

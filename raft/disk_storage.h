@@ -20,12 +20,22 @@
 // Crash recovery: each Save() is one atomic WriteBatch, so after a crash the database holds a
 // prefix of the Saves in order (synced ones all of them).
 //
+// Key rotation: RotateKey makes a new DEK current for every record written from then on, while
+// records sealed before stay readable through the old keys in the ring (their key ID). Once a
+// snapshot taken after the rotation is stored and the log below it compacted, RetireOldKeys
+// re-seals what is left under an old key (the entries kept for slow followers, the hard state,
+// the node's metadata) in one atomic, synced batch and forgets the old keys. The caller keeps
+// the old keys in its key store until RetireOldKeys returns: a crash before that reopens with
+// both keys and reads everything; a crash after leaves nothing that needs the old ones.
+//
 // Thread-safety: not thread-safe; the node's Ready loop is the only caller.
 #ifndef SWARM_RAFT_DISK_STORAGE_H_
 #define SWARM_RAFT_DISK_STORAGE_H_
 
+#include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -68,6 +78,16 @@ class DiskStorage {
   // Deletes the log entries below index.
   absl::Status Compact(uint64_t index);
 
+  // Seals every record written from now on with next. INVALID_ARGUMENT unless next.id is above
+  // the current key's.
+  absl::Status RotateKey(DataKey next);
+  // Re-seals every record still sealed with an old key with the current one, then forgets the
+  // old keys. DATA_LOSS when such a record does not open.
+  absl::Status RetireOldKeys();
+  // The IDs of the keys the stored records are sealed with.
+  absl::StatusOr<std::set<uint32_t>> KeyIdsInUse();
+  const KeyRing& keys() const { return keys_; }
+
   absl::Status PutMeta(const std::string& key, const std::string& value);
   // nullopt when absent.
   absl::StatusOr<std::optional<std::string>> GetMeta(const std::string& key);
@@ -79,6 +99,12 @@ class DiskStorage {
   std::string SealValue(const std::string& aad, const std::string& plaintext);
   absl::Status SnapshotToBatch(const Snapshot& snapshot, void* batch);
   absl::Status Write(void* batch, bool sync);
+  // Calls visit(column family, key, value) for every stored record.
+  absl::Status ForEachRecord(
+      const std::function<absl::Status(rocksdb::ColumnFamilyHandle*, const std::string&,
+                                       const std::string&)>& visit);
+  // The associated data a record of that column family and key is sealed with.
+  absl::StatusOr<std::string> AadFor(rocksdb::ColumnFamilyHandle* cf, const std::string& key);
 
   // Draws from another Random 4 KiB at a time. Every log entry is sealed with a fresh random
   // nonce, and one call into OpenSSL's generator per entry cost about as much as sealing it.

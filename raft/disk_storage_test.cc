@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "gtest/gtest.h"
@@ -23,8 +24,9 @@ class DiskStorageTest : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(dir_); }
 
-  std::unique_ptr<DiskStorage> OpenStorage() {
-    auto s = DiskStorage::Open(dir_.string(), KeyRing(key_), random_);
+  std::unique_ptr<DiskStorage> OpenStorage() { return OpenStorage(KeyRing(key_)); }
+  std::unique_ptr<DiskStorage> OpenStorage(KeyRing keys) {
+    auto s = DiskStorage::Open(dir_.string(), std::move(keys), random_);
     EXPECT_TRUE(s.ok()) << s.status();
     return s.ok() ? *std::move(s) : nullptr;
   }
@@ -162,6 +164,89 @@ TEST_F(DiskStorageTest, NothingIsStoredInTheClear) {
     EXPECT_EQ(ss.str().find("needle"), std::string::npos) << f.path();
   }
   EXPECT_EQ(**OpenStorage()->GetMeta("members"), "needle-in-the-meta");
+}
+
+// A rotation as the node runs it: new records under the new key, then a snapshot and
+// compaction, then the rest re-sealed so the old key can go.
+TEST_F(DiskStorageTest, RotateKey_OldAndNewRecordsReadUntilTheOldKeyRetires) {
+  const DataKey next = NewDataKey(2, random_);
+  {
+    auto s = OpenStorage();
+    ASSERT_TRUE(s->Save(HardState{2, 1, 10}, Ents(1, 10, 2), nullptr, true).ok());
+    ASSERT_TRUE(s->PutMeta("raft_id", "7").ok());
+    EXPECT_EQ(s->RotateKey(key_).code(), absl::StatusCode::kInvalidArgument);
+    ASSERT_TRUE(s->RotateKey(next).ok());
+    ASSERT_TRUE(s->Save(HardState{2, 1, 15}, Ents(11, 15, 2), nullptr, true).ok());
+    EXPECT_EQ(*s->KeyIdsInUse(), (std::set<uint32_t>{1, 2}));
+  }
+  {
+    // Before the old key retires, a restart needs both keys and reads everything.
+    KeyRing both(next);
+    both.AddOld(key_);
+    auto s = OpenStorage(both);
+    auto state = s->Load();
+    ASSERT_TRUE(state.ok()) << state.status();
+    EXPECT_EQ(state->entries, Ents(1, 15, 2));
+    EXPECT_EQ(**s->GetMeta("raft_id"), "7");
+
+    ASSERT_TRUE(s->SaveSnapshot(Snapshot{Payload("state at 12"), {{{1}, {}}, 12, 2}}).ok());
+    ASSERT_TRUE(s->Compact(10).ok());  // entries 10 to 15 stay for slow followers
+    ASSERT_TRUE(s->RetireOldKeys().ok());
+    EXPECT_EQ(*s->KeyIdsInUse(), (std::set<uint32_t>{2}));
+    EXPECT_EQ(s->keys().Find(1), nullptr);
+  }
+  // The old key is gone from the ring, and nothing needs it.
+  auto s = OpenStorage(KeyRing(next));
+  auto state = s->Load();
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_EQ(state->hard_state, (HardState{2, 1, 15}));
+  EXPECT_EQ(state->snapshot.metadata.index, 12u);
+  EXPECT_EQ(state->snapshot.data.view(), "state at 12");
+  EXPECT_EQ(state->entries, Ents(13, 15, 2));
+  EXPECT_EQ(**s->GetMeta("raft_id"), "7");
+}
+
+TEST_F(DiskStorageTest, RotateKey_CrashBeforeRetiringLosesNothing) {
+  const DataKey next = NewDataKey(2, random_);
+  {
+    auto s = OpenStorage();
+    ASSERT_TRUE(s->Save(HardState{2, 1, 5}, Ents(1, 5, 2), nullptr, true).ok());
+    ASSERT_TRUE(s->SaveSnapshot(Snapshot{Payload("old snapshot"), {{{1}, {}}, 3, 2}}).ok());
+    ASSERT_TRUE(s->RotateKey(next).ok());
+    ASSERT_TRUE(s->Save(HardState{2, 1, 6}, Ents(6, 6, 2), nullptr, true).ok());
+    // "kill -9": the storage is dropped without retiring the old key.
+  }
+  // The restart finds the rotation pending (both keys in the key store) and finishes it,
+  // even without a new snapshot: the old snapshot is re-sealed too.
+  KeyRing both(next);
+  both.AddOld(key_);
+  {
+    auto s = OpenStorage(both);
+    ASSERT_TRUE(s->Load().ok());
+    ASSERT_TRUE(s->RetireOldKeys().ok());
+    EXPECT_EQ(*s->KeyIdsInUse(), (std::set<uint32_t>{2}));
+  }
+  for (const KeyRing& ring : {both, KeyRing(next)}) {
+    auto s = OpenStorage(ring);
+    auto state = s->Load();
+    ASSERT_TRUE(state.ok()) << state.status();
+    EXPECT_EQ(state->snapshot.data.view(), "old snapshot");
+    EXPECT_EQ(state->entries, Ents(4, 6, 2));
+    EXPECT_EQ(state->hard_state, (HardState{2, 1, 6}));
+  }
+}
+
+TEST_F(DiskStorageTest, RotateKey_WithoutTheOldKeyTheLogRefusesToLoad) {
+  const DataKey next = NewDataKey(2, random_);
+  {
+    auto s = OpenStorage();
+    ASSERT_TRUE(s->Save(HardState{2, 1, 5}, Ents(1, 5, 2), nullptr, true).ok());
+    ASSERT_TRUE(s->RotateKey(next).ok());
+  }
+  auto s = OpenStorage(KeyRing(next));
+  const absl::Status st = s->Load().status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(std::string(st.message()).find("uses key 1"), std::string::npos) << st;
 }
 
 }  // namespace

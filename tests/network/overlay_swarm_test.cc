@@ -182,6 +182,29 @@ class OverlaySwarmTest : public ::testing::Test {
     return resp.service();
   }
 
+  // Changes the service's spec; a write that raced the managers' own ("update out of
+  // sequence") is made again from a fresh read.
+  absl::Status UpdateSpec(const std::string& service_id,
+                          const std::function<void(api::ServiceSpec&)>& change) {
+    absl::Status last;
+    for (int attempt = 0; attempt < 10; ++attempt) {
+      ASSIGN_OR_RETURN(api::Service service, GetService(service_id));
+      api::UpdateServiceRequest req;
+      req.set_service_id(service_id);
+      *req.mutable_service_version() = service.meta().version();
+      *req.mutable_spec() = service.spec();
+      change(*req.mutable_spec());
+      grpc::ClientContext ctx;
+      SetTimeout(ctx);
+      api::UpdateServiceResponse resp;
+      grpc::Status st = cluster_->control(1).UpdateService(&ctx, req, &resp);
+      if (st.ok()) return absl::OkStatus();
+      last = absl::UnknownError(st.error_message());
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    return last;
+  }
+
   std::vector<api::Task> Running(const std::string& service_id) {
     grpc::ClientContext ctx;
     SetTimeout(ctx);
@@ -380,17 +403,9 @@ TEST_F(OverlaySwarmTest, TasksReachEachOtherByAddressNameAndVipAcrossNodes) {
 
   // Scale down to 2: the removed tasks leave the FDB, neighbour and DNS tables everywhere.
   {
-    api::Service s = *service;
-    s.mutable_spec()->mutable_replicated()->set_replicas(2);
-    grpc::ClientContext ctx;
-    SetTimeout(ctx);
-    api::UpdateServiceRequest req;
-    req.set_service_id(service_id);
-    *req.mutable_service_version() = s.meta().version();
-    *req.mutable_spec() = s.spec();
-    api::UpdateServiceResponse resp;
-    grpc::Status st = cluster_->control(1).UpdateService(&ctx, req, &resp);
-    ASSERT_TRUE(st.ok()) << st.error_message();
+    absl::Status st = UpdateSpec(
+        service_id, [](api::ServiceSpec& s) { s.mutable_replicated()->set_replicas(2); });
+    ASSERT_TRUE(st.ok()) << st;
   }
   ASSERT_TRUE(Eventually([&] { return Running(service_id).size() == 2; }));
   std::vector<api::Task> kept = Running(service_id);
@@ -469,17 +484,9 @@ TEST_F(OverlaySwarmTest, APublishedPortAnswersOnEveryNodeAndSeesTheClientsAddres
 
   // Scaled to 3, one per node: connections through any node reach every replica.
   {
-    auto service = GetService(service_id);
-    ASSERT_TRUE(service.ok());
-    api::UpdateServiceRequest req;
-    req.set_service_id(service_id);
-    *req.mutable_service_version() = service->meta().version();
-    *req.mutable_spec() = service->spec();
-    req.mutable_spec()->mutable_replicated()->set_replicas(3);
-    grpc::ClientContext ctx;
-    SetTimeout(ctx);
-    api::UpdateServiceResponse resp;
-    ASSERT_TRUE(cluster_->control(1).UpdateService(&ctx, req, &resp).ok());
+    absl::Status st = UpdateSpec(
+        service_id, [](api::ServiceSpec& s) { s.mutable_replicated()->set_replicas(3); });
+    ASSERT_TRUE(st.ok()) << st;
   }
   ASSERT_TRUE(Eventually([&] { return Running(service_id).size() == 3; }));
   std::set<std::string> answered;
@@ -546,17 +553,10 @@ TEST_F(OverlaySwarmTest, OnTheHostNetworkATaskListensOnItsNodesAddress) {
   const std::string service_id = CreateWeb("host", 1);
   {
     // The same server on port 8081 of the node's own namespace.
-    auto service = GetService(service_id);
-    ASSERT_TRUE(service.ok());
-    api::UpdateServiceRequest req;
-    req.set_service_id(service_id);
-    *req.mutable_service_version() = service->meta().version();
-    *req.mutable_spec() = service->spec();
-    req.mutable_spec()->mutable_task_template()->mutable_container()->add_env("PORT=8081");
-    grpc::ClientContext ctx;
-    SetTimeout(ctx);
-    api::UpdateServiceResponse resp;
-    ASSERT_TRUE(cluster_->control(1).UpdateService(&ctx, req, &resp).ok());
+    absl::Status st = UpdateSpec(service_id, [](api::ServiceSpec& s) {
+      s.mutable_task_template()->mutable_container()->add_env("PORT=8081");
+    });
+    ASSERT_TRUE(st.ok()) << st;
   }
   ASSERT_TRUE(Eventually([&] {
     std::vector<api::Task> running = Running(service_id);

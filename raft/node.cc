@@ -6,6 +6,7 @@
 
 #include "common/grpc_status.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 #include "common/thread_priority.h"
 #include "common/tls.h"
 #include "proto/raft_service.grpc.pb.h"
@@ -81,10 +82,11 @@ struct Node::Inbox {
   std::vector<uint64_t> transfers;
   std::vector<uint64_t> unreachable;
   std::vector<std::pair<uint64_t, bool>> snapshot_status;
+  std::vector<std::pair<std::optional<DataKey>, std::shared_ptr<Waiter>>> key_rotations;
   bool empty() const {
     return ticks == 0 && messages.empty() && proposals.empty() && reads.empty() &&
            conf_changes.empty() && transfers.empty() && unreachable.empty() &&
-           snapshot_status.empty();
+           snapshot_status.empty() && key_rotations.empty();
   }
 };
 
@@ -411,6 +413,7 @@ void Node::Stop() {
   for (auto& [d, w] : in->proposals) w->Finish(down);
   for (auto& [c, w] : in->reads) w->Finish(down);
   for (auto& [cc, w] : in->conf_changes) w->Finish(down);
+  for (auto& [k, w] : in->key_rotations) w->Finish(down);
 }
 
 // ---- The public API ----
@@ -508,6 +511,24 @@ absl::Status Node::TransferLeadership(uint64_t to, absl::Duration timeout) {
                                      " in time");
 }
 
+absl::StatusOr<uint32_t> Node::RotateDataKey(std::optional<DataKey> next, absl::Duration timeout) {
+  auto [done, future] = FutureDone();
+  auto w = std::make_shared<Waiter>();
+  w->done = std::move(done);
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return absl::UnavailableError("raft node is shutting down");
+    inbox_->key_rotations.emplace_back(std::move(next), std::move(w));
+    wake_.Signal();
+  }
+  if (future.wait_for(absl::ToChronoNanoseconds(timeout)) != std::future_status::ready) {
+    return absl::DeadlineExceededError("the raft log did not finish rotating its key in time");
+  }
+  absl::StatusOr<uint64_t> id = future.get();
+  if (!id.ok()) return id.status();
+  return static_cast<uint32_t>(*id);
+}
+
 NodeStatus Node::Status() const {
   absl::MutexLock lock(&status_mu_);
   return status_;
@@ -548,6 +569,7 @@ void Node::Run() {
     for (uint64_t id : in->unreachable) raw_->ReportUnreachable(id);
     for (auto [id, failed] : in->snapshot_status) raw_->ReportSnapshot(id, failed);
     for (uint64_t to : in->transfers) raw_->TransferLeadership(to);
+    for (auto& [next, w] : in->key_rotations) w->Finish(RotateDataKeyInLoop(next));
 
     // A follower hands proposals and membership changes to the leader through the core (it
     // forwards them as messages), so any manager can write; its waiters complete when the
@@ -790,6 +812,25 @@ void Node::RestoreSnapshot(const Snapshot& snap) {
 
 void Node::MaybeSnapshot() {
   if (applied_ < snapshot_index_ + config_.snapshot_interval) return;
+  TakeSnapshot();
+}
+
+absl::StatusOr<uint64_t> Node::RotateDataKeyInLoop(const std::optional<DataKey>& next) {
+  if (next) {
+    RETURN_IF_ERROR(disk_->RotateKey(*next));
+    log::Info(kLog, "rotating the raft data key", {{"key_id", next->id}});
+  }
+  // A snapshot sealed with the new key, and the log compacted below it, leave only the entries
+  // kept for slow followers to re-seal.
+  if (applied_ > snapshot_index_) TakeSnapshot();
+  RETURN_IF_ERROR(disk_->RetireOldKeys());
+  log::Info(kLog, "the raft log no longer needs older data keys",
+            {{"key_id", disk_->keys().current().id}});
+  UpdateStatus();
+  return disk_->keys().current().id;
+}
+
+void Node::TakeSnapshot() {
   api::RaftSnapshotData data;
   for (const auto& [id, m] : members_) {
     api::RaftMember* pb = data.mutable_membership()->add_members();
@@ -833,6 +874,8 @@ void Node::UpdateStatus() {
   status_.members = members_;
   status_.snapshot_index = snapshot_index_;
   status_.removed = removed_;
+  status_.data_key_id = disk_->keys().current().id;
+  status_.old_data_keys = !disk_->keys().old().empty();
   status_.active.clear();
   for (const auto& [id, pr] : s.progress) {
     if (id == config_.id || pr.recent_active) status_.active.insert(id);

@@ -24,6 +24,7 @@
 #include <future>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -60,7 +61,8 @@ struct NodeConfig {
   std::string advertise_addr;
   // The log lives in state_dir/raft.
   std::string state_dir;
-  // Seals the log; comes from the caller (the key manager wraps it).
+  // Seals the log; comes from the caller (the key manager wraps it). old_keys open records
+  // sealed before a DEK rotation that a crash interrupted (see RotateDataKey).
   DataKey key;
   std::vector<DataKey> old_keys;
   // Only for a brand-new log: the initial members (ID -> address), this node included. Empty
@@ -112,6 +114,10 @@ struct NodeStatus {
   // On the leader: the members it heard from within the last election timeout (itself
   // included); empty on followers.
   std::set<uint64_t> active;
+  // The ID of the key that seals new log records, and whether records sealed with older keys
+  // remain (a DEK rotation not finished).
+  uint32_t data_key_id = 0;
+  bool old_data_keys = false;
 };
 
 class Node {
@@ -156,6 +162,14 @@ class Node {
   absl::Status RemoveMember(uint64_t raft_id, absl::Duration timeout);
   absl::Status TransferLeadership(uint64_t to, absl::Duration timeout);
 
+  // DEK rotation, local to this member: seals everything written from now on with next,
+  // takes a snapshot (compacting the log below it), then re-seals what is left under older
+  // keys. Once it returns OK the log needs next only, and the caller may drop the old keys from
+  // its key store, which must hold next (and the old keys) before the call. Without next it
+  // finishes a rotation that a crash interrupted (the node was created with old_keys).
+  // Returns the current key's ID.
+  absl::StatusOr<uint32_t> RotateDataKey(std::optional<DataKey> next, absl::Duration timeout);
+
   NodeStatus Status() const;
   uint64_t id() const { return config_.id; }
   // Hands a message received from a peer to the loop (the gRPC service calls this).
@@ -181,6 +195,8 @@ class Node {
   void ApplyEntry(const Entry& e);
   void RestoreSnapshot(const Snapshot& snap);
   void MaybeSnapshot();
+  void TakeSnapshot();
+  absl::StatusOr<uint64_t> RotateDataKeyInLoop(const std::optional<DataKey>& next);
   void NoteMembers(const std::vector<Entry>& entries);
   void FailAll(const absl::Status& status);
   void UpdateStatus();

@@ -132,6 +132,21 @@ absl::Status CheckVersion(const api::Version& requested, const api::Meta& meta,
   return absl::OkStatus();
 }
 
+// A name for a service created without one, in the spirit of Docker's ("eager-hopper"): an
+// adjective and a pioneer of computing, joined by '-' (service names are DNS labels).
+std::string RandomServiceName(Random& r) {
+  static constexpr const char* kAdjectives[] = {
+      "agile", "bold",   "brave", "calm",   "clever", "eager",   "fervent", "gentle",
+      "happy", "keen",   "lucid", "merry",  "nimble", "quiet",   "serene",  "sharp",
+      "silly", "steady", "swift", "tender", "upbeat", "vibrant", "witty",   "zealous"};
+  static constexpr const char* kNames[] = {
+      "allen",   "babbage", "backus",     "cerf",     "dijkstra", "hamilton", "hopper",
+      "kay",     "knuth",   "lamport",    "liskov",   "lovelace", "mccarthy", "perlman",
+      "ritchie", "shannon", "sutherland", "thompson", "torvalds", "turing",   "wirth"};
+  return absl::StrCat(kAdjectives[r.Uniform(std::size(kAdjectives))], "-",
+                      kNames[r.Uniform(std::size(kNames))]);
+}
+
 // ALREADY_EXISTS when another object of the kind has the name, compared without case as in
 // SwarmKit (service names are DNS names, and two networks "Web" and "web" would confuse
 // everyone). The store keeps names unique that way and re-checks at apply time; this check
@@ -936,16 +951,28 @@ grpc::Status Server::CreateService(grpc::ServerContext* ctx, const api::CreateSe
 absl::Status Server::DoCreateService(const api::CreateServiceRequest& req,
                                      api::CreateServiceResponse* resp) {
   if (!req.has_spec()) return absl::InvalidArgumentError("a service spec is required");
-  RETURN_IF_ERROR(ValidateServiceSpec(req.spec()));
   api::Service svc;
-  svc.set_id(NewObjectId());
   *svc.mutable_spec() = req.spec();
+  // Docker names a service created without --name itself ("eager-hopper").
+  const bool named = !req.spec().annotations().name().empty();
+  auto pick_name = [&] {
+    svc.mutable_spec()->mutable_annotations()->set_name(
+        WithRandom<std::string>([](Random& r) { return RandomServiceName(r); }));
+  };
+  if (!named) pick_name();
+  RETURN_IF_ERROR(ValidateServiceSpec(svc.spec()));
+  svc.set_id(NewObjectId());
   svc.mutable_spec_version()->set_index(1);
   if (IsJob(svc.spec())) {
     svc.mutable_job_status()->mutable_job_iteration()->set_index(0);
     *svc.mutable_job_status()->mutable_last_execution() = ToTimestamp(options_.clock->Now());
   }
   RETURN_IF_ERROR(store_->Update([&](store::WriteTx& tx) -> absl::Status {
+    for (int i = 0; !named && i < 10 &&
+                    tx.IdByName(api::StoreAction::kService, svc.spec().annotations().name());
+         ++i) {
+      pick_name();
+    }
     RETURN_IF_ERROR(
         CheckNameFree(tx, api::StoreAction::kService, svc.spec().annotations().name(), ""));
     RETURN_IF_ERROR(ResolveReferences(tx, svc.mutable_spec()));

@@ -4,11 +4,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <set>
 #include <thread>
 
 #include "common/grpc_status.h"
 #include "common/id.h"
 #include "common/tls.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "manager/ca/ca.h"
 #include "manager/ca/server.h"
@@ -421,6 +423,18 @@ TEST_F(ServerTest, CreateService_InvalidSpecsAreRefused) {
   spec = ServiceSpec("bad name");
   EXPECT_TRUE(Fails(ToGrpcStatus(CreateService(spec).status()), StatusCode::INVALID_ARGUMENT,
                     "invalid service name \"bad name\""));
+}
+
+TEST_F(ServerTest, CreateService_WithoutANameGetsAFreeOneAsInDocker) {
+  std::set<std::string> names;
+  for (int i = 0; i < 20; ++i) {
+    auto created = CreateService(ServiceSpec(""));
+    ASSERT_TRUE(created.ok()) << created.status();
+    const std::string& name = created->spec().annotations().name();
+    EXPECT_THAT(name, ::testing::MatchesRegex("[a-z]+-[a-z]+"));
+    names.insert(name);
+  }
+  EXPECT_EQ(names.size(), 20u) << "every generated name is free";
 }
 
 TEST_F(ServerTest, CreateService_TakenNameIsAlreadyExistsWhateverTheCase) {

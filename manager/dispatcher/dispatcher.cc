@@ -734,6 +734,7 @@ std::vector<std::function<void()>> Dispatcher::ForgetLocked(const std::string& n
 
 void Dispatcher::RunWriter() {
   pthread_setname_np(pthread_self(), "dispatch-write");
+  absl::Time last_flush = absl::InfinitePast();
   while (true) {
     {
       absl::MutexLock lock(&mu_);
@@ -743,15 +744,17 @@ void Dispatcher::RunWriter() {
           },
           this));
       if (stopping_) return;
-      // Let a batch gather, unless it is full already.
+      // Writes gather until batch_window after the previous flush, unless the batch is full:
+      // under load, few large transactions; after a quiet spell, the first write goes at once.
       mu_.AwaitWithTimeout(absl::Condition(
                                +[](Dispatcher* d) ABSL_EXCLUSIVE_LOCKS_REQUIRED(d->mu_) {
                                  return d->stopping_ || d->queued_updates_ >= d->options_.max_batch;
                                },
                                this),
-                           options_.batch_window);
+                           last_flush + options_.batch_window - absl::Now());
       if (stopping_) return;
     }
+    last_flush = absl::Now();
     FlushWrites();
   }
 }

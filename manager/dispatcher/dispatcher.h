@@ -27,8 +27,9 @@
 // NOT_FOUND with kUnknownSessionMessage: the agent starts a new session.
 //
 // Task status. Reports are checked by CheckTaskStatus (task_status.h) and written in batches,
-// together with the queued node states: what is queued within Options::batch_window (or
-// max_batch reports, whichever comes first) goes into as few transactions as possible
+// together with the queued node states: a write after a quiet spell goes at once, then what
+// is queued until batch_window after the previous flush (or max_batch reports, whichever comes
+// first) goes into as few transactions as possible
 // (max_writes_per_transaction objects each, one write per object: of several reports of a
 // task, the furthest state); a transaction that lost a race ("update out of sequence") is
 // rebuilt from fresh reads and tried again. Per node, reports are rate limited

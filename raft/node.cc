@@ -816,7 +816,8 @@ void Node::MaybeSnapshot() {
 }
 
 absl::StatusOr<uint64_t> Node::RotateDataKeyInLoop(const std::optional<DataKey>& next) {
-  if (next) {
+  // Asking again for the current key (a caller retrying after a timeout) only retires.
+  if (next && next->id != disk_->keys().current().id) {
     RETURN_IF_ERROR(disk_->RotateKey(*next));
     log::Info(kLog, "rotating the raft data key", {{"key_id", next->id}});
   }

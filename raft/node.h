@@ -166,8 +166,9 @@ class Node {
   // takes a snapshot (compacting the log below it), then re-seals what is left under older
   // keys. Once it returns OK the log needs next only, and the caller may drop the old keys from
   // its key store, which must hold next (and the old keys) before the call. Without next it
-  // finishes a rotation that a crash interrupted (the node was created with old_keys).
-  // Returns the current key's ID.
+  // finishes a rotation that a crash interrupted (the node was created with old_keys); next
+  // equal to the current key does the same, so a caller may retry. INVALID_ARGUMENT for a key
+  // older than the current one. Returns the current key's ID.
   absl::StatusOr<uint32_t> RotateDataKey(std::optional<DataKey> next, absl::Duration timeout);
 
   NodeStatus Status() const;

@@ -123,11 +123,16 @@ TEST_F(NodeTest, RotateDataKey_ARestartFinishesARotationACrashInterrupted) {
   EXPECT_EQ(machine_->items, Expected(10, 3));
 }
 
-TEST_F(NodeTest, RotateDataKey_RefusesAnOlderKey) {
-  Start(second_);
+TEST_F(NodeTest, RotateDataKey_RefusesAnOlderKeyAndRetriesTheCurrentOne) {
+  Start(second_, {first_});
   EXPECT_EQ(node_->RotateDataKey(first_, absl::Seconds(10)).status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(node_->Status().data_key_id, 2u);
+  EXPECT_TRUE(node_->Status().old_data_keys);
+  auto id = node_->RotateDataKey(second_, absl::Seconds(10));
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_EQ(*id, 2u);
+  EXPECT_FALSE(node_->Status().old_data_keys);
 }
 
 }  // namespace

@@ -71,23 +71,23 @@ void SchedulerComponent::Run() {
       continue;
     }
     absl::Duration wait = kPoll;
-    if (batch_opened_) {
-      wait = std::clamp(*batch_opened_ + options_.batch_window - clock_->Now(),
-                        absl::ZeroDuration(), kPoll);
-    }
+    if (batch_due_) wait = std::clamp(*batch_due_ - clock_->Now(), absl::ZeroDuration(), kPoll);
     int handled = 0;
     for (auto e = watch->Next(wait); e.has_value();
          e = ++handled < kMaxEventsPerRound ? watch->Next(absl::ZeroDuration()) : std::nullopt) {
       Handle(*e);
     }
     if (!HasWork()) {
-      batch_opened_.reset();
+      batch_due_.reset();
       continue;
     }
     const absl::Time now = clock_->Now();
-    if (!batch_opened_) batch_opened_ = now;
-    if ((now >= *batch_opened_ + options_.batch_window || pending_.size() >= options_.max_batch) &&
-        !Stopping()) {
+    // After a quiet spell a batch goes at once (with everything the watch had queued); under
+    // load, batches are batch_window apart and gather what arrives meanwhile.
+    if (!batch_due_) {
+      batch_due_ = last_batch_ ? std::max(now, *last_batch_ + options_.batch_window) : now;
+    }
+    if ((now >= *batch_due_ || pending_.size() >= options_.max_batch) && !Stopping()) {
       ScheduleBatch();
     }
   }
@@ -126,7 +126,7 @@ bool SchedulerComponent::Relist() {
   pending_.clear();
   unschedulable_.clear();
   retry_unschedulable_ = false;
-  batch_opened_.reset();
+  batch_due_.reset();
   for (auto& n : nodes) nodes_->UpsertNode(std::move(n));
   for (const TaskPtr& t : tasks) OnTask(t->id(), t, t->meta().version().index(), /*force=*/true);
   log::Info(kLog, "watching nodes and tasks",
@@ -210,7 +210,8 @@ void SchedulerComponent::ScheduleBatch() {
     unschedulable_.clear();
     retry_unschedulable_ = false;
   }
-  batch_opened_.reset();
+  batch_due_.reset();
+  last_batch_ = clock_->Now();
   std::vector<TaskPtr> tasks;
   tasks.reserve(pending_.size());
   for (auto& [id, t] : pending_) tasks.push_back(std::move(t));

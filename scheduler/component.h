@@ -16,8 +16,9 @@
 // task changed under us: "update out of sequence", or lost leadership) is not retried as is:
 // its tasks are read again and rescheduled in the next batch.
 //
-// When: the first pending task opens a batch window (batch_window on the injected clock); the
-// batch is scheduled when it closes, or at once when max_batch tasks wait. Tasks that fit
+// When: a batch goes batch_window (on the injected clock) after the previous one, or at once
+// after a quiet spell (with every event the watch had queued), or as soon as max_batch tasks
+// wait. Tasks that fit
 // nowhere wait until a node is added or changes, or a task frees its node (finishes, is
 // removed or moves); then they join the next batch.
 //
@@ -121,8 +122,9 @@ class SchedulerComponent final : public manager::leader::Component {
   absl::flat_hash_map<std::string, TaskPtr> unschedulable_;
   // A node changed or a task freed its node since the last batch: retry unschedulable_.
   bool retry_unschedulable_ = false;
-  // When the current batch window opened (the first task of the batch arrived).
-  std::optional<absl::Time> batch_opened_;
+  // When the batch waiting now is due, and when the last one went.
+  std::optional<absl::Time> batch_due_;
+  std::optional<absl::Time> last_batch_;
 };
 
 }  // namespace swarm::scheduler

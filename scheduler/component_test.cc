@@ -306,16 +306,19 @@ TEST_F(SchedulerComponentTest, LargeBatch_IsWrittenInBoundedTransactions) {
   for (const auto& [index, n] : writes_per_index) EXPECT_LE(n, 1000) << index;
 }
 
-TEST_F(SchedulerComponentTest, BatchWindow_WaitsOnTheInjectedClock) {
+TEST_F(SchedulerComponentTest, BatchWindow_AfterAQuietSpellAtOnceThenOnTheInjectedClock) {
   Put(MakeNode("n1"));
   SchedulerOptions o;
   o.batch_window = absl::Milliseconds(100);
   Start(o);
   Put(MakeTask("t1", "svc"));
+  ASSERT_TRUE(WaitAssigned("t1")) << "the first batch after a quiet spell does not wait";
+  Put(MakeTask("t2", "svc"));
   absl::SleepFor(absl::Milliseconds(200));  // real time: the fake clock has not moved
-  EXPECT_EQ(Get("t1").status().state(), api::TASK_STATE_PENDING);
+  EXPECT_EQ(Get("t2").status().state(), api::TASK_STATE_PENDING)
+      << "the next batch waits batch_window after the last";
   clock_.Advance(absl::Milliseconds(100));
-  ASSERT_TRUE(WaitAssigned("t1"));
+  ASSERT_TRUE(WaitAssigned("t2"));
 }
 
 TEST_F(SchedulerComponentTest, ClosedWatch_ListsAgainAndGoesOn) {

@@ -123,6 +123,13 @@ class Daemon::AdminService final : public api::NodeAdmin::Service {
                            api::UnlockSwarmResponse*) override {
     return ToGrpcStatus(d_->Unlock(*req));
   }
+  grpc::Status RotateDataKey(grpc::ServerContext*, const api::RotateDataKeyRequest*,
+                             api::RotateDataKeyResponse* resp) override {
+    auto r = d_->RotateDataKey();
+    if (!r.ok()) return ToGrpcStatus(r.status());
+    *resp = *std::move(r);
+    return grpc::Status::OK;
+  }
   grpc::Status BackupSwarm(grpc::ServerContext*, const api::BackupSwarmRequest*,
                            api::BackupSwarmResponse* resp) override {
     auto r = d_->BackupSwarm();
@@ -734,6 +741,22 @@ absl::StatusOr<api::InitSwarmResponse> Daemon::ForceNewCluster() {
 
 // ---- swarm backup ----
 
+absl::StatusOr<api::RotateDataKeyResponse> Daemon::RotateDataKey() {
+  std::shared_ptr<Manager> m;
+  {
+    absl::MutexLock lock(&mu_);
+    m = manager_;
+  }
+  if (m == nullptr) {
+    return absl::FailedPreconditionError(
+        "only an active manager has a raft data key (is this node locked, or a worker?)");
+  }
+  ASSIGN_OR_RETURN(const uint32_t id, m->RotateDataKeyNow(absl::Seconds(60)));
+  api::RotateDataKeyResponse r;
+  r.set_key_id(id);
+  return r;
+}
+
 absl::StatusOr<api::BackupSwarmResponse> Daemon::BackupSwarm() {
   std::shared_ptr<Manager> m;
   {
@@ -1232,7 +1255,7 @@ absl::Status Daemon::MaybeRenewManager(NodeState st, std::shared_ptr<Manager> m)
 
 absl::Status Daemon::RestartManager(const NodeState& st, std::shared_ptr<Manager> m,
                                     const std::string& unlock_key) {
-  const DataKey dek = m->config().dek;
+  const DataKey dek = m->dek();
   const std::string tls_key = m->config().credentials.key_pem;
   // gRPC 1.51 reloads certificates only from files, which would put the private key on disk
   // in the clear; the manager restarts in-process with the new one instead (the Raft group
@@ -1572,6 +1595,7 @@ api::NodeInfoResponse Daemon::Info() const {
     r.set_raft_commit(rs.commit);
     r.set_raft_applied(rs.applied);
     r.set_is_leader(rs.state == raft::StateType::kLeader);
+    r.set_raft_data_key_id(rs.data_key_id);
     m->store().View([&](const manager::store::ReadTx& tx) {
       for (const auto& n : tx.ListNodes()) {
         if (n->role() != api::NODE_ROLE_MANAGER) continue;

@@ -92,6 +92,7 @@ class Daemon {
   absl::Status Unlock(const api::UnlockSwarmRequest& req);
   api::NodeInfoResponse Info() const;
   absl::StatusOr<api::BackupSwarmResponse> BackupSwarm();
+  absl::StatusOr<api::RotateDataKeyResponse> RotateDataKey();
   // `swarm ca client-cert`: signs the CSR as an operator's (control API only); managers only.
   absl::StatusOr<api::IssueOperatorCertificateResponse> IssueOperatorCertificate(
       const api::IssueOperatorCertificateRequest& req);

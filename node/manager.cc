@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 #include "manager/allocator/allocator.h"
 #include "manager/ca/rotation.h"
 #include "manager/dispatcher/dispatcher.h"
@@ -16,6 +17,8 @@ namespace swarm::node {
 namespace {
 constexpr char kLog[] = "manager";
 constexpr absl::Duration kMaintenancePeriod = absl::Milliseconds(500);
+// A snapshot and a re-seal of the log's tail; long only on a very slow disk.
+constexpr absl::Duration kDataKeyRotationTimeout = absl::Seconds(60);
 constexpr int kMaxIdleServerThreads = 256;
 }  // namespace
 
@@ -35,7 +38,27 @@ absl::Status Manager::Init() {
   rc.id = config_.raft_id;
   rc.advertise_addr = config_.advertise_addr;
   rc.state_dir = config_.state_dir;
-  rc.key = config_.dek;
+  DataKey dek = config_.dek;
+  if (config_.keystore != nullptr) {
+    absl::StatusOr<bool> locked = config_.keystore->Locked();
+    absl::StatusOr<manager::keymanager::Keys> stored =
+        !locked.ok() ? locked.status()
+        : *locked    ? config_.keystore->Unlock(config_.unlock_key)
+                     : config_.keystore->Load();
+    if (stored.ok()) {
+      dek = stored->dek;
+      old_deks_ = stored->old_deks;
+    } else {
+      log::Warn(kLog, "cannot read the stored keys; starting with the DEK given",
+                {{"reason", stored.status()}});
+    }
+  }
+  {
+    absl::MutexLock lock(&dek_mu_);
+    dek_ = dek;
+  }
+  rc.key = dek;
+  rc.old_keys = old_deks_;
   if (config_.bootstrap) rc.bootstrap_members = {{config_.raft_id, config_.advertise_addr}};
   rc.known_members = config_.known_members;
   rc.tick_interval = config_.tick_interval;
@@ -199,6 +222,7 @@ void Manager::Stop() {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
     stop_cv_.SignalAll();
+    rotation_done_cv_.SignalAll();
   }
   if (maintenance_.joinable()) maintenance_.join();
   // Leader-only components use the Raft node and the store: they stop first.
@@ -260,27 +284,99 @@ void Manager::RunMaintenance() {
   while (!stopping_) {
     stop_cv_.WaitWithTimeout(&mu_, kMaintenancePeriod);
     if (stopping_) break;
+    const uint64_t requested = rotations_requested_;
+    const bool rotate = requested > rotations_done_;
     mu_.Unlock();
     SyncKeys();
+    absl::Status rotated;
+    if (rotate) {
+      rotated = config_.keystore == nullptr
+                    ? absl::FailedPreconditionError("this manager keeps no keys at rest")
+                    : RotateDataKey(wrapped_with_);
+      if (!rotated.ok()) log::Error(kLog, "cannot rotate the raft data key", {{"reason", rotated}});
+    }
     mu_.Lock();
+    if (rotate) {
+      rotations_done_ = requested;
+      last_rotation_ = rotated;
+      rotation_done_cv_.SignalAll();
+    }
   }
+}
+
+absl::StatusOr<uint32_t> Manager::RotateDataKeyNow(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  absl::MutexLock lock(&mu_);
+  const uint64_t ticket = ++rotations_requested_;
+  stop_cv_.Signal();
+  while (rotations_done_ < ticket && !stopping_) {
+    if (rotation_done_cv_.WaitWithDeadline(&mu_, deadline)) break;
+  }
+  if (rotations_done_ < ticket) {
+    if (stopping_) return absl::UnavailableError("the manager is stopping");
+    return absl::DeadlineExceededError("the raft data key did not rotate in time");
+  }
+  RETURN_IF_ERROR(last_rotation_);
+  return dek().id;
+}
+
+DataKey Manager::dek() const {
+  absl::MutexLock lock(&dek_mu_);
+  return dek_;
 }
 
 void Manager::SyncKeys() {
   if (config_.keystore == nullptr) return;
+  if (!old_deks_.empty()) {
+    if (absl::Status s = FinishDataKeyRotation(); !s.ok()) {
+      log::Error(kLog, "cannot finish rotating the raft data key; retrying", {{"reason", s}});
+      return;
+    }
+  }
   std::optional<std::string> wanted;
   store_->View([&](const manager::store::ReadTx& tx) {
     for (const auto& c : tx.ListClusters()) wanted = manager::controlapi::UnlockKeyOf(*c);
   });
   if (!wanted || *wanted == wrapped_with_) return;
-  const manager::keymanager::Keys keys{config_.dek, config_.credentials.key_pem};
-  if (absl::Status s = config_.keystore->Store(keys, *wanted); !s.ok()) {
+  if (absl::Status s = RotateDataKey(*wanted); !s.ok()) {
     log::Error(kLog, "cannot re-wrap the keys at rest", {{"reason", s}});
     return;
   }
-  wrapped_with_ = *wanted;
   log::Info(kLog, wanted->empty() ? "autolock is off: keys wrapped with the node-local key"
                                   : "autolock is on: keys wrapped with the unlock key");
+}
+
+absl::Status Manager::RotateDataKey(const std::string& unlock_key) {
+  const DataKey current = dek();
+  manager::keymanager::Keys keys{NewDataKey(current.id + 1, *config_.random),
+                                 config_.credentials.key_pem, old_deks_};
+  keys.old_deks.push_back(current);
+  // The key store learns the new DEK before the log seals anything with it.
+  RETURN_IF_ERROR(config_.keystore->Store(keys, unlock_key));
+  wrapped_with_ = unlock_key;
+  old_deks_ = keys.old_deks;
+  {
+    absl::MutexLock lock(&dek_mu_);
+    dek_ = keys.dek;
+  }
+  RETURN_IF_ERROR(FinishDataKeyRotation());
+  log::Info(kLog, "rotated the raft data key", {{"key_id", keys.dek.id}});
+  return absl::OkStatus();
+}
+
+absl::Status Manager::FinishDataKeyRotation() {
+  // The log moves to the stored DEK if an earlier attempt did not get that far, and re-seals
+  // what it still holds under old DEKs (nothing when it just rotated).
+  const DataKey current = dek();
+  ASSIGN_OR_RETURN(const uint32_t id, raft_->RotateDataKey(current, kDataKeyRotationTimeout));
+  if (id != current.id) {
+    return absl::InternalError("the raft log seals with key " + std::to_string(id) +
+                               ", not the stored key " + std::to_string(current.id));
+  }
+  RETURN_IF_ERROR(config_.keystore->Store(
+      manager::keymanager::Keys{current, config_.credentials.key_pem, {}}, wrapped_with_));
+  old_deks_.clear();
+  return absl::OkStatus();
 }
 
 absl::Status Manager::LeaveRaft(absl::Duration timeout) {

@@ -55,6 +55,8 @@ struct ManagerConfig {
   std::string listen_addr;
   std::string advertise_addr;
   tls::Credentials credentials;
+  // The Raft DEK. With a keystore, the stored keys win: they may hold a newer DEK, and the old
+  // DEKs of a rotation that a crash interrupted (finished once the manager runs).
   DataKey dek;
   // Only for a new cluster (`swarm init`): this manager is its first and only member.
   bool bootstrap = false;
@@ -81,6 +83,11 @@ class Manager {
   void Stop();
 
   const ManagerConfig& config() const { return config_; }
+  // The Raft DEK that seals new log records now (it changes when the DEK rotates).
+  DataKey dek() const;
+  // Rotates the Raft DEK now (NodeAdmin.RotateDataKey) and returns the new key's ID. The
+  // maintenance thread does it, so the key store keeps a single user.
+  absl::StatusOr<uint32_t> RotateDataKeyNow(absl::Duration timeout);
   manager::store::MemoryStore& store() { return *store_; }
   raft::Node& raft() { return *raft_; }
   // The control API for the node's unix socket (no certificate needed: root on the node).
@@ -99,8 +106,18 @@ class Manager {
   absl::Status Init();
   // The manager's background duties, every kMaintenancePeriod until Stop().
   void RunMaintenance();
-  // Re-wraps the keys at rest when the cluster's autolock setting or unlock key changed.
+  // Re-wraps the keys at rest when the cluster's autolock setting or unlock key changed, and
+  // rotates the Raft DEK with them (as SwarmKit does).
   void SyncKeys();
+  // DEK rotation, in three steps that each leave a key store able to open the log whatever
+  // happens next: store a new DEK with the current one kept as old, have the Raft log move to
+  // it (RotateDataKey: snapshot, compact, re-seal the rest), store the keys without the old
+  // one. unlock_key wraps the stored keys (empty: the node-local key). Maintenance thread only.
+  absl::Status RotateDataKey(const std::string& unlock_key);
+  // The last two steps, for a rotation found unfinished (old_deks_ not empty) or one whose
+  // second step failed: the log is told the stored DEK again, so the key store never drops a
+  // key the log still seals with.
+  absl::Status FinishDataKeyRotation();
   // The leader's address, unless this manager leads or none is known.
   std::optional<std::string> LeaderAddr();
   // A control API client of the leader, or null when this manager leads or none is known.
@@ -137,11 +154,23 @@ class Manager {
   std::atomic<bool> stopped_{false};
 
   absl::Mutex mu_;
-  // Signalled by Stop().
+  // Signalled by Stop() and by RotateDataKeyNow().
   absl::CondVar stop_cv_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // On-demand DEK rotations: requests made and answered (the maintenance thread answers all
+  // pending ones with one rotation), and the outcome of the last.
+  uint64_t rotations_requested_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t rotations_done_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Status last_rotation_ ABSL_GUARDED_BY(mu_);
+  // Signalled when rotations_done_ grows and on Stop().
+  absl::CondVar rotation_done_cv_;
   // The unlock key the stored keys are wrapped with now (maintenance thread only).
   std::string wrapped_with_;
+  mutable absl::Mutex dek_mu_;
+  DataKey dek_ ABSL_GUARDED_BY(dek_mu_);
+  // DEKs the Raft log may still hold records sealed with (set by Init, then maintenance thread
+  // only); the key store keeps them until the log no longer needs them.
+  std::vector<DataKey> old_deks_;
   // Control API clients of other managers, by address.
   std::map<std::string, std::shared_ptr<api::Control::Stub>> peers_ ABSL_GUARDED_BY(mu_);
   // Dispatcher clients of other managers, by address.

@@ -700,6 +700,133 @@ TEST_F(SwarmdTest, UnlockKey_TurningAutolockOnAndRotatingTheKeyRewrapsEveryManag
   EXPECT_EQ(cluster_.Info(1)->state(), api::LOCAL_NODE_STATE_ACTIVE);
 }
 
+// Like SwarmKit, a manager rotates its Raft DEK whenever its keys are re-wrapped (autolock on
+// or off, a new unlock key): the log and snapshots move to the new key, the old one leaves the
+// key store, and everything written before stays readable.
+TEST_F(SwarmdTest, DataKey_RotatesOnEveryManagerWithTheUnlockKey) {
+  FormManagers(3);
+  const std::string payload = "top-secret-payload-0815";
+  {
+    grpc::ClientContext ctx;
+    SetTimeout(ctx);
+    api::CreateSecretRequest req;
+    req.mutable_spec()->mutable_annotations()->set_name("db-password");
+    req.mutable_spec()->set_data(payload);
+    api::CreateSecretResponse resp;
+    grpc::Status s = cluster_.control(1).CreateSecret(&ctx, req, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  ASSERT_TRUE(CreateService(cluster_.control(1), "written-under-the-first-dek").ok());
+  auto update_cluster = [&](bool autolock, bool rotate) {
+    grpc::ClientContext ctx;
+    SetTimeout(ctx);
+    api::ListClustersResponse clusters;
+    grpc::Status s = cluster_.control(1).ListClusters(&ctx, api::ListClustersRequest(), &clusters);
+    if (!s.ok()) return s;
+    grpc::ClientContext uctx;
+    SetTimeout(uctx);
+    api::UpdateClusterRequest req;
+    req.set_cluster_id(clusters.clusters(0).id());
+    *req.mutable_cluster_version() = clusters.clusters(0).meta().version();
+    *req.mutable_spec() = clusters.clusters(0).spec();
+    req.mutable_spec()->mutable_encryption_config()->set_auto_lock_managers(autolock);
+    req.mutable_rotation()->set_manager_unlock_key(rotate);
+    api::UpdateClusterResponse resp;
+    return cluster_.control(1).UpdateCluster(&uctx, req, &resp);
+  };
+  // Waits until every manager seals its log with key `id`.
+  auto wait_for_dek = [&](uint32_t id) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(20);
+    std::vector<uint32_t> ids;
+    while (absl::Now() < deadline) {
+      ids.clear();
+      for (int i = 1; i <= 3; ++i) {
+        auto info = cluster_.Info(i);
+        ids.push_back(info.ok() ? info->raft_data_key_id() : 0);
+      }
+      if (ids == std::vector<uint32_t>(3, id)) return true;
+      absl::SleepFor(absl::Milliseconds(200));
+    }
+    ADD_FAILURE() << "DEK IDs " << ids[0] << " " << ids[1] << " " << ids[2] << ", wanted " << id;
+    return false;
+  };
+  ASSERT_TRUE(wait_for_dek(1));
+
+  ASSERT_TRUE(update_cluster(true, false).ok());  // autolock on
+  ASSERT_TRUE(wait_for_dek(2));
+  ASSERT_TRUE(CreateService(cluster_.control(2), "written-under-the-second-dek").ok());
+  ASSERT_TRUE(update_cluster(true, true).ok());  // a new unlock key
+  ASSERT_TRUE(wait_for_dek(3));
+  std::string unlock_key;
+  {
+    grpc::ClientContext ctx;
+    SetTimeout(ctx);
+    api::GetUnlockKeyResponse resp;
+    grpc::Status s = cluster_.control(1).GetUnlockKey(&ctx, api::GetUnlockKeyRequest(), &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    unlock_key = resp.unlock_key();
+  }
+  // The key store has dropped the old DEKs by the time the log stops needing them; give the
+  // last write a moment, then restart every manager at once.
+  absl::SleepFor(absl::Seconds(1));
+  for (int i = 1; i <= 3; ++i) EXPECT_EQ(cluster_.Terminate(i), 0);
+  for (int i = 1; i <= 3; ++i) {
+    const std::string all = AllBytes(cluster_.state_dir(i));
+    EXPECT_FALSE(absl::StrContains(all, payload)) << i;
+    EXPECT_FALSE(absl::StrContains(all, "written-under-the-first-dek")) << i;
+    EXPECT_FALSE(absl::StrContains(all, "PRIVATE KEY")) << i;
+    EXPECT_FALSE(absl::StrContains(all, unlock_key.substr(9))) << i;
+  }
+  for (int i = 1; i <= 3; ++i) ASSERT_TRUE(cluster_.Start(i).ok());
+  for (int i = 1; i <= 3; ++i) {
+    grpc::ClientContext ctx;
+    SetTimeout(ctx, absl::Seconds(20));
+    api::UnlockSwarmRequest req;
+    req.set_unlock_key(unlock_key);
+    api::UnlockSwarmResponse resp;
+    grpc::Status s = cluster_.admin(i).UnlockSwarm(&ctx, req, &resp);
+    ASSERT_TRUE(s.ok()) << i << ": " << s.error_message() << cluster_.Output(i);
+  }
+  ASSERT_TRUE(wait_for_dek(3));
+  ASSERT_TRUE(cluster_.WaitForLeader(absl::Seconds(10)).ok());
+  for (int i = 1; i <= 3; ++i) {
+    EXPECT_EQ(
+        ServiceNames(cluster_.control(i)),
+        (std::vector<std::string>{"written-under-the-first-dek", "written-under-the-second-dek"}))
+        << i;
+  }
+}
+
+TEST_F(SwarmdTest, DataKey_RotatesOnDemandOnOneManager) {
+  FormManagers(2);
+  ASSERT_TRUE(CreateService(cluster_.control(1), "before-the-rotation").ok());
+  auto rotate = [&](int i) -> absl::StatusOr<uint32_t> {
+    grpc::ClientContext ctx;
+    SetTimeout(ctx, absl::Seconds(30));
+    api::RotateDataKeyResponse resp;
+    grpc::Status s = cluster_.admin(i).RotateDataKey(&ctx, api::RotateDataKeyRequest(), &resp);
+    if (!s.ok()) return absl::Status(absl::StatusCode(s.error_code()), s.error_message());
+    return resp.key_id();
+  };
+  EXPECT_EQ(*rotate(2), 2u);
+  ASSERT_TRUE(CreateService(cluster_.control(2), "between-the-rotations").ok());
+  EXPECT_EQ(*rotate(2), 3u);
+  // Each manager's DEK is its own.
+  EXPECT_EQ(cluster_.Info(1)->raft_data_key_id(), 1u);
+  EXPECT_EQ(cluster_.Info(2)->raft_data_key_id(), 3u);
+  // kill -9 right after a rotation: the key store and the log agree.
+  cluster_.Kill(2);
+  ASSERT_TRUE(cluster_.Start(2).ok());
+  const std::vector<std::string> want = {"before-the-rotation", "between-the-rotations"};
+  for (int attempt = 0; attempt < 100 && cluster_.Info(2)->state() != api::LOCAL_NODE_STATE_ACTIVE;
+       ++attempt) {
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_EQ(cluster_.Info(2)->state(), api::LOCAL_NODE_STATE_ACTIVE) << cluster_.Output(2);
+  EXPECT_EQ(cluster_.Info(2)->raft_data_key_id(), 3u);
+  EXPECT_EQ(ServiceNames(cluster_.control(2)), want);
+}
+
 TEST_F(SwarmdTest, RemovedNodes_AreRefusedFromTheMomentTheRemovalCommits) {
   FormManagers(1);
   ASSERT_TRUE(cluster_.Start(2).ok());

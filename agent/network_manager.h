@@ -1,24 +1,24 @@
 // NetworkManager: the node's side of overlay networking (issue 11), wiring the data plane of
-// agent/network to the node's tasks and to the endpoint records the managers send.
+// agent/network to the node's tasks and to the networks and endpoint records the managers send.
 //
-// For a task attached to overlay networks (task.networks, filled by the managers' allocator):
-//   Attach(task)    before its container is created: a network namespace of its own
-//                   (<run_dir>/t-<task id>, bind-mounted), one veth per network in the order of
-//                   task.networks (eth0, eth1, ...; the ingress network first when the service
-//                   publishes ports), the overlay of each network created on first use, then a
-//                   veth into the gateway bridge (the next ethN, default route, masquerading)
-//                   unless every network is internal; the embedded DNS server answers on
-//                   127.0.0.11 in the namespace with the records of the task's networks (not
-//                   the ingress network's); the VIP load-balancing table (below). Returns the
-//                   namespace for the runtime and the container's /etc/resolv.conf.
-//                   Idempotent: an agent that restarts re-attaches its adopted containers.
-//   Detach(task_id) once its process has ended or its container is removed: everything
-//                   Attach made; an overlay goes with its last local task, the gateway
-//                   bridge with the node's last attached task.
-// Endpoint records (SetEndpoints, agent/endpoints.h's listener): the FDB and neighbour entries
-// of the network's overlay (records of other nodes), the DNS records (tasks not disabled, the
-// services' VIPs, or their tasks in dnsrr mode), and the load balancing of every local task on
-// the network.
+// For a task attached to overlay networks (task.networks, filled by the managers' allocator)
+// or publishing ports in host mode:
+//   Attach(task)    before its container is created (and again by Controller::Resume when an
+//                   agent that restarted takes a running container over): a network namespace
+//                   of its own (<run_dir>/t-<task id>, bind-mounted), one veth per network in the
+//                   order of task.networks (eth0, eth1, ...; the ingress network first when the
+//                   service publishes ports), the overlay of each network created on first use,
+//                   then a veth into the gateway bridge (the next ethN, default route,
+//                   masquerading) unless every network is internal; the embedded DNS server
+//                   answers on 127.0.0.11 in the namespace with the records of the task's
+//                   networks (not the ingress network's); the load-balancing table (below).
+//                   Returns the namespace for the runtime and the container's /etc/resolv.conf.
+//   Detach(task_id) once its process has ended or its container is removed: everything Attach
+//                   made; an overlay goes with its last local task, the gateway bridge with the
+//                   node's last attached task (and no sandbox).
+// Networks (SetNetwork, agent/endpoints.h's listener): the FDB and neighbour entries of the
+// network's overlay (records of other nodes), the DNS records (tasks not disabled, the
+// services' VIPs, or their tasks in dnsrr mode), the load balancing of every local task on it.
 //
 // Load balancing: each attached task's namespace holds one nftables table, `ip swarmd_lb`,
 // replaced as a whole whenever what it should hold changes: for each VIP of the networks the
@@ -26,12 +26,24 @@
 // inc; conntrack keeps a connection on the endpoint it started with); a VIP without endpoints
 // is rejected at once instead of timing out.
 //
-// At Start, overlay namespaces left by an earlier run are removed (their tasks are attached
-// again by Attach); task namespaces stay, since adopted containers still live in them.
+// Routing mesh: while a service publishes a port in ingress mode, the node keeps an ingress
+// sandbox (<run_dir>/ingress-sbox: eth0 on the ingress overlay with the node's own ingress
+// address, eth1 on the gateway bridge). The host's `ip swarmd_ports` table DNATs connections
+// to its own addresses on a published port to the sandbox, whose `ip swarmd_ingress` table
+// spreads them over the service's tasks (ip . target port). Nothing is masqueraded: the task
+// sees the client's address. Its replies find the way back through the sandbox the connection
+// came in by: the task's swarmd_lb table marks a new connection from the ingress interface
+// with the sandbox's address (from its MAC), the mark goes on the reply packets, and one
+// `fwmark A lookup A` rule per sandbox A routes them via A. Host-mode ports are DNATed by the
+// same host table to the local task's gateway-bridge address.
 //
-// Thread-safety: thread-safe. One mutex serializes every change (Attach, Detach,
-// SetEndpoints), held across netlink, nftables and DNS registration calls: they are local
-// system calls, and a network's namespace, links and tables must change in one order.
+// At Start, overlay namespaces, the sandbox and the published ports of an earlier run are
+// removed (made again from the tasks and records); task namespaces stay, since adopted
+// containers still live in them.
+//
+// Thread-safety: thread-safe. One mutex serializes every change (Attach, Detach, SetNetwork),
+// held across netlink, nftables and DNS registration calls: they are local system calls, and a
+// network's namespace, links and tables must change in one order.
 #ifndef SWARM_AGENT_NETWORK_MANAGER_H_
 #define SWARM_AGENT_NETWORK_MANAGER_H_
 

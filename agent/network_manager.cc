@@ -305,7 +305,12 @@ absl::Status NetworkManager::Detach(const std::string& task_id) {
 
 absl::Status NetworkManager::DetachLocked(const std::string& task_id) {
   auto it = tasks_.find(task_id);
-  if (it == tasks_.end()) return absl::OkStatus();
+  if (it == tasks_.end()) {
+    // Not attached by this process: its namespace may be left by an earlier one whose
+    // container ended while the daemon was down.
+    absl::Status s = net::DeleteNamedNetns(TaskNetnsPath(task_id));
+    return s.code() == absl::StatusCode::kNotFound ? absl::OkStatus() : s;
+  }
   LocalTask local = std::move(it->second);
   tasks_.erase(it);
   absl::Status status;

@@ -532,12 +532,6 @@ absl::Status NetworkManager::ApplyLoadBalancerLocked(const std::string& task_id,
   return absl::OkStatus();
 }
 
-std::string NetworkManager::LoadBalancerRuleset(const std::string& task_id) const {
-  absl::MutexLock lock(&mu_);
-  auto it = tasks_.find(task_id);
-  return it == tasks_.end() ? "" : it->second.lb_ruleset;
-}
-
 std::map<uint32_t, net::MacAddress> NetworkManager::SandboxesLocked() const {
   std::map<uint32_t, net::MacAddress> out;
   auto n = networks_.find(ingress_id_);

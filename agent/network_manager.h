@@ -104,9 +104,6 @@ class NetworkManager {
   // The node leaves the swarm: every task namespace, overlay and the gateway bridge go.
   absl::Status Teardown();
 
-  // The nftables script of a task's load-balancing table (for tests and people).
-  std::string LoadBalancerRuleset(const std::string& task_id) const;
-
  private:
   struct LocalNetwork {
     network::OverlayNetwork config;

@@ -92,6 +92,25 @@ std::string AllBytes(const std::string& dir) {
 
 class SwarmdTest : public ::testing::Test {
  protected:
+  // Turns autolock on or off through node 1, rotating the unlock key if asked.
+  grpc::Status UpdateAutolock(bool autolock, bool rotate) {
+    grpc::ClientContext ctx;
+    SetTimeout(ctx);
+    api::ListClustersResponse clusters;
+    grpc::Status s = cluster_.control(1).ListClusters(&ctx, api::ListClustersRequest(), &clusters);
+    if (!s.ok()) return s;
+    grpc::ClientContext uctx;
+    SetTimeout(uctx);
+    api::UpdateClusterRequest req;
+    req.set_cluster_id(clusters.clusters(0).id());
+    *req.mutable_cluster_version() = clusters.clusters(0).meta().version();
+    *req.mutable_spec() = clusters.clusters(0).spec();
+    req.mutable_spec()->mutable_encryption_config()->set_auto_lock_managers(autolock);
+    req.mutable_rotation()->set_manager_unlock_key(rotate);
+    api::UpdateClusterResponse resp;
+    return cluster_.control(1).UpdateCluster(&uctx, req, &resp);
+  }
+
   // Node 1 initializes a swarm; nodes 2..n join it as managers.
   void FormManagers(int n) {
     for (int i = 1; i <= n; ++i) ASSERT_TRUE(cluster_.Start(i).ok());
@@ -637,23 +656,6 @@ TEST_F(SwarmdTest, Demote_ADemotionThatLosesTheQuorumIsRefused) {
 
 TEST_F(SwarmdTest, UnlockKey_TurningAutolockOnAndRotatingTheKeyRewrapsEveryManager) {
   FormManagers(3);
-  auto update_cluster = [&](bool autolock, bool rotate) {
-    grpc::ClientContext ctx;
-    SetTimeout(ctx);
-    api::ListClustersResponse clusters;
-    grpc::Status s = cluster_.control(1).ListClusters(&ctx, api::ListClustersRequest(), &clusters);
-    if (!s.ok()) return s;
-    grpc::ClientContext uctx;
-    SetTimeout(uctx);
-    api::UpdateClusterRequest req;
-    req.set_cluster_id(clusters.clusters(0).id());
-    *req.mutable_cluster_version() = clusters.clusters(0).meta().version();
-    *req.mutable_spec() = clusters.clusters(0).spec();
-    req.mutable_spec()->mutable_encryption_config()->set_auto_lock_managers(autolock);
-    req.mutable_rotation()->set_manager_unlock_key(rotate);
-    api::UpdateClusterResponse resp;
-    return cluster_.control(1).UpdateCluster(&uctx, req, &resp);
-  };
   auto unlock_key = [&](int i) {
     grpc::ClientContext ctx;
     SetTimeout(ctx);
@@ -673,7 +675,7 @@ TEST_F(SwarmdTest, UnlockKey_TurningAutolockOnAndRotatingTheKeyRewrapsEveryManag
   // The key managers re-wrap their keys within a maintenance round; give them a few.
   auto settle = [] { absl::SleepFor(absl::Seconds(2)); };
 
-  ASSERT_TRUE(update_cluster(true, false).ok());
+  ASSERT_TRUE(UpdateAutolock(true, false).ok());
   const std::string first = unlock_key(2);
   ASSERT_TRUE(absl::StartsWith(first, "SWMKEY-1-")) << first;
   settle();
@@ -683,7 +685,7 @@ TEST_F(SwarmdTest, UnlockKey_TurningAutolockOnAndRotatingTheKeyRewrapsEveryManag
   ASSERT_TRUE(unlock(3, first).ok());
 
   // Rotate: once every manager has the new key, the old one no longer unlocks.
-  ASSERT_TRUE(update_cluster(true, true).ok());
+  ASSERT_TRUE(UpdateAutolock(true, true).ok());
   const std::string second = unlock_key(1);
   ASSERT_NE(second, first);
   settle();
@@ -693,7 +695,7 @@ TEST_F(SwarmdTest, UnlockKey_TurningAutolockOnAndRotatingTheKeyRewrapsEveryManag
   ASSERT_TRUE(unlock(2, second).ok());
 
   // Autolock off: managers restart by themselves again.
-  ASSERT_TRUE(update_cluster(false, false).ok());
+  ASSERT_TRUE(UpdateAutolock(false, false).ok());
   settle();
   EXPECT_EQ(cluster_.Terminate(1), 0);
   ASSERT_TRUE(cluster_.Start(1).ok());
@@ -717,23 +719,6 @@ TEST_F(SwarmdTest, DataKey_RotatesOnEveryManagerWithTheUnlockKey) {
     ASSERT_TRUE(s.ok()) << s.error_message();
   }
   ASSERT_TRUE(CreateService(cluster_.control(1), "written-under-the-first-dek").ok());
-  auto update_cluster = [&](bool autolock, bool rotate) {
-    grpc::ClientContext ctx;
-    SetTimeout(ctx);
-    api::ListClustersResponse clusters;
-    grpc::Status s = cluster_.control(1).ListClusters(&ctx, api::ListClustersRequest(), &clusters);
-    if (!s.ok()) return s;
-    grpc::ClientContext uctx;
-    SetTimeout(uctx);
-    api::UpdateClusterRequest req;
-    req.set_cluster_id(clusters.clusters(0).id());
-    *req.mutable_cluster_version() = clusters.clusters(0).meta().version();
-    *req.mutable_spec() = clusters.clusters(0).spec();
-    req.mutable_spec()->mutable_encryption_config()->set_auto_lock_managers(autolock);
-    req.mutable_rotation()->set_manager_unlock_key(rotate);
-    api::UpdateClusterResponse resp;
-    return cluster_.control(1).UpdateCluster(&uctx, req, &resp);
-  };
   // Waits until every manager seals its log with key `id`.
   auto wait_for_dek = [&](uint32_t id) {
     const absl::Time deadline = absl::Now() + absl::Seconds(20);
@@ -752,10 +737,10 @@ TEST_F(SwarmdTest, DataKey_RotatesOnEveryManagerWithTheUnlockKey) {
   };
   ASSERT_TRUE(wait_for_dek(1));
 
-  ASSERT_TRUE(update_cluster(true, false).ok());  // autolock on
+  ASSERT_TRUE(UpdateAutolock(true, false).ok());  // autolock on
   ASSERT_TRUE(wait_for_dek(2));
   ASSERT_TRUE(CreateService(cluster_.control(2), "written-under-the-second-dek").ok());
-  ASSERT_TRUE(update_cluster(true, true).ok());  // a new unlock key
+  ASSERT_TRUE(UpdateAutolock(true, true).ok());  // a new unlock key
   ASSERT_TRUE(wait_for_dek(3));
   std::string unlock_key;
   {

@@ -35,16 +35,23 @@ class RootRotationTest : public ::testing::Test {
   }
 
   // The cluster through the first manager that answers.
+  // The cluster object from any manager. Managers restart their servers to drop the old root
+  // at the end of a rotation, possibly all at once (see README: a moment without the control
+  // API), so this asks for up to 10 s.
   absl::StatusOr<api::Cluster> GetCluster() {
     grpc::Status s;
-    for (int i = 1; i <= 3; ++i) {
-      if (!cluster_.Running(i)) continue;
-      grpc::ClientContext ctx;
-      SetTimeout(ctx, absl::Seconds(3));
-      api::ListClustersResponse resp;
-      s = cluster_.control(i).ListClusters(&ctx, api::ListClustersRequest(), &resp);
-      if (s.ok() && resp.clusters_size() == 1) return resp.clusters(0);
-    }
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    do {
+      for (int i = 1; i <= 3; ++i) {
+        if (!cluster_.Running(i)) continue;
+        grpc::ClientContext ctx;
+        SetTimeout(ctx, absl::Seconds(3));
+        api::ListClustersResponse resp;
+        s = cluster_.control(i).ListClusters(&ctx, api::ListClustersRequest(), &resp);
+        if (s.ok() && resp.clusters_size() == 1) return resp.clusters(0);
+      }
+      absl::SleepFor(absl::Milliseconds(100));
+    } while (absl::Now() < deadline);
     return absl::UnavailableError("no manager answered: " + s.error_message());
   }
 

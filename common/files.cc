@@ -3,8 +3,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 
+#include "absl/strings/str_cat.h"
 #include "common/errno_status.h"
 
 namespace swarm {
@@ -30,8 +32,11 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
 
 absl::Status WriteFileAtomically(const std::string& path, std::string_view data, mode_t mode,
                                  bool sync) {
-  // The PID keeps two processes replacing the same file from sharing a temporary file.
-  const std::string tmp = path + ".tmp." + std::to_string(getpid());
+  // The PID and a counter keep two processes, or two threads, replacing the same file from
+  // sharing a temporary file (one's rename would take the other's away).
+  static std::atomic<uint64_t> writes{0};
+  const std::string tmp =
+      absl::StrCat(path, ".tmp.", getpid(), ".", writes.fetch_add(1, std::memory_order_relaxed));
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
   if (fd < 0) return ErrnoToStatus(errno, "creating " + tmp);
   auto fail = [&](const std::string& what) {

@@ -159,6 +159,20 @@ TEST_F(RootRotationTest, Rotate_EveryNodeMovesToTheNewRootAndOldTokensStopWorkin
   ASSERT_TRUE(parsed.ok());
   EXPECT_TRUE(manager::ca::TokenMatchesRoot(*parsed, *manager::ca::RootCA::Load(new_root, "")));
 
+  // Each manager restarts its servers once it drops the old root (a moment without them):
+  // wait until all three serve again before joining through one.
+  for (int i = 1; i <= 3; ++i) {
+    bool serving = false;
+    for (int n = 0; n < 100 && !serving; ++n) {
+      grpc::ClientContext ctx;
+      SetTimeout(ctx, absl::Seconds(1));
+      api::ListClustersResponse resp;
+      serving = cluster_.control(i).ListClusters(&ctx, api::ListClustersRequest(), &resp).ok();
+      if (!serving) absl::SleepFor(absl::Milliseconds(100));
+    }
+    ASSERT_TRUE(serving) << "manager " << i << " does not serve after the rotation";
+  }
+
   // The old token no longer lets a node in; the new one does.
   ASSERT_TRUE(cluster_.Start(5).ok());
   api::JoinSwarmRequest req;

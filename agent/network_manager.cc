@@ -49,12 +49,6 @@ std::optional<IpAddress> NodeAddress(const std::string& text) {
   return colon == std::string::npos ? std::nullopt : HostPart(text.substr(0, colon));
 }
 
-std::string Text(const IpAddress& ip) {
-  char buf[INET6_ADDRSTRLEN] = {};
-  inet_ntop(ip.family, ip.bytes.data(), buf, sizeof buf);
-  return buf;
-}
-
 bool IsOverlay(const api::Network& n) {
   const std::string& driver =
       n.driver_state().name().empty() ? n.spec().driver_config().name() : n.driver_state().name();
@@ -242,7 +236,8 @@ absl::Status NetworkManager::AttachLocked(const std::string& task_id, const api:
     n.tasks.insert(task_id);
     // Attached already (by this process) when the overlay holds the address and the task's
     // end exists; otherwise (new, or adopted after a restart that removed the overlays) attach.
-    if (!n.overlay->AttachedAddresses().contains(Text(*ip)) || !nl->GetLink(if_name).ok()) {
+    if (!n.overlay->AttachedAddresses().contains(net::FormatIp(*ip)) ||
+        !nl->GetLink(if_name).ok()) {
       RETURN_IF_ERROR(
           n.overlay->Attach({.netns_path = local.netns_path, .ip = *ip, .if_name = if_name}));
     }
@@ -336,7 +331,8 @@ absl::Status NetworkManager::DetachLocked(const std::string& task_id) {
       auto t = tasks_.find(other);
       if (t == tasks_.end()) continue;
       auto a = t->second.addresses.find(network_id);
-      reused = reused || (a != t->second.addresses.end() && Text(a->second) == Text(ip));
+      reused = reused ||
+               (a != t->second.addresses.end() && net::FormatIp(a->second) == net::FormatIp(ip));
     }
     if (!reused) status = FirstError(status, n->second.overlay->Detach(ip));
   }
@@ -478,9 +474,9 @@ std::string NetworkManager::RulesetLocked(const LocalTask& task) const {
     for (const api::EndpointRecord& r : n->second.records) {
       std::optional<IpAddress> vip = HostPart(r.virtual_ip());
       if (!vip) continue;
-      std::set<std::string>& backends = vips[Text(*vip)];
+      std::set<std::string>& backends = vips[net::FormatIp(*vip)];
       std::optional<IpAddress> ip = HostPart(r.ip());
-      if (ip && !r.service_disabled()) backends.insert(Text(*ip));
+      if (ip && !r.service_disabled()) backends.insert(net::FormatIp(*ip));
     }
   }
   std::string nat, reject;
@@ -552,7 +548,7 @@ absl::Status NetworkManager::SyncIngressLocked(LocalNetwork& n) {
     for (const api::PortConfig& p : r.ingress_ports()) {
       std::set<std::string>& backends = ports[{Protocol(p), p.published_port()}];
       if (!r.service_disabled()) {
-        backends.insert(absl::StrCat(Text(*ip), " . ", p.target_port()));
+        backends.insert(absl::StrCat(net::FormatIp(*ip), " . ", p.target_port()));
       }
     }
   }
@@ -562,7 +558,8 @@ absl::Status NetworkManager::SyncIngressLocked(LocalNetwork& n) {
   }
   // Only while a service publishes a port in ingress mode: the sandbox costs nothing before.
   if (!own || n.config.vni == 0 || ports.empty()) return RemoveSandboxLocked();
-  if (sandbox_ && Text(sandbox_->ip) != Text(*own)) RETURN_IF_ERROR(RemoveSandboxLocked());
+  if (sandbox_ && net::FormatIp(sandbox_->ip) != net::FormatIp(*own))
+    RETURN_IF_ERROR(RemoveSandboxLocked());
   if (!sandbox_) {
     const std::string path = SandboxPath();
     auto undo = [&](absl::Status s) {
@@ -594,7 +591,8 @@ absl::Status NetworkManager::SyncIngressLocked(LocalNetwork& n) {
     }
     sandbox_ = Sandbox{.netns_path = path, .ip = *own, .gateway_address = *gateway_address};
     log::Info(kLog, "routing mesh sandbox ready",
-              {{"ingress_address", Text(*own)}, {"gateway_address", Text(*gateway_address)}});
+              {{"ingress_address", net::FormatIp(*own)},
+               {"gateway_address", net::FormatIp(*gateway_address)}});
   }
 
   // A port without backends gets no rule: the sandbox itself refuses the connection.
@@ -684,14 +682,14 @@ absl::Status NetworkManager::ApplyHostPortsLocked() {
     }
     for (const auto& [protocol, port] : published) {
       absl::StrAppend(&rules, "    fib daddr type local ", protocol, " dport ", port, " dnat to ",
-                      Text(sandbox_->gateway_address), "\n");
+                      net::FormatIp(sandbox_->gateway_address), "\n");
     }
   }
   for (const auto& [task_id, task] : tasks_) {
     if (!task.gateway_address) continue;
     for (const api::PortConfig& p : task.host_ports) {
       absl::StrAppend(&rules, "    fib daddr type local ", Protocol(p), " dport ",
-                      p.published_port(), " dnat to ", Text(*task.gateway_address), ":",
+                      p.published_port(), " dnat to ", net::FormatIp(*task.gateway_address), ":",
                       p.target_port(), "\n");
     }
   }

@@ -34,6 +34,16 @@ grpc::Status CreateService(api::Control::Stub& c, const std::string& name,
   return c.CreateService(&ctx, req, &resp);
 }
 
+grpc::Status CreateSecret(api::Control::Stub& c, const std::string& name, const std::string& data) {
+  grpc::ClientContext ctx;
+  SetTimeout(ctx);
+  api::CreateSecretRequest req;
+  req.mutable_spec()->mutable_annotations()->set_name(name);
+  req.mutable_spec()->set_data(data);
+  api::CreateSecretResponse resp;
+  return c.CreateSecret(&ctx, req, &resp);
+}
+
 std::vector<std::string> ServiceNames(api::Control::Stub& c) {
   grpc::ClientContext ctx;
   SetTimeout(ctx);
@@ -468,16 +478,8 @@ TEST_F(SwarmdTest, StateDirectory_RevealsNoSecretServiceNameOrCaKey) {
     ASSERT_TRUE(cluster.Start(1).ok());
     ASSERT_TRUE(cluster.Init(1, autolock).ok());
     const std::string payload = "top-secret-payload-4711";
-    {
-      grpc::ClientContext ctx;
-      SetTimeout(ctx);
-      api::CreateSecretRequest req;
-      req.mutable_spec()->mutable_annotations()->set_name("db-password");
-      req.mutable_spec()->set_data(payload);
-      api::CreateSecretResponse resp;
-      grpc::Status s = cluster.control(1).CreateSecret(&ctx, req, &resp);
-      ASSERT_TRUE(s.ok()) << s.error_message();
-    }
+    grpc::Status s = CreateSecret(cluster.control(1), "db-password", payload);
+    ASSERT_TRUE(s.ok()) << s.error_message();
     ASSERT_TRUE(CreateService(cluster.control(1), "very-distinctive-service-name").ok());
     EXPECT_EQ(cluster.Terminate(1), 0);
     const std::string all = AllBytes(cluster.state_dir(1));
@@ -518,15 +520,7 @@ TEST_F(SwarmdTest, Backup_OfALiveSwarmRestoresIntoAFreshStateDirectory) {
   FormManagers(3);
   ASSERT_TRUE(CreateService(cluster_.control(1), "web").ok());
   ASSERT_TRUE(CreateService(cluster_.control(2), "db").ok());
-  {
-    grpc::ClientContext ctx;
-    SetTimeout(ctx);
-    api::CreateSecretRequest req;
-    req.mutable_spec()->mutable_annotations()->set_name("pw");
-    req.mutable_spec()->set_data("hunter2");
-    api::CreateSecretResponse resp;
-    ASSERT_TRUE(cluster_.control(3).CreateSecret(&ctx, req, &resp).ok());
-  }
+  ASSERT_TRUE(CreateSecret(cluster_.control(3), "pw", "hunter2").ok());
   // Taken through a follower while the swarm keeps serving.
   api::BackupSwarmResponse backup;
   {
@@ -708,16 +702,8 @@ TEST_F(SwarmdTest, UnlockKey_TurningAutolockOnAndRotatingTheKeyRewrapsEveryManag
 TEST_F(SwarmdTest, DataKey_RotatesOnEveryManagerWithTheUnlockKey) {
   FormManagers(3);
   const std::string payload = "top-secret-payload-0815";
-  {
-    grpc::ClientContext ctx;
-    SetTimeout(ctx);
-    api::CreateSecretRequest req;
-    req.mutable_spec()->mutable_annotations()->set_name("db-password");
-    req.mutable_spec()->set_data(payload);
-    api::CreateSecretResponse resp;
-    grpc::Status s = cluster_.control(1).CreateSecret(&ctx, req, &resp);
-    ASSERT_TRUE(s.ok()) << s.error_message();
-  }
+  grpc::Status s = CreateSecret(cluster_.control(1), "db-password", payload);
+  ASSERT_TRUE(s.ok()) << s.error_message();
   ASSERT_TRUE(CreateService(cluster_.control(1), "written-under-the-first-dek").ok());
   // Waits until every manager seals its log with key `id`.
   auto wait_for_dek = [&](uint32_t id) {

@@ -36,15 +36,7 @@ IpAddress FromHost(uint32_t v) {
   return ip;
 }
 
-absl::Status EnableForwarding() {
-  const char* path = "/proc/sys/net/ipv4/ip_forward";
-  int fd = open(path, O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoToStatus(errno, "opening /proc/sys/net/ipv4/ip_forward");
-  absl::Status status;
-  if (write(fd, "1", 1) != 1) status = ErrnoToStatus(errno, "enabling IPv4 forwarding");
-  close(fd);
-  return status;
-}
+absl::Status EnableForwarding() { return WriteSysctl(-1, "net/ipv4/ip_forward", "1"); }
 
 // Runs fn in the namespace at path, or right here when path is "".
 absl::Status InNamespace(const std::string& path, const std::function<absl::Status()>& fn) {

@@ -62,16 +62,9 @@ absl::Status RemoveLinksAndNamespace(const std::string& path) {
 absl::Status SkipNetfilterOnBridge() {
   for (const char* name :
        {"bridge-nf-call-iptables", "bridge-nf-call-ip6tables", "bridge-nf-call-arptables"}) {
-    std::string path = absl::StrCat("/proc/sys/net/bridge/", name);
-    int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd < 0) {
-      if (errno == ENOENT) continue;  // no br_netfilter: nothing to turn off
-      return ErrnoToStatus(errno, absl::StrCat("opening ", path));
-    }
-    bool ok = write(fd, "0", 1) == 1;
-    int error = errno;
-    close(fd);
-    if (!ok) return ErrnoToStatus(error, absl::StrCat("writing 0 to ", path));
+    absl::Status s = WriteSysctl(-1, absl::StrCat("net/bridge/", name), "0");
+    // NOT_FOUND: no br_netfilter, nothing to turn off.
+    if (!s.ok() && s.code() != absl::StatusCode::kNotFound) return s;
   }
   return absl::OkStatus();
 }

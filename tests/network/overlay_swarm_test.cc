@@ -43,12 +43,6 @@ using node::SwarmdCluster;
 
 constexpr int kNodes = 3;
 
-std::string Text(const IpAddress& ip) {
-  char buf[INET6_ADDRSTRLEN] = {};
-  inet_ntop(ip.family, ip.bytes.data(), buf, sizeof buf);
-  return buf;
-}
-
 std::string HostPart(const std::string& cidr) { return cidr.substr(0, cidr.find('/')); }
 
 bool Eventually(const std::function<bool()>& f, absl::Duration timeout = absl::Seconds(60)) {
@@ -255,7 +249,7 @@ class OverlaySwarmTest : public ::testing::Test {
       if (a.type != net::dns::kTypeA || a.rdata.size() != 4) continue;
       IpAddress ip;
       std::copy(a.rdata.begin(), a.rdata.end(), ip.bytes.begin());
-      out.insert(Text(ip));
+      out.insert(net::FormatIp(ip));
     }
     return out;
   }
@@ -424,7 +418,7 @@ TEST_F(OverlaySwarmTest, TasksReachEachOtherByAddressNameAndVipAcrossNodes) {
         auto fdb = (*nl)->ListFdb("vxlan0");
         if (!neigh.ok() || !fdb.ok()) return false;
         for (const auto& n : *neigh) {
-          if (removed_ips.contains(Text(n.ip))) return false;
+          if (removed_ips.contains(net::FormatIp(n.ip))) return false;
         }
         for (const auto& f : *fdb) {
           for (const std::string& ip : removed_ips) {

@@ -30,9 +30,9 @@ absl::StatusOr<std::unique_ptr<TaskDb>> TaskDb::Open(const std::string& dir) {
   return std::unique_ptr<TaskDb>(new TaskDb(std::unique_ptr<rocksdb::DB>(db)));
 }
 
-absl::Status TaskDb::Put(const api::Task& task) {
+absl::Status TaskDb::Put(const api::Task& task, bool sync) {
   rocksdb::WriteOptions w;
-  w.sync = true;
+  w.sync = sync;
   return FromRocks(db_->Put(w, task.id(), task.SerializeAsString()),
                    absl::StrCat("recording task ", task.id()));
 }

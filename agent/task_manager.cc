@@ -220,8 +220,9 @@ void TaskRunner::Report(api::TaskState state, const std::string& message, const 
     if (exit) st->mutable_container()->set_oom_killed(exit->oom_killed);
     copy = task_;
   }
-  // Recorded before it is reported: what the managers hear survives a restart.
-  if (absl::Status s = manager_->options_.db->Put(copy); !s.ok()) {
+  // Recorded before it is reported: what the managers hear survives a restart (task_db.h).
+  if (absl::Status s = manager_->options_.db->Put(copy, /*sync=*/state >= api::TASK_STATE_RUNNING);
+      !s.ok()) {
     log::Error(kLog, "recording a task's state failed", {{"task", copy.id()}, {"error", s}});
   }
   log::Info(kLog, "task state",

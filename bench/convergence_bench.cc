@@ -10,7 +10,8 @@
 // Both sides run `sleep 3600` from the same busybox rootfs, present on every node before
 // the clock starts (loaded into our nodes' image stores; `docker import`ed into each
 // dockerd, services created with --no-resolve-image and dockerd told to prefer the local
-// image), with stop signal SIGKILL (busybox sleep as PID 1 ignores SIGTERM, so either side
+// image), and keep running containers' small files (their exec roots) on a tmpfs of the
+// bench's, as /run is on a production host; with stop signal SIGKILL (busybox sleep as PID 1 ignores SIGTERM, so either side
 // would otherwise wait out the 10 s grace period). Each side is polled every 50 ms for its
 // tasks' observed states: ours through ListTasks on the manager's socket, Docker's through
 // GET /tasks on the engine API. Our commands go through the control API; Docker's through
@@ -135,6 +136,31 @@ class Swarm {
   virtual absl::StatusOr<std::vector<TaskView>> Tasks(const std::string& name) = 0;
   // The logs to read when a scenario fails.
   virtual std::string LogHint() const = 0;
+};
+
+// A tmpfs of the bench's, for both sides' exec roots (running containers' small files), as
+// /run is on a production host.
+absl::Status MountTmpfs(const std::string& dir) {
+  fs::create_directories(dir);
+  if (mount("tmpfs", dir.c_str(), "tmpfs", 0, "mode=0711") != 0) {
+    return absl::InternalError(absl::StrCat("mounting a tmpfs on ", dir, ": ", strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+struct TmpfsDir {
+  TmpfsDir() {
+    std::string tmpl = "/tmp/convbench-exec-XXXXXX";
+    if (mkdtemp(tmpl.data()) == nullptr) std::abort();
+    path = tmpl;
+    if (absl::Status s = MountTmpfs(path); !s.ok()) std::cerr << s << "\n";
+  }
+  ~TmpfsDir() {
+    umount2(path.c_str(), MNT_DETACH);
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string path;
 };
 
 // ---------------------------------------------------------------------------------------
@@ -270,7 +296,8 @@ class OurSwarm : public Swarm {
     return absl::OkStatus();
   }
 
-  node::SwarmdCluster cluster_;
+  TmpfsDir exec_;  // before cluster_: unmounted after the cluster is gone
+  node::SwarmdCluster cluster_{{.exec_root_base = exec_.path}};
   std::map<std::string, std::string> ids_;  // service name -> ID
 };
 
@@ -344,7 +371,7 @@ class DockerSwarm : public Swarm {
     for (int i = 1; i <= nodes; ++i) {
       const std::string d = NodeDir(i);
       fs::create_directories(d + "/data");
-      fs::create_directories(d + "/exec");
+      if (absl::Status s = MountTmpfs(d + "/exec"); !s.ok()) return s;
       fs::create_directories(d + "/cli");
       ports_[i] = FreeLoopbackPort();
       // Swarm's agent pulls a service's image even when it has it unless told to prefer the

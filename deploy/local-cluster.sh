@@ -119,6 +119,7 @@ start() {
   # nsenter enters the node's network namespace only: `ip netns exec` would also mount a
   # sysfs of its own over /sys, hiding the cgroup hierarchies the containers need.
   nsenter --net="/run/netns/swarm-local-$i" "$base/bin/swarmd" --state-dir "$base/node-$i" \
+    --exec-root "$base/node-$i.run" \
     --socket "$base/node-$i.sock" --listen-addr "$subnet.$i:$port" \
     --insecure-registry "$registry" --hostname "$role-$i" >>"$base/node-$i.log" 2>&1 &
   echo $! >"$base/node-$i.pid"

@@ -1,5 +1,7 @@
 #include "node/daemon.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
@@ -11,8 +13,10 @@
 #include <optional>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/errno_status.h"
 #include "common/files.h"
 #include "common/grpc_status.h"
 #include "common/id.h"
@@ -32,6 +36,34 @@ namespace swarm::node {
 namespace {
 
 namespace fs = std::filesystem;
+
+// Holds <exec_root>/swarmd.lock for the daemon's life; a second daemon is told who has it.
+absl::StatusOr<int> LockExecRoot(const std::string& exec_root) {
+  std::error_code ec;
+  fs::create_directories(exec_root, ec);
+  if (ec) {
+    return absl::UnavailableError(
+        absl::StrCat("creating the exec root ", exec_root, ": ", ec.message()));
+  }
+  const std::string path = (fs::path(exec_root) / "swarmd.lock").string();
+  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return ErrnoToStatus(errno, absl::StrCat("opening ", path));
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    char pid[32] = {};
+    (void)!pread(fd, pid, sizeof pid - 1, 0);
+    close(fd);
+    return absl::FailedPreconditionError(absl::StrCat(
+        "another swarmd (pid ", absl::StripAsciiWhitespace(pid), ") uses the exec root ",
+        exec_root, ": give each daemon on this machine its own --exec-root and --state-dir"));
+  }
+  const std::string self = absl::StrCat(getpid(), "\n");
+  if (ftruncate(fd, 0) != 0 || pwrite(fd, self.data(), self.size(), 0) < 0) {
+    close(fd);
+    return ErrnoToStatus(errno, absl::StrCat("writing ", path));
+  }
+  return fd;
+}
+
 using manager::ca::Role;
 using manager::ca::RootCA;
 using manager::keymanager::Keys;
@@ -173,7 +205,10 @@ Daemon::Daemon(DaemonConfig config)
             return manager_->local_logs();
           })) {}
 
-Daemon::~Daemon() { Stop(); }
+Daemon::~Daemon() {
+  Stop();
+  if (exec_root_lock_ >= 0) close(exec_root_lock_);
+}
 
 absl::Status Daemon::Start() {
   std::error_code ec;
@@ -183,6 +218,10 @@ absl::Status Daemon::Start() {
                                   ec.message());
   }
   ::chmod(config_.state_dir.c_str(), 0700);
+  if (config_.executor == "container") {
+    // Another daemon's containers in the same exec root would look like ours.
+    ASSIGN_OR_RETURN(exec_root_lock_, LockExecRoot(config_.exec_root));
+  }
   if (!config_.restore_file.empty()) {
     if (fs::exists(fs::path(config_.state_dir) / kStateFile)) {
       return absl::FailedPreconditionError(
@@ -1410,6 +1449,8 @@ absl::Status Daemon::OpenRuntime(const NodeState& st) {
   agent::runtime::Runtime::Options ro;
   ro.root = (dir / "runtime").string();
   ro.images = images_.get();
+  ro.shim_launcher = config_.shim_launcher;
+  ro.run_root = (fs::path(config_.exec_root) / "runtime").string();
   ASSIGN_OR_RETURN(runtime_, agent::runtime::Runtime::Open(std::move(ro)));
   ASSIGN_OR_RETURN(task_db_, agent::TaskDb::Open((dir / "tasks").string()));
   agent::ContainerExecutor::Options eo;

@@ -54,6 +54,9 @@ inline constexpr char kVersion[] = "0.1.0";
 struct DaemonConfig {
   std::string state_dir = "/var/lib/swarmd";
   std::string socket = "/var/run/swarmd.sock";
+  // Running containers' small files, written and removed for every container (best on a
+  // tmpfs, as /run is): Docker's --exec-root. One daemon per exec root (a lock says so).
+  std::string exec_root = "/var/run/swarmd";
   // Cluster traffic; `swarm init` and `join` may override both.
   std::string listen_addr = "0.0.0.0:4242";
   // Empty: the listen address, unless that is a wildcard (then init and join must say).
@@ -71,6 +74,9 @@ struct DaemonConfig {
   // What runs tasks: "container" (our runtime) or "simulated" (agent/sim_executor.h, for
   // tests and scale benchmarks).
   std::string executor = "container";
+  // Forks the container executor's shims (started by main while the process is small);
+  // null: the runtime forks them itself.
+  agent::runtime::ShimLauncher* shim_launcher = nullptr;
   Clock* clock = &Clock::Real();
   Random* random = &SecureRandom::Get();
 };
@@ -206,6 +212,7 @@ class Daemon {
   absl::Mutex agent_mu_;
   std::unique_ptr<agent::runtime::ImageStore> images_ ABSL_GUARDED_BY(agent_mu_);
   std::unique_ptr<agent::runtime::Runtime> runtime_ ABSL_GUARDED_BY(agent_mu_);
+  int exec_root_lock_ = -1;  // flock on <exec_root>/swarmd.lock (container executor only)
   std::unique_ptr<agent::NetworkManager> networks_ ABSL_GUARDED_BY(agent_mu_);
   std::unique_ptr<agent::Executor> executor_ ABSL_GUARDED_BY(agent_mu_);
   std::unique_ptr<agent::TaskDb> task_db_ ABSL_GUARDED_BY(agent_mu_);

@@ -24,6 +24,9 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--socket", config.socket, "unix socket of the local API (swarmctl)")
       ->capture_default_str();
+  app.add_option("--exec-root", config.exec_root,
+                 "where running containers' small files live (best on a tmpfs); one per daemon")
+      ->capture_default_str();
   app.add_option("--listen-addr", config.listen_addr, "address for cluster traffic (host:port)")
       ->capture_default_str();
   app.add_option("--advertise-addr", config.advertise_addr,
@@ -74,6 +77,19 @@ int Main(int argc, char** argv) {
       if (isatty(0)) std::cerr << "Enter unlock key: " << std::flush;
       std::getline(std::cin, config.restore_unlock_key);
     }
+  }
+
+  // Before the daemon grows: each shim forked from the launcher copies only this much.
+  agent::runtime::ShimLauncher::Handle shim_launcher;
+  if (config.executor == "container") {
+    absl::StatusOr<agent::runtime::ShimLauncher::Handle> launcher =
+        agent::runtime::ShimLauncher::Start();
+    if (!launcher.ok()) {
+      std::cerr << "swarmd: " << launcher.status().message() << "\n";
+      return 1;
+    }
+    shim_launcher = std::move(*launcher);
+    config.shim_launcher = shim_launcher.get();
   }
 
   // Signals are taken synchronously by this thread; every other thread blocks them.

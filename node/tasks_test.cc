@@ -98,9 +98,7 @@ class TasksTest : public ::testing::Test {
   }
   // Containers that run on node i, by its runtime's account.
   int ContainersRunning(int i) {
-    agent::runtime::Runtime::Options o;
-    o.root = cluster_.state_dir(i) + "/runtime";
-    auto rt = agent::runtime::Runtime::Open(std::move(o));
+    auto rt = cluster_.OpenRuntime(i);
     if (!rt.ok()) return -1;
     auto all = (*rt)->List();
     if (!all.ok()) return -1;

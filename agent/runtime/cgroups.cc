@@ -404,6 +404,13 @@ Cgroup Cgroup::Open(const std::string& parent, const std::string& name) {
   return cg;
 }
 
+Cgroup Cgroup::AtPaths(std::vector<std::string> paths) {
+  Cgroup cg;
+  cg.version_ = DetectCgroupVersion();
+  cg.paths_ = std::move(paths);
+  return cg;
+}
+
 absl::Status Cgroup::AddProcess(pid_t pid) const {
   for (const auto& p : paths_) {
     RETURN_IF_ERROR(WriteFile(p + "/cgroup.procs", absl::StrCat(pid)));

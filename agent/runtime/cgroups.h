@@ -55,6 +55,8 @@ class Cgroup {
                                        const Resources& resources);
   // Refers to an existing cgroup (after a daemon restart) without touching it.
   static Cgroup Open(const std::string& parent, const std::string& name);
+  // Refers to the cgroup at `paths` (what paths() of it returned).
+  static Cgroup AtPaths(std::vector<std::string> paths);
 
   CgroupVersion version() const { return version_; }
   // Moves pid into the cgroup (every hierarchy).

@@ -88,6 +88,7 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Open(Options options) {
   if (options.run_root.empty()) options.run_root = options.root;
   RETURN_IF_ERROR(MkdirAll(options.root + "/containers", 0711));
   RETURN_IF_ERROR(MkdirAll(options.run_root + "/containers", 0711));
+  RETURN_IF_ERROR(MkdirAll(options.run_root + "/names", 0700));
   RETURN_IF_ERROR(MkdirAll(options.root + "/volumes", 0711));
   // Reachable by a user namespace's root too; nothing is ever stored in them.
   RETURN_IF_ERROR(MkdirAll(options.root + "/mnt/rootfs", 0755));
@@ -99,6 +100,32 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Open(Options options) {
     absl::MutexLock lock(&rt->trash_mu_);
     while (dirent* e = readdir(d)) {
       if (e->d_name[0] != '.') rt->trash_.push_back(rt->options_.root + "/trash/" + e->d_name);
+    }
+    closedir(d);
+  }
+  // With the small files on a tmpfs, a reboot leaves containers' upper directories and logs
+  // with nothing to say they were ours: they go to the trash. (Create makes the small-file
+  // directory first and Remove deletes it last, so a live container is never taken.)
+  if (rt->options_.run_root != rt->options_.root) {
+    if (DIR* d = opendir((rt->options_.root + "/containers").c_str())) {
+      absl::MutexLock lock(&rt->trash_mu_);
+      while (dirent* e = readdir(d)) {
+        if (e->d_name[0] == '.' || Exists(rt->ContainerDir(e->d_name))) continue;
+        const std::string trash = rt->options_.root + "/trash/" + e->d_name;
+        if (rename(rt->DataDir(e->d_name).c_str(), trash.c_str()) == 0) {
+          rt->trash_.push_back(trash);
+        }
+      }
+      closedir(d);
+    }
+  }
+  // Containers made before names were linked get their link.
+  if (DIR* d = opendir((rt->options_.run_root + "/containers").c_str())) {
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      auto config = ReadJson(rt->ContainerDir(e->d_name) + "/config.json");
+      const std::string name = config.ok() ? config->value("name", "") : "";
+      if (!name.empty()) (void)!symlink(e->d_name, rt->NameLink(name).c_str());
     }
     closedir(d);
   }
@@ -137,6 +164,43 @@ void Runtime::DeleterLoop() {
 std::string Runtime::ContainerDir(const std::string& id) const {
   return absl::StrCat(options_.run_root, "/containers/", id);
 }
+std::string Runtime::NameLink(const std::string& name) const {
+  return options_.run_root + "/names/" + name;
+}
+
+std::optional<std::string> Runtime::NameOwner(const std::string& name) const {
+  char target[256];
+  const ssize_t n = readlink(NameLink(name).c_str(), target, sizeof(target) - 1);
+  if (n <= 0) return std::nullopt;
+  std::string id(target, n);
+  if (!Exists(ContainerDir(id) + "/config.json")) return std::nullopt;  // left by a crash
+  return id;
+}
+
+absl::Status Runtime::ClaimName(const std::string& name, const std::string& id) {
+  if (name.find('/') != std::string::npos || name[0] == '.') {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "container name \"", name, "\" is not valid: it may not contain '/' or start with '.'"));
+  }
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (symlink(id.c_str(), NameLink(name).c_str()) == 0) return absl::OkStatus();
+    if (errno != EEXIST) return ErrnoToStatus(errno, absl::StrCat("naming container ", name));
+    if (std::optional<std::string> owner = NameOwner(name)) {
+      return absl::AlreadyExistsError(absl::StrCat("container name \"", name,
+                                                   "\" is already in use by container ", *owner,
+                                                   ": remove that container or choose another name"));
+    }
+    unlink(NameLink(name).c_str());  // a link to a container that is gone
+  }
+  return absl::AbortedError(absl::StrCat("naming container ", name, ": raced with another"));
+}
+
+void Runtime::ReleaseName(const std::string& name, const std::string& id) {
+  char target[256];
+  const ssize_t n = readlink(NameLink(name).c_str(), target, sizeof(target) - 1);
+  if (n > 0 && std::string(target, n) == id) unlink(NameLink(name).c_str());
+}
+
 std::string Runtime::DataDir(const std::string& id) const {
   return absl::StrCat(options_.root, "/containers/", id);
 }
@@ -236,12 +300,19 @@ absl::StatusOr<std::string> Runtime::Create(ContainerSpec spec) {
                        options_.root + "/mnt/rootfs",
                        dir + "/exec.fifo",
                        options_.root + "/mnt/secrets"};
+  if (!spec.name.empty()) RETURN_IF_ERROR(ClaimName(spec.name, id));
+  auto cleanup_dir = [&](absl::Status s) {
+    (void)RemoveAll(dir);
+    (void)RemoveAll(data);
+    if (!spec.name.empty()) ReleaseName(spec.name, id);
+    return s;
+  };
   std::vector<std::string> dirs = {paths.dir, data, paths.upper, paths.work};
   if (data == dir) dirs.erase(dirs.begin() + 1);  // one directory when run_root is root
   for (const auto& d : dirs) {
     // The upper directory's root is the container's "/": other users must traverse it.
     if (mkdir(d.c_str(), d == paths.upper ? 0755 : 0700) != 0) {
-      return ErrnoToStatus(errno, absl::StrCat("creating ", d));
+      return cleanup_dir(ErrnoToStatus(errno, absl::StrCat("creating ", d)));
     }
   }
   chmod(paths.upper.c_str(), 0755);  // mkdir honours the umask
@@ -250,15 +321,11 @@ absl::StatusOr<std::string> Runtime::Create(ContainerSpec spec) {
     // overlay writes to and reach the start fifo.
     for (const auto& d : dirs) {
       if (chown(d.c_str(), spec.userns_host_id, spec.userns_host_id) != 0) {
-        return ErrnoToStatus(errno, absl::StrCat("giving ", d, " to the container's root"));
+        return cleanup_dir(
+            ErrnoToStatus(errno, absl::StrCat("giving ", d, " to the container's root")));
       }
     }
   }
-  auto cleanup_dir = [&](absl::Status s) {
-    (void)RemoveAll(dir);
-    (void)RemoveAll(data);
-    return s;
-  };
   if (mkfifo(paths.exec_fifo.c_str(), 0600) != 0 ||
       (spec.user_namespace &&
        chown(paths.exec_fifo.c_str(), spec.userns_host_id, spec.userns_host_id) != 0)) {
@@ -316,7 +383,8 @@ absl::StatusOr<std::string> Runtime::Create(ContainerSpec spec) {
   if (!cgroup.ok()) return cleanup_dir(cgroup.status());
   request.cgroup = &*cgroup;
   absl::StatusOr<ShimProcess> shim =
-      LaunchShim(request, *cgroup, dir, LogPath(id), spec.log_max_size_bytes, spec.log_max_files);
+      LaunchShim(request, *cgroup, dir, LogPath(id), spec.log_max_size_bytes, spec.log_max_files,
+                 options_.shim_launcher);
   if (!shim.ok()) {
     (void)cgroup->Destroy();
     return cleanup_dir(shim.status());
@@ -458,10 +526,13 @@ absl::Status Runtime::Remove(const std::string& id, bool force) {
     }
   }
   std::string parent = options_.cgroup_parent;
+  std::string name;
   if (auto config = ReadJson(dir + "/config.json"); config.ok()) {
     parent = config->value("cgroup_parent", parent);
+    name = config->value("name", "");
   }
   RETURN_IF_ERROR(Cgroup::Open(parent, id).Destroy());
+  if (!name.empty()) ReleaseName(name, id);
   std::string trash = absl::StrCat(options_.root, "/trash/", id);
   if (rename(DataDir(id).c_str(), trash.c_str()) == 0) {
     absl::MutexLock lock(&trash_mu_);
@@ -518,13 +589,22 @@ absl::StatusOr<std::vector<ContainerInfo>> Runtime::List() const {
 }
 
 absl::StatusOr<std::string> Runtime::Resolve(const std::string& id_or_name) const {
-  if (Exists(ContainerDir(id_or_name) + "/config.json")) return id_or_name;
-  ASSIGN_OR_RETURN(std::vector<ContainerInfo> all, List());
-  std::vector<std::string> matches;
-  for (const auto& c : all) {
-    if (c.name == id_or_name) return c.id;
-    if (absl::StartsWith(c.id, id_or_name)) matches.push_back(c.id);
+  if (id_or_name.empty() || id_or_name.find('/') != std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"", id_or_name, "\" is not a container id or name"));
   }
+  if (Exists(ContainerDir(id_or_name) + "/config.json")) return id_or_name;
+  if (std::optional<std::string> id = NameOwner(id_or_name)) return *id;
+  std::vector<std::string> matches;
+  const std::string dir = options_.run_root + "/containers";
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return ErrnoToStatus(errno, absl::StrCat("listing ", dir));
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] != '.' && absl::StartsWith(e->d_name, id_or_name)) {
+      matches.push_back(e->d_name);
+    }
+  }
+  closedir(d);
   if (matches.size() == 1) return matches[0];
   if (matches.empty()) {
     return absl::NotFoundError(absl::StrCat("no such container: ", id_or_name));

@@ -8,6 +8,7 @@
 //   containers/<id>/state.json   shim and init pids with their start times
 //   containers/<id>/exec.fifo    the start gate; removed once Start has released the init
 //   containers/<id>/exit.json    the exit record, written by the shim; health.json
+//   names/<name>                 a symbolic link to the id of the container of that name
 //   seccomp-<hash>.bpf           compiled seccomp programs, shared by processes
 // Under Options::root:
 //   containers/<id>/{upper,work} overlay directories; container.log* (rotated)
@@ -74,6 +75,8 @@ class Runtime {
     // tmpfs such as /run: they are written and removed for every container. Empty: `root`.
     // Either way they survive a daemon restart, which is all they need to.
     std::string run_root;
+    // Forks the shims (the daemon's, started early while it is small); null: forked here.
+    ShimLauncher* shim_launcher = nullptr;
   };
 
   // Creates the state directory if needed. Containers from an earlier daemon are found
@@ -102,7 +105,7 @@ class Runtime {
   absl::StatusOr<CgroupStats> Stats(const std::string& id) const;
   // The latest health check result (kNone without a health check), as the shim wrote it.
   absl::StatusOr<HealthState> Health(const std::string& id) const;
-  // Finds a container by id, unique id prefix or name.
+  // Finds a container by id, name or unique id prefix, reading no container's files.
   absl::StatusOr<std::string> Resolve(const std::string& id_or_name) const;
 
   // The overlay lower directories a container uses (image layers it keeps alive).
@@ -119,6 +122,13 @@ class Runtime {
  private:
   explicit Runtime(Options options) : options_(std::move(options)) {}
   absl::StatusOr<const std::string*> SeccompProgram(const std::vector<std::string>& caps);
+  std::string NameLink(const std::string& name) const;
+  // The container a name links to, if that container still exists.
+  std::optional<std::string> NameOwner(const std::string& name) const;
+  // Links name to id; ALREADY_EXISTS while another container has the name.
+  absl::Status ClaimName(const std::string& name, const std::string& id);
+  // Unlinks name if it still names id.
+  void ReleaseName(const std::string& name, const std::string& id);
   // Deletes what Remove moved to <root>/trash, one directory at a time.
   void DeleterLoop();
   // Opens a pidfd for pid if it is still the process that started at `start_time`.

@@ -36,8 +36,14 @@ class RuntimeTest : public ::testing::Test {
     ASSERT_TRUE(testing::BuildBusyboxRootfs(rootfs_, testing::ProbePath()).ok());
     // Shims of a "crashed daemon" reparent to us, not to init, so the test can reap them.
     prctl(PR_SET_CHILD_SUBREAPER, 1);
+    auto launcher = ShimLauncher::Start();  // while the test has one thread
+    ASSERT_TRUE(launcher.ok()) << launcher.status();
+    launcher_ = std::move(*launcher);
   }
-  static void TearDownTestSuite() { ASSERT_TRUE(RemoveAll(suite_dir_).ok()); }
+  static void TearDownTestSuite() {
+    launcher_.reset();
+    ASSERT_TRUE(RemoveAll(suite_dir_).ok());
+  }
 
   void SetUp() override {
     state_ = absl::StrCat(suite_dir_, "/state-",
@@ -91,11 +97,13 @@ class RuntimeTest : public ::testing::Test {
   }
 
   static std::string suite_dir_, rootfs_;
+  static ShimLauncher::Handle launcher_;
   std::string state_, cgroup_parent_;
   std::unique_ptr<Runtime> runtime_;
 };
 
 std::string RuntimeTest::suite_dir_;
+ShimLauncher::Handle RuntimeTest::launcher_;
 
 // The shell installs its trap before it prints; stopping earlier would hit the default
 // disposition, which PID 1 ignores.
@@ -374,6 +382,101 @@ TEST_F(RuntimeTest, Create_UnknownCommandFailsWithReason) {
   auto all = runtime_->List();
   ASSERT_TRUE(all.ok());
   EXPECT_TRUE(all->empty());
+}
+
+// Everything a spec says reaches the container when a ShimLauncher forks its shim; a dead
+// launcher only makes the runtime fork shims itself.
+TEST_F(RuntimeTest, ShimLauncher_CarriesTheWholeSpecAndIsNotNeeded) {
+  runtime_.reset();
+  auto rt = Runtime::Open({state_, cgroup_parent_, nullptr, "", launcher_.get()});
+  ASSERT_TRUE(rt.ok()) << rt.status();
+  runtime_ = std::move(*rt);
+  ASSERT_TRUE(MkdirAll(state_ + "/bind").ok());
+  std::ofstream(state_ + "/bind/in") << "bound\n";
+  ContainerSpec spec = Spec({});
+  spec.args = {"sh", "-c",
+               "echo $FOO; pwd; id -u; hostname; od -An -tx1 /run/secrets/bin; cat /b/in; "
+               "ulimit -n; touch /x 2>/dev/null || echo read-only; "
+               "touch /t/ok && echo tmpfs"};
+  spec.env = {"FOO=bar"};
+  spec.working_dir = "/etc";
+  spec.user = "nobody";
+  spec.hostname = "launched";
+  spec.read_only_rootfs = true;
+  spec.files.push_back({"/run/secrets/bin", std::string("\xff\x00\x01", 3), 0444, 0, 0});
+  spec.mounts.push_back(
+      {.type = MountSpec::Type::kBind, .source = state_ + "/bind", .target = "/b", .read_only = true});
+  spec.mounts.push_back({.type = MountSpec::Type::kTmpfs, .target = "/t"});
+  spec.rlimits.push_back({RLIMIT_NOFILE, 321, 321});
+  Result r = Run(spec);
+  EXPECT_EQ(r.stdout_text,
+            "bar\n/etc\n65534\nlaunched\n ff 00 01\nbound\n321\nread-only\ntmpfs\n")
+      << r.stderr_text << r.exit.error;
+
+  // The shim is the launcher's child, not ours.
+  auto id = runtime_->Create(Spec({"sleep", "10"}));
+  ASSERT_TRUE(id.ok()) << id.status();
+  auto info = runtime_->Inspect(*id);
+  ASSERT_TRUE(info.ok()) << info.status();
+  std::ifstream stat(absl::StrCat("/proc/", info->shim_pid, "/stat"));
+  std::string pid, comm, state;
+  pid_t ppid = 0;
+  stat >> pid >> comm >> state >> ppid;
+  EXPECT_EQ(ppid, launcher_->pid());
+  ASSERT_TRUE(runtime_->Remove(*id, /*force=*/true).ok());
+
+  ASSERT_EQ(kill(launcher_->pid(), SIGKILL), 0);
+  absl::SleepFor(absl::Milliseconds(50));
+  Result after = Run(Spec({"echo", "forked here"}));
+  EXPECT_EQ(after.stdout_text, "forked here\n") << after.exit.error;
+}
+
+TEST_F(RuntimeTest, Names_ResolveToTheirContainerAndAreUnique) {
+  ContainerSpec spec = Spec({"true"});
+  spec.name = "web.1.abc";
+  auto id = runtime_->Create(spec);
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_EQ(runtime_->Resolve("web.1.abc").value_or(""), *id);
+  EXPECT_EQ(runtime_->Resolve(id->substr(0, 8)).value_or(""), *id);
+  EXPECT_EQ(runtime_->Resolve("web.1").status().code(), absl::StatusCode::kNotFound);
+
+  auto twice = runtime_->Create(spec);
+  ASSERT_FALSE(twice.ok());
+  EXPECT_EQ(twice.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_TRUE(absl::StrContains(twice.status().message(), *id)) << twice.status();
+
+  spec.name = "a/b";
+  EXPECT_EQ(runtime_->Create(spec).status().code(), absl::StatusCode::kInvalidArgument);
+
+  // Removal frees the name; a link left to a container that is gone does not hold it.
+  ASSERT_TRUE(runtime_->Remove(*id).ok());
+  EXPECT_EQ(runtime_->Resolve("web.1.abc").status().code(), absl::StatusCode::kNotFound);
+  ASSERT_EQ(symlink("gone", (state_ + "/names/web.2.abc").c_str()), 0);
+  spec.name = "web.2.abc";
+  auto again = runtime_->Create(spec);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(runtime_->Resolve("web.2.abc").value_or(""), *again);
+}
+
+// After a reboot a tmpfs run root is empty: the upper directories left on disk go, those of
+// containers that still exist stay.
+TEST_F(RuntimeTest, RunRoot_DataWithoutSmallFilesIsTrashedAtOpen) {
+  runtime_.reset();
+  const std::string run = state_ + "/run";
+  auto open = [&] { return Runtime::Open({state_, cgroup_parent_, nullptr, run}); };
+  runtime_ = *open();
+  auto kept = runtime_->Create(Spec({"true"}));
+  auto lost = runtime_->Create(Spec({"true"}));
+  ASSERT_TRUE(kept.ok() && lost.ok());
+  EXPECT_NE(runtime_->DataDir(*kept), runtime_->ContainerDir(*kept));
+  ASSERT_TRUE(runtime_->Remove(*lost).ok());
+  ASSERT_TRUE(MkdirAll(runtime_->DataDir(*lost) + "/upper").ok());  // as a reboot leaves it
+  runtime_.reset();
+  runtime_ = *open();
+  runtime_.reset();  // finishes emptying the trash
+  EXPECT_EQ(access((state_ + "/containers/" + *lost).c_str(), F_OK), -1);
+  EXPECT_EQ(access((state_ + "/containers/" + *kept + "/upper").c_str(), F_OK), 0);
+  runtime_ = *open();
 }
 
 TEST_F(RuntimeTest, DaemonRestart_ContainerKeepsRunningAndIsReattached) {

@@ -6,17 +6,21 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "agent/runtime/health.h"
 #include "agent/runtime/logs.h"
 #include "common/clock.h"
@@ -33,6 +37,17 @@ void WriteAll(int fd, std::string_view s) {
     if (n <= 0) return;
     s.remove_prefix(n);
   }
+}
+
+bool ReadAll(int fd, char* data, size_t size) {
+  while (size > 0) {
+    ssize_t n = read(fd, data, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    data += n;
+    size -= n;
+  }
+  return true;
 }
 
 // The shim's own errors, in shim.log (created only when there is something to say).
@@ -84,7 +99,7 @@ void ShimLog(const std::string& dir, const std::string& line) {
   close(out[1]);
   close(err[1]);
   close(null_in);
-  WriteAll(ready_fd, absl::StrCat("ok ", created->pid, "\n"));
+  WriteAll(ready_fd, absl::StrCat("ok ", created->pid, " ", getpid(), "\n"));
   close(ready_fd);
 
   LogWriter log(log_path, log_max_size, log_max_files, Clock::Real());
@@ -186,6 +201,232 @@ void ShimLog(const std::string& dir, const std::string& line) {
   _exit(0);
 }
 
+// What a shim needs, as the launcher's child receives it: CBOR of a JSON object, with byte
+// strings for what may not be UTF-8 (file data, the seccomp program).
+nlohmann::json::binary_t Bytes(const std::string& s) {
+  return nlohmann::json::binary_t(std::vector<uint8_t>(s.begin(), s.end()));
+}
+std::string FromBytes(const nlohmann::json& j) {
+  const auto& b = j.get_binary();
+  return std::string(b.begin(), b.end());
+}
+
+std::string EncodeLaunch(const CreateRequest& r, const Cgroup& cgroup, const std::string& dir,
+                         const std::string& log_path, int64_t log_max_size, int log_max_files) {
+  const ContainerSpec& c = *r.spec;
+  nlohmann::json s;
+  s["name"] = c.name;
+  s["image"] = c.image;
+  s["lower_dirs"] = c.lower_dirs;
+  s["args"] = c.args;
+  if (c.entrypoint) s["entrypoint"] = *c.entrypoint;
+  s["env"] = c.env;
+  s["working_dir"] = c.working_dir;
+  s["user"] = c.user;
+  s["hostname"] = c.hostname;
+  s["read_only_rootfs"] = c.read_only_rootfs;
+  s["cap_add"] = c.cap_add;
+  s["cap_drop"] = c.cap_drop;
+  s["no_new_privileges"] = c.no_new_privileges;
+  s["seccomp_unconfined"] = c.seccomp_unconfined;
+  s["mounts"] = nlohmann::json::array();
+  for (const MountSpec& m : c.mounts) {
+    s["mounts"].push_back({{"type", static_cast<int>(m.type)},
+                           {"source", m.source},
+                           {"target", m.target},
+                           {"read_only", m.read_only},
+                           {"tmpfs_size_bytes", m.tmpfs_size_bytes}});
+  }
+  s["files"] = nlohmann::json::array();
+  for (const FileSpec& f : c.files) {
+    s["files"].push_back({{"target", f.target},
+                          {"data", Bytes(f.data)},
+                          {"mode", f.mode},
+                          {"uid", f.uid},
+                          {"gid", f.gid}});
+  }
+  s["rlimits"] = nlohmann::json::array();
+  for (const RlimitSpec& l : c.rlimits) {
+    s["rlimits"].push_back({{"resource", l.resource}, {"soft", l.soft}, {"hard", l.hard}});
+  }
+  s["resources"] = {{"memory_bytes", c.resources.memory_bytes},
+                    {"nano_cpus", c.resources.nano_cpus},
+                    {"cpu_shares", c.resources.cpu_shares},
+                    {"pids_limit", c.resources.pids_limit}};
+  s["network"] = static_cast<int>(c.network);
+  s["netns_path"] = c.netns_path;
+  s["user_namespace"] = c.user_namespace;
+  s["userns_host_id"] = c.userns_host_id;
+  s["userns_size"] = c.userns_size;
+  s["stop_signal"] = c.stop_signal;
+  s["stop_grace_ms"] = c.stop_grace_ms;
+  s["log_max_size_bytes"] = c.log_max_size_bytes;
+  s["log_max_files"] = c.log_max_files;
+  s["healthcheck"] = {{"test", c.healthcheck.test},
+                      {"interval_ms", c.healthcheck.interval_ms},
+                      {"timeout_ms", c.healthcheck.timeout_ms},
+                      {"start_period_ms", c.healthcheck.start_period_ms},
+                      {"retries", c.healthcheck.retries}};
+  nlohmann::json j;
+  j["spec"] = std::move(s);
+  j["paths"] = {r.paths.dir,    r.paths.upper,     r.paths.work,
+                r.paths.rootfs, r.paths.exec_fifo, r.paths.staging};
+  j["mount_sources"] = r.mount_sources;
+  if (r.seccomp_program != nullptr) j["seccomp"] = Bytes(*r.seccomp_program);
+  j["cgroup"] = cgroup.paths();
+  j["dir"] = dir;
+  j["log_path"] = log_path;
+  j["log_max_size"] = log_max_size;
+  j["log_max_files"] = log_max_files;
+  std::vector<uint8_t> cbor = nlohmann::json::to_cbor(j);
+  return std::string(cbor.begin(), cbor.end());
+}
+
+// The launcher's child: reads the request from `fd`, then is the shim, answering on `fd`.
+[[noreturn]] void ServeLaunch(int fd) {
+  auto fail = [fd](const std::string& why) {
+    WriteAll(fd, absl::StrCat("error ", why, "\n"));
+    _exit(1);
+  };
+  uint64_t size = 0;
+  std::string bytes;
+  if (!ReadAll(fd, reinterpret_cast<char*>(&size), sizeof size) || size > (64u << 20)) {
+    fail("the shim launcher got a truncated request");
+  }
+  bytes.resize(size);
+  if (!ReadAll(fd, bytes.data(), size)) fail("the shim launcher got a truncated request");
+  nlohmann::json j = nlohmann::json::from_cbor(bytes, true, false);
+  if (j.is_discarded()) fail("the shim launcher got a request it cannot parse");
+  try {
+    const nlohmann::json& s = j.at("spec");
+    ContainerSpec c;
+    c.name = s.at("name");
+    c.image = s.at("image");
+    c.lower_dirs = s.at("lower_dirs");
+    c.args = s.at("args");
+    if (s.contains("entrypoint")) c.entrypoint = s.at("entrypoint").get<std::vector<std::string>>();
+    c.env = s.at("env");
+    c.working_dir = s.at("working_dir");
+    c.user = s.at("user");
+    c.hostname = s.at("hostname");
+    c.read_only_rootfs = s.at("read_only_rootfs");
+    c.cap_add = s.at("cap_add");
+    c.cap_drop = s.at("cap_drop");
+    c.no_new_privileges = s.at("no_new_privileges");
+    c.seccomp_unconfined = s.at("seccomp_unconfined");
+    for (const auto& m : s.at("mounts")) {
+      c.mounts.push_back({.type = static_cast<MountSpec::Type>(m.at("type").get<int>()),
+                          .source = m.at("source"),
+                          .target = m.at("target"),
+                          .read_only = m.at("read_only"),
+                          .tmpfs_size_bytes = m.at("tmpfs_size_bytes")});
+    }
+    for (const auto& f : s.at("files")) {
+      c.files.push_back({.target = f.at("target"),
+                         .data = FromBytes(f.at("data")),
+                         .mode = f.at("mode"),
+                         .uid = f.at("uid"),
+                         .gid = f.at("gid")});
+    }
+    for (const auto& l : s.at("rlimits")) {
+      c.rlimits.push_back({.resource = l.at("resource"), .soft = l.at("soft"), .hard = l.at("hard")});
+    }
+    const auto& res = s.at("resources");
+    c.resources = {.memory_bytes = res.at("memory_bytes"),
+                   .nano_cpus = res.at("nano_cpus"),
+                   .cpu_shares = res.at("cpu_shares"),
+                   .pids_limit = res.at("pids_limit")};
+    c.network = static_cast<NetworkMode>(s.at("network").get<int>());
+    c.netns_path = s.at("netns_path");
+    c.user_namespace = s.at("user_namespace");
+    c.userns_host_id = s.at("userns_host_id");
+    c.userns_size = s.at("userns_size");
+    c.stop_signal = s.at("stop_signal");
+    c.stop_grace_ms = s.at("stop_grace_ms");
+    c.log_max_size_bytes = s.at("log_max_size_bytes");
+    c.log_max_files = s.at("log_max_files");
+    const auto& h = s.at("healthcheck");
+    c.healthcheck = {.test = h.at("test"),
+                     .interval_ms = h.at("interval_ms"),
+                     .timeout_ms = h.at("timeout_ms"),
+                     .start_period_ms = h.at("start_period_ms"),
+                     .retries = h.at("retries")};
+    const std::vector<std::string> paths = j.at("paths");
+    if (paths.size() != 6) fail("the shim launcher got a request without the container's paths");
+    std::string seccomp;
+    if (j.contains("seccomp")) seccomp = FromBytes(j.at("seccomp"));
+    Cgroup cgroup = Cgroup::AtPaths(j.at("cgroup"));
+    CreateRequest r;
+    r.spec = &c;
+    r.paths = {paths[0], paths[1], paths[2], paths[3], paths[4], paths[5]};
+    r.mount_sources = j.at("mount_sources");
+    r.seccomp_program = j.contains("seccomp") ? &seccomp : nullptr;
+    r.cgroup = &cgroup;
+    RunShim(std::move(r), cgroup, j.at("dir"), j.at("log_path"), j.at("log_max_size"),
+            j.at("log_max_files"), fd);
+  } catch (const nlohmann::json::exception& e) {
+    fail(absl::StrCat("the shim launcher got a malformed request: ", e.what()));
+  }
+  _exit(1);  // not reached: RunShim and fail exit
+}
+
+// The launcher process: forks a shim for each socket the daemon sends, until the daemon
+// closes its end (or dies: PDEATHSIG).
+[[noreturn]] void LauncherLoop(int control, pid_t daemon) {
+  prctl(PR_SET_NAME, "swarm-shims");
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != daemon) _exit(0);  // it died before the line above
+  signal(SIGCHLD, SIG_IGN);           // shims are reaped by the kernel
+  for (;;) {
+    char byte;
+    iovec iov{&byte, 1};
+    alignas(cmsghdr) char control_buf[CMSG_SPACE(sizeof(int))];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control_buf;
+    msg.msg_controllen = sizeof control_buf;
+    const ssize_t n = recvmsg(control, &msg, MSG_CMSG_CLOEXEC);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) _exit(0);
+    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+    if (cm == nullptr || cm->cmsg_type != SCM_RIGHTS) continue;
+    int fd;
+    memcpy(&fd, CMSG_DATA(cm), sizeof fd);
+    const pid_t pid = fork();
+    if (pid == 0) {
+      close(control);
+      signal(SIGCHLD, SIG_DFL);
+      prctl(PR_SET_NAME, "swarm-shim");
+      ServeLaunch(fd);
+    }
+    if (pid < 0) WriteAll(fd, absl::StrCat("error forking the shim: ", strerror(errno), "\n"));
+    close(fd);
+  }
+}
+
+// "ok <container pid> <shim pid>", "error <why>", or nothing (the shim died).
+absl::StatusOr<ShimProcess> ReadAnswer(int fd) {
+  // One line: the container's init holds a copy of the write end until its execve, so
+  // EOF would only come at start.
+  std::string answer;
+  char c;
+  for (;;) {
+    ssize_t n = read(fd, &c, 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0 || c == '\n') break;
+    answer.push_back(c);
+  }
+  std::vector<std::string> words = absl::StrSplit(answer, absl::MaxSplits(' ', 2));
+  ShimProcess p;
+  if (words.size() == 3 && words[0] == "ok" && absl::SimpleAtoi(words[1], &p.container_pid) &&
+      absl::SimpleAtoi(words[2], &p.shim_pid)) {
+    return p;
+  }
+  if (absl::StartsWith(answer, "error ")) return absl::FailedPreconditionError(answer.substr(6));
+  return absl::InternalError("creating the container: the shim died without a word");
+}
+
 }  // namespace
 
 std::string ReasonName(ExitRecord::Reason reason) {
@@ -202,10 +443,81 @@ std::string ReasonName(ExitRecord::Reason reason) {
   return "unknown";
 }
 
+absl::StatusOr<ShimLauncher::Handle> ShimLauncher::Start() {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+    return ErrnoToStatus(errno, "creating the shim launcher's socket");
+  }
+  const pid_t daemon = getpid();
+  const pid_t pid = fork();
+  if (pid < 0) {
+    const int e = errno;
+    close(sv[0]);
+    close(sv[1]);
+    return ErrnoToStatus(e, "forking the shim launcher");
+  }
+  if (pid == 0) {
+    close(sv[0]);
+    LauncherLoop(sv[1], daemon);
+  }
+  close(sv[1]);
+  return Handle(new ShimLauncher(sv[0], pid));
+}
+
+ShimLauncher::~ShimLauncher() {
+  close(control_);  // the launcher reads EOF and exits
+  waitpid(pid_, nullptr, 0);
+}
+
+absl::StatusOr<ShimProcess> ShimLauncher::Launch(const CreateRequest& request, const Cgroup& cgroup,
+                                                 const std::string& container_dir,
+                                                 const std::string& log_path,
+                                                 int64_t log_max_size_bytes, int log_max_files) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    return ErrnoToStatus(errno, "creating the shim's socket");
+  }
+  char byte = 0;
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char control_buf[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control_buf;
+  msg.msg_controllen = sizeof control_buf;
+  cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(cm), &sv[1], sizeof(int));
+  const bool sent = sendmsg(control_, &msg, MSG_NOSIGNAL) == 1;
+  const int send_errno = errno;
+  close(sv[1]);
+  if (!sent) {
+    close(sv[0]);
+    return absl::UnavailableError(
+        absl::StrCat("the shim launcher is gone: ", strerror(send_errno)));
+  }
+  const std::string payload = EncodeLaunch(request, cgroup, container_dir, log_path,
+                                           log_max_size_bytes, log_max_files);
+  const uint64_t size = payload.size();
+  WriteAll(sv[0], std::string_view(reinterpret_cast<const char*>(&size), sizeof size));
+  WriteAll(sv[0], payload);
+  absl::StatusOr<ShimProcess> p = ReadAnswer(sv[0]);
+  close(sv[0]);
+  return p;
+}
+
 absl::StatusOr<ShimProcess> LaunchShim(const CreateRequest& request, const Cgroup& cgroup,
                                        const std::string& container_dir,
                                        const std::string& log_path, int64_t log_max_size_bytes,
-                                       int log_max_files) {
+                                       int log_max_files, ShimLauncher* launcher) {
+  if (launcher != nullptr) {
+    absl::StatusOr<ShimProcess> p = launcher->Launch(request, cgroup, container_dir, log_path,
+                                                     log_max_size_bytes, log_max_files);
+    if (p.status().code() != absl::StatusCode::kUnavailable) return p;
+    // The launcher died (killed by hand, say): fork from here, slower but working.
+  }
   int ready[2];
   if (pipe2(ready, O_CLOEXEC) != 0) return ErrnoToStatus(errno, "creating the shim's pipe");
   pid_t pid = fork();
@@ -220,24 +532,10 @@ absl::StatusOr<ShimProcess> LaunchShim(const CreateRequest& request, const Cgrou
     RunShim(request, cgroup, container_dir, log_path, log_max_size_bytes, log_max_files, ready[1]);
   }
   close(ready[1]);
-  // One line: the container's init holds a copy of the write end until its execve, so
-  // EOF would only come at start.
-  std::string answer;
-  char c;
-  for (;;) {
-    ssize_t n = read(ready[0], &c, 1);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0 || c == '\n') break;
-    answer.push_back(c);
-  }
+  absl::StatusOr<ShimProcess> p = ReadAnswer(ready[0]);
   close(ready[0]);
-  int container_pid = 0;
-  if (answer.rfind("ok ", 0) == 0 && absl::SimpleAtoi(answer.substr(3), &container_pid)) {
-    return ShimProcess{pid, container_pid};
-  }
-  waitpid(pid, nullptr, 0);
-  if (answer.rfind("error ", 0) == 0) return absl::FailedPreconditionError(answer.substr(6));
-  return absl::InternalError("creating the container: the shim died without a word");
+  if (!p.ok()) waitpid(pid, nullptr, 0);
+  return p;
 }
 
 absl::Status WriteExitRecord(const std::string& path, const ExitRecord& record) {

@@ -6,8 +6,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "agent/runtime/runtime.h"
 #include "common/grpc_status.h"
 #include "common/ports.h"
 #include "common/subprocess.h"
@@ -29,14 +29,19 @@ SwarmdCluster::SwarmdCluster(Options options) : options_(std::move(options)) {
 SwarmdCluster::~SwarmdCluster() {
   for (auto& [i, pid] : pids_) KillProcess(pid);
   for (const auto& e : fs::directory_iterator(dir_)) {
-    if (!e.is_directory() || !fs::exists(e.path() / "runtime")) continue;
-    agent::runtime::Runtime::Options o;
-    o.root = (e.path() / "runtime").string();
-    auto rt = agent::runtime::Runtime::Open(std::move(o));
+    int i = 0;
+    if (!e.is_directory() || !fs::exists(e.path() / "runtime") ||
+        !absl::SimpleAtoi(e.path().filename().string().substr(5), &i)) {
+      continue;
+    }
+    auto rt = OpenRuntime(i);
     if (!rt.ok()) continue;
     if (auto all = (*rt)->List(); all.ok()) {
       for (const auto& c : *all) (void)(*rt)->Remove(c.id, /*force=*/true);
     }
+    rt->reset();
+    std::error_code ec;
+    fs::remove_all(exec_root(i), ec);
   }
   // The nodes' network namespaces (overlays, tasks) are bind mounts in their state
   // directories; unmounting them lets the kernel free the namespaces and their links.
@@ -62,6 +67,17 @@ SwarmdCluster::~SwarmdCluster() {
 
 std::string SwarmdCluster::state_dir(int i) const { return absl::StrCat(dir_, "/node-", i); }
 std::string SwarmdCluster::socket(int i) const { return absl::StrCat(dir_, "/node-", i, ".sock"); }
+std::string SwarmdCluster::exec_root(int i) const {
+  return options_.exec_root_base.empty() ? state_dir(i) + "/run"
+                                         : absl::StrCat(options_.exec_root_base, "/node-", i);
+}
+
+absl::StatusOr<std::unique_ptr<agent::runtime::Runtime>> SwarmdCluster::OpenRuntime(int i) const {
+  agent::runtime::Runtime::Options o;
+  o.root = state_dir(i) + "/runtime";
+  o.run_root = exec_root(i) + "/runtime";
+  return agent::runtime::Runtime::Open(std::move(o));
+}
 
 void SwarmdCluster::SetHost(int i, const std::string& netns_path, const std::string& ip) {
   hosts_[i] = {netns_path, ip};
@@ -84,6 +100,7 @@ absl::Status SwarmdCluster::Start(int i, const std::vector<std::string>& extra_a
   std::vector<std::string> args = {options_.binary,
                                    "--state-dir=" + state_dir(i),
                                    "--socket=" + socket(i),
+                                   "--exec-root=" + exec_root(i),
                                    "--listen-addr=" + addr(i),
                                    "--hostname=node-" + std::to_string(i),
                                    "--tick-ms=" + std::to_string(options_.tick_ms)};

@@ -19,6 +19,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "agent/runtime/runtime.h"
 #include "proto/control.grpc.pb.h"
 #include "proto/node.grpc.pb.h"
 
@@ -32,6 +33,9 @@ class SwarmdCluster {
     int tick_ms = 100;
     // The swarm's dispatcher heartbeat period set by Init (0: swarmd's default, 5 s).
     absl::Duration heartbeat = absl::ZeroDuration();
+    // Where node i's --exec-root goes: <exec_root_base>/node-<i> (a benchmark puts it on a
+    // tmpfs, as /run is on a production host); empty: <state dir>/run.
+    std::string exec_root_base;
   };
 
   explicit SwarmdCluster(Options options);
@@ -41,6 +45,9 @@ class SwarmdCluster {
   const std::string& dir() const { return dir_; }
   std::string state_dir(int i) const;
   std::string socket(int i) const;
+  std::string exec_root(int i) const;
+  // Opens node i's container runtime as its swarmd does, to look at its containers.
+  absl::StatusOr<std::unique_ptr<agent::runtime::Runtime>> OpenRuntime(int i) const;
   // Runs node i in the network namespace at netns_path (through nsenter), listening on
   // ip:4242, instead of on a loopback port. Call before Start(i).
   void SetHost(int i, const std::string& netns_path, const std::string& ip);

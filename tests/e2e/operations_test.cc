@@ -291,11 +291,9 @@ class OperationsTest : public ::testing::Test {
   // Their names are <service>.<slot or node>.<task ID>.
   static std::map<std::string, agent::runtime::ContainerInfo> Containers(
       int i, const std::string& service) {
-    agent::runtime::Runtime::Options o;
-    o.root = cluster().state_dir(i) + "/runtime";
     std::map<std::string, agent::runtime::ContainerInfo> out;
-    if (!fs::exists(o.root)) return out;
-    auto rt = agent::runtime::Runtime::Open(std::move(o));
+    if (!fs::exists(cluster().state_dir(i) + "/runtime")) return out;
+    auto rt = cluster().OpenRuntime(i);
     if (!rt.ok()) return out;
     auto all = (*rt)->List();
     if (!all.ok()) return out;

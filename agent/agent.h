@@ -57,7 +57,7 @@ class Agent {
     absl::Duration max_backoff = absl::Seconds(5);
     // Task statuses go to the dispatcher as they are reported, at most one batch per
     // send_interval (the least time between two batches).
-    absl::Duration send_interval = absl::Milliseconds(100);
+    absl::Duration send_interval = absl::Milliseconds(10);
     // How often the node's description is checked for changes (re-sent by a new session).
     absl::Duration describe_interval = absl::Seconds(30);
     // Called with the managers' addresses each session brings, so the node can remember them

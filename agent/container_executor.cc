@@ -213,9 +213,9 @@ class ContainerController final : public Controller {
     return AttachNetworks();
   }
 
-  absl::StatusOr<std::optional<ExitStatus>> Wait(absl::Duration timeout) override {
+  absl::StatusOr<std::optional<ExitStatus>> Wait(absl::Duration timeout, int wake_fd) override {
     RETURN_IF_ERROR(Find());
-    absl::StatusOr<rt::ExitRecord> r = options_.runtime->Wait(id_, timeout);
+    absl::StatusOr<rt::ExitRecord> r = options_.runtime->Wait(id_, timeout, wake_fd);
     if (r.status().code() == absl::StatusCode::kDeadlineExceeded) return std::nullopt;
     if (!r.ok()) return r.status();
     DetachNetworks();  // its address goes back to the managers once the exit is reported

@@ -45,8 +45,10 @@ class Controller {
   // Whether the task's container has been started (and not removed): after an agent restart,
   // a started container is waited for, not started again.
   virtual absl::StatusOr<bool> Started() = 0;
-  // Waits up to timeout for the process to end; nullopt while it still runs.
-  virtual absl::StatusOr<std::optional<ExitStatus>> Wait(absl::Duration timeout) = 0;
+  // Waits up to timeout for the process to end; nullopt while it still runs. May return
+  // early (nullopt) once wake_fd (-1: none) is readable: the task runner's sign that the
+  // task changed, e.g. that it is to shut down.
+  virtual absl::StatusOr<std::optional<ExitStatus>> Wait(absl::Duration timeout, int wake_fd) = 0;
   virtual Health CheckHealth() = 0;
   // The stop signal, then SIGKILL after the task's stop grace period; returns once it ended.
   virtual absl::Status Shutdown() = 0;

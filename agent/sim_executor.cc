@@ -71,7 +71,8 @@ class SimulatedController final : public Controller {
     return r.ok() && r->started;
   }
 
-  absl::StatusOr<std::optional<ExitStatus>> Wait(absl::Duration timeout) override {
+  // Simulated: sleeps on the (maybe fake) clock, deaf to wake_fd.
+  absl::StatusOr<std::optional<ExitStatus>> Wait(absl::Duration timeout, int) override {
     ASSIGN_OR_RETURN(Record r, Read());
     if (!r.exit && r.started && args_.size() == 3) {
       int code = 0;

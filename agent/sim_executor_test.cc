@@ -38,10 +38,10 @@ TEST_F(SimulatedExecutorTest, ExitsWithItsCodeAfterItsDuration) {
   EXPECT_FALSE(*c->Started());
   ASSERT_TRUE(c->Start().ok());
   EXPECT_TRUE(*c->Started());
-  auto first = c->Wait(absl::Milliseconds(1));
+  auto first = c->Wait(absl::Milliseconds(1), -1);
   ASSERT_TRUE(first.ok());
   EXPECT_FALSE(first->has_value());
-  auto exit = c->Wait(absl::Seconds(1));
+  auto exit = c->Wait(absl::Seconds(1), -1);
   ASSERT_TRUE(exit.ok() && exit->has_value());
   EXPECT_EQ((*exit)->exit_code, 3);
 }
@@ -55,9 +55,9 @@ TEST_F(SimulatedExecutorTest, ARunningContainerOutlivesItsControllerAndStopsOnSh
   // A new controller (a restarted agent) finds it started and still running.
   auto again = e.NewController(Task("t1", {}), {});
   EXPECT_TRUE(*again->Started());
-  EXPECT_FALSE(again->Wait(absl::Milliseconds(1))->has_value());
+  EXPECT_FALSE(again->Wait(absl::Milliseconds(1), -1)->has_value());
   ASSERT_TRUE(again->Shutdown().ok());
-  EXPECT_EQ((*again->Wait(absl::ZeroDuration()))->exit_code, 143);
+  EXPECT_EQ((*again->Wait(absl::ZeroDuration(), -1))->exit_code, 143);
   ASSERT_TRUE(again->Remove().ok());
   EXPECT_FALSE(*e.NewController(Task("t1", {}), {})->Started());
 }

@@ -1,6 +1,8 @@
 #include "agent/task_manager.h"
 
 #include <pthread.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <thread>
 
@@ -20,7 +22,8 @@ bool IsTerminal(api::TaskState s) { return s > api::TASK_STATE_RUNNING; }
 // Runs one task (see task_manager.h). The thread is the only user of the controller.
 class TaskRunner {
  public:
-  TaskRunner(TaskManager* manager, const api::Task& task) : manager_(manager), task_(task) {
+  TaskRunner(TaskManager* manager, const api::Task& task)
+      : manager_(manager), task_(task), wake_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
     thread_ = std::thread([this] { Run(); });
   }
   // Ends the thread; the container is left as it is.
@@ -29,21 +32,31 @@ class TaskRunner {
       absl::MutexLock lock(&mu_);
       stopping_ = true;
     }
+    Wake();
     thread_.join();
+    if (wake_fd_ >= 0) close(wake_fd_);
   }
 
   // A newer version of the task from the managers: its desired state and spec; the observed
   // status stays the runner's.
   void Update(const api::Task& task) {
-    absl::MutexLock lock(&mu_);
-    api::TaskStatus status = task_.status();
-    task_ = task;
-    *task_.mutable_status() = std::move(status);
+    bool changed;
+    {
+      absl::MutexLock lock(&mu_);
+      changed = task.desired_state() != task_.desired_state();
+      api::TaskStatus status = task_.status();
+      task_ = task;
+      *task_.mutable_status() = std::move(status);
+    }
+    if (changed) Wake();
   }
   // The task left the assignment: stop it, remove its container, forget it.
   void Remove() {
-    absl::MutexLock lock(&mu_);
-    removed_ = true;
+    {
+      absl::MutexLock lock(&mu_);
+      removed_ = true;
+    }
+    Wake();
   }
   bool finished() const {
     absl::MutexLock lock(&mu_);
@@ -78,12 +91,23 @@ class TaskRunner {
     return stopping_;
   }
 
+  // Cuts a wait for the container short: the desired state changed or the runner must end.
+  void Wake() {
+    const uint64_t one = 1;
+    (void)!write(wake_fd_, &one, sizeof one);
+  }
+  void DrainWakes() {
+    uint64_t n;
+    (void)!read(wake_fd_, &n, sizeof n);
+  }
+
   TaskManager* const manager_;
   mutable absl::Mutex mu_;
   api::Task task_ ABSL_GUARDED_BY(mu_);
   bool removed_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  const int wake_fd_;  // an eventfd: Wake() makes it readable, DrainWakes() empties it
   std::thread thread_;
 };
 
@@ -155,9 +179,10 @@ void TaskRunner::Drive(Controller& c) {
     }
     // With a health check, the task runs once the check first passes.
     while (c.CheckHealth() == Health::kStarting) {
+      DrainWakes();
       if (stopping()) return;
       if (shutdown_wanted()) break;
-      absl::StatusOr<std::optional<ExitStatus>> exit = c.Wait(poll);
+      absl::StatusOr<std::optional<ExitStatus>> exit = c.Wait(poll, wake_fd_);
       if (exit.ok() && exit->has_value()) return ReportExit(**exit);
     }
     if (!shutdown_wanted()) {
@@ -169,17 +194,18 @@ void TaskRunner::Drive(Controller& c) {
     }
   }
   while (!stopping()) {
+    DrainWakes();
     if (shutdown_wanted()) {
       if (absl::Status s = c.Shutdown(); !s.ok()) {
         log::Warn(kLog, "stopping a task's container failed; killing it",
                   {{"task", task().id()}, {"error", s}});
         (void)c.Terminate();
       }
-      absl::StatusOr<std::optional<ExitStatus>> exit = c.Wait(absl::ZeroDuration());
+      absl::StatusOr<std::optional<ExitStatus>> exit = c.Wait(absl::ZeroDuration(), -1);
       return Report(api::TASK_STATE_SHUTDOWN, "shutdown", "",
                     exit.ok() ? *exit : std::optional<ExitStatus>());
     }
-    absl::StatusOr<std::optional<ExitStatus>> exit = c.Wait(poll);
+    absl::StatusOr<std::optional<ExitStatus>> exit = c.Wait(poll, wake_fd_);
     if (!exit.ok()) {
       return Report(api::TASK_STATE_FAILED, "lost the container",
                     absl::StrCat("task: ", exit.status().message()));

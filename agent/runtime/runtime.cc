@@ -49,8 +49,9 @@ absl::StatusOr<nlohmann::json> ReadJson(const std::string& path) {
 
 bool Exists(const std::string& path) { return access(path.c_str(), F_OK) == 0; }
 
-// Polls fd for readability until the timeout; true when readable.
-bool PollReadable(int fd, absl::Duration timeout) {
+// Polls fd for readability until the timeout (or until wake_fd, when not -1, is readable);
+// true when fd is readable.
+bool PollReadable(int fd, absl::Duration timeout, int wake_fd = -1) {
   absl::Time deadline =
       timeout == absl::InfiniteDuration() ? absl::InfiniteFuture() : absl::Now() + timeout;
   for (;;) {
@@ -59,9 +60,9 @@ bool PollReadable(int fd, absl::Duration timeout) {
       ms = static_cast<int>(absl::ToInt64Milliseconds(deadline - absl::Now()));
       if (ms < 0) ms = 0;
     }
-    pollfd p{fd, POLLIN, 0};
-    int rc = poll(&p, 1, ms);
-    if (rc > 0) return true;
+    pollfd p[2] = {{fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
+    int rc = poll(p, wake_fd >= 0 ? 2 : 1, ms);
+    if (rc > 0) return p[0].revents != 0;
     if (rc == 0) return false;
     if (errno != EINTR) return false;
   }
@@ -449,13 +450,14 @@ int Runtime::OpenVerifiedPidfd(pid_t pid, uint64_t start_time) {
   return fd;
 }
 
-absl::StatusOr<ExitRecord> Runtime::Wait(const std::string& id, absl::Duration timeout) {
+absl::StatusOr<ExitRecord> Runtime::Wait(const std::string& id, absl::Duration timeout,
+                                          int wake_fd) {
   std::string dir = ContainerDir(id);
   ASSIGN_OR_RETURN(nlohmann::json state, ReadJson(dir + "/state.json"));
   pid_t shim = state.value("shim_pid", -1);
   int fd = OpenVerifiedPidfd(shim, state.value("shim_start", uint64_t{0}));
   if (fd >= 0) {
-    bool done = PollReadable(fd, timeout);
+    bool done = PollReadable(fd, timeout, wake_fd);
     close(fd);
     if (!done) {
       return absl::DeadlineExceededError(

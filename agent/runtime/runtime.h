@@ -91,9 +91,11 @@ class Runtime {
   // execve, when this returns.
   absl::StatusOr<std::string> Create(ContainerSpec spec);
   absl::Status Start(const std::string& id);
-  // Waits until the container has exited (or the timeout passes: DeadlineExceeded).
+  // Waits until the container has exited (or the timeout passes, or wake_fd when not -1
+  // becomes readable: DeadlineExceeded).
   absl::StatusOr<ExitRecord> Wait(const std::string& id,
-                                  absl::Duration timeout = absl::InfiniteDuration());
+                                  absl::Duration timeout = absl::InfiniteDuration(),
+                                  int wake_fd = -1);
   // The container's stop signal, then SIGKILL after `grace` (spec's grace when negative).
   absl::StatusOr<ExitRecord> Stop(const std::string& id, absl::Duration grace = absl::Seconds(-1));
   absl::Status Kill(const std::string& id, int signal);

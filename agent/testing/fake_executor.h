@@ -74,7 +74,7 @@ class FakeController final : public Controller {
     absl::MutexLock lock(&e_->mu);
     return e_->containers[task_.id()].started;
   }
-  absl::StatusOr<std::optional<ExitStatus>> Wait(absl::Duration timeout) override {
+  absl::StatusOr<std::optional<ExitStatus>> Wait(absl::Duration timeout, int) override {
     absl::MutexLock lock(&e_->mu);
     auto done = [this]() ABSL_SHARED_LOCKS_REQUIRED(e_->mu) {
       return e_->containers[task_.id()].exit.has_value();

@@ -761,12 +761,22 @@ void Dispatcher::RunWriter() {
 
 void Dispatcher::RunWatcher() {
   pthread_setname_np(pthread_self(), "dispatch-watch");
+  absl::Time last_round = absl::InfinitePast();
   while (true) {
+    // A store event wakes the thread (heartbeats and session messages are looked at every
+    // assignment_window anyway); like writes, the first change after a quiet spell goes out
+    // at once, then rounds are assignment_window apart.
+    if (watch_ != nullptr) {
+      watch_->Wait(options_.assignment_window);
+    }
     {
       absl::MutexLock lock(&mu_);
-      mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.batch_window);
+      mu_.AwaitWithTimeout(absl::Condition(&stopping_),
+                           watch_ != nullptr ? last_round + options_.assignment_window - absl::Now()
+                                             : options_.assignment_window);
       if (stopping_) return;
     }
+    last_round = absl::Now();
     ProcessEvents();
     ExpireHeartbeats();
     FlushAssignments();

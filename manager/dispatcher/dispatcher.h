@@ -41,8 +41,9 @@
 // the task's node; the nodes holding a secret or config; the nodes taking part in a network
 // that a task's attachments, a service's VIPs, the network itself or a node's attachments
 // name; the nodes holding records on a node whose address changed; a node whose own
-// attachments changed), and every batch_window each marked node whose stream is not still
-// writing gets the diff of its AssignmentSet (assignments.h). The first message of a stream is
+// attachments changed), and each marked node whose stream is not still writing gets the diff
+// of its AssignmentSet (assignments.h): at once after a quiet spell, then in rounds at least
+// assignment_window apart. The first message of a stream is
 // COMPLETE. Session messages go out from the same thread, so each stream's messages leave in
 // order.
 //
@@ -113,8 +114,12 @@ class Dispatcher {
     std::string node_id;
     Clock* clock = &Clock::Real();
     Random* random = &SecureRandom::Get();
-    // How long writes and assignment changes are collected before they go out.
-    absl::Duration batch_window = absl::Milliseconds(50);
+    // The least time between two rounds of writes (short: the orchestrator's rolling update
+    // waits on every report; the Raft node batches what arrives while a write is in flight).
+    absl::Duration batch_window = absl::Milliseconds(10);
+    // The least time between two rounds of assignment changes (longer: each round diffs
+    // every marked node's assignment set).
+    absl::Duration assignment_window = absl::Milliseconds(50);
     // Task reports that make the writer go before the window ends.
     size_t max_batch = 1000;
     // Objects written per store transaction (each one Raft entry).

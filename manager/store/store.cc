@@ -198,6 +198,12 @@ std::optional<Event> Watch::Next(absl::Duration timeout) {
   return e;
 }
 
+bool Watch::Wait(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return closed_ || !queue_.empty(); };
+  return mu_.AwaitWithTimeout(absl::Condition(&ready), timeout) && !queue_.empty();
+}
+
 void Watch::Close() {
   absl::MutexLock lock(&mu_);
   closed_ = true;

@@ -63,6 +63,9 @@ class Watch {
  public:
   // The next event, or nullopt after timeout or once closed.
   std::optional<Event> Next(absl::Duration timeout);
+  // Waits until an event is queued (true) or the timeout passes or the watch closes (false);
+  // takes nothing.
+  bool Wait(absl::Duration timeout);
   void Close();
   bool closed() const;
 

@@ -113,8 +113,8 @@ if [[ $action == uninstall ]]; then
   rm -f "$unit" "$bin/swarmd" "$bin/swarmctl" "$bin/swarmd-runtime"
   have_systemd && systemctl daemon-reload
   if [[ $purge == 1 ]]; then
-    rm -rf "${state_dir:?}"
-    echo "removed swarmd, its unit and its state ($state_dir)"
+    rm -rf "${state_dir:?}" /var/run/swarmd
+    echo "removed swarmd, its unit and its state ($state_dir, /var/run/swarmd)"
   else
     echo "removed swarmd and its unit; the state stays in $state_dir (--purge removes it)"
   fi

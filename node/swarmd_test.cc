@@ -232,6 +232,21 @@ TEST_F(SwarmdTest, Init_AnInactiveNodeBecomesTheFirstManager) {
   EXPECT_TRUE(nodes[0].manager_status().leader());
 }
 
+// Two daemons sharing an exec root would take each other's containers for their own.
+TEST(SwarmdExecRootTest, ASecondDaemonOnTheSameExecRootRefusesToStart) {
+  char tmpl[] = "/tmp/swarmd-exec-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  SwarmdCluster first({.exec_root_base = tmpl});
+  SwarmdCluster second({.exec_root_base = tmpl});
+  ASSERT_TRUE(first.Start(1).ok()) << first.Output(1);
+  EXPECT_FALSE(second.Start(1).ok());
+  EXPECT_TRUE(absl::StrContains(second.Output(1), "uses the exec root")) << second.Output(1);
+  EXPECT_TRUE(absl::StrContains(second.Output(1), "--exec-root")) << second.Output(1);
+  EXPECT_EQ(first.Terminate(1), 0);
+  std::error_code ec;
+  fs::remove_all(tmpl, ec);
+}
+
 TEST_F(SwarmdTest, Init_CreatesTheIngressNetworkFromTheConfiguredAddressPools) {
   ASSERT_TRUE(cluster_.Start(1).ok());
   {

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 
 #include "absl/strings/match.h"
@@ -27,7 +28,64 @@
 #include "common/errno_status.h"
 #include "common/status_macros.h"
 
+// std::optional as JSON null or the value (nlohmann 3.11 has no conversion of its own).
+namespace nlohmann {
+template <typename T>
+struct adl_serializer<std::optional<T>> {
+  static void to_json(json& j, const std::optional<T>& o) {
+    if (o) {
+      j = *o;
+    } else {
+      j = nullptr;
+    }
+  }
+  static void from_json(const json& j, std::optional<T>& o) {
+    if (j.is_null()) {
+      o.reset();
+    } else {
+      o = j.get<T>();
+    }
+  }
+};
+}  // namespace nlohmann
+
 namespace swarm::agent::runtime {
+namespace {
+
+// Byte strings (CBOR) for what may not be UTF-8: file data, the seccomp program.
+nlohmann::json::binary_t Bytes(const std::string& s) {
+  return nlohmann::json::binary_t(std::vector<uint8_t>(s.begin(), s.end()));
+}
+std::string FromBytes(const nlohmann::json& j) {
+  const auto& b = j.get_binary();
+  return std::string(b.begin(), b.end());
+}
+
+}  // namespace
+
+// What the shim launcher's child receives (ShimLauncher::Launch), as JSON for CBOR. Found
+// by nlohmann's get<T>() through argument-dependent lookup, hence here, not in the unnamed
+// namespace.
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(MountSpec, type, source, target, read_only, tmpfs_size_bytes)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(RlimitSpec, resource, soft, hard)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Resources, memory_bytes, nano_cpus, cpu_shares, pids_limit)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(HealthCheckSpec, test, interval_ms, timeout_ms, start_period_ms,
+                                   retries)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ContainerPaths, dir, upper, work, rootfs, exec_fifo, staging)
+void to_json(nlohmann::json& j, const FileSpec& f) {
+  j = {{"target", f.target}, {"data", Bytes(f.data)}, {"mode", f.mode}, {"uid", f.uid},
+       {"gid", f.gid}};
+}
+void from_json(const nlohmann::json& j, FileSpec& f) {
+  f = {j.at("target"), FromBytes(j.at("data")), j.at("mode"), j.at("uid"), j.at("gid")};
+}
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ContainerSpec, name, image, lower_dirs, args, entrypoint, env,
+                                   working_dir, user, hostname, read_only_rootfs, cap_add,
+                                   cap_drop, no_new_privileges, seccomp_unconfined, mounts, files,
+                                   rlimits, resources, network, netns_path, user_namespace,
+                                   userns_host_id, userns_size, stop_signal, stop_grace_ms,
+                                   log_max_size_bytes, log_max_files, healthcheck)
+
 namespace {
 
 void WriteAll(int fd, std::string_view s) {
@@ -201,83 +259,17 @@ void ShimLog(const std::string& dir, const std::string& line) {
   _exit(0);
 }
 
-// What a shim needs, as the launcher's child receives it: CBOR of a JSON object, with byte
-// strings for what may not be UTF-8 (file data, the seccomp program).
-nlohmann::json::binary_t Bytes(const std::string& s) {
-  return nlohmann::json::binary_t(std::vector<uint8_t>(s.begin(), s.end()));
-}
-std::string FromBytes(const nlohmann::json& j) {
-  const auto& b = j.get_binary();
-  return std::string(b.begin(), b.end());
-}
-
 std::string EncodeLaunch(const CreateRequest& r, const Cgroup& cgroup, const std::string& dir,
                          const std::string& log_path, int64_t log_max_size, int log_max_files) {
-  const ContainerSpec& c = *r.spec;
-  nlohmann::json s;
-  s["name"] = c.name;
-  s["image"] = c.image;
-  s["lower_dirs"] = c.lower_dirs;
-  s["args"] = c.args;
-  if (c.entrypoint) s["entrypoint"] = *c.entrypoint;
-  s["env"] = c.env;
-  s["working_dir"] = c.working_dir;
-  s["user"] = c.user;
-  s["hostname"] = c.hostname;
-  s["read_only_rootfs"] = c.read_only_rootfs;
-  s["cap_add"] = c.cap_add;
-  s["cap_drop"] = c.cap_drop;
-  s["no_new_privileges"] = c.no_new_privileges;
-  s["seccomp_unconfined"] = c.seccomp_unconfined;
-  s["mounts"] = nlohmann::json::array();
-  for (const MountSpec& m : c.mounts) {
-    s["mounts"].push_back({{"type", static_cast<int>(m.type)},
-                           {"source", m.source},
-                           {"target", m.target},
-                           {"read_only", m.read_only},
-                           {"tmpfs_size_bytes", m.tmpfs_size_bytes}});
-  }
-  s["files"] = nlohmann::json::array();
-  for (const FileSpec& f : c.files) {
-    s["files"].push_back({{"target", f.target},
-                          {"data", Bytes(f.data)},
-                          {"mode", f.mode},
-                          {"uid", f.uid},
-                          {"gid", f.gid}});
-  }
-  s["rlimits"] = nlohmann::json::array();
-  for (const RlimitSpec& l : c.rlimits) {
-    s["rlimits"].push_back({{"resource", l.resource}, {"soft", l.soft}, {"hard", l.hard}});
-  }
-  s["resources"] = {{"memory_bytes", c.resources.memory_bytes},
-                    {"nano_cpus", c.resources.nano_cpus},
-                    {"cpu_shares", c.resources.cpu_shares},
-                    {"pids_limit", c.resources.pids_limit}};
-  s["network"] = static_cast<int>(c.network);
-  s["netns_path"] = c.netns_path;
-  s["user_namespace"] = c.user_namespace;
-  s["userns_host_id"] = c.userns_host_id;
-  s["userns_size"] = c.userns_size;
-  s["stop_signal"] = c.stop_signal;
-  s["stop_grace_ms"] = c.stop_grace_ms;
-  s["log_max_size_bytes"] = c.log_max_size_bytes;
-  s["log_max_files"] = c.log_max_files;
-  s["healthcheck"] = {{"test", c.healthcheck.test},
-                      {"interval_ms", c.healthcheck.interval_ms},
-                      {"timeout_ms", c.healthcheck.timeout_ms},
-                      {"start_period_ms", c.healthcheck.start_period_ms},
-                      {"retries", c.healthcheck.retries}};
-  nlohmann::json j;
-  j["spec"] = std::move(s);
-  j["paths"] = {r.paths.dir,    r.paths.upper,     r.paths.work,
-                r.paths.rootfs, r.paths.exec_fifo, r.paths.staging};
-  j["mount_sources"] = r.mount_sources;
+  nlohmann::json j = {{"spec", *r.spec},
+                      {"paths", r.paths},
+                      {"mount_sources", r.mount_sources},
+                      {"cgroup", cgroup.paths()},
+                      {"dir", dir},
+                      {"log_path", log_path},
+                      {"log_max_size", log_max_size},
+                      {"log_max_files", log_max_files}};
   if (r.seccomp_program != nullptr) j["seccomp"] = Bytes(*r.seccomp_program);
-  j["cgroup"] = cgroup.paths();
-  j["dir"] = dir;
-  j["log_path"] = log_path;
-  j["log_max_size"] = log_max_size;
-  j["log_max_files"] = log_max_files;
   std::vector<uint8_t> cbor = nlohmann::json::to_cbor(j);
   return std::string(cbor.begin(), cbor.end());
 }
@@ -298,67 +290,12 @@ std::string EncodeLaunch(const CreateRequest& r, const Cgroup& cgroup, const std
   nlohmann::json j = nlohmann::json::from_cbor(bytes, true, false);
   if (j.is_discarded()) fail("the shim launcher got a request it cannot parse");
   try {
-    const nlohmann::json& s = j.at("spec");
-    ContainerSpec c;
-    c.name = s.at("name");
-    c.image = s.at("image");
-    c.lower_dirs = s.at("lower_dirs");
-    c.args = s.at("args");
-    if (s.contains("entrypoint")) c.entrypoint = s.at("entrypoint").get<std::vector<std::string>>();
-    c.env = s.at("env");
-    c.working_dir = s.at("working_dir");
-    c.user = s.at("user");
-    c.hostname = s.at("hostname");
-    c.read_only_rootfs = s.at("read_only_rootfs");
-    c.cap_add = s.at("cap_add");
-    c.cap_drop = s.at("cap_drop");
-    c.no_new_privileges = s.at("no_new_privileges");
-    c.seccomp_unconfined = s.at("seccomp_unconfined");
-    for (const auto& m : s.at("mounts")) {
-      c.mounts.push_back({.type = static_cast<MountSpec::Type>(m.at("type").get<int>()),
-                          .source = m.at("source"),
-                          .target = m.at("target"),
-                          .read_only = m.at("read_only"),
-                          .tmpfs_size_bytes = m.at("tmpfs_size_bytes")});
-    }
-    for (const auto& f : s.at("files")) {
-      c.files.push_back({.target = f.at("target"),
-                         .data = FromBytes(f.at("data")),
-                         .mode = f.at("mode"),
-                         .uid = f.at("uid"),
-                         .gid = f.at("gid")});
-    }
-    for (const auto& l : s.at("rlimits")) {
-      c.rlimits.push_back({.resource = l.at("resource"), .soft = l.at("soft"), .hard = l.at("hard")});
-    }
-    const auto& res = s.at("resources");
-    c.resources = {.memory_bytes = res.at("memory_bytes"),
-                   .nano_cpus = res.at("nano_cpus"),
-                   .cpu_shares = res.at("cpu_shares"),
-                   .pids_limit = res.at("pids_limit")};
-    c.network = static_cast<NetworkMode>(s.at("network").get<int>());
-    c.netns_path = s.at("netns_path");
-    c.user_namespace = s.at("user_namespace");
-    c.userns_host_id = s.at("userns_host_id");
-    c.userns_size = s.at("userns_size");
-    c.stop_signal = s.at("stop_signal");
-    c.stop_grace_ms = s.at("stop_grace_ms");
-    c.log_max_size_bytes = s.at("log_max_size_bytes");
-    c.log_max_files = s.at("log_max_files");
-    const auto& h = s.at("healthcheck");
-    c.healthcheck = {.test = h.at("test"),
-                     .interval_ms = h.at("interval_ms"),
-                     .timeout_ms = h.at("timeout_ms"),
-                     .start_period_ms = h.at("start_period_ms"),
-                     .retries = h.at("retries")};
-    const std::vector<std::string> paths = j.at("paths");
-    if (paths.size() != 6) fail("the shim launcher got a request without the container's paths");
-    std::string seccomp;
-    if (j.contains("seccomp")) seccomp = FromBytes(j.at("seccomp"));
-    Cgroup cgroup = Cgroup::AtPaths(j.at("cgroup"));
+    const ContainerSpec spec = j.at("spec").get<ContainerSpec>();
+    const std::string seccomp = j.contains("seccomp") ? FromBytes(j.at("seccomp")) : "";
+    const Cgroup cgroup = Cgroup::AtPaths(j.at("cgroup"));
     CreateRequest r;
-    r.spec = &c;
-    r.paths = {paths[0], paths[1], paths[2], paths[3], paths[4], paths[5]};
+    r.spec = &spec;
+    r.paths = j.at("paths").get<ContainerPaths>();
     r.mount_sources = j.at("mount_sources");
     r.seccomp_program = j.contains("seccomp") ? &seccomp : nullptr;
     r.cgroup = &cgroup;

@@ -31,14 +31,24 @@ namespace {
 constexpr char kRoot[] = "/sys/fs/cgroup";
 constexpr int64_t kCfsPeriodUs = 100000;
 
-absl::Status WriteFile(const std::string& path, const std::string& value) {
+// Writes each value with a write(2) of its own (a cgroup file takes one value per write)
+// through one open file.
+absl::Status WriteFile(const std::string& path, const std::vector<std::string>& values) {
   int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
   if (fd < 0) return ErrnoToStatus(errno, absl::StrCat("opening ", path));
-  ssize_t n = write(fd, value.data(), value.size());
-  int err = errno;
+  for (const std::string& value : values) {
+    if (write(fd, value.data(), value.size()) < 0) {
+      const int err = errno;
+      close(fd);
+      return ErrnoToStatus(err, absl::StrCat("writing '", value, "' to ", path));
+    }
+  }
   close(fd);
-  if (n < 0) return ErrnoToStatus(err, absl::StrCat("writing '", value, "' to ", path));
   return absl::OkStatus();
+}
+
+absl::Status WriteFile(const std::string& path, const std::string& value) {
+  return WriteFile(path, std::vector<std::string>{value});
 }
 
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
@@ -202,9 +212,9 @@ absl::Status V1Apply(const std::vector<std::string>& paths, const Resources& r) 
   }
   if (std::string dev = V1Path(paths, "devices"); !dev.empty()) {
     RETURN_IF_ERROR(WriteFile(dev + "/devices.deny", "a"));
-    for (const DeviceRule& rule : kDeviceRules) {
-      RETURN_IF_ERROR(WriteFile(dev + "/devices.allow", V1DeviceRule(rule)));
-    }
+    std::vector<std::string> rules;
+    for (const DeviceRule& rule : kDeviceRules) rules.push_back(V1DeviceRule(rule));
+    RETURN_IF_ERROR(WriteFile(dev + "/devices.allow", rules));
   }
   return absl::OkStatus();
 }

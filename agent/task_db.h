@@ -2,11 +2,16 @@
 // task ID, the value the task as the agent last saw it with the status it last observed). A
 // restarted agent reads it to know which tasks it had and how far each got, so it adopts the
 // still-running containers instead of starting duplicates, and reports exits that happened
-// while it was down. A status is recorded before it is reported. RUNNING and the final states
-// are synced, so the managers never hear of them from an agent that could forget them; the
-// steps before (accepted, preparing, ready, starting) only reach the write-ahead log (they
-// survive the agent being killed, not the machine losing power), because a restarted agent
-// redoes them from what exists: it finds the container it made by name.
+// while it was down. The final states are recorded, synced, before they are reported, so the
+// managers never hear of a task's end from an agent that could forget it. ACCEPTED (before
+// the container is made: a restarted agent knows the task even if the managers no longer
+// assign it, and removes its container) and RUNNING are recorded unsynced before they are
+// reported: they survive the agent being killed; a power loss may take them, and with them
+// the containers, which run on no longer anyway. The other steps (preparing, ready,
+// starting) are not recorded: a restarted agent redoes them from what exists, finding the
+// container it made by name. Each write, and more each sync, sits on the way of a task's
+// start: under a burst of container creations the filesystem's journal makes a sync wait
+// for hundreds of milliseconds.
 //
 // No secret or config data is stored: tasks refer to them by ID only.
 //

@@ -246,10 +246,12 @@ void TaskRunner::Report(api::TaskState state, const std::string& message, const 
     if (exit) st->mutable_container()->set_oom_killed(exit->oom_killed);
     copy = task_;
   }
-  // Recorded before it is reported: what the managers hear survives a restart (task_db.h).
-  if (absl::Status s = manager_->options_.db->Put(copy, /*sync=*/state >= api::TASK_STATE_RUNNING);
-      !s.ok()) {
-    log::Error(kLog, "recording a task's state failed", {{"task", copy.id()}, {"error", s}});
+  // Recorded before it is reported where a restart needs it (task_db.h).
+  if (state == api::TASK_STATE_ACCEPTED || state >= api::TASK_STATE_RUNNING) {
+    if (absl::Status s = manager_->options_.db->Put(copy, /*sync=*/state > api::TASK_STATE_RUNNING);
+        !s.ok()) {
+      log::Error(kLog, "recording a task's state failed", {{"task", copy.id()}, {"error", s}});
+    }
   }
   log::Info(kLog, "task state",
             {{"task", copy.id()}, {"state", api::TaskState_Name(state)}, {"err", err}});

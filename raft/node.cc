@@ -700,6 +700,16 @@ void Node::HandleReady() {
 
   if (rd.soft_state) {
     const bool leader = rd.soft_state->state == StateType::kLeader;
+    if (rd.soft_state->state != state_) {
+      // Elections are rare and short; one that does not end is worth seeing in the log.
+      state_ = rd.soft_state->state;
+      if (state_ == StateType::kCandidate || state_ == StateType::kPreCandidate) {
+        log::Info(kLog, "campaigning",
+                  {{"id", config_.id},
+                   {"term", raw_->GetStatus().hard_state.term},
+                   {"as", StateTypeName(state_)}});
+      }
+    }
     if (rd.soft_state->lead != lead_) {
       // Requests this node proposed, or forwarded to the old leader, may be lost with it.
       lead_ = rd.soft_state->lead;

@@ -232,6 +232,7 @@ class Node {
   uint64_t snapshot_index_ = 0;
   bool leader_ = false;
   uint64_t lead_ = kNone;  // the leader the core last reported
+  StateType state_ = StateType::kFollower;  // the role the core last reported
   bool removed_ = false;
 
   std::thread loop_;

@@ -312,6 +312,14 @@ std::string EncodeLaunch(const CreateRequest& r, const Cgroup& cgroup, const std
 [[noreturn]] void LauncherLoop(int control, pid_t daemon) {
   prctl(PR_SET_NAME, "swarm-shims");
   prctl(PR_SET_PDEATHSIG, SIGKILL);
+  // As the daemon's threads do (its main thread takes them): the shims inherit the mask, so
+  // a SIGTERM or SIGINT meant for swarmd never ends a shim (a container's init unblocks all
+  // before it runs). The launcher itself ends with the daemon.
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  sigprocmask(SIG_BLOCK, &stop, nullptr);
   if (getppid() != daemon) _exit(0);  // it died before the line above
   signal(SIGCHLD, SIG_IGN);           // shims are reaped by the kernel
   for (;;) {

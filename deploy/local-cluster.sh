@@ -31,8 +31,9 @@ down() {
     done
     # The nodes' containers outlive swarmd by design (their shims hold them): end them too.
     for dir in "$base"/node-*/runtime; do
-      [[ -d $dir && -x $base/bin/swarmd-runtime ]] || continue
-      rt=("$base/bin/swarmd-runtime" --root "$dir" --run-root "$dir")
+      [[ -d $dir && $dir != *.run/runtime && -x $base/bin/swarmd-runtime ]] || continue
+      node=${dir%/runtime}
+      rt=("$base/bin/swarmd-runtime" --root "$dir" --run-root "$node.run/runtime")
       for id in $("${rt[@]}" ps -a 2>/dev/null | awk 'NR > 1 {print $1}'); do
         "${rt[@]}" rm -f "$id" >/dev/null 2>&1 || true
       done

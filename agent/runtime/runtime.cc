@@ -104,22 +104,6 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Open(Options options) {
     }
     closedir(d);
   }
-  // With the small files on a tmpfs, a reboot leaves containers' upper directories and logs
-  // with nothing to say they were ours: they go to the trash. (Create makes the small-file
-  // directory first and Remove deletes it last, so a live container is never taken.)
-  if (rt->options_.run_root != rt->options_.root) {
-    if (DIR* d = opendir((rt->options_.root + "/containers").c_str())) {
-      absl::MutexLock lock(&rt->trash_mu_);
-      while (dirent* e = readdir(d)) {
-        if (e->d_name[0] == '.' || Exists(rt->ContainerDir(e->d_name))) continue;
-        const std::string trash = rt->options_.root + "/trash/" + e->d_name;
-        if (rename(rt->DataDir(e->d_name).c_str(), trash.c_str()) == 0) {
-          rt->trash_.push_back(trash);
-        }
-      }
-      closedir(d);
-    }
-  }
   // Containers made before names were linked get their link.
   if (DIR* d = opendir((rt->options_.run_root + "/containers").c_str())) {
     while (dirent* e = readdir(d)) {
@@ -160,6 +144,25 @@ void Runtime::DeleterLoop() {
     // A failure leaves the directory in the trash for the next daemon to try again.
     (void)RemoveAll(path);
   }
+}
+
+void Runtime::TrashDataWithoutContainers() {
+  if (options_.run_root == options_.root) return;
+  DIR* d = opendir((options_.root + "/containers").c_str());
+  if (d == nullptr) return;
+  absl::MutexLock lock(&trash_mu_);
+  while (dirent* e = readdir(d)) {
+    // Only what Create makes under root (an upper directory, no small files): a wrong
+    // run_root must not make a run root's own directories look orphaned.
+    const std::string data = DataDir(e->d_name);
+    if (e->d_name[0] == '.' || Exists(ContainerDir(e->d_name)) || !Exists(data + "/upper") ||
+        Exists(data + "/config.json")) {
+      continue;
+    }
+    const std::string trash = options_.root + "/trash/" + e->d_name;
+    if (rename(data.c_str(), trash.c_str()) == 0) trash_.push_back(trash);
+  }
+  closedir(d);
 }
 
 std::string Runtime::ContainerDir(const std::string& id) const {

@@ -84,6 +84,11 @@ class Runtime {
   static absl::StatusOr<std::unique_ptr<Runtime>> Open(Options options);
   // Finishes deleting removed containers' data; containers themselves keep running.
   ~Runtime();
+  // The daemon's, at start: with the small files on a tmpfs, a reboot leaves containers'
+  // upper directories and logs with nothing to say they were ours; they go to the trash.
+  // (Create makes the small-file directory first and Remove deletes it last, so a live
+  // container is never taken.) Not for tools that open the runtime beside the daemon.
+  void TrashDataWithoutContainers();
   Runtime(const Runtime&) = delete;
   Runtime& operator=(const Runtime&) = delete;
 

@@ -460,7 +460,7 @@ TEST_F(RuntimeTest, Names_ResolveToTheirContainerAndAreUnique) {
 
 // After a reboot a tmpfs run root is empty: the upper directories left on disk go, those of
 // containers that still exist stay.
-TEST_F(RuntimeTest, RunRoot_DataWithoutSmallFilesIsTrashedAtOpen) {
+TEST_F(RuntimeTest, RunRoot_DataWithoutSmallFilesIsTrashed) {
   runtime_.reset();
   const std::string run = state_ + "/run";
   auto open = [&] { return Runtime::Open({state_, cgroup_parent_, nullptr, run}); };
@@ -472,7 +472,14 @@ TEST_F(RuntimeTest, RunRoot_DataWithoutSmallFilesIsTrashedAtOpen) {
   ASSERT_TRUE(runtime_->Remove(*lost).ok());
   ASSERT_TRUE(MkdirAll(runtime_->DataDir(*lost) + "/upper").ok());  // as a reboot leaves it
   runtime_.reset();
+  // A tool given the run root as its root finds nothing to take there.
+  auto wrong = Runtime::Open({run, cgroup_parent_, nullptr, state_ + "/elsewhere"});
+  ASSERT_TRUE(wrong.ok());
+  (*wrong)->TrashDataWithoutContainers();
+  wrong->reset();
+  EXPECT_EQ(access((run + "/containers/" + *kept + "/config.json").c_str(), F_OK), 0);
   runtime_ = *open();
+  runtime_->TrashDataWithoutContainers();
   runtime_.reset();  // finishes emptying the trash
   EXPECT_EQ(access((state_ + "/containers/" + *lost).c_str(), F_OK), -1);
   EXPECT_EQ(access((state_ + "/containers/" + *kept + "/upper").c_str(), F_OK), 0);

@@ -11,11 +11,11 @@
 // the clock starts (loaded into our nodes' image stores; `docker import`ed into each
 // dockerd, services created with --no-resolve-image and dockerd told to prefer the local
 // image), and keep running containers' small files (their exec roots) on a tmpfs of the
-// bench's, as /run is on a production host; with stop signal SIGKILL (busybox sleep as PID 1 ignores SIGTERM, so either side
-// would otherwise wait out the 10 s grace period). Each side is polled every 50 ms for its
-// tasks' observed states: ours through ListTasks on the manager's socket, Docker's through
-// GET /tasks on the engine API. Our commands go through the control API; Docker's through
-// its CLI with -d, as an operator types them.
+// bench's, as /run is on a production host; with stop signal SIGKILL (busybox sleep as PID 1
+// ignores SIGTERM, so either side would otherwise wait out the 10 s grace period). Each side is
+// polled every 50 ms for its tasks' observed states: ours through ListTasks on the manager's
+// socket, Docker's through GET /tasks on the engine API. Our commands go through the control API;
+// Docker's through its CLI with -d, as an operator types them.
 //
 // Ours: swarmd processes on loopback (SwarmdCluster) with the container executor.
 // Docker's: dockerd processes of the bench's own (data root, exec root, socket, cgroup

@@ -30,10 +30,10 @@
 #include <algorithm>
 #include <fstream>
 #include <functional>
-#include <thread>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -234,10 +234,10 @@ void RunBurst(Runtime& rt, int count) {
       return;
     }
   }
-  printf("  burst of %d (one thread each): all created and started in %.0f ms (%.1f ms a "
-         "container), slowest create %.0f ms; all removed in %.0f ms\n",
-         count, up_ms, up_ms / count, *std::max_element(create_ms.begin(), create_ms.end()),
-         down_ms);
+  printf(
+      "  burst of %d (one thread each): all created and started in %.0f ms (%.1f ms a "
+      "container), slowest create %.0f ms; all removed in %.0f ms\n",
+      count, up_ms, up_ms / count, *std::max_element(create_ms.begin(), create_ms.end()), down_ms);
 }
 
 double RunCliOnce(const std::string& cli, const std::string& root, const std::string& run_root,
@@ -303,8 +303,10 @@ int Main(int argc, char** argv) {
     if (MkdirAll(run).ok() && mount("tmpfs", run.c_str(), "tmpfs", 0, "mode=0700") == 0) {
       run_mounted = run;
     }
-    auto rt = image.ok() ? Runtime::Open({dir + "/state", parent, store->get(), run + "/swarm", launcher->get()})
-                         : absl::StatusOr<std::unique_ptr<Runtime>>(image.status());
+    auto rt =
+        image.ok()
+            ? Runtime::Open({dir + "/state", parent, store->get(), run + "/swarm", launcher->get()})
+            : absl::StatusOr<std::unique_ptr<Runtime>>(image.status());
     if (!rt.ok()) {
       fprintf(stderr, "runtime_bench: %s\n", std::string(rt.status().message()).c_str());
       break;

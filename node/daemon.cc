@@ -53,8 +53,8 @@ absl::StatusOr<int> LockExecRoot(const std::string& exec_root) {
     (void)!pread(fd, pid, sizeof pid - 1, 0);
     close(fd);
     return absl::FailedPreconditionError(absl::StrCat(
-        "another swarmd (pid ", absl::StripAsciiWhitespace(pid), ") uses the exec root ",
-        exec_root, ": give each daemon on this machine its own --exec-root and --state-dir"));
+        "another swarmd (pid ", absl::StripAsciiWhitespace(pid), ") uses the exec root ", exec_root,
+        ": give each daemon on this machine its own --exec-root and --state-dir"));
   }
   const std::string self = absl::StrCat(getpid(), "\n");
   if (ftruncate(fd, 0) != 0 || pwrite(fd, self.data(), self.size(), 0) < 0) {

@@ -231,7 +231,7 @@ class Node {
   uint64_t applied_ = 0;
   uint64_t snapshot_index_ = 0;
   bool leader_ = false;
-  uint64_t lead_ = kNone;  // the leader the core last reported
+  uint64_t lead_ = kNone;                   // the leader the core last reported
   StateType state_ = StateType::kFollower;  // the role the core last reported
   bool removed_ = false;
 

@@ -190,9 +190,9 @@ absl::Status Runtime::ClaimName(const std::string& name, const std::string& id) 
     if (symlink(id.c_str(), NameLink(name).c_str()) == 0) return absl::OkStatus();
     if (errno != EEXIST) return ErrnoToStatus(errno, absl::StrCat("naming container ", name));
     if (std::optional<std::string> owner = NameOwner(name)) {
-      return absl::AlreadyExistsError(absl::StrCat("container name \"", name,
-                                                   "\" is already in use by container ", *owner,
-                                                   ": remove that container or choose another name"));
+      return absl::AlreadyExistsError(
+          absl::StrCat("container name \"", name, "\" is already in use by container ", *owner,
+                       ": remove that container or choose another name"));
     }
     unlink(NameLink(name).c_str());  // a link to a container that is gone
   }
@@ -454,7 +454,7 @@ int Runtime::OpenVerifiedPidfd(pid_t pid, uint64_t start_time) {
 }
 
 absl::StatusOr<ExitRecord> Runtime::Wait(const std::string& id, absl::Duration timeout,
-                                          int wake_fd) {
+                                         int wake_fd) {
   std::string dir = ContainerDir(id);
   ASSIGN_OR_RETURN(nlohmann::json state, ReadJson(dir + "/state.json"));
   pid_t shim = state.value("shim_pid", -1);

@@ -404,13 +404,14 @@ TEST_F(RuntimeTest, ShimLauncher_CarriesTheWholeSpecAndIsNotNeeded) {
   spec.hostname = "launched";
   spec.read_only_rootfs = true;
   spec.files.push_back({"/run/secrets/bin", std::string("\xff\x00\x01", 3), 0444, 0, 0});
-  spec.mounts.push_back(
-      {.type = MountSpec::Type::kBind, .source = state_ + "/bind", .target = "/b", .read_only = true});
+  spec.mounts.push_back({.type = MountSpec::Type::kBind,
+                         .source = state_ + "/bind",
+                         .target = "/b",
+                         .read_only = true});
   spec.mounts.push_back({.type = MountSpec::Type::kTmpfs, .target = "/t"});
   spec.rlimits.push_back({RLIMIT_NOFILE, 321, 321});
   Result r = Run(spec);
-  EXPECT_EQ(r.stdout_text,
-            "bar\n/etc\n65534\nlaunched\n ff 00 01\nbound\n321\nread-only\ntmpfs\n")
+  EXPECT_EQ(r.stdout_text, "bar\n/etc\n65534\nlaunched\n ff 00 01\nbound\n321\nread-only\ntmpfs\n")
       << r.stderr_text << r.exit.error;
 
   // The shim is the launcher's child, not ours.

@@ -73,18 +73,21 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(HealthCheckSpec, test, interval_ms, timeout_m
                                    retries)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ContainerPaths, dir, upper, work, rootfs, exec_fifo, staging)
 void to_json(nlohmann::json& j, const FileSpec& f) {
-  j = {{"target", f.target}, {"data", Bytes(f.data)}, {"mode", f.mode}, {"uid", f.uid},
+  j = {{"target", f.target},
+       {"data", Bytes(f.data)},
+       {"mode", f.mode},
+       {"uid", f.uid},
        {"gid", f.gid}};
 }
 void from_json(const nlohmann::json& j, FileSpec& f) {
   f = {j.at("target"), FromBytes(j.at("data")), j.at("mode"), j.at("uid"), j.at("gid")};
 }
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ContainerSpec, name, image, lower_dirs, args, entrypoint, env,
-                                   working_dir, user, hostname, read_only_rootfs, cap_add,
-                                   cap_drop, no_new_privileges, seccomp_unconfined, mounts, files,
-                                   rlimits, resources, network, netns_path, user_namespace,
-                                   userns_host_id, userns_size, stop_signal, stop_grace_ms,
-                                   log_max_size_bytes, log_max_files, healthcheck)
+                                   working_dir, user, hostname, read_only_rootfs, cap_add, cap_drop,
+                                   no_new_privileges, seccomp_unconfined, mounts, files, rlimits,
+                                   resources, network, netns_path, user_namespace, userns_host_id,
+                                   userns_size, stop_signal, stop_grace_ms, log_max_size_bytes,
+                                   log_max_files, healthcheck)
 
 namespace {
 
@@ -443,8 +446,8 @@ absl::StatusOr<ShimProcess> ShimLauncher::Launch(const CreateRequest& request, c
     return absl::UnavailableError(
         absl::StrCat("the shim launcher is gone: ", strerror(send_errno)));
   }
-  const std::string payload = EncodeLaunch(request, cgroup, container_dir, log_path,
-                                           log_max_size_bytes, log_max_files);
+  const std::string payload =
+      EncodeLaunch(request, cgroup, container_dir, log_path, log_max_size_bytes, log_max_files);
   const uint64_t size = payload.size();
   WriteAll(sv[0], std::string_view(reinterpret_cast<const char*>(&size), sizeof size));
   WriteAll(sv[0], payload);

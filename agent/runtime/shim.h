@@ -1,7 +1,7 @@
 // The shim: a small supervisor process per container, forked (not re-executed) from the
-// runtime or from its ShimLauncher. It creates the container (CreateContainerProcess), is its parent, pumps its
-// stdout and stderr into the JSON-lines log, reaps it and writes the exit record, then
-// exits. It holds nothing of the daemon's (every inherited fd is closed, it is in its own
+// runtime or from its ShimLauncher. It creates the container (CreateContainerProcess), is its
+// parent, pumps its stdout and stderr into the JSON-lines log, reaps it and writes the exit record,
+// then exits. It holds nothing of the daemon's (every inherited fd is closed, it is in its own
 // session), so the daemon can stop and restart while containers run: a restarted daemon
 // finds the shim's pid in state.json and waits on it with a pidfd.
 //

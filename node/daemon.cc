@@ -1452,7 +1452,7 @@ absl::Status Daemon::OpenRuntime(const NodeState& st) {
   ro.shim_launcher = config_.shim_launcher;
   ro.run_root = (fs::path(config_.exec_root) / "runtime").string();
   ASSIGN_OR_RETURN(runtime_, agent::runtime::Runtime::Open(std::move(ro)));
-  runtime_->TrashDataWithoutContainers();
+  runtime_->TidyUpAtDaemonStart();
   ASSIGN_OR_RETURN(task_db_, agent::TaskDb::Open((dir / "tasks").string()));
   agent::ContainerExecutor::Options eo;
   eo.runtime = runtime_.get();

@@ -104,16 +104,6 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Open(Options options) {
     }
     closedir(d);
   }
-  // Containers made before names were linked get their link.
-  if (DIR* d = opendir((rt->options_.run_root + "/containers").c_str())) {
-    while (dirent* e = readdir(d)) {
-      if (e->d_name[0] == '.') continue;
-      auto config = ReadJson(rt->ContainerDir(e->d_name) + "/config.json");
-      const std::string name = config.ok() ? config->value("name", "") : "";
-      if (!name.empty()) (void)!symlink(e->d_name, rt->NameLink(name).c_str());
-    }
-    closedir(d);
-  }
   rt->deleter_ = std::thread([r = rt.get()] { r->DeleterLoop(); });
   pthread_setname_np(rt->deleter_.native_handle(), "runtime-trash");
   return rt;
@@ -146,7 +136,17 @@ void Runtime::DeleterLoop() {
   }
 }
 
-void Runtime::TrashDataWithoutContainers() {
+void Runtime::TidyUpAtDaemonStart() {
+  // Containers made before names were linked get their link.
+  if (DIR* d = opendir((options_.run_root + "/containers").c_str())) {
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      auto config = ReadJson(ContainerDir(e->d_name) + "/config.json");
+      const std::string name = config.ok() ? config->value("name", "") : "";
+      if (!name.empty()) (void)!symlink(e->d_name, NameLink(name).c_str());
+    }
+    closedir(d);
+  }
   if (options_.run_root == options_.root) return;
   DIR* d = opendir((options_.root + "/containers").c_str());
   if (d == nullptr) return;
@@ -172,13 +172,16 @@ std::string Runtime::NameLink(const std::string& name) const {
   return options_.run_root + "/names/" + name;
 }
 
-std::optional<std::string> Runtime::NameOwner(const std::string& name) const {
+std::string Runtime::NameTarget(const std::string& name) const {
   char target[256];
   const ssize_t n = readlink(NameLink(name).c_str(), target, sizeof(target) - 1);
-  if (n <= 0) return std::nullopt;
-  std::string id(target, n);
-  if (!Exists(ContainerDir(id) + "/config.json")) return std::nullopt;  // left by a crash
-  return id;
+  return n > 0 ? std::string(target, n) : "";
+}
+
+std::optional<std::string> Runtime::NameOwner(const std::string& name) const {
+  std::string id = NameTarget(name);
+  if (id.empty() || !Exists(ContainerDir(id) + "/config.json")) return std::nullopt;
+  return id;  // (a link to a missing container is left by a crash)
 }
 
 absl::Status Runtime::ClaimName(const std::string& name, const std::string& id) {
@@ -200,9 +203,7 @@ absl::Status Runtime::ClaimName(const std::string& name, const std::string& id) 
 }
 
 void Runtime::ReleaseName(const std::string& name, const std::string& id) {
-  char target[256];
-  const ssize_t n = readlink(NameLink(name).c_str(), target, sizeof(target) - 1);
-  if (n > 0 && std::string(target, n) == id) unlink(NameLink(name).c_str());
+  if (NameTarget(name) == id) unlink(NameLink(name).c_str());
 }
 
 std::string Runtime::DataDir(const std::string& id) const {

@@ -84,11 +84,12 @@ class Runtime {
   static absl::StatusOr<std::unique_ptr<Runtime>> Open(Options options);
   // Finishes deleting removed containers' data; containers themselves keep running.
   ~Runtime();
-  // The daemon's, at start: with the small files on a tmpfs, a reboot leaves containers'
-  // upper directories and logs with nothing to say they were ours; they go to the trash.
-  // (Create makes the small-file directory first and Remove deletes it last, so a live
-  // container is never taken.) Not for tools that open the runtime beside the daemon.
-  void TrashDataWithoutContainers();
+  // The daemon's, at start (not for tools that open the runtime beside it): links the names
+  // of containers made before names were links; and, with the small files on a tmpfs, where
+  // a reboot leaves containers' upper directories and logs with nothing to say they were
+  // ours, puts those in the trash. (Create makes the small-file directory first and Remove
+  // deletes it last, so a live container is never taken.)
+  void TidyUpAtDaemonStart();
   Runtime(const Runtime&) = delete;
   Runtime& operator=(const Runtime&) = delete;
 
@@ -130,6 +131,8 @@ class Runtime {
   explicit Runtime(Options options) : options_(std::move(options)) {}
   absl::StatusOr<const std::string*> SeccompProgram(const std::vector<std::string>& caps);
   std::string NameLink(const std::string& name) const;
+  // The id a name's link points to ("" without a link).
+  std::string NameTarget(const std::string& name) const;
   // The container a name links to, if that container still exists.
   std::optional<std::string> NameOwner(const std::string& name) const;
   // Links name to id; ALREADY_EXISTS while another container has the name.

@@ -476,11 +476,11 @@ TEST_F(RuntimeTest, RunRoot_DataWithoutSmallFilesIsTrashed) {
   // A tool given the run root as its root finds nothing to take there.
   auto wrong = Runtime::Open({run, cgroup_parent_, nullptr, state_ + "/elsewhere"});
   ASSERT_TRUE(wrong.ok());
-  (*wrong)->TrashDataWithoutContainers();
+  (*wrong)->TidyUpAtDaemonStart();
   wrong->reset();
   EXPECT_EQ(access((run + "/containers/" + *kept + "/config.json").c_str(), F_OK), 0);
   runtime_ = *open();
-  runtime_->TrashDataWithoutContainers();
+  runtime_->TidyUpAtDaemonStart();
   runtime_.reset();  // finishes emptying the trash
   EXPECT_EQ(access((state_ + "/containers/" + *lost).c_str(), F_OK), -1);
   EXPECT_EQ(access((state_ + "/containers/" + *kept + "/upper").c_str(), F_OK), 0);

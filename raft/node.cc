@@ -103,13 +103,18 @@ class Node::RaftServiceImpl final : public api::Raft::Service {
     // This pooled thread serves the stream for as long as the peer keeps it open.
     ScopedThreadNice raised(kRaftThreadNice);
     api::ProcessRaftMessageRequest req;
+    std::vector<Message> batch;
     while (reader->Read(&req)) {
-      Message m = FromProto(req.message());
-      if (m.to != node_->id() || IsLocalMessage(m.type)) {
-        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                            "raft message is not for this member");
+      batch.clear();
+      for (const raftpb::Message& pm : req.messages()) {
+        Message m = FromProto(pm);
+        if (m.to != node_->id() || IsLocalMessage(m.type)) {
+          return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                              "raft message is not for this member");
+        }
+        batch.push_back(std::move(m));
       }
-      node_->Deliver(std::move(m));
+      node_->Deliver(std::move(batch));
     }
     return grpc::Status::OK;
   }
@@ -135,7 +140,9 @@ class Node::RaftServiceImpl final : public api::Raft::Service {
       data += chunk.data();
       if (chunk.last()) {
         m->snapshot->data = Payload(std::move(data));
-        node_->Deliver(*std::move(m));
+        std::vector<Message> one;
+        one.push_back(*std::move(m));
+        node_->Deliver(std::move(one));
         return grpc::Status::OK;
       }
     }
@@ -534,10 +541,10 @@ NodeStatus Node::Status() const {
   return status_;
 }
 
-void Node::Deliver(Message m) {
+void Node::Deliver(std::vector<Message> messages) {
   absl::MutexLock lock(&mu_);
   if (stopping_) return;
-  inbox_->messages.push_back(std::move(m));
+  std::move(messages.begin(), messages.end(), std::back_inserter(inbox_->messages));
   wake_.Signal();
 }
 

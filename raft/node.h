@@ -173,8 +173,8 @@ class Node {
 
   NodeStatus Status() const;
   uint64_t id() const { return config_.id; }
-  // Hands a message received from a peer to the loop (the gRPC service calls this).
-  void Deliver(Message m);
+  // Hands messages received from a peer to the loop, in order (the gRPC service calls this).
+  void Deliver(std::vector<Message> messages);
   // OK when the caller may use the Raft services (see require_manager_peers).
   grpc::Status Authorize(const grpc::ServerContext& ctx) const;
 

@@ -76,7 +76,7 @@ class Peer {
     log::Debug("raft-transport", "sender started", {{"peer", id_}});
     absl::Duration backoff = options_.min_backoff;
     while (true) {
-      Message m;
+      std::vector<Message> batch;
       {
         absl::MutexLock lock(&mu_);
         mu_.Await(absl::Condition(
@@ -85,12 +85,10 @@ class Peer {
             },
             this));
         if (stopping_) break;
-        std::deque<Message>& from = urgent_.empty() ? bulk_ : urgent_;
-        m = std::move(from.front());
-        from.pop_front();
-        queued_bytes_ -= MessageBytes(m);
+        batch = TakeBatch();
       }
-      if (m.type == MessageType::kSnap ? SendSnapshot(m) : SendMessage(m)) {
+      const bool snap = batch.front().type == MessageType::kSnap;
+      if (snap ? SendSnapshot(batch.front()) : SendMessages(batch)) {
         backoff = options_.min_backoff;
         continue;
       }
@@ -103,7 +101,7 @@ class Peer {
         bulk_.clear();
         queued_bytes_ = 0;
       }
-      if (m.type != MessageType::kSnap || dropped) callbacks_.unreachable(id_);
+      if (!snap || dropped) callbacks_.unreachable(id_);
       CloseStream();
       // Jittered exponential backoff, interrupted by Stop.
       const absl::Duration wait = backoff * (0.5 + std::uniform_real_distribution<>(0, 1)(rng_));
@@ -113,6 +111,31 @@ class Peer {
       if (stopping_) break;
     }
     CloseStream();
+  }
+
+  // What goes out next: a snapshot alone, or the queued messages (urgent ones first) up to
+  // max_batch_bytes in one request, however many piled up while the last one was written.
+  std::vector<Message> TakeBatch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::vector<Message> batch;
+    uint64_t bytes = 0;
+    auto take = [&](std::deque<Message>& from) {
+      while (!from.empty() && from.front().type != MessageType::kSnap &&
+             (batch.empty() || bytes + MessageBytes(from.front()) <= options_.max_batch_bytes)) {
+        bytes += MessageBytes(from.front());
+        batch.push_back(std::move(from.front()));
+        from.pop_front();
+      }
+    };
+    take(urgent_);
+    if (batch.empty() && bulk_.front().type == MessageType::kSnap) {
+      bytes = MessageBytes(bulk_.front());
+      batch.push_back(std::move(bulk_.front()));
+      bulk_.pop_front();
+    } else {
+      take(bulk_);
+    }
+    queued_bytes_ -= bytes;
+    return batch;
   }
 
   // Called without mu_ held.
@@ -136,7 +159,7 @@ class Peer {
     return stub_.get();
   }
 
-  bool SendMessage(const Message& m) {
+  bool SendMessages(const std::vector<Message>& batch) {
     if (!writer_) {
       api::Raft::Stub* stub = Stub();
       auto ctx = std::make_unique<grpc::ClientContext>();
@@ -149,7 +172,7 @@ class Peer {
       stream_context_ = std::move(ctx);
     }
     api::ProcessRaftMessageRequest req;
-    ToProto(m, req.mutable_message());
+    for (const Message& m : batch) ToProto(m, req.add_messages());
     if (writer_->Write(req)) return true;
     log::Debug("raft-transport", "stream to peer broke", {{"peer", id_}});
     return false;

@@ -40,6 +40,8 @@ class Transport {
     absl::Duration max_backoff = absl::Seconds(2);
     // Size of one snapshot chunk on the wire.
     size_t snapshot_chunk_size = 1 << 20;
+    // At most this much in one write to a peer (a single larger message goes alone).
+    uint64_t max_batch_bytes = 4 << 20;
   };
   struct Callbacks {
     // A message to `id` was dropped.

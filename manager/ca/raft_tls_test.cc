@@ -86,10 +86,11 @@ class RaftTlsTest : public ::testing::Test {
     api::ProcessRaftMessageResponse resp;
     auto writer = stub->ProcessRaftMessage(&ctx, &resp);
     api::ProcessRaftMessageRequest req;
-    req.mutable_message()->set_type(raftpb::MSG_HEARTBEAT);
-    req.mutable_message()->set_to(1);
-    req.mutable_message()->set_from(2);
-    req.mutable_message()->set_term(1000);
+    raftpb::Message* m = req.add_messages();
+    m->set_type(raftpb::MSG_HEARTBEAT);
+    m->set_to(1);
+    m->set_from(2);
+    m->set_term(1000);
     writer->Write(req);
     writer->WritesDone();
     return writer->Finish();

@@ -166,6 +166,41 @@ TEST(ClusterTest, RestartEveryMemberAtOnce) {
   ExpectSameLogs(c, acked);
 }
 
+// PutStream: many writes in flight on one stream, answered in batches and any order; each is
+// acknowledged with its own index and applied once, in the same place, on every member.
+TEST(ClusterTest, StreamedWritesAreEachAppliedOnce) {
+  KvCluster c({.size = 3});
+  c.StartAll();
+  auto leader = c.WaitForLeader(absl::Seconds(15));
+  ASSERT_TRUE(leader.ok()) << leader.status();
+  auto stub = c.NewClient(*leader);
+  KvStreamClient stream(stub.get());
+  constexpr int kWrites = 2000;
+  std::mutex mu;
+  std::map<std::string, uint64_t> acked;
+  std::vector<std::string> failed;
+  for (int n = 0; n < kWrites; ++n) {
+    const std::string key = "s-" + std::to_string(n);
+    stream.Put(key, "v", [&, key](absl::StatusOr<uint64_t> index) {
+      std::lock_guard<std::mutex> lock(mu);
+      if (index.ok()) {
+        acked[key] = *index;
+      } else {
+        failed.push_back(key + ": " + std::string(index.status().message()));
+      }
+    });
+  }
+  stream.Close();
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_TRUE(failed.empty()) << failed.front();
+  ASSERT_EQ(acked.size(), kWrites);
+  std::set<uint64_t> indexes;
+  for (const auto& [key, index] : acked) indexes.insert(index);
+  EXPECT_EQ(indexes.size(), kWrites) << "two writes were answered with the same index";
+  ASSERT_TRUE(c.WaitForApplied(*indexes.rbegin(), absl::Seconds(15)).ok());
+  ExpectSameLogs(c, acked);
+}
+
 TEST(ClusterTest, FollowerDownFor50000WritesCatchesUpBySnapshot) {
   KvCluster c({.size = 3});
   c.StartAll();

@@ -62,7 +62,8 @@ void KvCluster::Start(int i) {
       "--state-dir=" + state_dir(i),
       "--peers=" + peers,
       "--snapshot-interval=" + std::to_string(options_.snapshot_interval),
-      "--tick-ms=" + std::to_string(options_.tick_ms)};
+      "--tick-ms=" + std::to_string(options_.tick_ms),
+      std::string("--history=") + (options_.history ? "true" : "false")};
   pids_[i] = Spawn(std::move(args), absl::StrCat(options_.dir, "/node-", i, ".log"));
 }
 
@@ -185,6 +186,87 @@ absl::Status KvCluster::WaitForApplied(uint64_t index, absl::Duration timeout) {
   }
   return absl::DeadlineExceededError("members did not apply index " + std::to_string(index) +
                                      " in time");
+}
+
+KvStreamClient::KvStreamClient(raftkv::RaftKV::Stub* stub) {
+  stub->async()->PutStream(&ctx_, this);
+  StartRead(&in_);
+  StartCall();
+}
+
+void KvStreamClient::Put(const std::string& key, const std::string& value, Done done) {
+  {
+    absl::MutexLock lock(&mu_);
+    const uint64_t id = next_id_++;
+    waiting_[id] = std::move(done);
+    raftkv::StreamedPut* p = queued_.add_puts();
+    p->set_id(id);
+    p->set_key(key);
+    p->set_value(value);
+    if (!TakeBatchLocked()) return;
+  }
+  StartWrite(&out_);
+}
+
+void KvStreamClient::Close() {
+  {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](KvStreamClient* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(c->mu_) {
+          return (c->waiting_.empty() && !c->writing_) || c->done_;
+        },
+        this));
+    if (done_) return;  // the stream already ended
+  }
+  StartWritesDone();
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(&done_));
+}
+
+void KvStreamClient::OnWriteDone(bool ok) {
+  {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (!ok || !TakeBatchLocked()) return;
+  }
+  StartWrite(&out_);
+}
+
+void KvStreamClient::OnReadDone(bool ok) {
+  if (!ok) return;
+  std::vector<std::pair<Done, absl::StatusOr<uint64_t>>> answered;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const raftkv::PutResult& r : in_.results()) {
+      auto it = waiting_.find(r.id());
+      if (it == waiting_.end()) continue;
+      answered.emplace_back(std::move(it->second), r.error().empty()
+                                                       ? absl::StatusOr<uint64_t>(r.index())
+                                                       : absl::UnavailableError(r.error()));
+      waiting_.erase(it);
+    }
+  }
+  StartRead(&in_);
+  for (auto& [done, result] : answered) done(std::move(result));
+}
+
+void KvStreamClient::OnDone(const grpc::Status&) {
+  std::map<uint64_t, Done> left;
+  {
+    absl::MutexLock lock(&mu_);
+    left.swap(waiting_);
+  }
+  for (auto& [id, done] : left) done(absl::UnavailableError("the write stream ended"));
+  absl::MutexLock lock(&mu_);
+  done_ = true;
+}
+
+bool KvStreamClient::TakeBatchLocked() {
+  if (writing_ || queued_.puts_size() == 0) return false;
+  out_.Swap(&queued_);
+  queued_.Clear();
+  writing_ = true;
+  return true;
 }
 
 }  // namespace swarm::raft

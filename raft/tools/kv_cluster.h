@@ -9,12 +9,15 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "raft/tools/raftkv.grpc.pb.h"
 
@@ -30,6 +33,8 @@ class KvCluster {
     std::string dir;
     uint64_t snapshot_interval = 10000;
     int tick_ms = 100;
+    // Members keep every write for Dump (raftkv --history).
+    bool history = true;
   };
 
   explicit KvCluster(Options options);
@@ -71,6 +76,35 @@ class KvCluster {
   std::map<int, std::string> addrs_;
   std::map<int, pid_t> pids_;
   std::map<int, std::unique_ptr<raftkv::RaftKV::Stub>> stubs_;
+};
+
+// A client's writes over one PutStream: writes queued while a request is being sent go
+// together in the next one. Thread-safe; `done` runs on a gRPC thread.
+class KvStreamClient final : public grpc::ClientBidiReactor<raftkv::PutBatch, raftkv::PutResults> {
+ public:
+  // The write's log index, or why it failed.
+  using Done = std::function<void(absl::StatusOr<uint64_t>)>;
+  explicit KvStreamClient(raftkv::RaftKV::Stub* stub);
+  void Put(const std::string& key, const std::string& value, Done done);
+  // Ends the stream once every write was answered (writes that were not fail).
+  void Close();
+
+  void OnWriteDone(bool ok) override;
+  void OnReadDone(bool ok) override;
+  void OnDone(const grpc::Status&) override;
+
+ private:
+  bool TakeBatchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  grpc::ClientContext ctx_;
+  raftkv::PutResults in_;  // the read in flight
+  raftkv::PutBatch out_;   // the write in flight
+  absl::Mutex mu_;
+  raftkv::PutBatch queued_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, Done> waiting_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace swarm::raft

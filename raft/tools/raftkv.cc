@@ -26,9 +26,14 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The replicated state: every write in order, and the latest value of each key.
+// The replicated state: the latest value of each key and, with history (the default; the
+// cluster tests compare it across members), every write in order. Without history a snapshot
+// holds one write per key, so it stays as large as the key space rather than the log.
 class KvStateMachine final : public StateMachine {
  public:
+  explicit KvStateMachine(bool history) : history_(history) {}
+  bool history() const { return history_; }
+
   void Apply(uint64_t index, std::string_view data) override {
     raftkv::Op op;
     if (!op.ParseFromArray(data.data(), static_cast<int>(data.size()))) {
@@ -37,12 +42,20 @@ class KvStateMachine final : public StateMachine {
     op.set_index(index);
     std::lock_guard<std::mutex> lock(mu_);
     values_[op.key()] = op.value();
-    ops_.push_back(std::move(op));
+    if (history_) ops_.push_back(std::move(op));
   }
   std::string Snapshot() override {
     std::lock_guard<std::mutex> lock(mu_);
     raftkv::KVSnapshot snap;
-    snap.mutable_ops()->Assign(ops_.begin(), ops_.end());
+    if (history_) {
+      snap.mutable_ops()->Assign(ops_.begin(), ops_.end());
+    } else {
+      for (const auto& [key, value] : values_) {
+        raftkv::Op* op = snap.add_ops();
+        op->set_key(key);
+        op->set_value(value);
+      }
+    }
     return snap.SerializeAsString();
   }
   absl::Status Restore(std::string_view data) override {
@@ -51,9 +64,9 @@ class KvStateMachine final : public StateMachine {
       return absl::DataLossError("raftkv snapshot does not parse");
     }
     std::lock_guard<std::mutex> lock(mu_);
-    ops_.assign(snap.ops().begin(), snap.ops().end());
     values_.clear();
-    for (const raftkv::Op& op : ops_) values_[op.key()] = op.value();
+    for (const raftkv::Op& op : snap.ops()) values_[op.key()] = op.value();
+    if (history_) ops_.assign(snap.ops().begin(), snap.ops().end());
     return absl::OkStatus();
   }
   std::optional<std::string> Get(const std::string& key) {
@@ -68,6 +81,7 @@ class KvStateMachine final : public StateMachine {
   }
 
  private:
+  const bool history_;
   std::mutex mu_;
   std::vector<raftkv::Op> ops_;
   // Hashed, not sorted: nothing lists keys in order, and with a benchmark's hundreds of
@@ -75,10 +89,108 @@ class KvStateMachine final : public StateMachine {
   absl::flat_hash_map<std::string, std::string> values_;
 };
 
-// Put, Get and Status use gRPC's callback API: a write waits for its proposal without holding
-// a server thread, so many clients can have writes in flight (and be batched) at once.
-using KvServiceBase = raftkv::RaftKV::WithCallbackMethod_Put<raftkv::RaftKV::WithCallbackMethod_Get<
-    raftkv::RaftKV::WithCallbackMethod_Status<raftkv::RaftKV::Service>>>;
+// One PutStream: proposes each write as it is read and sends results in batches, one write
+// on the stream at a time (whatever completed meanwhile goes in the next). Ends once the client
+// stopped sending and every write it sent has its answer.
+class PutStreamReactor final
+    : public grpc::ServerBidiReactor<raftkv::PutBatch, raftkv::PutResults> {
+ public:
+  explicit PutStreamReactor(Node* node) : node_(node) { StartRead(&in_); }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      Next next;
+      {
+        absl::MutexLock lock(&mu_);
+        reads_done_ = true;
+        next = DecideLocked();
+      }
+      return Do(next);
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      outstanding_ += in_.puts_size();
+    }
+    for (const raftkv::StreamedPut& put : in_.puts()) {
+      raftkv::Op op;
+      op.set_key(put.key());
+      op.set_value(put.value());
+      node_->ProposeAsync(op.SerializeAsString(), absl::Seconds(5),
+                          [this, id = put.id()](absl::StatusOr<uint64_t> index) {
+                            Next next;
+                            {
+                              absl::MutexLock lock(&mu_);
+                              --outstanding_;
+                              raftkv::PutResult* r = pending_.add_results();
+                              r->set_id(id);
+                              if (index.ok()) {
+                                r->set_index(*index);
+                              } else {
+                                r->set_error(index.status().ToString());
+                              }
+                              next = DecideLocked();
+                            }
+                            Do(next);
+                          });
+    }
+    StartRead(&in_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    Next next;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if (!ok) broken_ = true;  // the client is gone; its answers have nowhere to go
+      next = DecideLocked();
+    }
+    Do(next);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  enum class Next { kNothing, kWrite, kFinish };
+  Next DecideLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (broken_) pending_.Clear();
+    if (writing_ || finished_) return Next::kNothing;
+    if (pending_.results_size() > 0) {
+      out_.Swap(&pending_);
+      pending_.Clear();
+      writing_ = true;
+      return Next::kWrite;
+    }
+    if (reads_done_ && outstanding_ == 0) {
+      finished_ = true;
+      return Next::kFinish;
+    }
+    return Next::kNothing;
+  }
+  // Without the lock: gRPC may run a reaction on this thread. Nothing touches `this` after
+  // Finish (OnDone deletes it).
+  void Do(Next next) {
+    if (next == Next::kWrite) StartWrite(&out_);
+    if (next == Next::kFinish) Finish(grpc::Status::OK);
+  }
+
+  Node* node_;
+  raftkv::PutBatch in_;     // the read in flight
+  raftkv::PutResults out_;  // the write in flight
+  absl::Mutex mu_;
+  raftkv::PutResults pending_ ABSL_GUARDED_BY(mu_);
+  int outstanding_ ABSL_GUARDED_BY(mu_) = 0;
+  bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// Put, PutStream, Get and Status use gRPC's callback API: a write waits for its proposal
+// without holding a server thread, so many clients can have writes in flight (and be batched)
+// at once.
+using KvServiceBase = raftkv::RaftKV::WithCallbackMethod_Put<
+    raftkv::RaftKV::WithCallbackMethod_PutStream<raftkv::RaftKV::WithCallbackMethod_Get<
+        raftkv::RaftKV::WithCallbackMethod_Status<raftkv::RaftKV::Service>>>>;
 
 class KvService final : public KvServiceBase {
  public:
@@ -96,6 +208,11 @@ class KvService final : public KvServiceBase {
                           reactor->Finish(ToGrpcStatus(index.status()));
                         });
     return reactor;
+  }
+
+  grpc::ServerBidiReactor<raftkv::PutBatch, raftkv::PutResults>* PutStream(
+      grpc::CallbackServerContext*) override {
+    return new PutStreamReactor(node_);
   }
 
   grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* ctx, const raftkv::GetRequest* req,
@@ -133,6 +250,10 @@ class KvService final : public KvServiceBase {
 
   grpc::Status Dump(grpc::ServerContext*, const raftkv::DumpRequest*,
                     grpc::ServerWriter<raftkv::DumpResponse>* writer) override {
+    if (!sm_->history()) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          "this member keeps no history (started with --history=false)");
+    }
     std::vector<raftkv::Op> ops = sm_->Ops();
     for (size_t i = 0; i < ops.size(); i += 10000) {
       raftkv::DumpResponse resp;
@@ -179,6 +300,9 @@ int Main(int argc, char** argv) {
   app.add_option("--peers", peers, "initial members: ID=ADDR,ID=ADDR,... (a new cluster)");
   app.add_option("--join", join, "address of a member of an existing cluster");
   app.add_option("--snapshot-interval", snapshot_interval, "entries between snapshots");
+  bool history = true;
+  app.add_option("--history", history,
+                 "keep every write in order for Dump (false: only the latest value of each key)");
   app.add_option("--tick-ms", tick_ms, "Raft tick interval in milliseconds");
   CLI11_PARSE(app, argc, argv);
   if (advertise.empty()) advertise = listen;
@@ -249,7 +373,7 @@ int Main(int argc, char** argv) {
     out << id << "\n";
   }
 
-  KvStateMachine sm;
+  KvStateMachine sm(history);
   config.state_machine = &sm;
   auto node = Node::Create(std::move(config));
   if (!node.ok()) {

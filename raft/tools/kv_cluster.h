@@ -79,7 +79,8 @@ class KvCluster {
 };
 
 // A client's writes over one PutStream: writes queued while a request is being sent go
-// together in the next one. Thread-safe; `done` runs on a gRPC thread.
+// together in the next one. Thread-safe; `done` runs on a gRPC thread. Close it before
+// destroying it (the stream must have ended).
 class KvStreamClient final : public grpc::ClientBidiReactor<raftkv::PutBatch, raftkv::PutResults> {
  public:
   // The write's log index, or why it failed.

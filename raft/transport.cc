@@ -119,9 +119,10 @@ class Peer {
     std::vector<Message> batch;
     uint64_t bytes = 0;
     auto take = [&](std::deque<Message>& from) {
-      while (!from.empty() && from.front().type != MessageType::kSnap &&
-             (batch.empty() || bytes + MessageBytes(from.front()) <= options_.max_batch_bytes)) {
-        bytes += MessageBytes(from.front());
+      while (!from.empty() && from.front().type != MessageType::kSnap) {
+        const uint64_t size = MessageBytes(from.front());
+        if (!batch.empty() && bytes + size > options_.max_batch_bytes) break;
+        bytes += size;
         batch.push_back(std::move(from.front()));
         from.pop_front();
       }

@@ -69,47 +69,39 @@ class Proposer {
 };
 
 // One Put call per write.
-class UnaryClient {
- public:
-  explicit UnaryClient(std::unique_ptr<raftkv::RaftKV::Stub> stub) : stub_(std::move(stub)) {}
-  void Put(const std::string& key, const std::string& value, PutDone done) {
-    struct Call {
-      grpc::ClientContext ctx;
-      raftkv::PutRequest req;
-      raftkv::PutResponse resp;
-    };
-    auto call = std::make_shared<Call>();
-    call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    call->req.set_key(key);
-    call->req.set_value(value);
-    stub_->async()->Put(&call->ctx, &call->req, &call->resp,
-                        [call, done = std::move(done)](grpc::Status s) { done(s.ok()); });
-  }
-
- private:
-  std::unique_ptr<raftkv::RaftKV::Stub> stub_;
-};
+void UnaryPut(raftkv::RaftKV::Stub* stub, const std::string& key, const std::string& value,
+              PutDone done) {
+  struct Call {
+    grpc::ClientContext ctx;
+    raftkv::PutRequest req;
+    raftkv::PutResponse resp;
+  };
+  auto call = std::make_shared<Call>();
+  call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  call->req.set_key(key);
+  call->req.set_value(value);
+  stub->async()->Put(&call->ctx, &call->req, &call->resp,
+                     [call, done = std::move(done)](grpc::Status s) { done(s.ok()); });
+}
 
 Result Load(KvCluster& c, int leader, int proposers, bool streamed, absl::Duration duration) {
   // A few connections shared by the proposers, as a real client pool would.
   constexpr int kConnections = 4;
   std::vector<std::unique_ptr<raftkv::RaftKV::Stub>> stubs;
-  std::vector<std::unique_ptr<UnaryClient>> unary;
   std::vector<std::unique_ptr<KvStreamClient>> streams;
   std::vector<PutFn> puts;
   for (int i = 0; i < kConnections; ++i) {
+    stubs.push_back(c.NewClient(leader));
+    raftkv::RaftKV::Stub* stub = stubs.back().get();
     if (streamed) {
-      stubs.push_back(c.NewClient(leader));
-      streams.push_back(std::make_unique<KvStreamClient>(stubs.back().get()));
+      streams.push_back(std::make_unique<KvStreamClient>(stub));
       KvStreamClient* s = streams.back().get();
       puts.push_back([s](const std::string& k, const std::string& v, PutDone d) {
         s->Put(k, v, [d = std::move(d)](absl::StatusOr<uint64_t> r) { d(r.ok()); });
       });
     } else {
-      unary.push_back(std::make_unique<UnaryClient>(c.NewClient(leader)));
-      UnaryClient* u = unary.back().get();
-      puts.push_back([u](const std::string& k, const std::string& v, PutDone d) {
-        u->Put(k, v, std::move(d));
+      puts.push_back([stub](const std::string& k, const std::string& v, PutDone d) {
+        UnaryPut(stub, k, v, std::move(d));
       });
     }
   }

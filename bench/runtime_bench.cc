@@ -273,8 +273,8 @@ int Main(int argc, char** argv) {
     if (strncmp(argv[i], "--burst=", 8) == 0 && !absl::SimpleAtoi(argv[i] + 8, &burst)) return 2;
   }
   if (runs < 1) runs = 1;
-  // As swarmd does: shims are forked by a launcher started while the process is small.
-  absl::StatusOr<ShimLauncher::Handle> launcher = ShimLauncher::Start();
+  // As swarmd does: shims are forked by swarm-shim (in the runfiles).
+  absl::StatusOr<ShimLauncher::Handle> launcher = ShimLauncher::Start("node/swarm-shim");
   if (!launcher.ok()) {
     fprintf(stderr, "runtime_bench: %s\n", std::string(launcher.status().message()).c_str());
     return 1;

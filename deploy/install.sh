@@ -15,7 +15,7 @@
 #   --state-dir DIR            the node's state (default /var/lib/swarmd)
 #   --socket PATH              the local API (default /var/run/swarmd.sock)
 #   --prefix DIR               where the binaries go (default /usr/local)
-#   --bin-dir DIR              take swarmd, swarmctl and swarmd-runtime from DIR instead of
+#   --bin-dir DIR              take swarmd, swarm-shim, swarmctl and swarmd-runtime from DIR instead of
 #                              building them with Bazel
 #   --extra-args "ARGS"        more swarmd flags for the unit (e.g. "--label zone=a")
 #   --unit-dir DIR             where the unit goes (default /etc/systemd/system)
@@ -110,7 +110,7 @@ if [[ $action == uninstall ]]; then
   if have_systemd; then
     systemctl disable --now swarmd.service 2>/dev/null || true
   fi
-  rm -f "$unit" "$bin/swarmd" "$bin/swarmctl" "$bin/swarmd-runtime"
+  rm -f "$unit" "$bin/swarmd" "$bin/swarm-shim" "$bin/swarmctl" "$bin/swarmd-runtime"
   have_systemd && systemctl daemon-reload
   if [[ $purge == 1 ]]; then
     rm -rf "${state_dir:?}" /var/run/swarmd
@@ -130,11 +130,11 @@ if [[ -z $bin_dir ]]; then
   out="$(bazel info -c opt bazel-bin 2>/dev/null)"
   bin_dir=$(mktemp -d)
   trap 'rm -rf "$bin_dir"' EXIT
-  cp "$out/node/swarmd" "$out/cli/swarmctl" "$out/agent/runtime/swarmd-runtime" "$bin_dir/"
+  cp "$out/node/swarmd" "$out/node/swarm-shim" "$out/cli/swarmctl" "$out/agent/runtime/swarmd-runtime" "$bin_dir/"
 fi
 mkdir -p "$bin"
 changed_binaries=0
-for b in swarmd swarmctl swarmd-runtime; do
+for b in swarmd swarm-shim swarmctl swarmd-runtime; do
   [[ -f $bin_dir/$b ]] || die "$bin_dir/$b is missing"
   if [[ -f $bin/$b ]] && cmp -s "$bin_dir/$b" "$bin/$b"; then
     echo "unchanged: $bin/$b"

@@ -84,7 +84,7 @@ bazel build -c opt $targets >/dev/null 2>&1 ||
 bin=$(bazel info -c opt bazel-bin 2>/dev/null)
 down
 mkdir -p "$base/bin"
-cp "$bin/node/swarmd" "$bin/cli/swarmctl" "$bin/agent/runtime/swarmd-runtime" "$base/bin/"
+cp "$bin/node/swarmd" "$bin/node/swarm-shim" "$bin/cli/swarmctl" "$bin/agent/runtime/swarmd-runtime" "$base/bin/"
 
 echo "== network: bridge $bridge ($subnet.0/24), one namespace per node"
 ip link add "$bridge" type bridge

@@ -79,11 +79,18 @@ int Main(int argc, char** argv) {
     }
   }
 
-  // Before the daemon grows: each shim forked from the launcher copies only this much.
+  // Shims are forked by swarm-shim, beside swarmd; without it, by a fork of swarmd made
+  // before the daemon grows.
   agent::runtime::ShimLauncher::Handle shim_launcher;
   if (config.executor == "container") {
+    const std::string program = agent::runtime::ShimProgramBesideExecutable();
+    if (program.empty()) {
+      log::Warn("swarmd",
+                "swarm-shim is not installed beside swarmd: shims are forked from swarmd, "
+                "which costs more CPU per container");
+    }
     absl::StatusOr<agent::runtime::ShimLauncher::Handle> launcher =
-        agent::runtime::ShimLauncher::Start();
+        agent::runtime::ShimLauncher::Start(program);
     if (!launcher.ok()) {
       std::cerr << "swarmd: " << launcher.status().message() << "\n";
       return 1;

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -12,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <climits>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -326,9 +328,9 @@ std::string EncodeLaunch(const CreateRequest& r, const Cgroup& cgroup, const std
   _exit(1);  // not reached: RunShim and fail exit
 }
 
-// The launcher process: forks a shim for each socket the daemon sends, until the daemon
-// closes its end (or dies: PDEATHSIG).
-[[noreturn]] void LauncherLoop(int control, pid_t daemon) {
+}  // namespace
+
+[[noreturn]] void RunShimLauncher(int control, pid_t daemon) {
   prctl(PR_SET_NAME, "swarm-shims");
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   // As the daemon's threads do (its main thread takes them): the shims inherit the mask, so
@@ -369,6 +371,8 @@ std::string EncodeLaunch(const CreateRequest& r, const Cgroup& cgroup, const std
   }
 }
 
+namespace {
+
 // "ok <container pid> <shim pid>", "error <why>", or nothing (the shim died).
 absl::StatusOr<ShimProcess> ReadAnswer(int fd) {
   // One line: the container's init holds a copy of the write end until its execve, so
@@ -407,24 +411,54 @@ std::string ReasonName(ExitRecord::Reason reason) {
   return "unknown";
 }
 
-absl::StatusOr<ShimLauncher::Handle> ShimLauncher::Start() {
+std::string ShimProgramBesideExecutable() {
+  char self[PATH_MAX];
+  const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) return "";
+  std::string path(self, n);
+  path = path.substr(0, path.rfind('/') + 1) + "swarm-shim";
+  return access(path.c_str(), X_OK) == 0 ? path : "";
+}
+
+absl::StatusOr<ShimLauncher::Handle> ShimLauncher::Start(const std::string& program) {
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
     return ErrnoToStatus(errno, "creating the shim launcher's socket");
   }
   const pid_t daemon = getpid();
-  const pid_t pid = fork();
-  if (pid < 0) {
-    const int e = errno;
-    close(sv[0]);
-    close(sv[1]);
-    return ErrnoToStatus(e, "forking the shim launcher");
-  }
-  if (pid == 0) {
-    close(sv[0]);
-    LauncherLoop(sv[1], daemon);
+  pid_t pid = -1;
+  int error = 0;
+  if (!program.empty()) {
+    // The launcher's end becomes its fd 3 (without close-on-exec), all else closes on exec.
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, sv[1], 3);
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t none;
+    sigemptyset(&none);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+    const std::string daemon_pid = absl::StrCat(daemon);
+    char* argv[] = {const_cast<char*>("swarm-shim"), const_cast<char*>("launcher"),
+                    const_cast<char*>(daemon_pid.c_str()), nullptr};
+    error = posix_spawn(&pid, program.c_str(), &actions, &attr, argv, environ);
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&actions);
+  } else {
+    pid = fork();
+    if (pid == 0) {
+      close(sv[0]);
+      RunShimLauncher(sv[1], daemon);
+    }
+    error = pid < 0 ? errno : 0;
   }
   close(sv[1]);
+  if (error != 0) {
+    close(sv[0]);
+    return ErrnoToStatus(
+        error, program.empty() ? "forking the shim launcher" : absl::StrCat("starting ", program));
+  }
   return Handle(new ShimLauncher(sv[0], pid));
 }
 

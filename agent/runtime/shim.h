@@ -43,21 +43,25 @@ struct ShimProcess {
   pid_t container_pid = -1;
 };
 
-// Forks shims from a small process of its own, forked from the daemon before the daemon
-// grows. fork() costs what the forking process has mapped: from a daemon of 100 MB, each
-// shim costs its page tables and, until the container's execve, copy-on-write faults in
-// the daemon; from the launcher it costs almost nothing (bench/runtime_bench --burst: 100
-// containers at once took 1.7 s from a process of 50 MB, 3.2 s from one of 200 MB, 0.9 s
-// from a small one). The daemon sends each request, with a socket of its own, over a
-// SOCK_SEQPACKET pair; the launcher forks and goes back to listening, its child reads the
-// request (ContainerSpec and paths as CBOR) from that socket and is the shim from there.
-// The launcher dies with the daemon (PDEATHSIG); shims do not, as before.
+// Forks shims from a small process of its own. fork() costs what the forking process has
+// mapped: from a daemon of 100 MB, each shim costs its page tables and, until the container's
+// execve, copy-on-write faults in the daemon (bench/runtime_bench --burst: 100 containers at
+// once took 1.7 s from a process of 50 MB, 3.2 s from one of 200 MB, 0.9 s from a small one).
+// The launcher is the `swarm-shim` program, a static binary installed beside swarmd: it maps
+// a few dozen pages' worth of regions where a process linked against Debian's shared
+// libraries maps over 600, and each fork (the shim's, then the container's clone) copies
+// them all. Without the program the launcher is forked from the caller before it grows.
+// The daemon sends each request, with a socket of its own, over a SOCK_SEQPACKET pair; the
+// launcher forks and goes back to listening, its child reads the request (ContainerSpec and
+// paths as CBOR) from that socket and is the shim from there. The launcher dies with the
+// daemon (PDEATHSIG); shims do not, as before.
 //
 // Thread-safety: Start must run while the process has one thread; Launch is thread-safe.
 class ShimLauncher {
  public:
   using Handle = std::unique_ptr<ShimLauncher>;
-  static absl::StatusOr<Handle> Start();
+  // Starts `program` (swarm-shim) when it is not empty, else forks this process.
+  static absl::StatusOr<Handle> Start(const std::string& program = "");
   // Closes the socket, which ends the launcher, and reaps it.
   ~ShimLauncher();
   ShimLauncher(const ShimLauncher&) = delete;
@@ -74,6 +78,13 @@ class ShimLauncher {
   const int control_;
   const pid_t pid_;
 };
+
+// swarm-shim beside the running executable, or "" when there is none.
+std::string ShimProgramBesideExecutable();
+
+// The launcher's body, in swarm-shim's main or a fork: forks a shim for each socket that
+// arrives on `control`, until the daemon (`daemon`) closes its end or dies.
+[[noreturn]] void RunShimLauncher(int control, pid_t daemon);
 
 // Starts the shim, which creates the container from `request` (its stdio fields are filled
 // in by the shim): through `launcher` when there is one (and it lives), else forked from

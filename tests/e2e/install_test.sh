@@ -8,7 +8,7 @@
 set -euo pipefail
 INSTALL="$PWD/deploy/install.sh"
 bins=$(mktemp -d /tmp/install_test.bin.XXXXXX)
-cp -L "$PWD/node/swarmd" "$PWD/cli/swarmctl" "$PWD/agent/runtime/swarmd-runtime" "$bins/"
+cp -L "$PWD/node/swarmd" "$PWD/node/swarm-shim" "$PWD/cli/swarmctl" "$PWD/agent/runtime/swarmd-runtime" "$bins/"
 dir=$(mktemp -d /tmp/install_test.XXXXXX)
 pids=()
 cleanup() {
@@ -43,7 +43,7 @@ ctl() { "$dir/$1/usr/bin/swarmctl" --socket "$dir/$1/swarmd.sock" "${@:2}"; }
 
 # 1. Files.
 out=$(bash "$INSTALL" "${A[@]}" 2>&1) || fail "install a: $out"
-for f in usr/bin/swarmd usr/bin/swarmctl usr/bin/swarmd-runtime units/swarmd.service; do
+for f in usr/bin/swarmd usr/bin/swarm-shim usr/bin/swarmctl usr/bin/swarmd-runtime units/swarmd.service; do
   [[ -f $dir/a/$f ]] || fail "missing $f"
 done
 [[ -x $dir/a/usr/bin/swarmd ]] || fail "swarmd not executable"

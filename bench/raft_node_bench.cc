@@ -20,8 +20,8 @@ namespace {
 class NullStateMachine final : public StateMachine {
  public:
   void Apply(uint64_t, std::string_view) override {}
-  std::string Snapshot() override { return ""; }
-  absl::Status Restore(std::string_view) override { return absl::OkStatus(); }
+  absl::Status WriteSnapshot(SnapshotWriter&) override { return absl::OkStatus(); }
+  absl::Status Restore(SnapshotReader&) override { return absl::OkStatus(); }
 };
 
 int Main(int argc, char** argv) {

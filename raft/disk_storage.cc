@@ -2,10 +2,14 @@
 
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
+#include <rocksdb/sst_file_writer.h>
 #include <rocksdb/write_batch.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
+#include <optional>
 
 #include "common/status_macros.h"
 #include "proto/raft.pb.h"
@@ -33,14 +37,22 @@ uint64_t FromBigEndian(const rocksdb::Slice& s) {
   return v;
 }
 
-std::string ChunkKey(uint64_t index, uint64_t n) {
-  return "chunk/" + BigEndian(index) + "/" + BigEndian(n);
+// Chunk n of a snapshot: "chunk/<index>/<n>" for this node's own, "recv/<id>/<n>" for one
+// received; the associated data names it the same way.
+std::string ChunkKey(const DiskStorage::StoredChunks& c, uint64_t n) {
+  return c.received_id != 0 ? "recv/" + BigEndian(c.received_id) + "/" + BigEndian(n)
+                            : "chunk/" + BigEndian(c.index) + "/" + BigEndian(n);
+}
+std::string ChunkAad(const DiskStorage::StoredChunks& c, uint64_t n) {
+  return c.received_id != 0
+             ? "snapshot/recv/" + std::to_string(c.received_id) + "/" + std::to_string(n)
+             : "snapshot/chunk/" + std::to_string(c.index) + "/" + std::to_string(n);
+}
+std::string ChunkName(const DiskStorage::StoredChunks& c, uint64_t n) {
+  return "snapshot " + std::to_string(c.index) + " chunk " + std::to_string(n);
 }
 
 std::string LogAad(uint64_t index) { return "log/" + std::to_string(index); }
-std::string ChunkAad(uint64_t index, uint64_t n) {
-  return "snapshot/chunk/" + std::to_string(index) + "/" + std::to_string(n);
-}
 
 absl::Status FromRocks(const rocksdb::Status& s, const std::string& what) {
   if (s.ok()) return absl::OkStatus();
@@ -53,7 +65,7 @@ absl::Status FromRocks(const rocksdb::Status& s, const std::string& what) {
 }  // namespace
 
 DiskStorage::DiskStorage(std::string path, KeyRing keys, Random& random)
-    : path_(std::move(path)), keys_(std::move(keys)), random_(random) {}
+    : path_(std::move(path)), keys_(std::move(keys)), source_random_(random), random_(random) {}
 
 void DiskStorage::BufferedRandom::Fill(void* buf, size_t len) {
   if (len > sizeof(pool_)) {
@@ -91,12 +103,19 @@ absl::StatusOr<std::unique_ptr<DiskStorage>> DiskStorage::Open(const std::string
   options.max_background_jobs = 1;
   options.keep_log_file_num = 2;
   rocksdb::ColumnFamilyOptions cf;
+  // Every value is ciphertext: compressing it only costs CPU in each flush and compaction.
+  cf.compression = rocksdb::kNoCompression;
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
       {rocksdb::kDefaultColumnFamilyName, cf}, {"log", cf}, {"meta", cf}, {"snapshot", cf}};
   rocksdb::DB* db = nullptr;
   rocksdb::Status st = rocksdb::DB::Open(options, path, cfs, &s->handles_, &db);
   if (!st.ok()) return FromRocks(st, "opening the raft log at " + path);
   s->db_.reset(db);
+  // Table files of snapshots being written when the node stopped.
+  std::error_code ec;
+  std::filesystem::remove_all(path + "/incoming", ec);
+  std::filesystem::create_directory(path + "/incoming", ec);
+  if (ec) return absl::UnavailableError("creating " + path + "/incoming: " + ec.message());
   s->log_ = s->handles_[1];
   s->meta_ = s->handles_[2];
   s->snap_ = s->handles_[3];
@@ -136,32 +155,23 @@ absl::StatusOr<DiskStorage::State> DiskStorage::Load() {
           where + "the snapshot record is unreadable: " + std::string(plain.status().message()));
     }
     state.snapshot.metadata = FromProto(rec.metadata());
-    std::string data;
-    data.reserve(rec.size());
-    for (uint64_t n = 0; n < rec.chunks(); ++n) {
-      const uint64_t index = state.snapshot.metadata.index;
-      st = db_->Get(ro, snap_, ChunkKey(index, n), &value);
-      if (!st.ok()) {
-        return absl::DataLossError(where + "snapshot " + std::to_string(index) + " chunk " +
-                                   std::to_string(n) + " is missing: " + st.ToString());
-      }
-      absl::StatusOr<std::string> chunk = OpenRecord(keys_, value, ChunkAad(index, n));
-      if (!chunk.ok()) {
-        return absl::DataLossError(where + "snapshot " + std::to_string(index) + " chunk " +
-                                   std::to_string(n) + ": " +
-                                   std::string(chunk.status().message()));
-      }
-      data += *chunk;
-    }
-    if (data.size() != rec.size()) {
-      return absl::DataLossError(where + "snapshot data has the wrong size");
-    }
-    state.snapshot.data = Payload(std::move(data));
-    snapshot_index_ = state.snapshot.metadata.index;
-    snapshot_chunks_ = rec.chunks();
+    snapshot_ = {state.snapshot.metadata.index, rec.received_id(), rec.chunks(), rec.size(),
+                 rec.format()};
   } else if (!st.IsNotFound()) {
     return FromRocks(st, where + "reading the snapshot");
   }
+  // Chunks no record names: a snapshot being written or received when the node stopped.
+  rocksdb::WriteBatch orphans;
+  const std::pair<std::string, std::string> spaces[] = {{"chunk/", "chunk0"}, {"recv/", "recv0"}};
+  for (const auto& [begin, end] : spaces) {
+    if (snapshot_.index != 0 && ChunkKey(snapshot_, 0).starts_with(begin)) {
+      (void)orphans.DeleteRange(snap_, begin, ChunkKey(snapshot_, 0));
+      (void)orphans.DeleteRange(snap_, ChunkKey(snapshot_, UINT64_MAX), end);
+    } else {
+      (void)orphans.DeleteRange(snap_, begin, end);
+    }
+  }
+  RETURN_IF_ERROR(Write(&orphans, /*sync=*/false));
 
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, log_));
   uint64_t expected = state.snapshot.metadata.index + 1;
@@ -192,31 +202,42 @@ absl::StatusOr<DiskStorage::State> DiskStorage::Load() {
   return state;
 }
 
-absl::Status DiskStorage::SnapshotToBatch(const Snapshot& snapshot, void* b) {
+absl::Status DiskStorage::SnapshotToBatch(const SnapshotMetadata& metadata,
+                                          const StoredChunks& chunks, void* b) {
   auto* batch = static_cast<rocksdb::WriteBatch*>(b);
-  const uint64_t index = snapshot.metadata.index;
-  const std::string_view data = snapshot.data.view();
-  uint64_t chunks = 0;
-  for (size_t off = 0; off < data.size(); off += kChunkSize, ++chunks) {
-    std::string chunk(data.substr(off, kChunkSize));
-    auto st = batch->Put(snap_, ChunkKey(index, chunks), SealValue(ChunkAad(index, chunks), chunk));
-    if (!st.ok()) return FromRocks(st, "writing a snapshot chunk");
-  }
   raftpb::SnapshotRecord rec;
-  ToProto(snapshot.metadata, rec.mutable_metadata());
-  rec.set_chunks(chunks);
-  rec.set_size(data.size());
+  ToProto(metadata, rec.mutable_metadata());
+  rec.set_chunks(chunks.chunks);
+  rec.set_size(chunks.size);
+  rec.set_received_id(chunks.received_id);
+  rec.set_format(chunks.format);
   auto st =
       batch->Put(snap_, kSnapshotMetaKey, SealValue("snapshot/meta", rec.SerializeAsString()));
   if (!st.ok()) return FromRocks(st, "writing the snapshot record");
-  // The previous snapshot's chunks go with it.
-  if (snapshot_index_ != index) {
-    for (uint64_t n = 0; n < snapshot_chunks_; ++n) {
-      st = batch->Delete(snap_, ChunkKey(snapshot_index_, n));
-      if (!st.ok()) return FromRocks(st, "deleting an old snapshot chunk");
+  // The previous snapshot's chunks go with it, and so do received ones this one supersedes.
+  std::vector<StoredChunks> old;
+  if (snapshot_.index != 0 && ChunkKey(snapshot_, 0) != ChunkKey(chunks, 0)) {
+    old.push_back(snapshot_);
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [index, staged] : staged_) {
+      if (index <= metadata.index && staged.received_id != chunks.received_id) {
+        old.push_back(staged);
+      }
     }
   }
+  for (const StoredChunks& c : old) {
+    st = batch->DeleteRange(snap_, ChunkKey(c, 0), ChunkKey(c, UINT64_MAX));
+    if (!st.ok()) return FromRocks(st, "deleting an old snapshot's chunks");
+  }
   return absl::OkStatus();
+}
+
+void DiskStorage::NoteSnapshotStored(const StoredChunks& chunks) {
+  snapshot_ = chunks;
+  absl::MutexLock lock(&mu_);
+  staged_.erase(staged_.begin(), staged_.upper_bound(chunks.index));
 }
 
 absl::Status DiskStorage::Write(void* b, bool sync) {
@@ -230,9 +251,19 @@ absl::Status DiskStorage::Save(const HardState& hs, const std::vector<Entry>& en
                                const Snapshot* snapshot, bool sync) {
   rocksdb::WriteBatch batch;
   uint64_t last = last_index_;
+  std::optional<StoredChunks> chunks;
   if (snapshot != nullptr && !snapshot->empty()) {
-    absl::Status s = SnapshotToBatch(*snapshot, &batch);
-    if (!s.ok()) return s;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = staged_.find(snapshot->metadata.index);
+      if (it == staged_.end()) {
+        return absl::FailedPreconditionError("raft log " + path_ + ": the snapshot at index " +
+                                             std::to_string(snapshot->metadata.index) +
+                                             " was not received in full");
+      }
+      chunks = it->second;
+    }
+    RETURN_IF_ERROR(SnapshotToBatch(snapshot->metadata, *chunks, &batch));
     // A snapshot from the leader replaces the whole log.
     auto st = batch.DeleteRange(log_, BigEndian(0), BigEndian(UINT64_MAX));
     if (!st.ok()) return FromRocks(st, "truncating the log");
@@ -265,22 +296,190 @@ absl::Status DiskStorage::Save(const HardState& hs, const std::vector<Entry>& en
   absl::Status s = Write(&batch, sync);
   if (!s.ok()) return s;
   last_index_ = last;
-  if (snapshot != nullptr && !snapshot->empty()) {
-    snapshot_index_ = snapshot->metadata.index;
-    snapshot_chunks_ = (snapshot->data.size() + kChunkSize - 1) / kChunkSize;
+  if (chunks) NoteSnapshotStored(*chunks);
+  return absl::OkStatus();
+}
+
+absl::Status DiskStorage::SaveSnapshot(const SnapshotMetadata& metadata,
+                                       const StoredChunks& chunks) {
+  rocksdb::WriteBatch batch;
+  RETURN_IF_ERROR(SnapshotToBatch(metadata, chunks, &batch));
+  RETURN_IF_ERROR(Write(&batch, /*sync=*/true));
+  NoteSnapshotStored(chunks);
+  return absl::OkStatus();
+}
+
+// ---- Snapshot data, a chunk at a time ----
+
+DiskStorage::SnapshotChunks::SnapshotChunks(DiskStorage* disk, StoredChunks where, DataKey key,
+                                            std::string file)
+    : disk_(disk),
+      where_(where),
+      key_(std::move(key)),
+      random_(std::make_unique<BufferedRandom>(disk->source_random_)),
+      file_(std::move(file)) {}
+
+DiskStorage::SnapshotChunks::~SnapshotChunks() {
+  if (finished_) return;
+  table_.reset();
+  unlink(file_.c_str());
+}
+
+absl::Status DiskStorage::SnapshotChunks::Write(std::string_view bytes) {
+  where_.size += bytes.size();
+  while (!bytes.empty()) {
+    const size_t n = std::min(kChunkSize - buffer_.size(), bytes.size());
+    buffer_.append(bytes.substr(0, n));
+    bytes.remove_prefix(n);
+    if (buffer_.size() == kChunkSize) RETURN_IF_ERROR(Flush());
   }
   return absl::OkStatus();
 }
 
-absl::Status DiskStorage::SaveSnapshot(const Snapshot& snapshot) {
-  rocksdb::WriteBatch batch;
-  absl::Status s = SnapshotToBatch(snapshot, &batch);
-  if (!s.ok()) return s;
-  s = Write(&batch, /*sync=*/true);
-  if (!s.ok()) return s;
-  snapshot_index_ = snapshot.metadata.index;
-  snapshot_chunks_ = (snapshot.data.size() + kChunkSize - 1) / kChunkSize;
+absl::Status DiskStorage::SnapshotChunks::Flush() {
+  if (buffer_.empty()) return absl::OkStatus();
+  const std::string where = "writing the snapshot table " + file_;
+  if (!table_) {
+    table_ = std::make_unique<rocksdb::SstFileWriter>(
+        rocksdb::EnvOptions(), disk_->db_->GetOptions(disk_->snap_), disk_->snap_);
+    RETURN_IF_ERROR(FromRocks(table_->Open(file_), where));
+  }
+  const uint64_t n = where_.chunks;
+  RETURN_IF_ERROR(FromRocks(
+      table_->Put(ChunkKey(where_, n), SealRecord(key_, buffer_, ChunkAad(where_, n), *random_)),
+      where));
+  ++where_.chunks;
+  buffer_.clear();
   return absl::OkStatus();
+}
+
+absl::StatusOr<DiskStorage::StoredChunks> DiskStorage::SnapshotChunks::Finish() {
+  RETURN_IF_ERROR(Flush());
+  {
+    absl::MutexLock lock(&disk_->mu_);
+    if (disk_->keys_.Find(key_.id) == nullptr) {
+      return absl::AbortedError("the raft data key changed while the snapshot was written");
+    }
+  }
+  if (table_) {
+    // Synced, then moved in: the chunks are durable before any record can name them.
+    RETURN_IF_ERROR(FromRocks(table_->Finish(), "finishing the snapshot table " + file_));
+    rocksdb::IngestExternalFileOptions ingest;
+    ingest.move_files = true;
+    ingest.write_global_seqno = false;
+    RETURN_IF_ERROR(FromRocks(disk_->db_->IngestExternalFile(disk_->snap_, {file_}, ingest),
+                              "moving the snapshot table " + file_ + " into the raft log"));
+  }
+  finished_ = true;
+  if (where_.received_id != 0) {
+    absl::MutexLock lock(&disk_->mu_);
+    StoredChunks& staged = disk_->staged_[where_.index];
+    if (staged.received_id != 0) {  // an earlier transfer of the same snapshot
+      (void)disk_->db_->DeleteRange(rocksdb::WriteOptions(), disk_->snap_, ChunkKey(staged, 0),
+                                    ChunkKey(staged, UINT64_MAX));
+    }
+    staged = where_;
+  }
+  return where_;
+}
+
+std::unique_ptr<DiskStorage::SnapshotChunks> DiskStorage::NewSnapshotWriter(uint64_t index,
+                                                                            bool received,
+                                                                            uint32_t format) {
+  absl::MutexLock lock(&mu_);
+  uint64_t id = 0;
+  while (received && id == 0) id = source_random_.Next64();
+  char file[64];
+  snprintf(file, sizeof file, "/incoming/%016lx.sst",
+           static_cast<unsigned long>(source_random_.Next64()));
+  return std::unique_ptr<SnapshotChunks>(
+      new SnapshotChunks(this, {index, id, 0, 0, format}, keys_.current(), path_ + file));
+}
+
+// Reads a stored snapshot's chunks in order, from a RocksDB snapshot of the database taken
+// when it was opened.
+class DiskStorage::ChunkReader final : public SnapshotReader {
+ public:
+  ChunkReader(DiskStorage* disk, const rocksdb::Snapshot* db_snapshot, KeyRing keys,
+              StoredChunks where)
+      : disk_(disk), db_snapshot_(db_snapshot), keys_(std::move(keys)), where_(where) {}
+  ~ChunkReader() override { disk_->db_->ReleaseSnapshot(db_snapshot_); }
+
+  absl::StatusOr<size_t> Read(char* buf, size_t n) override {
+    if (pos_ == chunk_.size()) {
+      if (next_ == where_.chunks) {
+        if (read_ != where_.size) return Lost("the data has the wrong size");
+        return 0;
+      }
+      rocksdb::ReadOptions ro;
+      ro.verify_checksums = true;
+      ro.fill_cache = false;  // read once
+      ro.snapshot = db_snapshot_;
+      std::string value;
+      rocksdb::Status st = disk_->db_->Get(ro, disk_->snap_, ChunkKey(where_, next_), &value);
+      if (!st.ok()) return Lost(ChunkName(where_, next_) + " is missing: " + st.ToString());
+      absl::StatusOr<std::string> plain = OpenRecord(keys_, value, ChunkAad(where_, next_));
+      if (!plain.ok()) {
+        return Lost(ChunkName(where_, next_) + ": " + std::string(plain.status().message()));
+      }
+      chunk_ = *std::move(plain);
+      pos_ = 0;
+      ++next_;
+    }
+    n = std::min(n, chunk_.size() - pos_);
+    std::memcpy(buf, chunk_.data() + pos_, n);
+    pos_ += n;
+    read_ += n;
+    return n;
+  }
+
+ private:
+  absl::Status Lost(const std::string& what) const {
+    return absl::DataLossError("raft log " + disk_->path_ + ": " + what);
+  }
+  DiskStorage* disk_;
+  const rocksdb::Snapshot* db_snapshot_;
+  const KeyRing keys_;
+  const StoredChunks where_;
+  std::string chunk_;
+  size_t pos_ = 0;
+  uint64_t next_ = 0;  // the chunk to read next
+  uint64_t read_ = 0;
+};
+
+absl::StatusOr<StoredSnapshot> DiskStorage::OpenSnapshot(uint64_t index) {
+  std::optional<KeyRing> keys;
+  {
+    absl::MutexLock lock(&mu_);
+    keys.emplace(keys_);
+  }
+  const rocksdb::Snapshot* db_snapshot = db_->GetSnapshot();
+  rocksdb::ReadOptions ro;
+  ro.verify_checksums = true;
+  ro.snapshot = db_snapshot;
+  std::string value;
+  rocksdb::Status st = db_->Get(ro, snap_, kSnapshotMetaKey, &value);
+  raftpb::SnapshotRecord rec;
+  absl::Status error;
+  if (st.IsNotFound()) {
+    error = absl::NotFoundError("raft log " + path_ + ": no snapshot is stored");
+  } else if (!st.ok()) {
+    error = FromRocks(st, "reading the snapshot record of " + path_);
+  } else if (absl::StatusOr<std::string> plain = OpenRecord(*keys, value, "snapshot/meta");
+             !plain.ok() || !rec.ParseFromString(*plain)) {
+    error = absl::DataLossError("raft log " + path_ + ": the snapshot record is unreadable");
+  } else if (rec.metadata().index() != index) {
+    error = absl::NotFoundError("raft log " + path_ + ": the snapshot at index " +
+                                std::to_string(index) + " was replaced by the one at " +
+                                std::to_string(rec.metadata().index()));
+  }
+  if (!error.ok()) {
+    db_->ReleaseSnapshot(db_snapshot);
+    return error;
+  }
+  const StoredChunks where{index, rec.received_id(), rec.chunks(), rec.size(), rec.format()};
+  return StoredSnapshot{rec.format(), rec.size(),
+                        std::make_unique<ChunkReader>(this, db_snapshot, *std::move(keys), where)};
 }
 
 absl::Status DiskStorage::Compact(uint64_t index) {
@@ -295,6 +494,7 @@ absl::Status DiskStorage::RotateKey(DataKey next) {
         "raft log " + path_ + ": a new key needs an ID above the current key's " +
         std::to_string(keys_.current().id) + ", not " + std::to_string(next.id));
   }
+  absl::MutexLock lock(&mu_);
   keys_.Rotate(std::move(next));
   return absl::OkStatus();
 }
@@ -320,10 +520,14 @@ absl::StatusOr<std::string> DiskStorage::AadFor(rocksdb::ColumnFamilyHandle* cf,
   if (cf == meta_ && key == kHardStateKey) return std::string(kHardStateKey);
   if (cf == meta_ && key.starts_with("node/")) return "meta/" + key.substr(5);
   if (cf == snap_ && key == kSnapshotMetaKey) return std::string("snapshot/meta");
-  // "chunk/" index(8) "/" n(8)
+  // "chunk/" index(8) "/" n(8), or "recv/" id(8) "/" n(8)
   if (cf == snap_ && key.size() == 23 && key.starts_with("chunk/") && key[14] == '/') {
-    return ChunkAad(FromBigEndian(rocksdb::Slice(key.data() + 6, 8)),
+    return ChunkAad({.index = FromBigEndian(rocksdb::Slice(key.data() + 6, 8))},
                     FromBigEndian(rocksdb::Slice(key.data() + 15, 8)));
+  }
+  if (cf == snap_ && key.size() == 22 && key.starts_with("recv/") && key[13] == '/') {
+    return ChunkAad({.received_id = FromBigEndian(rocksdb::Slice(key.data() + 5, 8))},
+                    FromBigEndian(rocksdb::Slice(key.data() + 14, 8)));
   }
   return absl::DataLossError("raft log " + path_ + ": unexpected record " + cf->GetName() + "/" +
                              key);
@@ -345,6 +549,7 @@ absl::Status DiskStorage::RetireOldKeys() {
     return FromRocks(batch.Put(cf, key, SealValue(aad, *plain)), "re-sealing " + aad);
   }));
   if (batch.Count() > 0) RETURN_IF_ERROR(Write(&batch, /*sync=*/true));
+  absl::MutexLock lock(&mu_);
   keys_.DropOld();
   return absl::OkStatus();
 }

@@ -40,6 +40,47 @@ class DiskStorageTest : public ::testing::Test {
     return out;
   }
 
+  // Writes data as this node's own snapshot and stores it.
+  static void SaveOwnSnapshot(DiskStorage& s, const std::string& data, SnapshotMetadata md) {
+    auto out = s.NewSnapshotWriter(md.index, /*received=*/false);
+    ASSERT_TRUE(out->Write(data).ok());
+    auto chunks = out->Finish();
+    ASSERT_TRUE(chunks.ok()) << chunks.status();
+    ASSERT_TRUE(s.SaveSnapshot(md, *chunks).ok());
+  }
+  // Writes data as a snapshot received from the leader, ready for the Save that installs it.
+  static void Receive(DiskStorage& s, const std::string& data, uint64_t index) {
+    auto out = s.NewSnapshotWriter(index, /*received=*/true);
+    ASSERT_TRUE(out->Write(data).ok());
+    ASSERT_TRUE(out->Finish().ok());
+  }
+  // The stored snapshot's data, or its error.
+  static std::string SnapshotData(DiskStorage& s, uint64_t index) {
+    absl::StatusOr<StoredSnapshot> stored = s.OpenSnapshot(index);
+    if (!stored.ok()) return stored.status().ToString();
+    absl::StatusOr<std::string> data = ReadAll(*stored->reader);
+    return data.ok() ? *data : data.status().ToString();
+  }
+  // Records in the snapshot column family whose key starts with prefix.
+  size_t CountSnapshotRecords(const std::string& prefix) {
+    rocksdb::DB* raw = nullptr;
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::ColumnFamilyOptions cf;
+    EXPECT_TRUE(
+        rocksdb::DB::OpenForReadOnly(
+            rocksdb::DBOptions(), dir_.string(),
+            {{rocksdb::kDefaultColumnFamilyName, cf}, {"log", cf}, {"meta", cf}, {"snapshot", cf}},
+            &handles, &raw)
+            .ok());
+    size_t n = 0;
+    std::unique_ptr<rocksdb::Iterator> it(raw->NewIterator(rocksdb::ReadOptions(), handles[3]));
+    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) ++n;
+    it.reset();
+    for (auto* h : handles) raw->DestroyColumnFamilyHandle(h);
+    delete raw;
+    return n;
+  }
+
   fs::path dir_;
   SeededRandom random_{7};
   DataKey key_ = NewDataKey(1, random_);
@@ -77,31 +118,103 @@ TEST_F(DiskStorageTest, SnapshotsAndCompaction) {
   ASSERT_TRUE(s->Save(HardState{2, 1, 10}, Ents(1, 10, 2), nullptr, true).ok());
   // A snapshot bigger than one chunk.
   std::string big(3 * (1 << 20) + 17, 'z');
-  ASSERT_TRUE(s->SaveSnapshot(Snapshot{Payload(big), {{{1, 2, 3}, {}}, 8, 2}}).ok());
+  SaveOwnSnapshot(*s, big, {{{1, 2, 3}, {}}, 8, 2});
   ASSERT_TRUE(s->Compact(8).ok());
   s.reset();
-  auto state = OpenStorage()->Load();
+  s = OpenStorage();
+  auto state = s->Load();
   ASSERT_TRUE(state.ok()) << state.status();
   EXPECT_EQ(state->snapshot.metadata.index, 8u);
   EXPECT_EQ(state->snapshot.metadata.conf_state, (ConfState{{1, 2, 3}, {}}));
-  EXPECT_EQ(state->snapshot.data.view(), big);
+  EXPECT_EQ(SnapshotData(*s, 8), big);
   ASSERT_EQ(state->entries.size(), 2u);
   EXPECT_EQ(state->entries.front().index, 9u);
+  // Asked for another index: the one stored is not it.
+  EXPECT_NE(SnapshotData(*s, 7).find("NOT_FOUND"), std::string::npos);
+}
+
+// A reader keeps reading the snapshot it opened after a newer one replaced it (and deleted its
+// chunks); chunks that no record names are gone after a restart.
+TEST_F(DiskStorageTest, Snapshots_ReadersOutliveReplacementAndOrphansAreDeleted) {
+  auto s = OpenStorage();
+  ASSERT_TRUE(s->Load().ok());
+  const std::string first(2 * (1 << 20) + 5, 'a');
+  SaveOwnSnapshot(*s, first, {{{1}, {}}, 5, 1});
+  absl::StatusOr<StoredSnapshot> reading = s->OpenSnapshot(5);
+  ASSERT_TRUE(reading.ok()) << reading.status();
+  SaveOwnSnapshot(*s, "second", {{{1}, {}}, 9, 1});
+  EXPECT_EQ(*ReadAll(*reading->reader), first);
+  reading->reader.reset();
+  // A transfer cut short (its writer dropped) and one whose Save never came, and one of our
+  // own never recorded (a crash mid-snapshot).
+  s->NewSnapshotWriter(20, /*received=*/true)->Write(std::string(3 << 20, 'x')).IgnoreError();
+  Receive(*s, "never installed", 21);
+  auto own = s->NewSnapshotWriter(30, /*received=*/false);
+  ASSERT_TRUE(own->Write(std::string(2 << 20, 'y')).ok());
+  ASSERT_TRUE(own->Finish().ok());
+  s.reset();
+  s = OpenStorage();
+  auto state = s->Load();
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_EQ(state->snapshot.metadata.index, 9u);
+  EXPECT_EQ(SnapshotData(*s, 9), "second");
+  s.reset();
+  EXPECT_EQ(CountSnapshotRecords("chunk/"), 1u);  // "second"
+  EXPECT_EQ(CountSnapshotRecords("recv/"), 0u);
 }
 
 TEST_F(DiskStorageTest, SnapshotFromLeaderReplacesTheLog) {
   auto s = OpenStorage();
   ASSERT_TRUE(s->Load().ok());
   ASSERT_TRUE(s->Save(HardState{2, 1, 3}, Ents(1, 5, 2), nullptr, true).ok());
-  Snapshot snap{Payload("state"), {{{1, 2}, {}}, 100, 7}};
+  Snapshot snap{Payload(), {{{1, 2}, {}}, 100, 7}};
+  // Only a snapshot received in full can be installed.
+  EXPECT_EQ(s->Save(HardState{7, 0, 100}, {}, &snap, true).code(),
+            absl::StatusCode::kFailedPrecondition);
+  Receive(*s, "state", 100);
   ASSERT_TRUE(s->Save(HardState{7, 0, 100}, {}, &snap, true).ok());
   ASSERT_TRUE(s->Save(HardState{7, 0, 101}, Ents(101, 101, 7), nullptr, true).ok());
   s.reset();
-  auto state = OpenStorage()->Load();
+  s = OpenStorage();
+  auto state = s->Load();
   ASSERT_TRUE(state.ok()) << state.status();
   EXPECT_EQ(state->snapshot.metadata.index, 100u);
+  EXPECT_EQ(SnapshotData(*s, 100), "state");
   ASSERT_EQ(state->entries.size(), 1u);
   EXPECT_EQ(state->entries[0].index, 101u);
+}
+
+TEST_F(DiskStorageTest, CorruptedSnapshotChunkIsDataLossNamingIt) {
+  {
+    auto s = OpenStorage();
+    ASSERT_TRUE(s->Load().ok());
+    SaveOwnSnapshot(*s, std::string(2 * (1 << 20) + 1, 'q'), {{{1}, {}}, 8, 2});
+  }
+  {
+    rocksdb::DB* raw = nullptr;
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::ColumnFamilyOptions cf;
+    ASSERT_TRUE(
+        rocksdb::DB::Open(
+            rocksdb::DBOptions(), dir_.string(),
+            {{rocksdb::kDefaultColumnFamilyName, cf}, {"log", cf}, {"meta", cf}, {"snapshot", cf}},
+            &handles, &raw)
+            .ok());
+    const std::string key =
+        std::string("chunk/") + std::string(7, '\0') + "\x08/" + std::string(7, '\0') + "\x01";
+    std::string value;
+    ASSERT_TRUE(raw->Get(rocksdb::ReadOptions(), handles[3], key, &value).ok());
+    value[value.size() / 2] ^= 0x40;
+    ASSERT_TRUE(raw->Put(rocksdb::WriteOptions(), handles[3], key, value).ok());
+    for (auto* h : handles) raw->DestroyColumnFamilyHandle(h);
+    delete raw;
+  }
+  auto s = OpenStorage();
+  ASSERT_TRUE(s->Load().ok());
+  const std::string error = SnapshotData(*s, 8);
+  EXPECT_NE(error.find("DATA_LOSS"), std::string::npos) << error;
+  EXPECT_NE(error.find("snapshot 8 chunk 1"), std::string::npos) << error;
+  EXPECT_NE(error.find(dir_.string()), std::string::npos) << error;
 }
 
 TEST_F(DiskStorageTest, CorruptedRecordRefusesToLoadAndNamesIt) {
@@ -152,8 +265,8 @@ TEST_F(DiskStorageTest, NothingIsStoredInTheClear) {
     auto s = OpenStorage();
     ASSERT_TRUE(
         s->Save(HardState{2, 1, 50}, Ents(1, 50, 2, "needle-in-the-log-"), nullptr, true).ok());
-    ASSERT_TRUE(
-        s->SaveSnapshot(Snapshot{Payload("needle-in-the-snapshot"), {{{1}, {}}, 40, 2}}).ok());
+    SaveOwnSnapshot(*s, "needle-in-the-snapshot", {{{1}, {}}, 40, 2});
+    Receive(*s, "needle-in-a-received-snapshot", 60);
     ASSERT_TRUE(s->PutMeta("members", "needle-in-the-meta").ok());
   }
   for (const auto& f : fs::recursive_directory_iterator(dir_)) {
@@ -189,7 +302,7 @@ TEST_F(DiskStorageTest, RotateKey_OldAndNewRecordsReadUntilTheOldKeyRetires) {
     EXPECT_EQ(state->entries, Ents(1, 15, 2));
     EXPECT_EQ(**s->GetMeta("raft_id"), "7");
 
-    ASSERT_TRUE(s->SaveSnapshot(Snapshot{Payload("state at 12"), {{{1}, {}}, 12, 2}}).ok());
+    SaveOwnSnapshot(*s, "state at 12", {{{1}, {}}, 12, 2});
     ASSERT_TRUE(s->Compact(10).ok());  // entries 10 to 15 stay for slow followers
     ASSERT_TRUE(s->RetireOldKeys().ok());
     EXPECT_EQ(*s->KeyIdsInUse(), (std::set<uint32_t>{2}));
@@ -201,7 +314,7 @@ TEST_F(DiskStorageTest, RotateKey_OldAndNewRecordsReadUntilTheOldKeyRetires) {
   ASSERT_TRUE(state.ok()) << state.status();
   EXPECT_EQ(state->hard_state, (HardState{2, 1, 15}));
   EXPECT_EQ(state->snapshot.metadata.index, 12u);
-  EXPECT_EQ(state->snapshot.data.view(), "state at 12");
+  EXPECT_EQ(SnapshotData(*s, 12), "state at 12");
   EXPECT_EQ(state->entries, Ents(13, 15, 2));
   EXPECT_EQ(**s->GetMeta("raft_id"), "7");
 }
@@ -211,7 +324,7 @@ TEST_F(DiskStorageTest, RotateKey_CrashBeforeRetiringLosesNothing) {
   {
     auto s = OpenStorage();
     ASSERT_TRUE(s->Save(HardState{2, 1, 5}, Ents(1, 5, 2), nullptr, true).ok());
-    ASSERT_TRUE(s->SaveSnapshot(Snapshot{Payload("old snapshot"), {{{1}, {}}, 3, 2}}).ok());
+    SaveOwnSnapshot(*s, "old snapshot", {{{1}, {}}, 3, 2});
     ASSERT_TRUE(s->RotateKey(next).ok());
     ASSERT_TRUE(s->Save(HardState{2, 1, 6}, Ents(6, 6, 2), nullptr, true).ok());
     // "kill -9": the storage is dropped without retiring the old key.
@@ -230,7 +343,7 @@ TEST_F(DiskStorageTest, RotateKey_CrashBeforeRetiringLosesNothing) {
     auto s = OpenStorage(ring);
     auto state = s->Load();
     ASSERT_TRUE(state.ok()) << state.status();
-    EXPECT_EQ(state->snapshot.data.view(), "old snapshot");
+    EXPECT_EQ(SnapshotData(*s, 3), "old snapshot");
     EXPECT_EQ(state->entries, Ents(4, 6, 2));
     EXPECT_EQ(state->hard_state, (HardState{2, 1, 6}));
   }

@@ -119,27 +119,39 @@ class Node::RaftServiceImpl final : public api::Raft::Service {
     return grpc::Status::OK;
   }
 
+  // Stores the snapshot as it arrives, then hands its message (data left on disk) to the loop,
+  // whose Ready installs it.
   grpc::Status StreamRaftSnapshot(grpc::ServerContext* ctx,
                                   grpc::ServerReader<api::SnapshotChunk>* reader,
                                   api::StreamRaftSnapshotResponse*) override {
     if (grpc::Status s = node_->Authorize(*ctx); !s.ok()) return s;
+    // One transfer at a time: a leader's retry waits for its earlier attempt to end.
+    absl::MutexLock lock(&receive_mu_);
     api::SnapshotChunk chunk;
     std::optional<Message> m;
-    std::string data;
+    std::unique_ptr<DiskStorage::SnapshotChunks> out;
+    uint64_t total = 0, received = 0;
     while (reader->Read(&chunk)) {
       if (!m) {
         m = FromProto(chunk.message());
         if (m->type != MessageType::kSnap || !m->snapshot || m->to != node_->id()) {
           return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "not a snapshot for us");
         }
-        data.reserve(chunk.total_size());
+        total = chunk.total_size();
+        out = node_->disk_->NewSnapshotWriter(m->snapshot->metadata.index, /*received=*/true,
+                                              chunk.format());
       }
-      if (chunk.offset() != data.size()) {
+      if (chunk.offset() != received) {
         return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "snapshot chunk out of order");
       }
-      data += chunk.data();
+      if (absl::Status s = out->Write(chunk.data()); !s.ok()) return ToGrpcStatus(s);
+      received += chunk.data().size();
       if (chunk.last()) {
-        m->snapshot->data = Payload(std::move(data));
+        if (received != total) {
+          return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                              "the snapshot's size differs from what its first chunk said");
+        }
+        if (absl::Status s = out->Finish().status(); !s.ok()) return ToGrpcStatus(s);
         std::vector<Message> one;
         one.push_back(*std::move(m));
         node_->Deliver(std::move(one));
@@ -162,6 +174,7 @@ class Node::RaftServiceImpl final : public api::Raft::Service {
 
  private:
   Node* node_;
+  absl::Mutex receive_mu_;
 };
 
 class Node::MembershipServiceImpl final : public api::RaftMembership::Service {
@@ -274,8 +287,8 @@ absl::Status Node::Load() {
   }
 
   if (!state->snapshot.empty()) {
-    if (absl::Status s = mem_.ApplySnapshot(state->snapshot); !s.ok()) return s;
-    RestoreSnapshot(state->snapshot);
+    RETURN_IF_ERROR(mem_.ApplySnapshot(state->snapshot));
+    RETURN_IF_ERROR(RestoreSnapshot(state->snapshot.metadata));
   }
   if (absl::Status s = mem_.Append(state->entries); !s.ok()) return s;
   mem_.SetHardState(state->hard_state);
@@ -317,6 +330,9 @@ absl::Status Node::Load() {
                                     absl::MutexLock lock(&mu_);
                                     inbox_->snapshot_status.emplace_back(id, failed);
                                     wake_.Signal();
+                                  },
+                                  [this](const Snapshot& snap) {
+                                    return disk_->OpenSnapshot(snap.metadata.index);
                                   }});
   for (const auto& [id, m] : members_) transport_->SetPeer(id, m.addr);
   {
@@ -696,9 +712,10 @@ void Node::HandleReady() {
   persist_time = absl::Now() - persist_start;
   if (snap != nullptr) {
     if (absl::Status s = mem_.ApplySnapshot(*snap); !s.ok()) Die("applying a snapshot", s);
-    RestoreSnapshot(*snap);
-    log::Info(kLog, "installed a snapshot from the leader",
-              {{"index", snap->metadata.index}, {"bytes", snap->data.size()}});
+    if (absl::Status s = RestoreSnapshot(snap->metadata); !s.ok()) {
+      Die("restoring the snapshot from the leader", s);
+    }
+    log::Info(kLog, "installed a snapshot from the leader", {{"index", snap->metadata.index}});
   }
   NoteMembers(rd.entries);
   if (absl::Status s = mem_.Append(std::move(rd.entries)); !s.ok()) Die("appending", s);
@@ -809,22 +826,39 @@ void Node::NoteMembers(const std::vector<Entry>& entries) {
   }
 }
 
-void Node::RestoreSnapshot(const Snapshot& snap) {
-  api::RaftSnapshotData data;
-  if (!data.ParseFromArray(snap.data.view().data(), static_cast<int>(snap.data.size()))) {
-    Fatal("the snapshot at index " + std::to_string(snap.metadata.index) + " does not parse");
+absl::Status Node::RestoreSnapshot(const SnapshotMetadata& metadata) {
+  const std::string where = "the snapshot at index " + std::to_string(metadata.index);
+  ASSIGN_OR_RETURN(StoredSnapshot stored, disk_->OpenSnapshot(metadata.index));
+  api::RaftSnapshotData header;
+  SnapshotReader* state = stored.reader.get();
+  std::optional<StringSnapshotReader> whole;  // format 0: the state is inside the header
+  if (stored.format == kSnapshotFormatStreamed) {
+    uint64_t size = 0;
+    ASSIGN_OR_RETURN(const bool present, ReadVarint(*stored.reader, &size));
+    if (!present || size > (64u << 20)) return absl::DataLossError(where + " has no members");
+    std::string bytes(size, '\0');
+    RETURN_IF_ERROR(ReadExactly(*stored.reader, bytes.data(), size));
+    if (!header.ParseFromString(bytes)) {
+      return absl::DataLossError(where + ": its members do not parse");
+    }
+  } else {
+    ASSIGN_OR_RETURN(const std::string bytes, ReadAll(*stored.reader));
+    if (!header.ParseFromString(bytes)) return absl::DataLossError(where + " does not parse");
+    state = &whole.emplace(header.state());
   }
-  if (absl::Status s = config_.state_machine->Restore(data.state()); !s.ok()) {
-    Die("restoring the state machine from a snapshot", s);
+  if (absl::Status s = config_.state_machine->Restore(*state); !s.ok()) {
+    return absl::Status(
+        s.code(), "restoring the state machine from " + where + ": " + std::string(s.message()));
   }
   members_.clear();
-  for (const api::RaftMember& m : data.membership().members()) {
+  for (const api::RaftMember& m : header.membership().members()) {
     members_[m.raft_id()] = Member{m.raft_id(), m.addr()};
     if (transport_) transport_->SetPeer(m.raft_id(), m.addr());
   }
-  applied_conf_ = Sorted(snap.metadata.conf_state);
-  applied_ = snap.metadata.index;
-  snapshot_index_ = snap.metadata.index;
+  applied_conf_ = Sorted(metadata.conf_state);
+  applied_ = metadata.index;
+  snapshot_index_ = metadata.index;
+  return absl::OkStatus();
 }
 
 void Node::MaybeSnapshot() {
@@ -849,16 +883,30 @@ absl::StatusOr<uint64_t> Node::RotateDataKeyInLoop(const std::optional<DataKey>&
 }
 
 void Node::TakeSnapshot() {
-  api::RaftSnapshotData data;
+  const absl::Time start = absl::Now();
+  // The members first (a varint-prefixed RaftSnapshotData), then the state machine's bytes,
+  // each megabyte sealed and stored as it comes.
+  api::RaftSnapshotData header;
   for (const auto& [id, m] : members_) {
-    api::RaftMember* pb = data.mutable_membership()->add_members();
+    api::RaftMember* pb = header.mutable_membership()->add_members();
     pb->set_raft_id(id);
     pb->set_addr(m.addr);
   }
-  data.set_state(config_.state_machine->Snapshot());
-  auto snap = mem_.CreateSnapshot(applied_, applied_conf_, Payload(data.SerializeAsString()));
+  std::string framed;
+  AppendVarint(framed, header.ByteSizeLong());
+  header.AppendToString(&framed);
+  std::unique_ptr<DiskStorage::SnapshotChunks> out =
+      disk_->NewSnapshotWriter(applied_, /*received=*/false);
+  absl::Status written = out->Write(framed);
+  if (written.ok()) written = config_.state_machine->WriteSnapshot(*out);
+  if (!written.ok()) Die("writing a snapshot", written);
+  absl::StatusOr<DiskStorage::StoredChunks> chunks = out->Finish();
+  if (!chunks.ok()) Die("storing a snapshot", chunks.status());
+  auto snap = mem_.CreateSnapshot(applied_, applied_conf_, Payload());
   if (!snap.ok()) Die("creating a snapshot", snap.status());
-  if (absl::Status s = disk_->SaveSnapshot(*snap); !s.ok()) Die("storing a snapshot", s);
+  if (absl::Status s = disk_->SaveSnapshot(snap->metadata, *chunks); !s.ok()) {
+    Die("storing a snapshot", s);
+  }
   snapshot_index_ = applied_;
   if (applied_ > config_.log_entries_for_slow_followers) {
     const uint64_t compact = applied_ - config_.log_entries_for_slow_followers;
@@ -867,7 +915,10 @@ void Node::TakeSnapshot() {
       if (absl::Status s = disk_->Compact(compact); !s.ok()) Die("compacting the log", s);
     }
   }
-  log::Info(kLog, "took a snapshot", {{"index", applied_}, {"bytes", snap->data.size()}});
+  log::Info(kLog, "took a snapshot",
+            {{"index", applied_},
+             {"bytes", chunks->size},
+             {"took", absl::FormatDuration(absl::Now() - start)}});
 }
 
 void Node::FailAll(const absl::Status& status) {

@@ -38,6 +38,7 @@
 #include "common/clock.h"
 #include "raft/disk_storage.h"
 #include "raft/raw_node.h"
+#include "raft/snapshot_io.h"
 #include "raft/storage.h"
 #include "raft/transport.h"
 
@@ -49,10 +50,11 @@ class StateMachine {
   virtual ~StateMachine() = default;
   // Applies a committed proposal.
   virtual void Apply(uint64_t index, std::string_view data) = 0;
-  // The state as of the last applied entry, for a snapshot.
-  virtual std::string Snapshot() = 0;
-  // Replaces the state with a snapshot's.
-  virtual absl::Status Restore(std::string_view data) = 0;
+  // Writes the state as of the last applied entry, for a snapshot: a piece at a time, so the
+  // snapshot is never held whole (it goes to disk in chunks as it is written).
+  virtual absl::Status WriteSnapshot(SnapshotWriter& out) = 0;
+  // Replaces the state with a snapshot's, read a piece at a time until the reader's end.
+  virtual absl::Status Restore(SnapshotReader& in) = 0;
 };
 
 struct NodeConfig {
@@ -194,7 +196,8 @@ class Node {
   void RunNotifier();
   void HandleReady();
   void ApplyEntry(const Entry& e);
-  void RestoreSnapshot(const Snapshot& snap);
+  // Restores the state machine and the members from the stored snapshot.
+  absl::Status RestoreSnapshot(const SnapshotMetadata& metadata);
   void MaybeSnapshot();
   void TakeSnapshot();
   absl::StatusOr<uint64_t> RotateDataKeyInLoop(const std::optional<DataKey>& next);

@@ -8,6 +8,8 @@
 #include "absl/strings/str_split.h"
 #include "common/ports.h"
 #include "gtest/gtest.h"
+#include "proto/raft_service.pb.h"
+#include "raft/disk_storage.h"
 
 namespace swarm::raft {
 namespace {
@@ -18,10 +20,14 @@ namespace fs = std::filesystem;
 class ListMachine final : public StateMachine {
  public:
   void Apply(uint64_t, std::string_view data) override { items.emplace_back(data); }
-  std::string Snapshot() override { return absl::StrJoin(items, "\n"); }
-  absl::Status Restore(std::string_view data) override {
+  absl::Status WriteSnapshot(SnapshotWriter& out) override {
+    return out.Write(absl::StrJoin(items, "\n"));
+  }
+  absl::Status Restore(SnapshotReader& in) override {
+    absl::StatusOr<std::string> data = ReadAll(in);
+    if (!data.ok()) return data.status();
     items.clear();
-    if (!data.empty()) items = absl::StrSplit(absl::string_view(data.data(), data.size()), '\n');
+    if (!data->empty()) items = absl::StrSplit(*data, '\n');
     return absl::OkStatus();
   }
   std::vector<std::string> items;
@@ -133,6 +139,32 @@ TEST_F(NodeTest, RotateDataKey_RefusesAnOlderKeyAndRetriesTheCurrentOne) {
   ASSERT_TRUE(id.ok()) << id.status();
   EXPECT_EQ(*id, 2u);
   EXPECT_FALSE(node_->Status().old_data_keys);
+}
+
+// A log written before snapshots were streamed holds its snapshot whole (format 0: one
+// RaftSnapshotData with the state inside); the node still starts from it.
+TEST_F(NodeTest, Restart_FromASnapshotStoredWhole) {
+  {
+    fs::create_directories(dir_ / "raft");
+    auto disk = DiskStorage::Open((dir_ / "raft").string(), KeyRing(first_), random_);
+    ASSERT_TRUE(disk.ok()) << disk.status();
+    ASSERT_TRUE((*disk)->Load().ok());
+    api::RaftSnapshotData data;
+    api::RaftMember* m = data.mutable_membership()->add_members();
+    m->set_raft_id(1);
+    m->set_addr(addr_);
+    data.set_state("a\nb");
+    auto out = (*disk)->NewSnapshotWriter(5, /*received=*/false, /*format=*/0);
+    ASSERT_TRUE(out->Write(data.SerializeAsString()).ok());
+    auto chunks = out->Finish();
+    ASSERT_TRUE(chunks.ok()) << chunks.status();
+    ASSERT_TRUE((*disk)->SaveSnapshot({{{1}, {}}, 5, 1}, *chunks).ok());
+    ASSERT_TRUE((*disk)->Save(HardState{1, 1, 5}, {}, nullptr, true).ok());
+  }
+  Start(first_);
+  EXPECT_EQ(machine_->items, (std::vector<std::string>{"a", "b"}));
+  Propose("after-", 2);
+  EXPECT_EQ(machine_->items, (std::vector<std::string>{"a", "b", "after-0", "after-1"}));
 }
 
 }  // namespace

@@ -191,35 +191,60 @@ class Peer {
     stream_context_.reset();
   }
 
-  // Streams a snapshot in chunks; reports the outcome to the node.
+  // Streams a snapshot in chunks, as read from storage; reports the outcome to the node.
   bool SendSnapshot(const Message& m) {
+    absl::StatusOr<StoredSnapshot> stored = callbacks_.open_snapshot(*m.snapshot);
+    if (!stored.ok()) {
+      // The stream is fine; the core asks for the newer snapshot once told.
+      log::Info("raft-transport", "not sending a snapshot",
+                {{"peer", id_},
+                 {"index", m.snapshot->metadata.index},
+                 {"error", std::string(stored.status().message())}});
+      callbacks_.snapshot_status(id_, true);
+      return true;
+    }
     api::Raft::Stub* stub = Stub();
     grpc::ClientContext ctx;
     api::StreamRaftSnapshotResponse resp;
     auto writer = stub->StreamRaftSnapshot(&ctx, &resp);
-    const std::string_view data = m.snapshot->data.view();
-    api::SnapshotChunk first;
-    ToProto(m, first.mutable_message(), /*with_snapshot_data=*/false);
-    first.set_total_size(data.size());
+    api::SnapshotChunk chunk;
+    ToProto(m, chunk.mutable_message(), /*with_snapshot_data=*/false);
+    chunk.set_total_size(stored->size);
+    chunk.set_format(stored->format);
+    absl::Status read_status;
     bool ok = true;
-    size_t off = 0;
+    uint64_t off = 0;
+    std::string data(options_.snapshot_chunk_size, '\0');
     do {
-      api::SnapshotChunk chunk = off == 0 ? first : api::SnapshotChunk();
-      const size_t n = std::min(options_.snapshot_chunk_size, data.size() - off);
+      // Fill a whole chunk (the stored ones may be cut differently).
+      size_t n = 0;
+      while (n < data.size()) {
+        absl::StatusOr<size_t> got = stored->reader->Read(data.data() + n, data.size() - n);
+        if (!got.ok()) read_status = got.status();
+        if (!got.ok() || *got == 0) break;
+        n += *got;
+      }
+      if (!read_status.ok()) break;
       chunk.set_offset(off);
-      chunk.set_data(std::string(data.substr(off, n)));
+      chunk.set_data(data.data(), n);
       off += n;
-      chunk.set_last(off == data.size());
+      chunk.set_last(off == stored->size);
       ok = writer->Write(chunk);
-    } while (ok && off < data.size());
+      chunk.Clear();
+    } while (ok && off < stored->size);
+    if (!read_status.ok()) {
+      ctx.TryCancel();
+      ok = false;
+    }
     writer->WritesDone();
     grpc::Status st = writer->Finish();
     ok = ok && st.ok();
-    log::Info("raft-transport", ok ? "sent snapshot" : "failed to send snapshot",
-              {{"peer", id_},
-               {"index", m.snapshot->metadata.index},
-               {"bytes", data.size()},
-               {"error", st.error_message()}});
+    log::Info(
+        "raft-transport", ok ? "sent snapshot" : "failed to send snapshot",
+        {{"peer", id_},
+         {"index", m.snapshot->metadata.index},
+         {"bytes", stored->size},
+         {"error", read_status.ok() ? st.error_message() : std::string(read_status.message())}});
     callbacks_.snapshot_status(id_, !ok);
     return ok;
   }

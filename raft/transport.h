@@ -20,6 +20,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "raft/snapshot_io.h"
 #include "raft/types.h"
 
 namespace swarm::raft {
@@ -48,6 +49,9 @@ class Transport {
     std::function<void(uint64_t id)> unreachable;
     // A snapshot to `id` was delivered (failed = false) or not.
     std::function<void(uint64_t id, bool failed)> snapshot_status;
+    // The data of the snapshot a kSnap message carries (the message's own data stays empty:
+    // the data is read from storage as it is sent). NOT_FOUND when a newer one replaced it.
+    std::function<absl::StatusOr<StoredSnapshot>(const Snapshot&)> open_snapshot;
   };
 
   Transport(Options options, Callbacks callbacks);

@@ -18,8 +18,8 @@ namespace {
 class CountingStateMachine final : public raft::StateMachine {
  public:
   void Apply(uint64_t, std::string_view) override { ++applied; }
-  std::string Snapshot() override { return ""; }
-  absl::Status Restore(std::string_view) override { return absl::OkStatus(); }
+  absl::Status WriteSnapshot(raft::SnapshotWriter&) override { return absl::OkStatus(); }
+  absl::Status Restore(raft::SnapshotReader&) override { return absl::OkStatus(); }
   std::atomic<int> applied{0};
 };
 

@@ -1,14 +1,12 @@
 #include "manager/store/store.h"
 
-#include <google/protobuf/io/coded_stream.h>
-#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/util/time_util.h>
-#include <google/protobuf/wire_format_lite.h>
 
 #include "absl/container/btree_map.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
 #include "common/random.h"
+#include "common/status_macros.h"
 
 namespace swarm::manager::store {
 namespace {
@@ -518,48 +516,59 @@ void MemoryStore::PublishLocked(const Event& e) {
   }
 }
 
-std::string MemoryStore::Snapshot() {
+absl::Status MemoryStore::WriteSnapshot(raft::SnapshotWriter& out) {
   absl::ReaderMutexLock lock(&mu_);
-  // Written field by field, as api::StoreSnapshot's wire format, rather than built as one:
-  // building it copied every object in the store, on the Raft loop, every snapshot interval.
-  std::string out;
-  {
-    google::protobuf::io::StringOutputStream stream(&out);
-    google::protobuf::io::CodedOutputStream coded(&stream);
-    for (const auto& [c, t] : tables_->tables) {
-      const int field = SnapshotField(c);
-      if (field == 0) continue;
-      const uint32_t tag = google::protobuf::internal::WireFormatLite::MakeTag(
-          field, google::protobuf::internal::WireFormatLite::WIRETYPE_LENGTH_DELIMITED);
-      for (const auto& [id, ptr] : t.objects) {
-        const google::protobuf::Message& o = Target(*ptr);
-        coded.WriteTag(tag);
-        coded.WriteVarint32(static_cast<uint32_t>(o.ByteSizeLong()));
-        o.SerializeWithCachedSizes(&coded);
-      }
-    }
+  // Field by field rather than built as one api::StoreSnapshot: building it copied every
+  // object in the store, on the Raft loop, every snapshot interval.
+  raft::MessageFieldWriter fields(out);
+  for (const auto& [c, t] : tables_->tables) {
+    const int field = SnapshotField(c);
+    if (field == 0) continue;
+    for (const auto& [id, ptr] : t.objects) RETURN_IF_ERROR(fields.Write(field, Target(*ptr)));
   }
-  return out;
+  return fields.Flush();
+}
+
+std::string MemoryStore::Snapshot() {
+  raft::StringSnapshotWriter out;
+  (void)WriteSnapshot(out);  // writing to memory does not fail
+  return out.data();
 }
 
 absl::Status MemoryStore::Restore(std::string_view data) {
-  api::StoreSnapshot snap;
-  if (!snap.ParseFromArray(data.data(), static_cast<int>(data.size()))) {
-    return absl::DataLossError("store snapshot does not parse");
-  }
+  raft::StringSnapshotReader in(data);
+  return Restore(in);
+}
+
+absl::Status MemoryStore::Restore(raft::SnapshotReader& in) {
   auto tables = std::make_unique<Tables>();
   uint64_t last = 0;
   auto put = [&](api::StoreAction o) {
     last = std::max(last, VersionOf(o));
     tables->Put(std::make_shared<const api::StoreAction>(std::move(o)));
   };
-  for (const auto& o : snap.nodes()) put(Wrap(o));
-  for (const auto& o : snap.services()) put(Wrap(o));
-  for (const auto& o : snap.tasks()) put(Wrap(o));
-  for (const auto& o : snap.networks()) put(Wrap(o));
-  for (const auto& o : snap.clusters()) put(Wrap(o));
-  for (const auto& o : snap.secrets()) put(Wrap(o));
-  for (const auto& o : snap.configs()) put(Wrap(o));
+  // Each field is parsed as a StoreSnapshot that holds just that object.
+  raft::MessageFieldReader fields(in);
+  api::StoreSnapshot snap;
+  int field = 0;
+  std::string bytes, wire;
+  for (;;) {
+    ASSIGN_OR_RETURN(const bool more, fields.Next(&field, &bytes));
+    if (!more) break;
+    wire.clear();
+    raft::AppendVarint(wire, static_cast<uint64_t>(field) << 3 | 2);
+    raft::AppendVarint(wire, bytes.size());
+    wire += bytes;
+    snap.Clear();
+    if (!snap.ParseFromString(wire)) return absl::DataLossError("store snapshot does not parse");
+    for (const auto& o : snap.nodes()) put(Wrap(o));
+    for (const auto& o : snap.services()) put(Wrap(o));
+    for (const auto& o : snap.tasks()) put(Wrap(o));
+    for (const auto& o : snap.networks()) put(Wrap(o));
+    for (const auto& o : snap.clusters()) put(Wrap(o));
+    for (const auto& o : snap.secrets()) put(Wrap(o));
+    for (const auto& o : snap.configs()) put(Wrap(o));
+  }
   absl::MutexLock lock(&mu_);
   tables_ = std::move(tables);
   last_index_ = last;

@@ -195,10 +195,13 @@ class MemoryStore final : public raft::StateMachine {
   // The index of the last applied write.
   uint64_t last_index() const;
 
-  // raft::StateMachine.
+  // raft::StateMachine. The snapshot is api::StoreSnapshot's wire format, one object at a time.
   void Apply(uint64_t index, std::string_view data) override;
-  std::string Snapshot() override;
-  absl::Status Restore(std::string_view data) override;
+  absl::Status WriteSnapshot(raft::SnapshotWriter& out) override;
+  absl::Status Restore(raft::SnapshotReader& in) override;
+  // The same, whole in memory (backups, tests).
+  std::string Snapshot();
+  absl::Status Restore(std::string_view data);
 
   // Applies a transaction directly (what Apply does after parsing), for LocalProposer and
   // tests: OK or why it was rejected.

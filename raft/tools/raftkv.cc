@@ -17,6 +17,7 @@
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/random.h"
+#include "common/status_macros.h"
 #include "proto/raft_service.grpc.pb.h"
 #include "raft/node.h"
 #include "raft/tools/raftkv.grpc.pb.h"
@@ -44,29 +45,41 @@ class KvStateMachine final : public StateMachine {
     values_[op.key()] = op.value();
     if (history_) ops_.push_back(std::move(op));
   }
-  std::string Snapshot() override {
+  // As KVSnapshot's wire format (field 1, ops), one op at a time.
+  absl::Status WriteSnapshot(SnapshotWriter& out) override {
     std::lock_guard<std::mutex> lock(mu_);
-    raftkv::KVSnapshot snap;
+    MessageFieldWriter fields(out);
     if (history_) {
-      snap.mutable_ops()->Assign(ops_.begin(), ops_.end());
-    } else {
-      for (const auto& [key, value] : values_) {
-        raftkv::Op* op = snap.add_ops();
-        op->set_key(key);
-        op->set_value(value);
-      }
+      for (const raftkv::Op& op : ops_) RETURN_IF_ERROR(fields.Write(1, op));
+      return fields.Flush();
     }
-    return snap.SerializeAsString();
+    raftkv::Op op;
+    for (const auto& [key, value] : values_) {
+      op.set_key(key);
+      op.set_value(value);
+      RETURN_IF_ERROR(fields.Write(1, op));
+    }
+    return fields.Flush();
   }
-  absl::Status Restore(std::string_view data) override {
-    raftkv::KVSnapshot snap;
-    if (!snap.ParseFromArray(data.data(), static_cast<int>(data.size()))) {
-      return absl::DataLossError("raftkv snapshot does not parse");
+  absl::Status Restore(SnapshotReader& in) override {
+    absl::flat_hash_map<std::string, std::string> values;
+    std::vector<raftkv::Op> ops;
+    MessageFieldReader fields(in);
+    int field = 0;
+    std::string bytes;
+    raftkv::Op op;
+    for (;;) {
+      ASSIGN_OR_RETURN(const bool more, fields.Next(&field, &bytes));
+      if (!more) break;
+      if (field != 1 || !op.ParseFromString(bytes)) {
+        return absl::DataLossError("raftkv snapshot does not parse");
+      }
+      values[op.key()] = op.value();
+      if (history_) ops.push_back(op);
     }
     std::lock_guard<std::mutex> lock(mu_);
-    values_.clear();
-    for (const raftkv::Op& op : snap.ops()) values_[op.key()] = op.value();
-    if (history_) ops_.assign(snap.ops().begin(), snap.ops().end());
+    values_ = std::move(values);
+    ops_ = std::move(ops);
     return absl::OkStatus();
   }
   std::optional<std::string> Get(const std::string& key) {

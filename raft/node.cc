@@ -83,10 +83,12 @@ struct Node::Inbox {
   std::vector<uint64_t> unreachable;
   std::vector<std::pair<uint64_t, bool>> snapshot_status;
   std::vector<std::pair<std::optional<DataKey>, std::shared_ptr<Waiter>>> key_rotations;
+  // The index of a snapshot its thread finished writing (0: none).
+  uint64_t snapshot_written = 0;
   bool empty() const {
     return ticks == 0 && messages.empty() && proposals.empty() && reads.empty() &&
            conf_changes.empty() && transfers.empty() && unreachable.empty() &&
-           snapshot_status.empty() && key_rotations.empty();
+           snapshot_status.empty() && key_rotations.empty() && snapshot_written == 0;
   }
 };
 
@@ -415,6 +417,8 @@ void Node::Stop() {
   }
   if (loop_.joinable()) loop_.join();
   if (ticker_.joinable()) ticker_.join();
+  // A snapshot cut short here is never recorded; the next start deletes its chunks.
+  if (snapshotter_.joinable()) snapshotter_.join();
   if (transport_) transport_->Stop();
   FailAll(absl::UnavailableError("raft node is shutting down"));
   {
@@ -592,6 +596,8 @@ void Node::Run() {
     for (uint64_t id : in->unreachable) raw_->ReportUnreachable(id);
     for (auto [id, failed] : in->snapshot_status) raw_->ReportSnapshot(id, failed);
     for (uint64_t to : in->transfers) raw_->TransferLeadership(to);
+    // (The loop may have finished it already, and started another.)
+    if (snapshotting_ && in->snapshot_written == snapshot_at_) FinishSnapshot();
     for (auto& [next, w] : in->key_rotations) w->Finish(RotateDataKeyInLoop(next));
 
     // A follower hands proposals and membership changes to the leader through the core (it
@@ -694,12 +700,14 @@ void Node::HandleReady() {
   // committed entry: it counts itself only once persisted) are applied before this Ready's
   // write, so their proposers do not also wait for the next fsync.
   const Snapshot* snap = rd.snapshot.empty() ? nullptr : &rd.snapshot;
+  // The leader's snapshot replaces the state: ours must be done reading it.
+  if (snap != nullptr && snapshotting_) FinishSnapshot();
   size_t applied_early = 0;
   if (snap == nullptr) {
     const uint64_t durable = mem_.LastIndex();
     while (applied_early < rd.committed_entries.size() &&
            rd.committed_entries[applied_early].index <= durable) {
-      ApplyEntry(rd.committed_entries[applied_early++]);
+      Commit(rd.committed_entries[applied_early++]);
     }
   }
 
@@ -750,22 +758,15 @@ void Node::HandleReady() {
     }
   }
   for (size_t i = applied_early; i < rd.committed_entries.size(); ++i) {
-    ApplyEntry(rd.committed_entries[i]);
+    Commit(rd.committed_entries[i]);
   }
   for (const ReadState& rs : rd.read_states) {
     auto it = reads_.find(rs.context);
     if (it != reads_.end()) it->second->read_index = rs.index;
   }
   raw_->Advance();
-  for (auto it = reads_.begin(); it != reads_.end();) {
-    if (it->second->read_index != 0 && it->second->read_index <= applied_) {
-      it->second->Finish(it->second->read_index);
-      it = reads_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  MaybeSnapshot();
+  FinishReads();
+  if (!snapshotting_ && applied_ >= snapshot_index_ + config_.snapshot_interval) StartSnapshot();
   UpdateStatus();
   // Heartbeats and ticks wait while this runs: a round near the election timeout is what
   // makes a healthy cluster change leaders.
@@ -776,6 +777,25 @@ void Node::HandleReady() {
                {"persist", absl::FormatDuration(persist_time)},
                {"entries_persisted", persisted},
                {"entries_applied", committed}});
+  }
+}
+
+void Node::Commit(const Entry& e) {
+  if (snapshotting_) {
+    unapplied_.push_back(e);
+  } else {
+    ApplyEntry(e);
+  }
+}
+
+void Node::FinishReads() {
+  for (auto it = reads_.begin(); it != reads_.end();) {
+    if (it->second->read_index != 0 && it->second->read_index <= applied_) {
+      it->second->Finish(it->second->read_index);
+      it = reads_.erase(it);
+    } else {
+      ++it;
+    }
   }
 }
 
@@ -861,11 +881,6 @@ absl::Status Node::RestoreSnapshot(const SnapshotMetadata& metadata) {
   return absl::OkStatus();
 }
 
-void Node::MaybeSnapshot() {
-  if (applied_ < snapshot_index_ + config_.snapshot_interval) return;
-  TakeSnapshot();
-}
-
 absl::StatusOr<uint64_t> Node::RotateDataKeyInLoop(const std::optional<DataKey>& next) {
   // Asking again for the current key (a caller retrying after a timeout) only retires.
   if (next && next->id != disk_->keys().current().id) {
@@ -874,7 +889,7 @@ absl::StatusOr<uint64_t> Node::RotateDataKeyInLoop(const std::optional<DataKey>&
   }
   // A snapshot sealed with the new key, and the log compacted below it, leave only the entries
   // kept for slow followers to re-seal.
-  if (applied_ > snapshot_index_) TakeSnapshot();
+  SnapshotNow();
   RETURN_IF_ERROR(disk_->RetireOldKeys());
   log::Info(kLog, "the raft log no longer needs older data keys",
             {{"key_id", disk_->keys().current().id}});
@@ -882,8 +897,7 @@ absl::StatusOr<uint64_t> Node::RotateDataKeyInLoop(const std::optional<DataKey>&
   return disk_->keys().current().id;
 }
 
-void Node::TakeSnapshot() {
-  const absl::Time start = absl::Now();
+void Node::StartSnapshot() {
   // The members first (a varint-prefixed RaftSnapshotData), then the state machine's bytes,
   // each megabyte sealed and stored as it comes.
   api::RaftSnapshotData header;
@@ -895,30 +909,54 @@ void Node::TakeSnapshot() {
   std::string framed;
   AppendVarint(framed, header.ByteSizeLong());
   header.AppendToString(&framed);
-  std::unique_ptr<DiskStorage::SnapshotChunks> out =
-      disk_->NewSnapshotWriter(applied_, /*received=*/false);
-  absl::Status written = out->Write(framed);
-  if (written.ok()) written = config_.state_machine->WriteSnapshot(*out);
-  if (!written.ok()) Die("writing a snapshot", written);
-  absl::StatusOr<DiskStorage::StoredChunks> chunks = out->Finish();
-  if (!chunks.ok()) Die("storing a snapshot", chunks.status());
-  auto snap = mem_.CreateSnapshot(applied_, applied_conf_, Payload());
+  snapshotting_ = true;
+  snapshot_at_ = applied_;
+  snapshot_conf_ = applied_conf_;
+  snapshot_started_ = absl::Now();
+  snapshotter_ = std::thread([this, index = applied_, framed = std::move(framed),
+                              out = disk_->NewSnapshotWriter(applied_, /*received=*/false)]() {
+    absl::Status written = out->Write(framed);
+    if (written.ok()) written = config_.state_machine->WriteSnapshot(*out);
+    snapshot_written_ = written.ok() ? out->Finish() : written;
+    absl::MutexLock lock(&mu_);
+    inbox_->snapshot_written = index;
+    wake_.Signal();
+  });
+}
+
+void Node::FinishSnapshot() {
+  snapshotter_.join();
+  snapshotting_ = false;
+  if (!snapshot_written_.ok()) Die("writing a snapshot", snapshot_written_.status());
+  auto snap = mem_.CreateSnapshot(snapshot_at_, snapshot_conf_, Payload());
   if (!snap.ok()) Die("creating a snapshot", snap.status());
-  if (absl::Status s = disk_->SaveSnapshot(snap->metadata, *chunks); !s.ok()) {
+  if (absl::Status s = disk_->SaveSnapshot(snap->metadata, *snapshot_written_); !s.ok()) {
     Die("storing a snapshot", s);
   }
-  snapshot_index_ = applied_;
-  if (applied_ > config_.log_entries_for_slow_followers) {
-    const uint64_t compact = applied_ - config_.log_entries_for_slow_followers;
+  snapshot_index_ = snapshot_at_;
+  if (snapshot_at_ > config_.log_entries_for_slow_followers) {
+    const uint64_t compact = snapshot_at_ - config_.log_entries_for_slow_followers;
     if (compact > mem_.FirstIndex()) {
       if (absl::Status s = mem_.Compact(compact); !s.ok()) Die("compacting the log", s);
       if (absl::Status s = disk_->Compact(compact); !s.ok()) Die("compacting the log", s);
     }
   }
   log::Info(kLog, "took a snapshot",
-            {{"index", applied_},
-             {"bytes", chunks->size},
-             {"took", absl::FormatDuration(absl::Now() - start)}});
+            {{"index", snapshot_at_},
+             {"bytes", snapshot_written_->size},
+             {"took", absl::FormatDuration(absl::Now() - snapshot_started_)},
+             {"entries_waiting", unapplied_.size()}});
+  for (; !unapplied_.empty(); unapplied_.pop_front()) ApplyEntry(unapplied_.front());
+  FinishReads();
+  UpdateStatus();
+}
+
+void Node::SnapshotNow() {
+  if (snapshotting_) FinishSnapshot();
+  if (applied_ > snapshot_index_) {
+    StartSnapshot();
+    FinishSnapshot();
+  }
 }
 
 void Node::FailAll(const absl::Status& status) {

@@ -11,8 +11,12 @@
 // (RaftMember in the ConfChange context) and in snapshots (RaftSnapshotData), so every member
 // learns them from the log.
 //
+// Snapshots are written on a thread of their own while the loop goes on persisting, sending
+// and committing (heartbeats never wait for a snapshot, however large); only applying waits.
+//
 // Thread-safety: every public method is thread-safe. The StateMachine is called from the loop
-// thread only; completion callbacks run on the notifier thread. Lock order: mu_ (the inbox),
+// thread and the snapshot thread, never both at once; completion callbacks run on the
+// notifier thread. Lock order: mu_ (the inbox),
 // status_mu_ and notify_mu_ are leaves; none is held across I/O, a call into the state machine
 // or a callback.
 #ifndef SWARM_RAFT_NODE_H_
@@ -20,6 +24,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <deque>
 #include <functional>
 #include <future>
 #include <map>
@@ -44,7 +49,9 @@
 
 namespace swarm::raft {
 
-// What the replicated state machine provides. Called from the node's loop thread only.
+// What the replicated state machine provides. Apply and Restore are called from the node's
+// loop thread; WriteSnapshot from its snapshot thread, while neither of them runs (committed
+// entries wait until the snapshot is written), so the state holds still for it.
 class StateMachine {
  public:
   virtual ~StateMachine() = default;
@@ -198,8 +205,17 @@ class Node {
   void ApplyEntry(const Entry& e);
   // Restores the state machine and the members from the stored snapshot.
   absl::Status RestoreSnapshot(const SnapshotMetadata& metadata);
-  void MaybeSnapshot();
-  void TakeSnapshot();
+  // Applies a committed entry, or queues it while a snapshot is being written.
+  void Commit(const Entry& e);
+  // Completes linearizable reads whose index is applied.
+  void FinishReads();
+  // Starts writing a snapshot of the state as of applied_ on snapshotter_.
+  void StartSnapshot();
+  // Waits for the snapshot being written, stores it, compacts the log and applies what
+  // committed meanwhile.
+  void FinishSnapshot();
+  // A snapshot of everything applied, stored before it returns (key rotation).
+  void SnapshotNow();
   absl::StatusOr<uint64_t> RotateDataKeyInLoop(const std::optional<DataKey>& next);
   void NoteMembers(const std::vector<Entry>& entries);
   void FailAll(const absl::Status& status);
@@ -233,6 +249,15 @@ class Node {
   ConfState applied_conf_;
   uint64_t applied_ = 0;
   uint64_t snapshot_index_ = 0;
+  // The snapshot being written (snapshotting_): where it stands, and its outcome, set by
+  // snapshotter_ before it tells the loop (Inbox::snapshot_written). Loop thread only, but
+  // snapshot_written_ (snapshotter_'s until joined).
+  bool snapshotting_ = false;
+  uint64_t snapshot_at_ = 0;
+  ConfState snapshot_conf_;
+  absl::Time snapshot_started_;
+  absl::StatusOr<DiskStorage::StoredChunks> snapshot_written_;
+  std::deque<Entry> unapplied_;  // committed while it is written
   bool leader_ = false;
   uint64_t lead_ = kNone;                   // the leader the core last reported
   StateType state_ = StateType::kFollower;  // the role the core last reported
@@ -240,6 +265,7 @@ class Node {
 
   std::thread loop_;
   std::thread ticker_;
+  std::thread snapshotter_;
 
   absl::Mutex notify_mu_;
   // Callbacks to run; the notifier thread waits for them (or for stopping).

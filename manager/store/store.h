@@ -13,8 +13,9 @@
 // Watchers receive every applied write in order (kind, old and new object, index), from a given
 // index when they resume; the last events are kept for that (kEventHistory).
 //
-// Thread-safety: all public methods are thread-safe. Apply, Snapshot and Restore are called
-// by the Raft node's loop thread (raft::StateMachine). mu_ guards the tables and the event
+// Thread-safety: all public methods are thread-safe. Apply and Restore are called by the Raft
+// node's loop thread, WriteSnapshot by its snapshot thread while neither runs
+// (raft::StateMachine). mu_ guards the tables and the event
 // history; reads take it shared. Watch queues have their own locks.
 #ifndef SWARM_MANAGER_STORE_STORE_H_
 #define SWARM_MANAGER_STORE_STORE_H_

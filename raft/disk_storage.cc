@@ -114,8 +114,8 @@ absl::StatusOr<std::unique_ptr<DiskStorage>> DiskStorage::Open(const std::string
   // Table files of snapshots being written when the node stopped.
   std::error_code ec;
   std::filesystem::remove_all(path + "/incoming", ec);
-  std::filesystem::create_directory(path + "/incoming", ec);
-  if (ec) return absl::UnavailableError("creating " + path + "/incoming: " + ec.message());
+  if (!ec) std::filesystem::create_directory(path + "/incoming", ec);
+  if (ec) return absl::UnavailableError("emptying " + path + "/incoming: " + ec.message());
   s->log_ = s->handles_[1];
   s->meta_ = s->handles_[2];
   s->snap_ = s->handles_[3];
@@ -219,12 +219,13 @@ absl::Status DiskStorage::SnapshotToBatch(const SnapshotMetadata& metadata,
   if (snapshot_.index != 0 && ChunkKey(snapshot_, 0) != ChunkKey(chunks, 0)) {
     old.push_back(snapshot_);
   }
+  superseded_.clear();
   {
     absl::MutexLock lock(&mu_);
     for (const auto& [index, staged] : staged_) {
-      if (index <= metadata.index && staged.received_id != chunks.received_id) {
-        old.push_back(staged);
-      }
+      if (index > metadata.index) break;
+      superseded_.push_back(index);
+      if (staged.received_id != chunks.received_id) old.push_back(staged);
     }
   }
   for (const StoredChunks& c : old) {
@@ -237,7 +238,7 @@ absl::Status DiskStorage::SnapshotToBatch(const SnapshotMetadata& metadata,
 void DiskStorage::NoteSnapshotStored(const StoredChunks& chunks) {
   snapshot_ = chunks;
   absl::MutexLock lock(&mu_);
-  staged_.erase(staged_.begin(), staged_.upper_bound(chunks.index));
+  for (uint64_t index : superseded_) staged_.erase(index);
 }
 
 absl::Status DiskStorage::Write(void* b, bool sync) {
@@ -355,15 +356,20 @@ absl::Status DiskStorage::SnapshotChunks::Flush() {
 
 absl::StatusOr<DiskStorage::StoredChunks> DiskStorage::SnapshotChunks::Finish() {
   RETURN_IF_ERROR(Flush());
-  {
-    absl::MutexLock lock(&disk_->mu_);
-    if (disk_->keys_.Find(key_.id) == nullptr) {
-      return absl::AbortedError("the raft data key changed while the snapshot was written");
-    }
+  // Synced, then moved in: the chunks are durable before any record can name them.
+  if (table_) RETURN_IF_ERROR(FromRocks(table_->Finish(), "finishing the snapshot table " + file_));
+  // Under mu_ from the key check to the staging: RetireOldKeys, which holds it throughout,
+  // either re-seals these chunks or sees the key it drops refused here.
+  absl::MutexLock lock(&disk_->mu_);
+  if (disk_->keys_.Find(key_.id) == nullptr) {
+    return absl::AbortedError("the raft data key changed while the snapshot was written");
+  }
+  if (where_.received_id != 0 && disk_->staged_.count(where_.index)) {
+    // Another transfer of this snapshot arrived first and may be being installed: it stays,
+    // and this one is not needed (same index, same state).
+    return disk_->staged_[where_.index];
   }
   if (table_) {
-    // Synced, then moved in: the chunks are durable before any record can name them.
-    RETURN_IF_ERROR(FromRocks(table_->Finish(), "finishing the snapshot table " + file_));
     rocksdb::IngestExternalFileOptions ingest;
     ingest.move_files = true;
     ingest.write_global_seqno = false;
@@ -371,15 +377,7 @@ absl::StatusOr<DiskStorage::StoredChunks> DiskStorage::SnapshotChunks::Finish() 
                               "moving the snapshot table " + file_ + " into the raft log"));
   }
   finished_ = true;
-  if (where_.received_id != 0) {
-    absl::MutexLock lock(&disk_->mu_);
-    StoredChunks& staged = disk_->staged_[where_.index];
-    if (staged.received_id != 0) {  // an earlier transfer of the same snapshot
-      (void)disk_->db_->DeleteRange(rocksdb::WriteOptions(), disk_->snap_, ChunkKey(staged, 0),
-                                    ChunkKey(staged, UINT64_MAX));
-    }
-    staged = where_;
-  }
+  if (where_.received_id != 0) disk_->staged_[where_.index] = where_;
   return where_;
 }
 
@@ -448,12 +446,15 @@ class DiskStorage::ChunkReader final : public SnapshotReader {
 };
 
 absl::StatusOr<StoredSnapshot> DiskStorage::OpenSnapshot(uint64_t index) {
+  // The keys and the database as of one moment: a rotation in between could leave us a
+  // record sealed with a key we did not copy.
   std::optional<KeyRing> keys;
+  const rocksdb::Snapshot* db_snapshot;
   {
     absl::MutexLock lock(&mu_);
     keys.emplace(keys_);
+    db_snapshot = db_->GetSnapshot();
   }
-  const rocksdb::Snapshot* db_snapshot = db_->GetSnapshot();
   rocksdb::ReadOptions ro;
   ro.verify_checksums = true;
   ro.snapshot = db_snapshot;
@@ -534,6 +535,8 @@ absl::StatusOr<std::string> DiskStorage::AadFor(rocksdb::ColumnFamilyHandle* cf,
 }
 
 absl::Status DiskStorage::RetireOldKeys() {
+  // Throughout: a snapshot writer's Finish cannot slip chunks sealed with an old key in between.
+  absl::MutexLock lock(&mu_);
   const uint32_t current = keys_.current().id;
   rocksdb::WriteBatch batch;
   RETURN_IF_ERROR(ForEachRecord([&](rocksdb::ColumnFamilyHandle* cf, const std::string& key,
@@ -549,7 +552,6 @@ absl::Status DiskStorage::RetireOldKeys() {
     return FromRocks(batch.Put(cf, key, SealValue(aad, *plain)), "re-sealing " + aad);
   }));
   if (batch.Count() > 0) RETURN_IF_ERROR(Write(&batch, /*sync=*/true));
-  absl::MutexLock lock(&mu_);
   keys_.DropOld();
   return absl::OkStatus();
 }

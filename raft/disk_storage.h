@@ -107,7 +107,8 @@ class DiskStorage {
     // Deletes what it wrote unless finished.
     ~SnapshotChunks() override;
     absl::Status Write(std::string_view bytes) override;
-    // Writes what is buffered. A received snapshot is then ready for the Save that installs it.
+    // Writes what is buffered. A received snapshot is then ready for the Save that installs it
+    // (or, when another transfer of it arrived first, that one is, and this one is dropped).
     absl::StatusOr<StoredChunks> Finish();
 
    private:
@@ -210,6 +211,8 @@ class DiskStorage {
   uint64_t last_index_ = 0;
   // The stored snapshot, whose chunks a newer snapshot deletes.
   StoredChunks snapshot_;
+  // The staged snapshots (by index) the batch SnapshotToBatch built deletes or installs.
+  std::vector<uint64_t> superseded_;
 };
 
 }  // namespace swarm::raft

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <set>
 #include <sstream>
 
@@ -61,23 +62,40 @@ class DiskStorageTest : public ::testing::Test {
     absl::StatusOr<std::string> data = ReadAll(*stored->reader);
     return data.ok() ? *data : data.status().ToString();
   }
-  // Records in the snapshot column family whose key starts with prefix.
-  size_t CountSnapshotRecords(const std::string& prefix) {
+  // Runs fn on the database behind DiskStorage's back (closed meanwhile); handles 1 to 3 are
+  // the column families log, meta and snapshot.
+  void WithRawDatabase(
+      const std::function<void(rocksdb::DB*, const std::vector<rocksdb::ColumnFamilyHandle*>&)>&
+          fn) {
     rocksdb::DB* raw = nullptr;
     std::vector<rocksdb::ColumnFamilyHandle*> handles;
     rocksdb::ColumnFamilyOptions cf;
-    EXPECT_TRUE(
-        rocksdb::DB::OpenForReadOnly(
+    ASSERT_TRUE(
+        rocksdb::DB::Open(
             rocksdb::DBOptions(), dir_.string(),
             {{rocksdb::kDefaultColumnFamilyName, cf}, {"log", cf}, {"meta", cf}, {"snapshot", cf}},
             &handles, &raw)
             .ok());
-    size_t n = 0;
-    std::unique_ptr<rocksdb::Iterator> it(raw->NewIterator(rocksdb::ReadOptions(), handles[3]));
-    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) ++n;
-    it.reset();
+    fn(raw, handles);
     for (auto* h : handles) raw->DestroyColumnFamilyHandle(h);
     delete raw;
+  }
+  // Flips one byte in the middle of a stored record.
+  void Corrupt(int column_family, const std::string& key) {
+    WithRawDatabase([&](rocksdb::DB* db, const std::vector<rocksdb::ColumnFamilyHandle*>& cfs) {
+      std::string value;
+      ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), cfs[column_family], key, &value).ok());
+      value[value.size() / 2] ^= 0x40;
+      ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), cfs[column_family], key, value).ok());
+    });
+  }
+  // Records in the snapshot column family whose key starts with prefix.
+  size_t CountSnapshotRecords(const std::string& prefix) {
+    size_t n = 0;
+    WithRawDatabase([&](rocksdb::DB* db, const std::vector<rocksdb::ColumnFamilyHandle*>& cfs) {
+      std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), cfs[3]));
+      for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) ++n;
+    });
     return n;
   }
 
@@ -184,31 +202,29 @@ TEST_F(DiskStorageTest, SnapshotFromLeaderReplacesTheLog) {
   EXPECT_EQ(state->entries[0].index, 101u);
 }
 
+// A leader's retry (or a new leader) sends a snapshot already received: the first transfer
+// stays, since the Ready that installs it may be running, and the second leaves nothing.
+TEST_F(DiskStorageTest, SnapshotReceivedTwiceKeepsTheFirst) {
+  auto s = OpenStorage();
+  ASSERT_TRUE(s->Load().ok());
+  Receive(*s, "first", 100);
+  Receive(*s, "second", 100);
+  Snapshot snap{Payload(), {{{1}, {}}, 100, 7}};
+  ASSERT_TRUE(s->Save(HardState{7, 0, 100}, {}, &snap, true).ok());
+  EXPECT_EQ(SnapshotData(*s, 100), "first");
+  s.reset();
+  EXPECT_EQ(CountSnapshotRecords("recv/"), 1u);
+}
+
 TEST_F(DiskStorageTest, CorruptedSnapshotChunkIsDataLossNamingIt) {
   {
     auto s = OpenStorage();
     ASSERT_TRUE(s->Load().ok());
     SaveOwnSnapshot(*s, std::string(2 * (1 << 20) + 1, 'q'), {{{1}, {}}, 8, 2});
   }
-  {
-    rocksdb::DB* raw = nullptr;
-    std::vector<rocksdb::ColumnFamilyHandle*> handles;
-    rocksdb::ColumnFamilyOptions cf;
-    ASSERT_TRUE(
-        rocksdb::DB::Open(
-            rocksdb::DBOptions(), dir_.string(),
-            {{rocksdb::kDefaultColumnFamilyName, cf}, {"log", cf}, {"meta", cf}, {"snapshot", cf}},
-            &handles, &raw)
-            .ok());
-    const std::string key =
-        std::string("chunk/") + std::string(7, '\0') + "\x08/" + std::string(7, '\0') + "\x01";
-    std::string value;
-    ASSERT_TRUE(raw->Get(rocksdb::ReadOptions(), handles[3], key, &value).ok());
-    value[value.size() / 2] ^= 0x40;
-    ASSERT_TRUE(raw->Put(rocksdb::WriteOptions(), handles[3], key, value).ok());
-    for (auto* h : handles) raw->DestroyColumnFamilyHandle(h);
-    delete raw;
-  }
+  // Chunk 1 of snapshot 8.
+  Corrupt(3,
+          std::string("chunk/") + std::string(7, '\0') + "\x08/" + std::string(7, '\0') + "\x01");
   auto s = OpenStorage();
   ASSERT_TRUE(s->Load().ok());
   const std::string error = SnapshotData(*s, 8);
@@ -222,26 +238,8 @@ TEST_F(DiskStorageTest, CorruptedRecordRefusesToLoadAndNamesIt) {
     auto s = OpenStorage();
     ASSERT_TRUE(s->Save(HardState{2, 1, 5}, Ents(1, 5, 2), nullptr, true).ok());
   }
-  {
-    // Flip one byte of entry 3's stored record, behind our back.
-    rocksdb::DB* raw = nullptr;
-    std::vector<rocksdb::ColumnFamilyHandle*> handles;
-    rocksdb::ColumnFamilyOptions cf;
-    ASSERT_TRUE(
-        rocksdb::DB::Open(
-            rocksdb::DBOptions(), dir_.string(),
-            {{rocksdb::kDefaultColumnFamilyName, cf}, {"log", cf}, {"meta", cf}, {"snapshot", cf}},
-            &handles, &raw)
-            .ok());
-    std::string key(8, '\0');
-    key[7] = 3;
-    std::string value;
-    ASSERT_TRUE(raw->Get(rocksdb::ReadOptions(), handles[1], key, &value).ok());
-    value[value.size() / 2] ^= 0x40;
-    ASSERT_TRUE(raw->Put(rocksdb::WriteOptions(), handles[1], key, value).ok());
-    for (auto* h : handles) raw->DestroyColumnFamilyHandle(h);
-    delete raw;
-  }
+  // Entry 3.
+  Corrupt(1, std::string(7, '\0') + "\x03");
   auto state = OpenStorage()->Load();
   ASSERT_FALSE(state.ok());
   EXPECT_EQ(state.status().code(), absl::StatusCode::kDataLoss);

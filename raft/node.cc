@@ -114,6 +114,10 @@ class Node::RaftServiceImpl final : public api::Raft::Service {
           return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                               "raft message is not for this member");
         }
+        if (m.type == MessageType::kSnap) {  // its data would be missing
+          return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                              "snapshots come through StreamRaftSnapshot");
+        }
         batch.push_back(std::move(m));
       }
       node_->Deliver(std::move(batch));
@@ -127,8 +131,6 @@ class Node::RaftServiceImpl final : public api::Raft::Service {
                                   grpc::ServerReader<api::SnapshotChunk>* reader,
                                   api::StreamRaftSnapshotResponse*) override {
     if (grpc::Status s = node_->Authorize(*ctx); !s.ok()) return s;
-    // One transfer at a time: a leader's retry waits for its earlier attempt to end.
-    absl::MutexLock lock(&receive_mu_);
     api::SnapshotChunk chunk;
     std::optional<Message> m;
     std::unique_ptr<DiskStorage::SnapshotChunks> out;
@@ -176,7 +178,6 @@ class Node::RaftServiceImpl final : public api::Raft::Service {
 
  private:
   Node* node_;
-  absl::Mutex receive_mu_;
 };
 
 class Node::MembershipServiceImpl final : public api::RaftMembership::Service {

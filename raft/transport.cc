@@ -30,6 +30,7 @@ class Peer {
       absl::MutexLock lock(&mu_);
       stopping_ = true;
       if (context_) context_->TryCancel();
+      if (snapshot_context_) snapshot_context_->TryCancel();
     }
     thread_.join();
   }
@@ -205,6 +206,15 @@ class Peer {
     }
     api::Raft::Stub* stub = Stub();
     grpc::ClientContext ctx;
+    // Cancelled when the peer goes (RemovePeer, Stop); bounded for a peer that stops reading
+    // (generously: a minute, plus a second per MiB).
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60) +
+                     std::chrono::seconds(stored->size >> 20));
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return false;
+      snapshot_context_ = &ctx;
+    }
     api::StreamRaftSnapshotResponse resp;
     auto writer = stub->StreamRaftSnapshot(&ctx, &resp);
     api::SnapshotChunk chunk;
@@ -224,6 +234,9 @@ class Peer {
         if (!got.ok() || *got == 0) break;
         n += *got;
       }
+      if (read_status.ok() && n == 0) {
+        read_status = absl::DataLossError("the stored snapshot ends before its size");
+      }
       if (!read_status.ok()) break;
       chunk.set_offset(off);
       chunk.set_data(data.data(), n);
@@ -238,6 +251,10 @@ class Peer {
     }
     writer->WritesDone();
     grpc::Status st = writer->Finish();
+    {
+      absl::MutexLock lock(&mu_);
+      snapshot_context_ = nullptr;
+    }
     ok = ok && st.ok();
     log::Info(
         "raft-transport", ok ? "sent snapshot" : "failed to send snapshot",
@@ -261,8 +278,10 @@ class Peer {
   std::deque<Message> bulk_ ABSL_GUARDED_BY(mu_);
   uint64_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  // The open stream's context, so the destructor can cancel a blocked Write.
+  // The open stream's context, so the destructor can cancel a blocked Write; and the context
+  // of a snapshot being sent.
   grpc::ClientContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;
+  grpc::ClientContext* snapshot_context_ ABSL_GUARDED_BY(mu_) = nullptr;
 
   // Used by the sender thread only.
   std::shared_ptr<grpc::Channel> channel_;

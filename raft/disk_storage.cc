@@ -539,6 +539,7 @@ absl::Status DiskStorage::RetireOldKeys() {
   absl::MutexLock lock(&mu_);
   const uint32_t current = keys_.current().id;
   rocksdb::WriteBatch batch;
+  bool unsynced = false;
   RETURN_IF_ERROR(ForEachRecord([&](rocksdb::ColumnFamilyHandle* cf, const std::string& key,
                                     const std::string& value) -> absl::Status {
     ASSIGN_OR_RETURN(const uint32_t id, RecordKeyId(value));
@@ -549,9 +550,20 @@ absl::Status DiskStorage::RetireOldKeys() {
       return absl::DataLossError("raft log " + path_ + ": " + aad +
                                  " is unreadable: " + std::string(plain.status().message()));
     }
-    return FromRocks(batch.Put(cf, key, SealValue(aad, *plain)), "re-sealing " + aad);
+    RETURN_IF_ERROR(FromRocks(batch.Put(cf, key, SealValue(aad, *plain)), "re-sealing " + aad));
+    // Records are independent and both keys stay until the end: a snapshot's chunks need not
+    // be held in one batch.
+    if (batch.GetDataSize() < (16u << 20)) return absl::OkStatus();
+    RETURN_IF_ERROR(Write(&batch, /*sync=*/false));
+    batch.Clear();
+    unsynced = true;
+    return absl::OkStatus();
   }));
-  if (batch.Count() > 0) RETURN_IF_ERROR(Write(&batch, /*sync=*/true));
+  if (batch.Count() > 0) {
+    RETURN_IF_ERROR(Write(&batch, /*sync=*/true));  // also syncs what went before
+  } else if (unsynced) {
+    RETURN_IF_ERROR(FromRocks(db_->SyncWAL(), "syncing the raft log at " + path_));
+  }
   keys_.DropOld();
   return absl::OkStatus();
 }

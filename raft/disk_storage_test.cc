@@ -319,16 +319,19 @@ TEST_F(DiskStorageTest, RotateKey_OldAndNewRecordsReadUntilTheOldKeyRetires) {
 
 TEST_F(DiskStorageTest, RotateKey_CrashBeforeRetiringLosesNothing) {
   const DataKey next = NewDataKey(2, random_);
+  std::string old_snapshot(40 << 20, '\0');
+  for (size_t i = 0; i < old_snapshot.size(); ++i) old_snapshot[i] = static_cast<char>(i * 7);
   {
     auto s = OpenStorage();
     ASSERT_TRUE(s->Save(HardState{2, 1, 5}, Ents(1, 5, 2), nullptr, true).ok());
-    SaveOwnSnapshot(*s, "old snapshot", {{{1}, {}}, 3, 2});
+    SaveOwnSnapshot(*s, old_snapshot, {{{1}, {}}, 3, 2});
     ASSERT_TRUE(s->RotateKey(next).ok());
     ASSERT_TRUE(s->Save(HardState{2, 1, 6}, Ents(6, 6, 2), nullptr, true).ok());
     // "kill -9": the storage is dropped without retiring the old key.
   }
   // The restart finds the rotation pending (both keys in the key store) and finishes it,
-  // even without a new snapshot: the old snapshot is re-sealed too.
+  // even without a new snapshot: the old snapshot is re-sealed too (in several batches: it is
+  // larger than one).
   KeyRing both(next);
   both.AddOld(key_);
   {
@@ -341,7 +344,7 @@ TEST_F(DiskStorageTest, RotateKey_CrashBeforeRetiringLosesNothing) {
     auto s = OpenStorage(ring);
     auto state = s->Load();
     ASSERT_TRUE(state.ok()) << state.status();
-    EXPECT_EQ(SnapshotData(*s, 3), "old snapshot");
+    EXPECT_EQ(SnapshotData(*s, 3), old_snapshot);
     EXPECT_EQ(state->entries, Ents(4, 6, 2));
     EXPECT_EQ(state->hard_state, (HardState{2, 1, 6}));
   }

@@ -598,7 +598,7 @@ void Node::Run() {
     for (auto [id, failed] : in->snapshot_status) raw_->ReportSnapshot(id, failed);
     for (uint64_t to : in->transfers) raw_->TransferLeadership(to);
     // (The loop may have finished it already, and started another.)
-    if (snapshotting_ && in->snapshot_written == snapshot_at_) FinishSnapshot();
+    if (snapshotting_ && in->snapshot_written == snapshot_at_) (void)FinishSnapshot();
     for (auto& [next, w] : in->key_rotations) w->Finish(RotateDataKeyInLoop(next));
 
     // A follower hands proposals and membership changes to the leader through the core (it
@@ -702,7 +702,7 @@ void Node::HandleReady() {
   // write, so their proposers do not also wait for the next fsync.
   const Snapshot* snap = rd.snapshot.empty() ? nullptr : &rd.snapshot;
   // The leader's snapshot replaces the state: ours must be done reading it.
-  if (snap != nullptr && snapshotting_) FinishSnapshot();
+  if (snap != nullptr && snapshotting_) (void)FinishSnapshot();
   size_t applied_early = 0;
   if (snap == nullptr) {
     const uint64_t durable = mem_.LastIndex();
@@ -767,7 +767,10 @@ void Node::HandleReady() {
   }
   raw_->Advance();
   FinishReads();
-  if (!snapshotting_ && applied_ >= snapshot_index_ + config_.snapshot_interval) StartSnapshot();
+  if (!snapshotting_ &&
+      applied_ >= std::max(snapshot_index_ + config_.snapshot_interval, next_snapshot_)) {
+    StartSnapshot();
+  }
   UpdateStatus();
   // Heartbeats and ticks wait while this runs: a round near the election timeout is what
   // makes a healthy cluster change leaders.
@@ -890,7 +893,7 @@ absl::StatusOr<uint64_t> Node::RotateDataKeyInLoop(const std::optional<DataKey>&
   }
   // A snapshot sealed with the new key, and the log compacted below it, leave only the entries
   // kept for slow followers to re-seal.
-  SnapshotNow();
+  RETURN_IF_ERROR(SnapshotNow());
   RETURN_IF_ERROR(disk_->RetireOldKeys());
   log::Info(kLog, "the raft log no longer needs older data keys",
             {{"key_id", disk_->keys().current().id}});
@@ -925,39 +928,48 @@ void Node::StartSnapshot() {
   });
 }
 
-void Node::FinishSnapshot() {
+absl::Status Node::FinishSnapshot() {
   snapshotter_.join();
   snapshotting_ = false;
-  if (!snapshot_written_.ok()) Die("writing a snapshot", snapshot_written_.status());
-  auto snap = mem_.CreateSnapshot(snapshot_at_, snapshot_conf_, Payload());
-  if (!snap.ok()) Die("creating a snapshot", snap.status());
-  if (absl::Status s = disk_->SaveSnapshot(snap->metadata, *snapshot_written_); !s.ok()) {
-    Die("storing a snapshot", s);
+  absl::Status stored = snapshot_written_.status();
+  if (stored.ok()) {
+    auto snap = mem_.CreateSnapshot(snapshot_at_, snapshot_conf_, Payload());
+    if (!snap.ok()) Die("creating a snapshot", snap.status());
+    stored = disk_->SaveSnapshot(snap->metadata, *snapshot_written_);
   }
-  snapshot_index_ = snapshot_at_;
-  if (snapshot_at_ > config_.log_entries_for_slow_followers) {
-    const uint64_t compact = snapshot_at_ - config_.log_entries_for_slow_followers;
-    if (compact > mem_.FirstIndex()) {
-      if (absl::Status s = mem_.Compact(compact); !s.ok()) Die("compacting the log", s);
-      if (absl::Status s = disk_->Compact(compact); !s.ok()) Die("compacting the log", s);
+  if (stored.ok()) {
+    snapshot_index_ = snapshot_at_;
+    if (snapshot_at_ > config_.log_entries_for_slow_followers) {
+      const uint64_t compact = snapshot_at_ - config_.log_entries_for_slow_followers;
+      if (compact > mem_.FirstIndex()) {
+        if (absl::Status s = mem_.Compact(compact); !s.ok()) Die("compacting the log", s);
+        if (absl::Status s = disk_->Compact(compact); !s.ok()) Die("compacting the log", s);
+      }
     }
+    log::Info(kLog, "took a snapshot",
+              {{"index", snapshot_at_},
+               {"bytes", snapshot_written_->size},
+               {"took", absl::FormatDuration(absl::Now() - snapshot_started_)},
+               {"entries_waiting", unapplied_.size()}});
+  } else {
+    // The log is whole without it (a full disk, say): it only grows until a snapshot works.
+    next_snapshot_ = applied_ + std::max<uint64_t>(1, config_.snapshot_interval / 10);
+    log::Error(kLog, "could not take a snapshot; the log keeps growing until one succeeds",
+               {{"index", snapshot_at_},
+                {"error", std::string(stored.message())},
+                {"retry_at", next_snapshot_}});
   }
-  log::Info(kLog, "took a snapshot",
-            {{"index", snapshot_at_},
-             {"bytes", snapshot_written_->size},
-             {"took", absl::FormatDuration(absl::Now() - snapshot_started_)},
-             {"entries_waiting", unapplied_.size()}});
   for (; !unapplied_.empty(); unapplied_.pop_front()) ApplyEntry(unapplied_.front());
   FinishReads();
   UpdateStatus();
+  return stored;
 }
 
-void Node::SnapshotNow() {
-  if (snapshotting_) FinishSnapshot();
-  if (applied_ > snapshot_index_) {
-    StartSnapshot();
-    FinishSnapshot();
-  }
+absl::Status Node::SnapshotNow() {
+  if (snapshotting_) (void)FinishSnapshot();
+  if (applied_ == snapshot_index_) return absl::OkStatus();
+  StartSnapshot();
+  return FinishSnapshot();
 }
 
 void Node::FailAll(const absl::Status& status) {

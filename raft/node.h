@@ -212,10 +212,11 @@ class Node {
   // Starts writing a snapshot of the state as of applied_ on snapshotter_.
   void StartSnapshot();
   // Waits for the snapshot being written, stores it, compacts the log and applies what
-  // committed meanwhile.
-  void FinishSnapshot();
+  // committed meanwhile. A snapshot that could not be written is logged and retried later
+  // (the error is returned too).
+  absl::Status FinishSnapshot();
   // A snapshot of everything applied, stored before it returns (key rotation).
-  void SnapshotNow();
+  absl::Status SnapshotNow();
   absl::StatusOr<uint64_t> RotateDataKeyInLoop(const std::optional<DataKey>& next);
   void NoteMembers(const std::vector<Entry>& entries);
   void FailAll(const absl::Status& status);
@@ -256,6 +257,7 @@ class Node {
   uint64_t snapshot_at_ = 0;
   ConfState snapshot_conf_;
   absl::Time snapshot_started_;
+  uint64_t next_snapshot_ = 0;  // after a failed one, no retry before this index
   absl::StatusOr<DiskStorage::StoredChunks> snapshot_written_;
   std::deque<Entry> unapplied_;  // committed while it is written
   bool leader_ = false;

@@ -2,6 +2,7 @@
 
 #include "raft/node.h"
 
+#include <atomic>
 #include <filesystem>
 
 #include "absl/strings/str_join.h"
@@ -21,6 +22,10 @@ class ListMachine final : public StateMachine {
  public:
   void Apply(uint64_t, std::string_view data) override { items.emplace_back(data); }
   absl::Status WriteSnapshot(SnapshotWriter& out) override {
+    if (failures_left > 0) {
+      --failures_left;
+      return absl::ResourceExhaustedError("no space left on device (test)");
+    }
     return out.Write(absl::StrJoin(items, "\n"));
   }
   absl::Status Restore(SnapshotReader& in) override {
@@ -31,6 +36,7 @@ class ListMachine final : public StateMachine {
     return absl::OkStatus();
   }
   std::vector<std::string> items;
+  std::atomic<int> failures_left{0};  // snapshots to fail
 };
 
 class NodeTest : public ::testing::Test {
@@ -57,6 +63,7 @@ class NodeTest : public ::testing::Test {
     c.old_keys = std::move(old);
     c.bootstrap_members = {{1, addr_}};
     c.tick_interval = absl::Milliseconds(10);
+    c.snapshot_interval = snapshot_interval_;
     c.channel_credentials = grpc::InsecureChannelCredentials();
     c.state_machine = machine_.get();
     auto node = Node::Create(std::move(c));
@@ -89,6 +96,7 @@ class NodeTest : public ::testing::Test {
 
   fs::path dir_;
   std::string addr_;
+  uint64_t snapshot_interval_ = 10000;
   SeededRandom random_{11};
   DataKey first_ = NewDataKey(1, random_);
   DataKey second_ = NewDataKey(2, random_);
@@ -139,6 +147,24 @@ TEST_F(NodeTest, RotateDataKey_RefusesAnOlderKeyAndRetriesTheCurrentOne) {
   ASSERT_TRUE(id.ok()) << id.status();
   EXPECT_EQ(*id, 2u);
   EXPECT_FALSE(node_->Status().old_data_keys);
+}
+
+// A snapshot that cannot be written (a full disk, say) costs only a longer log: the node goes
+// on, tries again a little later, and a restart finds everything.
+TEST_F(NodeTest, Snapshot_AFailedOneIsRetriedAndLosesNothing) {
+  snapshot_interval_ = 5;
+  Start(first_);
+  machine_->failures_left = 1;
+  Propose("before-", 12);
+  for (int i = 0; i < 500 && node_->Status().snapshot_index == 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(machine_->failures_left, 0);
+  EXPECT_GT(node_->Status().snapshot_index, 0u);
+  EXPECT_EQ(machine_->items, Expected(12, 0));
+  Stop();
+  Start(first_);
+  EXPECT_EQ(machine_->items, Expected(12, 0));
 }
 
 // A log written before snapshots were streamed holds its snapshot whole (format 0: one

@@ -1,7 +1,7 @@
 // Node: a replicated log that survives crashes, driven by the Raft core. It owns the core
 // (RawNode), the durable log (DiskStorage, with the core reading its MemoryStorage twin), the
-// Transport to the other members, and two threads: a ticker, and the Ready loop that persists,
-// sends, applies and advances. Callers on any thread propose data, wait for linearizable reads,
+// Transport to the other members, and threads: a ticker, the Ready loop that persists, sends,
+// applies and advances, a notifier for completions, and one that writes snapshots. Callers on any thread propose data, wait for linearizable reads,
 // and change the membership; the loop does the rest.
 //
 // Proposals carry an 8-byte request ID in front of the caller's data, so the proposer can tell
@@ -16,9 +16,8 @@
 //
 // Thread-safety: every public method is thread-safe. The StateMachine is called from the loop
 // thread and the snapshot thread, never both at once; completion callbacks run on the
-// notifier thread. Lock order: mu_ (the inbox),
-// status_mu_ and notify_mu_ are leaves; none is held across I/O, a call into the state machine
-// or a callback.
+// notifier thread. Lock order: mu_ (the inbox), status_mu_ and notify_mu_ are leaves; none is
+// held across I/O, a call into the state machine or a callback.
 #ifndef SWARM_RAFT_NODE_H_
 #define SWARM_RAFT_NODE_H_
 

@@ -517,9 +517,22 @@ void MemoryStore::PublishLocked(const Event& e) {
 }
 
 absl::Status MemoryStore::WriteSnapshot(raft::SnapshotWriter& out) {
+  // Without mu_: the Raft node runs neither Apply nor Restore (the only writers of the tables)
+  // while it writes a snapshot, and holding mu_ shared for seconds would hold up WatchFrom,
+  // and with it every reader queued behind it.
+  return WriteTables(out);
+}
+
+std::string MemoryStore::Snapshot() {
   absl::ReaderMutexLock lock(&mu_);
+  raft::StringSnapshotWriter out;
+  (void)WriteTables(out);  // writing to memory does not fail
+  return out.data();
+}
+
+absl::Status MemoryStore::WriteTables(raft::SnapshotWriter& out) const {
   // Field by field rather than built as one api::StoreSnapshot: building it copied every
-  // object in the store, on the Raft loop, every snapshot interval.
+  // object in the store, every snapshot interval.
   raft::MessageFieldWriter fields(out);
   for (const auto& [c, t] : tables_->tables) {
     const int field = SnapshotField(c);
@@ -527,12 +540,6 @@ absl::Status MemoryStore::WriteSnapshot(raft::SnapshotWriter& out) {
     for (const auto& [id, ptr] : t.objects) RETURN_IF_ERROR(fields.Write(field, Target(*ptr)));
   }
   return fields.Flush();
-}
-
-std::string MemoryStore::Snapshot() {
-  raft::StringSnapshotWriter out;
-  (void)WriteSnapshot(out);  // writing to memory does not fail
-  return out.data();
 }
 
 absl::Status MemoryStore::Restore(std::string_view data) {

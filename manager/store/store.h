@@ -200,7 +200,7 @@ class MemoryStore final : public raft::StateMachine {
   void Apply(uint64_t index, std::string_view data) override;
   absl::Status WriteSnapshot(raft::SnapshotWriter& out) override;
   absl::Status Restore(raft::SnapshotReader& in) override;
-  // The same, whole in memory (backups, tests).
+  // The same, whole in memory, at any time (backups, tests).
   std::string Snapshot();
   absl::Status Restore(std::string_view data);
 
@@ -216,6 +216,9 @@ class MemoryStore final : public raft::StateMachine {
   absl::Status ValidateLocked(const api::InternalRaftRequest& req) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   void PublishLocked(const Event& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The tables as StoreSnapshot's wire format. The caller holds mu_, or is the Raft node's
+  // snapshot thread (no Apply or Restore runs meanwhile).
+  absl::Status WriteTables(raft::SnapshotWriter& out) const ABSL_NO_THREAD_SAFETY_ANALYSIS;
 
   Proposer* proposer_;
   Clock* clock_;

@@ -1,8 +1,9 @@
 // Node: a replicated log that survives crashes, driven by the Raft core. It owns the core
 // (RawNode), the durable log (DiskStorage, with the core reading its MemoryStorage twin), the
 // Transport to the other members, and threads: a ticker, the Ready loop that persists, sends,
-// applies and advances, a notifier for completions, and one that writes snapshots. Callers on any thread propose data, wait for linearizable reads,
-// and change the membership; the loop does the rest.
+// applies and advances, a notifier for completions, and one that writes snapshots. Callers on any
+// thread propose data, wait for linearizable reads, and change the membership; the loop does the
+// rest.
 //
 // Proposals carry an 8-byte request ID in front of the caller's data, so the proposer can tell
 // when its own entry is applied; the state machine sees the data only.

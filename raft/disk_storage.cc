@@ -146,19 +146,10 @@ absl::StatusOr<DiskStorage::State> DiskStorage::Load() {
     return FromRocks(st, where + "reading the hard state");
   }
 
-  st = db_->Get(ro, snap_, kSnapshotMetaKey, &value);
-  if (st.ok()) {
-    absl::StatusOr<std::string> plain = OpenRecord(keys_, value, "snapshot/meta");
-    raftpb::SnapshotRecord rec;
-    if (!plain.ok() || !rec.ParseFromString(*plain)) {
-      return absl::DataLossError(
-          where + "the snapshot record is unreadable: " + std::string(plain.status().message()));
-    }
-    state.snapshot.metadata = FromProto(rec.metadata());
-    snapshot_ = {state.snapshot.metadata.index, rec.received_id(), rec.chunks(), rec.size(),
-                 rec.format()};
-  } else if (!st.IsNotFound()) {
-    return FromRocks(st, where + "reading the snapshot");
+  ASSIGN_OR_RETURN(const std::optional<SnapshotRecord> stored, ReadSnapshotRecord(ro, keys_));
+  if (stored) {
+    state.snapshot.metadata = stored->metadata;
+    snapshot_ = stored->chunks;
   }
   // Chunks no record names: a snapshot being written or received when the node stopped.
   rocksdb::WriteBatch orphans;
@@ -458,29 +449,40 @@ absl::StatusOr<StoredSnapshot> DiskStorage::OpenSnapshot(uint64_t index) {
   rocksdb::ReadOptions ro;
   ro.verify_checksums = true;
   ro.snapshot = db_snapshot;
-  std::string value;
-  rocksdb::Status st = db_->Get(ro, snap_, kSnapshotMetaKey, &value);
-  raftpb::SnapshotRecord rec;
-  absl::Status error;
-  if (st.IsNotFound()) {
+  absl::StatusOr<std::optional<SnapshotRecord>> stored = ReadSnapshotRecord(ro, *keys);
+  absl::Status error = stored.status();
+  if (error.ok() && !*stored) {
     error = absl::NotFoundError("raft log " + path_ + ": no snapshot is stored");
-  } else if (!st.ok()) {
-    error = FromRocks(st, "reading the snapshot record of " + path_);
-  } else if (absl::StatusOr<std::string> plain = OpenRecord(*keys, value, "snapshot/meta");
-             !plain.ok() || !rec.ParseFromString(*plain)) {
-    error = absl::DataLossError("raft log " + path_ + ": the snapshot record is unreadable");
-  } else if (rec.metadata().index() != index) {
+  } else if (error.ok() && (*stored)->metadata.index != index) {
     error = absl::NotFoundError("raft log " + path_ + ": the snapshot at index " +
                                 std::to_string(index) + " was replaced by the one at " +
-                                std::to_string(rec.metadata().index()));
+                                std::to_string((*stored)->metadata.index));
   }
   if (!error.ok()) {
     db_->ReleaseSnapshot(db_snapshot);
     return error;
   }
-  const StoredChunks where{index, rec.received_id(), rec.chunks(), rec.size(), rec.format()};
-  return StoredSnapshot{rec.format(), rec.size(),
+  const StoredChunks& where = (*stored)->chunks;
+  return StoredSnapshot{where.format, where.size,
                         std::make_unique<ChunkReader>(this, db_snapshot, *std::move(keys), where)};
+}
+
+absl::StatusOr<std::optional<DiskStorage::SnapshotRecord>> DiskStorage::ReadSnapshotRecord(
+    const rocksdb::ReadOptions& ro, const KeyRing& keys) {
+  std::string value;
+  rocksdb::Status st = db_->Get(ro, snap_, kSnapshotMetaKey, &value);
+  if (st.IsNotFound()) return std::nullopt;
+  if (!st.ok()) return FromRocks(st, "reading the snapshot record of the raft log at " + path_);
+  absl::StatusOr<std::string> plain = OpenRecord(keys, value, "snapshot/meta");
+  raftpb::SnapshotRecord rec;
+  if (!plain.ok() || !rec.ParseFromString(*plain)) {
+    return absl::DataLossError(
+        "raft log " + path_ + ": the snapshot record is unreadable: " +
+        (plain.ok() ? std::string("it does not parse") : std::string(plain.status().message())));
+  }
+  const SnapshotMetadata metadata = FromProto(rec.metadata());
+  return SnapshotRecord{
+      metadata, {metadata.index, rec.received_id(), rec.chunks(), rec.size(), rec.format()}};
 }
 
 absl::Status DiskStorage::Compact(uint64_t index) {

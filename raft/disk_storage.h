@@ -66,6 +66,7 @@ namespace rocksdb {
 class DB;
 class ColumnFamilyHandle;
 class SstFileWriter;
+struct ReadOptions;
 }  // namespace rocksdb
 
 namespace swarm::raft {
@@ -169,6 +170,14 @@ class DiskStorage {
                                void* batch);
   // After the batch above is written.
   void NoteSnapshotStored(const StoredChunks& chunks);
+  // The stored snapshot's record as of ro, opened with keys: nullopt when there is none,
+  // DATA_LOSS when it does not open.
+  struct SnapshotRecord {
+    SnapshotMetadata metadata;
+    StoredChunks chunks;
+  };
+  absl::StatusOr<std::optional<SnapshotRecord>> ReadSnapshotRecord(const rocksdb::ReadOptions& ro,
+                                                                   const KeyRing& keys);
   absl::Status Write(void* batch, bool sync);
   // Calls visit(column family, key, value) for every stored record.
   absl::Status ForEachRecord(

@@ -67,7 +67,6 @@ class Peer {
   static uint64_t MessageBytes(const Message& m) {
     uint64_t b = 64 + m.context.size();
     for (const Entry& e : m.entries) b += e.Size();
-    if (m.snapshot) b += m.snapshot->data.size();
     return b;
   }
 
@@ -226,17 +225,8 @@ class Peer {
     uint64_t off = 0;
     std::string data(options_.snapshot_chunk_size, '\0');
     do {
-      // Fill a whole chunk (the stored ones may be cut differently).
-      size_t n = 0;
-      while (n < data.size()) {
-        absl::StatusOr<size_t> got = stored->reader->Read(data.data() + n, data.size() - n);
-        if (!got.ok()) read_status = got.status();
-        if (!got.ok() || *got == 0) break;
-        n += *got;
-      }
-      if (read_status.ok() && n == 0) {
-        read_status = absl::DataLossError("the stored snapshot ends before its size");
-      }
+      const size_t n = std::min<uint64_t>(data.size(), stored->size - off);
+      read_status = ReadExactly(*stored->reader, data.data(), n);
       if (!read_status.ok()) break;
       chunk.set_offset(off);
       chunk.set_data(data.data(), n);

@@ -1,19 +1,28 @@
 // StreamRelay: serves a server-streaming call by making the same call to another server (a
 // follower relaying to the leader) and passing its messages and final status through, with
 // gRPC's callback API: each message read upstream is written to the caller before the next is
-// read. It deletes itself once both calls are done. Used by the dispatcher and the log broker.
+// read. It is deleted once both calls are done. Used by the dispatcher and the log broker.
 //
 // Thread-safety: gRPC runs the reactions; the object is owned by the two calls.
 #ifndef SWARM_COMMON_GRPC_RELAY_H_
 #define SWARM_COMMON_GRPC_RELAY_H_
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/support/client_callback.h>
+#include <grpcpp/support/server_callback.h>
 
 #include <atomic>
 #include <functional>
 #include <memory>
 
 namespace swarm {
+
+// Runs `release` on a thread of our own (grpc-release), in order. A relay ends on one of
+// gRPC's callback threads and must not drop its channel's last reference there: when that
+// channel is the last user of those threads, gRPC joins the thread from itself and the process
+// aborts (seen when a manager's listener stopped with relays in flight). Relays free their
+// client contexts and stubs through it.
+void ReleaseOffGrpcThreads(std::function<void()> release);
 
 // `prepare` adds the upstream call's metadata; `start` starts it on the stub (the deadline is
 // the caller's).
@@ -69,7 +78,7 @@ class StreamRelay final : public grpc::ServerWriteReactor<Message> {
   };
 
   void Release() {
-    if (pending_.fetch_sub(1) == 1) delete this;
+    if (pending_.fetch_sub(1) == 1) ReleaseOffGrpcThreads([this] { delete this; });
   }
 
   Request request_;

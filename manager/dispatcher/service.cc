@@ -145,11 +145,12 @@ void Forward(grpc::ClientContext& out, const grpc::CallbackServerContext& in,
 template <typename Caller, typename Request, typename Response, typename Call>
 void RelayUnary(grpc::CallbackServerContext* ctx, const Caller& caller, const Request* req,
                 Response* resp, grpc::ServerUnaryReactor* reactor,
-                std::shared_ptr<api::Dispatcher::Stub> stub, Call call) {
+                const std::shared_ptr<api::Dispatcher::Stub>& stub, Call call) {
   auto* out = new grpc::ClientContext;
   Forward(*out, *ctx, caller);
-  call(stub->async(), out, req, resp, [reactor, out, stub](grpc::Status s) {
-    delete out;
+  // The context holds the channel from here on.
+  call(stub->async(), out, req, resp, [reactor, out](grpc::Status s) {
+    ReleaseOffGrpcThreads([out] { delete out; });
     reactor->Finish(s);
   });
 }

@@ -275,5 +275,46 @@ TEST_F(ServiceTest, LeadershipEnd_EndsSessionsHereAndThroughFollowers) {
   EXPECT_EQ(relayed->Heartbeat(&c3, req, &resp).error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 
+// Relays end on gRPC's callback threads; the channel they relay through must not lose its last
+// reference there. Here each relay holds the only one (a new channel per call), and every other
+// gRPC object of the process goes away while the relays are still ending: released on gRPC's
+// thread, the channel was the last user of gRPC's callback threads, and the process aborted.
+TEST_F(ServiceTest, RelaysEndingAfterEverythingElseStopped_DoNotCrashTheProcess) {
+  follower_.reset();
+  leader_.reset();
+  for (int round = 0; round < 100; ++round) {
+    SCOPED_TRACE(round);
+    auto leader =
+        std::make_unique<Listener>(Creds("m1", Role::kManager), &slot_, [] { return nullptr; });
+    const tls::Credentials m2 = Creds("m2", Role::kManager);
+    auto follower = std::make_unique<Listener>(m2, &follower_slot_, [addr = leader->addr(), m2] {
+      return std::shared_ptr<api::Dispatcher::Stub>(api::Dispatcher::NewStub(
+          grpc::CreateCustomChannel(addr, tls::ChannelCredentials(m2), tls::ChannelArguments())));
+    });
+    {
+      auto agent = Agent(follower->addr(), Creds("w1", Role::kWorker));
+      grpc::ClientContext ctx;
+      ctx.set_deadline(In(absl::Seconds(20)));
+      auto session = agent->Session(&ctx, api::SessionRequest());
+      api::SessionMessage m;
+      ASSERT_TRUE(session->Read(&m));
+      grpc::ClientContext hctx;
+      api::HeartbeatRequest hreq;
+      hreq.set_session_id(m.session_id());
+      api::HeartbeatResponse hresp;
+      ASSERT_TRUE(agent->Heartbeat(&hctx, hreq, &hresp).ok());
+      ctx.TryCancel();
+      session->Finish();
+    }
+    if (round % 2 == 0) {
+      follower.reset();
+      leader.reset();
+    } else {
+      leader.reset();
+      follower.reset();
+    }
+  }
+}
+
 }  // namespace
 }  // namespace swarm::manager::dispatcher

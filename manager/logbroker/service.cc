@@ -219,8 +219,8 @@ bool HasMetadata(const grpc::CallbackServerContext& ctx, const char* key) {
 
 // An agent's publish stream relayed to the leader: each message read from the agent is written
 // to the leader before the next is read; the agent's end (or break) ends the leader's stream,
-// and the leader's final status and response are the agent's. Deletes itself once both calls
-// are done.
+// and the leader's final status and response are the agent's. Deleted once both calls are
+// done, off gRPC's threads (common/grpc_relay.h).
 class PublishRelay final : public grpc::ServerReadReactor<api::PublishLogsMessage> {
  public:
   PublishRelay(const grpc::CallbackServerContext& ctx, const std::string& node_id,
@@ -270,7 +270,7 @@ class PublishRelay final : public grpc::ServerReadReactor<api::PublishLogsMessag
   };
 
   void Release() {
-    if (pending_.fetch_sub(1) == 1) delete this;
+    if (pending_.fetch_sub(1) == 1) ReleaseOffGrpcThreads([this] { delete this; });
   }
 
   std::unique_ptr<api::LogBroker::Stub> stub_;

@@ -42,7 +42,9 @@ RotationView EvaluateRootRotation(const api::Cluster& cluster,
   v.desired_digest = Sha256(desired);
   v.total = static_cast<int>(nodes.size());
   for (const api::Node& n : nodes) {
-    const bool cert = manager::ca::IssuedBy(n.certificate().certificate(), desired);
+    const bool cert =
+        manager::ca::UsesCertFrom(n.certificate().certificate(),
+                                  n.description().tls_info().cert_issuer_public_key(), desired);
     if (cert) ++v.certs_rotated;
     const std::string& trusted = n.description().tls_info().trust_root();
     // During the rotation a node should trust both roots; after it, the new one alone.

@@ -31,6 +31,9 @@ class RotationProgressTest : public ::testing::Test {
                            manager::ca::Role::kWorker, "c1", absl::Hours(1), absl::Now(), random_);
     n.mutable_certificate()->set_certificate(*cert);
     n.mutable_description()->mutable_tls_info()->set_trust_root(trust);
+    // The node presented it (GetRootCACertificate records the issuer).
+    n.mutable_description()->mutable_tls_info()->set_cert_issuer_public_key(
+        manager::ca::PublicKeyDer(root.cert_pem()));
     return n;
   }
 

@@ -154,14 +154,18 @@ absl::StatusOr<KeyAndCsr> GenerateKeyAndCsr() {
   return out;
 }
 
-absl::StatusOr<Peer> PeerOf(const grpc::ServerContextBase& context) {
+std::optional<std::string> PeerCertificate(const grpc::ServerContextBase& context) {
   std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
-  if (!auth || !auth->IsPeerAuthenticated()) {
-    return absl::UnauthenticatedError("the caller presented no verified certificate");
-  }
+  if (!auth || !auth->IsPeerAuthenticated()) return std::nullopt;
   std::vector<grpc::string_ref> pems = auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
-  if (pems.empty()) return absl::UnauthenticatedError("the caller's certificate is missing");
-  std::optional<Peer> p = ParsePeer(pems[0].data(), pems[0].size());
+  if (pems.empty()) return std::nullopt;
+  return std::string(pems[0].data(), pems[0].size());
+}
+
+absl::StatusOr<Peer> PeerOf(const grpc::ServerContextBase& context) {
+  std::optional<std::string> pem = PeerCertificate(context);
+  if (!pem) return absl::UnauthenticatedError("the caller presented no verified certificate");
+  std::optional<Peer> p = ParsePeer(pem->data(), pem->size());
   if (!p) return absl::UnauthenticatedError("the caller's certificate does not parse");
   return *p;
 }

@@ -13,6 +13,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -73,6 +74,8 @@ struct Peer {
 
 // UNAUTHENTICATED when the call carries no verified certificate.
 absl::StatusOr<Peer> PeerOf(const grpc::ServerContextBase& context);
+// The PEM certificate the caller presented (verified), if any.
+std::optional<std::string> PeerCertificate(const grpc::ServerContextBase& context);
 // OK when the peer has one of the roles; PERMISSION_DENIED naming the role needed otherwise.
 absl::Status RequireRole(const grpc::ServerContextBase& context,
                          std::initializer_list<std::string_view> roles);

@@ -1270,9 +1270,13 @@ absl::Status Daemon::MaybeRenewManager(NodeState st, std::shared_ptr<Manager> m)
     auto node = tx.GetNode(st.node_id());
     for (const auto& c : tx.ListClusters()) {
       unlock_key = manager::controlapi::UnlockKeyOf(*c);
-      due = due ||
-            (node && (node->certificate().force_rotate() < c->spec().ca_config().force_rotate() ||
-                      manager::ca::NeedsNewRoot(*c, *node)));
+      // Whether this node's own certificate is from the new root: the node object may hold
+      // one it never received (the answer to its renewal was lost).
+      const bool old_root =
+          c->root_ca().has_root_rotation() &&
+          !manager::ca::IssuedBy(st.cert_pem(), c->root_ca().root_rotation().ca_cert());
+      due = due || old_root ||
+            (node && node->certificate().force_rotate() < c->spec().ca_config().force_rotate());
     }
   });
   if (!due) return absl::OkStatus();
@@ -1298,7 +1302,13 @@ absl::Status Daemon::RestartManager(const NodeState& st, std::shared_ptr<Manager
   const std::string tls_key = m->config().credentials.key_pem;
   // gRPC 1.51 reloads certificates only from files, which would put the private key on disk
   // in the clear; the manager restarts in-process with the new one instead (the Raft group
-  // sees a member restart for about a second).
+  // sees a member restart for about a second). A leader hands over first: every manager
+  // restarts during a root rotation, and each leader lost to a restart would cost an election.
+  if (!m->HandOffLeadership()) {
+    log::Warn(kLog,
+              "restarting the leading manager: no other manager took over; one will be "
+              "elected");
+  }
   {
     absl::MutexLock lock(&mu_);
     manager_.reset();

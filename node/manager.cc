@@ -20,6 +20,9 @@ constexpr absl::Duration kMaintenancePeriod = absl::Milliseconds(500);
 // A snapshot and a re-seal of the log's tail; long only on a very slow disk.
 constexpr absl::Duration kDataKeyRotationTimeout = absl::Seconds(60);
 constexpr int kMaxIdleServerThreads = 256;
+// How long a member has to take over the leadership handed to it (it is caught up in a round
+// trip; an election timeout is the cost of giving up).
+constexpr absl::Duration kHandOffTimeout = absl::Seconds(2);
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<Manager>> Manager::Start(ManagerConfig config) {
@@ -379,17 +382,22 @@ absl::Status Manager::FinishDataKeyRotation() {
   return absl::OkStatus();
 }
 
+bool Manager::HandOffLeadership() {
+  const raft::NodeStatus rs = raft_->Status();
+  if (rs.state != raft::StateType::kLeader) return true;
+  for (uint64_t v : rs.conf_state.voters) {
+    if (v == rs.id || !rs.active.count(v)) continue;
+    if (raft_->TransferLeadership(v, kHandOffTimeout).ok()) return true;
+  }
+  return false;
+}
+
 absl::Status Manager::LeaveRaft(absl::Duration timeout) {
   const absl::Time deadline = config_.clock->Now() + timeout;
-  raft::NodeStatus rs = raft_->Status();
-  if (rs.state == raft::StateType::kLeader) {
-    for (uint64_t v : rs.conf_state.voters) {
-      if (v != rs.id && raft_->TransferLeadership(v, absl::Seconds(5)).ok()) break;
-    }
-  }
+  HandOffLeadership();
   absl::Status last = absl::UnavailableError("no other manager to ask");
   while (config_.clock->Now() < deadline) {
-    rs = raft_->Status();
+    const raft::NodeStatus rs = raft_->Status();
     for (const auto& [id, member] : rs.members) {
       if (id == rs.id) continue;
       auto stub = api::RaftMembership::NewStub(

@@ -100,6 +100,10 @@ class Manager {
   // then another member removes this one, so the removal is applied by a member that stays
   // (this one may never hear that it committed). Needs the quorum.
   absl::Status LeaveRaft(absl::Duration timeout);
+  // When this manager leads, moves the leadership to another member it hears from (before a
+  // planned stop: the others need not wait for an election timeout to notice); false when it
+  // led and no member took over.
+  bool HandOffLeadership();
 
  private:
   explicit Manager(ManagerConfig config) : config_(std::move(config)) {}

@@ -460,6 +460,41 @@ bool IssuedBy(const std::string& cert_pem, const std::string& root_pem) {
          X509_NAME_cmp(X509_get_issuer_name(cert->get()), X509_get_subject_name(root->get())) == 0;
 }
 
+namespace {
+template <typename T, int (*ToDer)(const T*, unsigned char**)>
+std::string Der(const T* value) {
+  unsigned char* der = nullptr;
+  const int n = ToDer(value, &der);
+  if (n <= 0) return "";
+  std::string out(reinterpret_cast<char*>(der), n);
+  OPENSSL_free(der);
+  return out;
+}
+}  // namespace
+
+std::string PublicKeyDer(const std::string& cert_pem) {
+  auto cert = ReadCert(cert_pem);
+  if (!cert.ok()) return "";
+  return Der<EVP_PKEY, i2d_PUBKEY>(X509_get0_pubkey(cert->get()));
+}
+
+Issuer IssuerAmong(const std::string& cert_pem, const std::string& roots) {
+  for (const std::string& root : SplitPem(roots)) {
+    if (!IssuedBy(cert_pem, root)) continue;
+    auto r = ReadCert(root);
+    if (!r.ok()) break;
+    return Issuer{Der<X509_NAME, i2d_X509_NAME>(X509_get_subject_name(r->get())),
+                  Der<EVP_PKEY, i2d_PUBKEY>(X509_get0_pubkey(r->get()))};
+  }
+  return Issuer{};
+}
+
+bool UsesCertFrom(const std::string& issued_cert, const std::string& presented_issuer_key,
+                  const std::string& root_pem) {
+  return IssuedBy(issued_cert, root_pem) && !presented_issuer_key.empty() &&
+         presented_issuer_key == PublicKeyDer(root_pem);
+}
+
 std::vector<std::string> SplitPem(const std::string& bundle) {
   std::vector<std::string> out;
   auto certs = ReadCerts(bundle);

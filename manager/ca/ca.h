@@ -92,6 +92,22 @@ absl::StatusOr<std::string> CrossSign(const RootCA& old_root, const std::string&
 bool IssuedBy(const std::string& cert_pem, const std::string& root_pem);
 // The certificates of a PEM bundle, each as PEM, in order.
 std::vector<std::string> SplitPem(const std::string& bundle);
+// The DER public key of a PEM certificate (the first of a bundle); empty if it does not parse.
+std::string PublicKeyDer(const std::string& cert_pem);
+// Who issued cert_pem among the roots of a PEM bundle (what a node's NodeTLSInfo records): the
+// DER subject and public key of that root; both empty when none of them did.
+struct Issuer {
+  std::string subject_der;
+  std::string public_key_der;
+};
+Issuer IssuerAmong(const std::string& cert_pem, const std::string& roots);
+// Whether a node uses a certificate from root_pem: the CA issued it one (issued_cert), and the
+// node has presented a certificate from that root since (presented_issuer_key, the public key
+// of its NodeTLSInfo, recorded by GetRootCACertificate). An issued certificate alone is not
+// enough: the answer carrying it may have been lost, and a node left on the old root of a
+// rotation is cut off once that root is retired.
+bool UsesCertFrom(const std::string& issued_cert, const std::string& presented_issuer_key,
+                  const std::string& root_pem);
 
 // Join tokens: SWMTKN-1-<digest>-<secret>, the digest being the root certificate's SHA-256 in
 // base 36 (50 characters) so that a joining node can check the CA it is shown, the secret 25

@@ -86,15 +86,23 @@ absl::Status MaybeStartRootRotation(api::Cluster* cluster, absl::Time now, Rando
 }
 
 bool NeedsNewRoot(const api::Cluster& cluster, const api::Node& node) {
-  return cluster.root_ca().has_root_rotation() &&
-         !IssuedBy(node.certificate().certificate(), cluster.root_ca().root_rotation().ca_cert());
+  if (!cluster.root_ca().has_root_rotation()) return false;
+  const std::string& new_root = cluster.root_ca().root_rotation().ca_cert();
+  const std::string& presented = node.description().tls_info().cert_issuer_public_key();
+  return !IssuedBy(node.certificate().certificate(), new_root) ||
+         (!presented.empty() && presented != PublicKeyDer(new_root));
 }
 
 std::vector<std::string> NodesBlockingRotation(const api::Cluster& cluster,
                                                const std::vector<store::Ptr<api::Node>>& nodes) {
   std::vector<std::string> out;
+  if (!cluster.root_ca().has_root_rotation()) return out;
   for (const auto& n : nodes) {
-    if (NeedsNewRoot(cluster, *n)) out.push_back(n->id());
+    if (!UsesCertFrom(n->certificate().certificate(),
+                      n->description().tls_info().cert_issuer_public_key(),
+                      cluster.root_ca().root_rotation().ca_cert())) {
+      out.push_back(n->id());
+    }
   }
   std::sort(out.begin(), out.end());
   return out;

@@ -6,9 +6,10 @@
 // - while it runs, managers issue every certificate from the new root with the cross-signed
 //   intermediate in the chain (SignerOf), nodes trust both roots (TrustBundle), and the CA
 //   tells every node whose certificate is not from the new root to renew (NeedsNewRoot);
-// - RootRotator, a leader-only component, retires the old root once every node holds a
-//   certificate from the new one (FinishRootRotation): the new root alone, new join tokens
-//   (their digest is the new root's); nodes then drop the old root from their trust.
+// - RootRotator, a leader-only component, retires the old root once every node uses a
+//   certificate from the new one (UsesCertFrom, FinishRootRotation): the new root alone, new
+//   join tokens (their digest is the new root's); nodes then drop the old root from their
+//   trust.
 // A node that is down holds a rotation up (it has an old certificate; once the old root is
 // gone it could not come back): it must come back or be removed (`node rm --force`).
 //
@@ -48,11 +49,12 @@ absl::StatusOr<Signer> SignerOf(const api::Cluster& cluster);
 // running rotation. INVALID_ARGUMENT / FAILED_PRECONDITION say what is wrong.
 absl::Status MaybeStartRootRotation(api::Cluster* cluster, absl::Time now, Random& random);
 
-// Whether node must renew because a rotation runs and its certificate is not from the new root.
+// Whether node must renew because a rotation runs and it was issued no certificate from the
+// new root, or still presents one from another root (it never received the new one).
 bool NeedsNewRoot(const api::Cluster& cluster, const api::Node& node);
 
-// The nodes that hold a running rotation up (their certificates are not from the new root),
-// in ID order; empty when none does or no rotation runs.
+// The nodes that hold a running rotation up (they do not use a certificate from the new root,
+// UsesCertFrom), in ID order; empty when none does or no rotation runs.
 std::vector<std::string> NodesBlockingRotation(const api::Cluster& cluster,
                                                const std::vector<store::Ptr<api::Node>>& nodes);
 

@@ -58,8 +58,16 @@ class RotationStateTest : public ::testing::Test {
     EXPECT_TRUE(server_.NodeCertificateStatus(nullptr, &req, &resp).ok());
     return resp.status().state() == api::ISSUANCE_STATE_RENEW;
   }
-  // What a renewal does to the node object: a certificate from the signer of the moment.
-  void Renew(const std::string& id) {
+  // What GetRootCACertificate records when the node calls it with the certificate it holds.
+  void Present(const std::string& id, const std::string& cert) {
+    api::Node n = StoredNode(id);
+    Issuer issuer = IssuerAmong(cert, TrustBundle(Stored()));
+    n.mutable_description()->mutable_tls_info()->set_cert_issuer_public_key(issuer.public_key_der);
+    ASSERT_TRUE(Write([&](store::WriteTx& tx) { tx.UpdateObject(n); }).ok());
+  }
+  // What a renewal does to the node object: a certificate from the signer of the moment; the
+  // node presents it next unless the answer carrying it was lost.
+  void Renew(const std::string& id, bool received = true) {
     api::Cluster c = Stored();
     auto signer = SignerOf(c);
     ASSERT_TRUE(signer.ok()) << signer.status();
@@ -70,6 +78,7 @@ class RotationStateTest : public ::testing::Test {
     n.mutable_certificate()->set_certificate(*leaf + signer->chain_suffix);
     n.mutable_certificate()->set_force_rotate(c.spec().ca_config().force_rotate());
     ASSERT_TRUE(Write([&](store::WriteTx& tx) { tx.UpdateObject(n); }).ok());
+    if (received) Present(id, n.certificate().certificate());
   }
 
   FakeClock clock_;
@@ -112,6 +121,8 @@ TEST_F(RotationStateTest, Issue_DuringRotationChainsToEitherRoot) {
 TEST_F(RotationStateTest, Rotator_FinishesOnceEveryNodeIsOnTheNewRoot) {
   const std::string a = Join();
   const std::string b = Join();
+  const std::string b_old_cert = StoredNode(b).certificate().certificate();
+  Present(b, b_old_cert);
   const std::string old_token = Stored().root_ca().join_tokens().worker();
   Rotate();
   EXPECT_TRUE(RenewWanted(a));
@@ -131,8 +142,15 @@ TEST_F(RotationStateTest, Rotator_FinishesOnceEveryNodeIsOnTheNewRoot) {
   absl::SleepFor(RootRotator::kPeriod * 2);
   EXPECT_TRUE(Stored().root_ca().has_root_rotation()) << "b still holds an old certificate";
 
+  // b is issued a new certificate but never receives it: it still presents the old one, is
+  // told to renew, and the rotation waits (retiring the old root would cut b off).
   const std::string new_root = Stored().root_ca().root_rotation().ca_cert();
-  Renew(b);
+  Renew(b, /*received=*/false);
+  EXPECT_TRUE(RenewWanted(b));
+  absl::SleepFor(RootRotator::kPeriod * 2);
+  EXPECT_TRUE(Stored().root_ca().has_root_rotation()) << "b does not use its new certificate";
+  Present(b, StoredNode(b).certificate().certificate());
+  EXPECT_FALSE(RenewWanted(b));
   for (int i = 0; i < 50 && Stored().root_ca().has_root_rotation(); ++i) {
     absl::SleepFor(absl::Milliseconds(100));
   }

@@ -77,17 +77,25 @@ grpc::Status CAServer::GetRootCACertificate(grpc::ServerContext* ctx,
   auto c = Cluster();
   if (!c.ok()) return ToGrpcStatus(c.status());
   resp->set_certificate(TrustBundle(*c));
-  // A node says what it trusts: recorded (when it changed) for `swarm ca --rotate` to follow.
+  // A node says what it trusts, and shows the certificate it uses: both recorded (when they
+  // changed) for `swarm ca --rotate` to follow (UsesCertFrom).
   absl::StatusOr<tls::Peer> peer =
       ctx != nullptr ? tls::PeerOf(*ctx) : absl::UnauthenticatedError("");
   if (req->trust_root().empty() || !peer.ok()) return grpc::Status::OK;
+  api::NodeTLSInfo info;
+  info.set_trust_root(req->trust_root());
+  if (std::optional<std::string> cert = tls::PeerCertificate(*ctx)) {
+    Issuer issuer = IssuerAmong(*cert, TrustBundle(*c));
+    info.set_cert_issuer_subject(std::move(issuer.subject_der));
+    info.set_cert_issuer_public_key(std::move(issuer.public_key_der));
+  }
   absl::Status s = store_->Update([&](store::WriteTx& tx) -> absl::Status {
     store::Ptr<api::Node> n = tx.GetNode(peer->node_id);
-    if (!n || n->description().tls_info().trust_root() == req->trust_root()) {
+    if (!n || n->description().tls_info().SerializeAsString() == info.SerializeAsString()) {
       return absl::OkStatus();
     }
     api::Node next = *n;
-    next.mutable_description()->mutable_tls_info()->set_trust_root(req->trust_root());
+    *next.mutable_description()->mutable_tls_info() = info;
     tx.UpdateObject(next);
     return absl::OkStatus();
   });

@@ -385,11 +385,13 @@ absl::Status Manager::FinishDataKeyRotation() {
 bool Manager::HandOffLeadership() {
   const raft::NodeStatus rs = raft_->Status();
   if (rs.state != raft::StateType::kLeader) return true;
+  bool others = false;
   for (uint64_t v : rs.conf_state.voters) {
-    if (v == rs.id || !rs.active.count(v)) continue;
-    if (raft_->TransferLeadership(v, kHandOffTimeout).ok()) return true;
+    if (v == rs.id) continue;
+    others = true;
+    if (rs.active.count(v) && raft_->TransferLeadership(v, kHandOffTimeout).ok()) return true;
   }
-  return false;
+  return !others;
 }
 
 absl::Status Manager::LeaveRaft(absl::Duration timeout) {

@@ -102,7 +102,7 @@ class Manager {
   absl::Status LeaveRaft(absl::Duration timeout);
   // When this manager leads, moves the leadership to another member it hears from (before a
   // planned stop: the others need not wait for an election timeout to notice); false when it
-  // led and no member took over.
+  // led, other members exist, and none took over.
   bool HandOffLeadership();
 
  private:

@@ -1,5 +1,7 @@
 #include "node/manager.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
@@ -22,7 +24,7 @@ constexpr absl::Duration kDataKeyRotationTimeout = absl::Seconds(60);
 constexpr int kMaxIdleServerThreads = 256;
 // How long a member has to take over the leadership handed to it (it is caught up in a round
 // trip; an election timeout is the cost of giving up).
-constexpr absl::Duration kHandOffTimeout = absl::Seconds(2);
+constexpr absl::Duration kHandOffTimeout = absl::Seconds(3);
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<Manager>> Manager::Start(ManagerConfig config) {
@@ -385,13 +387,17 @@ absl::Status Manager::FinishDataKeyRotation() {
 bool Manager::HandOffLeadership() {
   const raft::NodeStatus rs = raft_->Status();
   if (rs.state != raft::StateType::kLeader) return true;
-  bool others = false;
+  // Members heard from lately first (the set is as of the last Ready: it may miss some).
+  std::vector<uint64_t> others;
   for (uint64_t v : rs.conf_state.voters) {
-    if (v == rs.id) continue;
-    others = true;
-    if (rs.active.count(v) && raft_->TransferLeadership(v, kHandOffTimeout).ok()) return true;
+    if (v != rs.id) others.push_back(v);
   }
-  return !others;
+  std::stable_partition(others.begin(), others.end(),
+                        [&](uint64_t v) { return rs.active.count(v) > 0; });
+  for (uint64_t v : others) {
+    if (raft_->TransferLeadership(v, kHandOffTimeout).ok()) return true;
+  }
+  return others.empty();
 }
 
 absl::Status Manager::LeaveRaft(absl::Duration timeout) {
@@ -412,7 +418,9 @@ absl::Status Manager::LeaveRaft(absl::Duration timeout) {
       req.mutable_node()->set_node_id(config_.node_id);
       api::LeaveResponse resp;
       grpc::Status s = stub->Leave(&ctx, req, &resp);
-      if (s.ok()) {
+      // NOT_FOUND: an earlier attempt removed it, though its answer was lost (the removal of
+      // a leader ends its term before it answers).
+      if (s.ok() || s.error_code() == grpc::StatusCode::NOT_FOUND) {
         log::Info(kLog, "left the raft group", {{"via", member.addr}});
         return absl::OkStatus();
       }

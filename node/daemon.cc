@@ -918,20 +918,27 @@ absl::StatusOr<api::JoinSwarmResponse> Daemon::Join(const api::JoinSwarmRequest&
         remote, tls::ChannelCredentials(tls::Credentials{root.cert_pem(), "", ""}),
         tls::ChannelArguments(tls::kManagerRole));
     auto ca = api::NodeCA::NewStub(ch);
+    // UNAVAILABLE (no leader, or a leader change during the write) is asked again: the
+    // managers restart one by one after a root rotation, for example. Should the lost attempt
+    // have committed, its node never comes up and shows as down until removed.
+    const absl::Time give_up = config_.clock->Now() + absl::Seconds(30);
+    api::IssueNodeCertificateRequest issue;
+    issue.set_token(req.join_token());
+    issue.set_csr(csr);
+    issue.set_availability(req.availability());
+    *issue.mutable_description() = Describe();
     api::IssueNodeCertificateResponse issued;
-    {
+    while (true) {
       grpc::ClientContext ctx;
       ctx.set_deadline(Deadline(kRpcTimeout));
-      api::IssueNodeCertificateRequest r;
-      r.set_token(req.join_token());
-      r.set_csr(csr);
-      r.set_availability(req.availability());
-      *r.mutable_description() = Describe();
-      grpc::Status s = ca->IssueNodeCertificate(&ctx, r, &issued);
-      if (!s.ok()) return unreachable(s);
+      grpc::Status s = ca->IssueNodeCertificate(&ctx, issue, &issued);
+      if (s.ok()) break;
+      if (s.error_code() != grpc::StatusCode::UNAVAILABLE || config_.clock->Now() > give_up) {
+        return unreachable(s);
+      }
+      absl::SleepFor(absl::Milliseconds(500));
     }
     api::NodeCertificateStatusResponse cert;
-    const absl::Time give_up = config_.clock->Now() + absl::Seconds(30);
     while (true) {
       grpc::ClientContext ctx;
       ctx.set_deadline(Deadline(kRpcTimeout));

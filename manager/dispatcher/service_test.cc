@@ -299,6 +299,7 @@ TEST_F(ServiceTest, RelaysEndingAfterEverythingElseStopped_DoNotCrashTheProcess)
       api::SessionMessage m;
       ASSERT_TRUE(session->Read(&m));
       grpc::ClientContext hctx;
+      hctx.set_deadline(In(absl::Seconds(5)));
       api::HeartbeatRequest hreq;
       hreq.set_session_id(m.session_id());
       api::HeartbeatResponse hresp;

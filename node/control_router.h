@@ -23,7 +23,6 @@
 #ifndef SWARM_NODE_CONTROL_ROUTER_H_
 #define SWARM_NODE_CONTROL_ROUTER_H_
 
-#include <grpc/grpc_security_constants.h>
 #include <pthread.h>
 
 #include <chrono>
@@ -228,13 +227,7 @@ class ControlRouter final : public api::Control::Service {
   // call, while a manager presents the same verified certificate on every call. Only
   // verdicts of OK are kept, and only for a peer the TLS handshake authenticated.
   absl::Status RequireManager(const grpc::ServerContext& ctx) {
-    std::string pem;
-    if (std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context();
-        auth && auth->IsPeerAuthenticated()) {
-      std::vector<grpc::string_ref> pems =
-          auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
-      if (!pems.empty()) pem.assign(pems[0].data(), pems[0].size());
-    }
+    std::string pem = tls::PeerCertificate(ctx).value_or("");
     if (!pem.empty()) {
       absl::MutexLock lock(&verified_mu_);
       if (verified_.contains(pem)) return absl::OkStatus();

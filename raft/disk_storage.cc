@@ -194,7 +194,8 @@ absl::StatusOr<DiskStorage::State> DiskStorage::Load() {
 }
 
 absl::Status DiskStorage::SnapshotToBatch(const SnapshotMetadata& metadata,
-                                          const StoredChunks& chunks, void* b) {
+                                          const StoredChunks& chunks, void* b,
+                                          std::vector<uint64_t>* superseded) {
   auto* batch = static_cast<rocksdb::WriteBatch*>(b);
   raftpb::SnapshotRecord rec;
   ToProto(metadata, rec.mutable_metadata());
@@ -210,12 +211,11 @@ absl::Status DiskStorage::SnapshotToBatch(const SnapshotMetadata& metadata,
   if (snapshot_.index != 0 && ChunkKey(snapshot_, 0) != ChunkKey(chunks, 0)) {
     old.push_back(snapshot_);
   }
-  superseded_.clear();
   {
     absl::MutexLock lock(&mu_);
     for (const auto& [index, staged] : staged_) {
       if (index > metadata.index) break;
-      superseded_.push_back(index);
+      superseded->push_back(index);
       if (staged.received_id != chunks.received_id) old.push_back(staged);
     }
   }
@@ -226,10 +226,11 @@ absl::Status DiskStorage::SnapshotToBatch(const SnapshotMetadata& metadata,
   return absl::OkStatus();
 }
 
-void DiskStorage::NoteSnapshotStored(const StoredChunks& chunks) {
+void DiskStorage::NoteSnapshotStored(const StoredChunks& chunks,
+                                     const std::vector<uint64_t>& superseded) {
   snapshot_ = chunks;
   absl::MutexLock lock(&mu_);
-  for (uint64_t index : superseded_) staged_.erase(index);
+  for (uint64_t index : superseded) staged_.erase(index);
 }
 
 absl::Status DiskStorage::Write(void* b, bool sync) {
@@ -244,6 +245,7 @@ absl::Status DiskStorage::Save(const HardState& hs, const std::vector<Entry>& en
   rocksdb::WriteBatch batch;
   uint64_t last = last_index_;
   std::optional<StoredChunks> chunks;
+  std::vector<uint64_t> superseded;
   if (snapshot != nullptr && !snapshot->empty()) {
     {
       absl::MutexLock lock(&mu_);
@@ -255,7 +257,7 @@ absl::Status DiskStorage::Save(const HardState& hs, const std::vector<Entry>& en
       }
       chunks = it->second;
     }
-    RETURN_IF_ERROR(SnapshotToBatch(snapshot->metadata, *chunks, &batch));
+    RETURN_IF_ERROR(SnapshotToBatch(snapshot->metadata, *chunks, &batch, &superseded));
     // A snapshot from the leader replaces the whole log.
     auto st = batch.DeleteRange(log_, BigEndian(0), BigEndian(UINT64_MAX));
     if (!st.ok()) return FromRocks(st, "truncating the log");
@@ -288,16 +290,17 @@ absl::Status DiskStorage::Save(const HardState& hs, const std::vector<Entry>& en
   absl::Status s = Write(&batch, sync);
   if (!s.ok()) return s;
   last_index_ = last;
-  if (chunks) NoteSnapshotStored(*chunks);
+  if (chunks) NoteSnapshotStored(*chunks, superseded);
   return absl::OkStatus();
 }
 
 absl::Status DiskStorage::SaveSnapshot(const SnapshotMetadata& metadata,
                                        const StoredChunks& chunks) {
   rocksdb::WriteBatch batch;
-  RETURN_IF_ERROR(SnapshotToBatch(metadata, chunks, &batch));
+  std::vector<uint64_t> superseded;
+  RETURN_IF_ERROR(SnapshotToBatch(metadata, chunks, &batch, &superseded));
   RETURN_IF_ERROR(Write(&batch, /*sync=*/true));
-  NoteSnapshotStored(chunks);
+  NoteSnapshotStored(chunks, superseded);
   return absl::OkStatus();
 }
 

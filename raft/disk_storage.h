@@ -165,11 +165,12 @@ class DiskStorage {
   DiskStorage(std::string path, KeyRing keys, Random& random);
   std::string SealValue(const std::string& aad, const std::string& plaintext);
   // Adds the record of a snapshot to batch, and the deletion of every other snapshot's chunks
-  // at or below it.
+  // at or below it; *superseded gets the staged snapshots (by index) the batch deletes or
+  // installs.
   absl::Status SnapshotToBatch(const SnapshotMetadata& metadata, const StoredChunks& chunks,
-                               void* batch);
+                               void* batch, std::vector<uint64_t>* superseded);
   // After the batch above is written.
-  void NoteSnapshotStored(const StoredChunks& chunks);
+  void NoteSnapshotStored(const StoredChunks& chunks, const std::vector<uint64_t>& superseded);
   // The stored snapshot's record as of ro, opened with keys: nullopt when there is none,
   // DATA_LOSS when it does not open.
   struct SnapshotRecord {
@@ -220,8 +221,6 @@ class DiskStorage {
   uint64_t last_index_ = 0;
   // The stored snapshot, whose chunks a newer snapshot deletes.
   StoredChunks snapshot_;
-  // The staged snapshots (by index) the batch SnapshotToBatch built deletes or installs.
-  std::vector<uint64_t> superseded_;
 };
 
 }  // namespace swarm::raft

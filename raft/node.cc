@@ -598,7 +598,7 @@ void Node::Run() {
     for (auto [id, failed] : in->snapshot_status) raw_->ReportSnapshot(id, failed);
     for (uint64_t to : in->transfers) raw_->TransferLeadership(to);
     // (The loop may have finished it already, and started another.)
-    if (snapshotting_ && in->snapshot_written == snapshot_at_) (void)FinishSnapshot();
+    if (snapshotter_.joinable() && in->snapshot_written == snapshot_at_) (void)FinishSnapshot();
     for (auto& [next, w] : in->key_rotations) w->Finish(RotateDataKeyInLoop(next));
 
     // A follower hands proposals and membership changes to the leader through the core (it
@@ -702,7 +702,7 @@ void Node::HandleReady() {
   // write, so their proposers do not also wait for the next fsync.
   const Snapshot* snap = rd.snapshot.empty() ? nullptr : &rd.snapshot;
   // The leader's snapshot replaces the state: ours must be done reading it.
-  if (snap != nullptr && snapshotting_) (void)FinishSnapshot();
+  if (snap != nullptr && snapshotter_.joinable()) (void)FinishSnapshot();
   size_t applied_early = 0;
   if (snap == nullptr) {
     const uint64_t durable = mem_.LastIndex();
@@ -767,7 +767,7 @@ void Node::HandleReady() {
   }
   raw_->Advance();
   FinishReads();
-  if (!snapshotting_ &&
+  if (!snapshotter_.joinable() &&
       applied_ >= std::max(snapshot_index_ + config_.snapshot_interval, next_snapshot_)) {
     StartSnapshot();
   }
@@ -785,7 +785,7 @@ void Node::HandleReady() {
 }
 
 void Node::Commit(const Entry& e) {
-  if (snapshotting_) {
+  if (snapshotter_.joinable()) {
     unapplied_.push_back(e);
   } else {
     ApplyEntry(e);
@@ -913,7 +913,6 @@ void Node::StartSnapshot() {
   std::string framed;
   AppendVarint(framed, header.ByteSizeLong());
   header.AppendToString(&framed);
-  snapshotting_ = true;
   snapshot_at_ = applied_;
   snapshot_conf_ = applied_conf_;
   snapshot_started_ = absl::Now();
@@ -930,7 +929,6 @@ void Node::StartSnapshot() {
 
 absl::Status Node::FinishSnapshot() {
   snapshotter_.join();
-  snapshotting_ = false;
   absl::Status stored = snapshot_written_.status();
   if (stored.ok()) {
     auto snap = mem_.CreateSnapshot(snapshot_at_, snapshot_conf_, Payload());
@@ -966,7 +964,7 @@ absl::Status Node::FinishSnapshot() {
 }
 
 absl::Status Node::SnapshotNow() {
-  if (snapshotting_) (void)FinishSnapshot();
+  if (snapshotter_.joinable()) (void)FinishSnapshot();
   if (applied_ == snapshot_index_) return absl::OkStatus();
   StartSnapshot();
   return FinishSnapshot();

@@ -250,10 +250,9 @@ class Node {
   ConfState applied_conf_;
   uint64_t applied_ = 0;
   uint64_t snapshot_index_ = 0;
-  // The snapshot being written (snapshotting_): where it stands, and its outcome, set by
-  // snapshotter_ before it tells the loop (Inbox::snapshot_written). Loop thread only, but
-  // snapshot_written_ (snapshotter_'s until joined).
-  bool snapshotting_ = false;
+  // The snapshot being written (while snapshotter_ is joinable): where it stands, and its
+  // outcome, set by snapshotter_ before it tells the loop (Inbox::snapshot_written). Loop
+  // thread only, but snapshot_written_ (snapshotter_'s until joined).
   uint64_t snapshot_at_ = 0;
   ConfState snapshot_conf_;
   absl::Time snapshot_started_;

@@ -1,7 +1,5 @@
 #include "manager/dispatcher/service.h"
 
-#include <grpc/grpc_security_constants.h>
-
 #include <atomic>
 #include <deque>
 #include <optional>
@@ -158,12 +156,7 @@ void RelayUnary(grpc::CallbackServerContext* ctx, const Caller& caller, const Re
 }  // namespace
 
 absl::StatusOr<tls::Peer> Service::PeerOf(const grpc::CallbackServerContext& ctx) {
-  std::string pem;
-  if (std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context();
-      auth && auth->IsPeerAuthenticated()) {
-    std::vector<grpc::string_ref> pems = auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
-    if (!pems.empty()) pem.assign(pems[0].data(), pems[0].size());
-  }
+  std::string pem = tls::PeerCertificate(ctx).value_or("");
   if (!pem.empty()) {
     absl::MutexLock lock(&peers_mu_);
     if (auto it = peers_.find(pem); it != peers_.end()) return it->second;

@@ -28,7 +28,9 @@ Client::Client(std::shared_ptr<grpc::Channel> channel, std::string target, std::
 
 std::unique_ptr<Client> Client::Local(const std::string& socket_path) {
   const std::string target = "unix:" + socket_path;
-  auto channel = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);  // a large swarm's lists are far over gRPC's default 4 MiB
+  auto channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
   return std::unique_ptr<Client>(new Client(std::move(channel), target, socket_path));
 }
 

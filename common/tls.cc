@@ -124,6 +124,9 @@ std::shared_ptr<grpc::ChannelCredentials> UnverifiedChannelCredentials() {
 grpc::ChannelArguments ChannelArguments(std::string_view server_role) {
   grpc::ChannelArguments args;
   args.SetSslTargetNameOverride(std::string(server_role));
+  // Answers come from an authenticated manager, and a list of a large swarm's tasks or a
+  // forwarded one is far over gRPC's default 4 MiB: a cap here would fail it, not protect.
+  args.SetMaxReceiveMessageSize(-1);
   return args;
 }
 

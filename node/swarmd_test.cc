@@ -317,6 +317,26 @@ TEST_F(SwarmdTest, ThreeManagers_ObjectsCreatedAnywhereAreSeenEverywhere) {
   // A taken name is refused whichever manager is asked.
   EXPECT_EQ(CreateService(cluster_.control(3), "web-1").error_code(),
             grpc::StatusCode::ALREADY_EXISTS);
+  // A list far over gRPC's default 4 MiB message comes through a follower, which forwards it.
+  const int follower = *leader % 3 + 1;
+  for (int i = 0; i < 6; ++i) {
+    grpc::ClientContext ctx;
+    SetTimeout(ctx);
+    api::CreateConfigRequest req;
+    req.mutable_spec()->mutable_annotations()->set_name("big-" + std::to_string(i));
+    req.mutable_spec()->set_data(std::string(1000 * 1024, 'x'));  // the largest config
+    api::CreateConfigResponse resp;
+    grpc::Status s = cluster_.control(follower).CreateConfig(&ctx, req, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  {
+    grpc::ClientContext ctx;
+    SetTimeout(ctx);
+    api::ListConfigsResponse resp;
+    grpc::Status s = cluster_.control(follower).ListConfigs(&ctx, api::ListConfigsRequest(), &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(resp.configs_size(), 6);
+  }
   std::vector<api::Node> nodes = Nodes(cluster_.control(2));
   ASSERT_EQ(nodes.size(), 3u);
   for (const auto& n : nodes) {

@@ -149,6 +149,7 @@ std::shared_ptr<grpc::Channel> SocketChannel(const std::string& socket) {
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 2000);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 200);
+  args.SetMaxReceiveMessageSize(-1);  // as swarmctl: lists may be far over 4 MiB
   return grpc::CreateCustomChannel("unix:" + socket, grpc::InsecureChannelCredentials(), args);
 }
 }  // namespace

@@ -3,6 +3,7 @@
 #include <google/protobuf/util/time_util.h>
 
 #include "absl/container/btree_map.h"
+#include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
 #include "common/random.h"
@@ -12,6 +13,8 @@ namespace swarm::manager::store {
 namespace {
 
 using Case = api::StoreAction::TargetCase;
+// Object IDs by a key (a service, node or network ID), in ID order.
+using IdIndex = absl::flat_hash_map<std::string, absl::btree_set<std::string>>;
 
 constexpr Case kCases[] = {api::StoreAction::kNode,    api::StoreAction::kService,
                            api::StoreAction::kTask,    api::StoreAction::kNetwork,
@@ -23,6 +26,17 @@ constexpr Case kCases[] = {api::StoreAction::kNode,    api::StoreAction::kServic
 // kind.
 const google::protobuf::FieldDescriptor* TargetField(Case c) {
   return api::StoreAction::descriptor()->FindFieldByNumber(static_cast<int>(c));
+}
+
+// StoreAction's field that holds objects of this type; null for a type that is no store object.
+const google::protobuf::FieldDescriptor* TargetFieldOfType(
+    const google::protobuf::Descriptor* type) {
+  const google::protobuf::OneofDescriptor* target =
+      api::StoreAction::descriptor()->FindOneofByName("target");
+  for (int i = 0; i < target->field_count(); ++i) {
+    if (target->field(i)->message_type() == type) return target->field(i);
+  }
+  return nullptr;
 }
 
 const google::protobuf::Message& Target(const api::StoreAction& a) {
@@ -100,16 +114,11 @@ namespace internal {
 
 api::StoreAction WrapMessage(const google::protobuf::Message& o) {
   api::StoreAction a;
-  const google::protobuf::OneofDescriptor* target =
-      api::StoreAction::descriptor()->FindOneofByName("target");
-  for (int i = 0; i < target->field_count(); ++i) {
-    const google::protobuf::FieldDescriptor* f = target->field(i);
-    if (f->message_type() == o.GetDescriptor()) {
-      a.GetReflection()->MutableMessage(&a, f)->CopyFrom(o);
-      return a;
-    }
-  }
-  raft::Fatal("store: " + o.GetDescriptor()->full_name() + " is not a store object");
+  const google::protobuf::FieldDescriptor* f = TargetFieldOfType(o.GetDescriptor());
+  if (f == nullptr)
+    raft::Fatal("store: " + o.GetDescriptor()->full_name() + " is not a store object");
+  a.GetReflection()->MutableMessage(&a, f)->CopyFrom(o);
+  return a;
 }
 
 }  // namespace internal
@@ -125,10 +134,11 @@ struct MemoryStore::Tables {
     absl::flat_hash_map<std::string, std::string> names;  // unique name -> ID
   };
   std::map<Case, Table> tables;
-  std::map<std::string, std::set<std::string>> tasks_by_service;
-  std::map<std::string, std::set<std::string>> tasks_by_node;
-  // By the networks a task is attached to (its allocated attachments).
-  std::map<std::string, std::set<std::string>> tasks_by_network;
+  // Task IDs by service, node and the networks a task is attached to (its allocated
+  // attachments), in ID order. A key whose last task goes goes with it.
+  IdIndex tasks_by_service;
+  IdIndex tasks_by_node;
+  IdIndex tasks_by_network;
 
   Table& Get(Case c) { return tables[c]; }
   const Table* Find(Case c) const {
@@ -172,15 +182,18 @@ struct MemoryStore::Tables {
     const std::string id = IdOf(o);
     if (HasUniqueName(o.target_case())) Get(o.target_case()).names.erase(UniqueNameOf(o));
     if (o.has_task()) {
-      tasks_by_service[o.task().service_id()].erase(id);
-      tasks_by_node[o.task().node_id()].erase(id);
+      RemoveFrom(tasks_by_service, o.task().service_id(), id);
+      RemoveFrom(tasks_by_node, o.task().node_id(), id);
       for (const api::NetworkAttachment& a : o.task().networks()) {
-        auto it = tasks_by_network.find(a.network().id());
-        if (it == tasks_by_network.end()) continue;
-        it->second.erase(id);
-        if (it->second.empty()) tasks_by_network.erase(it);
+        RemoveFrom(tasks_by_network, a.network().id(), id);
       }
     }
+  }
+  static void RemoveFrom(IdIndex& index, const std::string& key, const std::string& id) {
+    auto it = index.find(key);
+    if (it == index.end()) return;
+    it->second.erase(id);
+    if (it->second.empty()) index.erase(it);
   }
 };
 
@@ -247,7 +260,7 @@ SWARM_STORE_GETTER(Config, kConfig, config)
 namespace {
 
 std::vector<Ptr<api::Task>> TasksIn(
-    const std::map<std::string, std::set<std::string>>& index, const std::string& key,
+    const IdIndex& index, const std::string& key,
     const std::function<std::shared_ptr<const api::StoreAction>(const std::string&)>& lookup) {
   std::vector<Ptr<api::Task>> out;
   auto it = index.find(key);
@@ -550,31 +563,25 @@ absl::Status MemoryStore::Restore(std::string_view data) {
 absl::Status MemoryStore::Restore(raft::SnapshotReader& in) {
   auto tables = std::make_unique<Tables>();
   uint64_t last = 0;
-  auto put = [&](api::StoreAction o) {
-    last = std::max(last, VersionOf(o));
-    tables->Put(std::make_shared<const api::StoreAction>(std::move(o)));
-  };
-  // Each field is parsed as a StoreSnapshot that holds just that object.
+  // Each field is parsed straight into the StoreAction that keeps it. Fields of kinds this
+  // version does not know are skipped, as a parse of the whole StoreSnapshot would.
   raft::MessageFieldReader fields(in);
-  api::StoreSnapshot snap;
   int field = 0;
-  std::string bytes, wire;
+  std::string bytes;
   for (;;) {
     ASSIGN_OR_RETURN(const bool more, fields.Next(&field, &bytes));
     if (!more) break;
-    wire.clear();
-    raft::AppendVarint(wire, static_cast<uint64_t>(field) << 3 | 2);
-    raft::AppendVarint(wire, bytes.size());
-    wire += bytes;
-    snap.Clear();
-    if (!snap.ParseFromString(wire)) return absl::DataLossError("store snapshot does not parse");
-    for (const auto& o : snap.nodes()) put(Wrap(o));
-    for (const auto& o : snap.services()) put(Wrap(o));
-    for (const auto& o : snap.tasks()) put(Wrap(o));
-    for (const auto& o : snap.networks()) put(Wrap(o));
-    for (const auto& o : snap.clusters()) put(Wrap(o));
-    for (const auto& o : snap.secrets()) put(Wrap(o));
-    for (const auto& o : snap.configs()) put(Wrap(o));
+    const google::protobuf::FieldDescriptor* f =
+        api::StoreSnapshot::descriptor()->FindFieldByNumber(field);
+    const google::protobuf::FieldDescriptor* target =
+        f == nullptr ? nullptr : TargetFieldOfType(f->message_type());
+    if (target == nullptr) continue;
+    auto o = std::make_shared<api::StoreAction>();
+    if (!o->GetReflection()->MutableMessage(o.get(), target)->ParseFromString(bytes)) {
+      return absl::DataLossError("store snapshot does not parse");
+    }
+    last = std::max(last, VersionOf(*o));
+    tables->Put(std::move(o));
   }
   absl::MutexLock lock(&mu_);
   tables_ = std::move(tables);

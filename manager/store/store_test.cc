@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "gtest/gtest.h"
+#include "raft/snapshot_io.h"
 
 namespace swarm::manager::store {
 namespace {
@@ -262,6 +263,14 @@ TEST_F(StoreTest, Snapshot_RestoresTheSameObjects) {
     EXPECT_EQ(tx.IdByName(api::StoreAction::kService, "web"), "svc1");
   });
   EXPECT_EQ(other.Restore("not a snapshot").code(), absl::StatusCode::kDataLoss);
+
+  // A kind of object a newer version added (field 15 here) is skipped, not an error.
+  std::string newer = snap;
+  raft::AppendVarint(newer, 15 << 3 | 2);
+  raft::AppendVarint(newer, 3);
+  newer += "abc";
+  ASSERT_TRUE(other.Restore(newer).ok());
+  EXPECT_EQ(other.Snapshot(), snap);
 }
 
 TEST_F(StoreTest, Apply_IsDeterministicAcrossManagers) {

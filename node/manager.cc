@@ -175,6 +175,7 @@ absl::Status Manager::Init() {
   // a second, each building OpenSSL's and malloc's per-thread state again. Idle threads wait
   // for work instead, up to the number of calls that have been in flight at once.
   b.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, kMaxIdleServerThreads);
+  b.SetMaxReceiveMessageSize(raft::kMaxMessageBytes);
   b.AddListeningPort(config_.listen_addr,
                      tls::ServerCredentials(
                          config_.credentials, tls::ClientCerts::kOptional,

@@ -44,6 +44,7 @@
 #include "raft/disk_storage.h"
 #include "raft/raw_node.h"
 #include "raft/snapshot_io.h"
+#include "raft/transport.h"
 #include "raft/storage.h"
 #include "raft/transport.h"
 
@@ -132,7 +133,8 @@ struct NodeStatus {
 class Node {
  public:
   // The largest proposal accepted. Raft messages carry at least one entry, and the transport
-  // takes messages of up to 64 MiB; snapshots are streamed in chunks and have no limit.
+  // takes messages of up to kMaxMessageBytes; snapshots are streamed in chunks and have no
+  // limit.
   static constexpr size_t kMaxProposalBytes = 16 << 20;
 
   // Opens the log in config.state_dir and restores the state machine; DATA_LOSS when the log

@@ -152,8 +152,8 @@ class Peer {
       args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 2000);
       args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
                   static_cast<int>(absl::ToInt64Milliseconds(options_.max_backoff)));
-      args.SetMaxReceiveMessageSize(64 << 20);
-      args.SetMaxSendMessageSize(64 << 20);
+      args.SetMaxReceiveMessageSize(kMaxMessageBytes);
+      args.SetMaxSendMessageSize(kMaxMessageBytes);
       channel_ = grpc::CreateCustomChannel(addr_, options_.credentials, args);
       stub_ = api::Raft::NewStub(channel_);
     }

@@ -399,7 +399,7 @@ int Main(int argc, char** argv) {
   builder.RegisterService((*node)->raft_service());
   builder.RegisterService((*node)->membership_service());
   builder.RegisterService(&kv);
-  builder.SetMaxReceiveMessageSize(64 << 20);
+  builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server) {
     std::cerr << "raftkv: cannot listen on " << listen << "\n";

@@ -351,6 +351,51 @@ TEST_F(SwarmdTest, ThreeManagers_ObjectsCreatedAnywhereAreSeenEverywhere) {
   for (int i = 1; i <= 3; ++i) EXPECT_EQ(ServiceNames(cluster_.control(i)), want) << i;
 }
 
+TEST_F(SwarmdTest, ThreeManagers_TransactionsOverTheMessageLimitCommit) {
+  FormManagers(3);
+  auto leader = cluster_.WaitForLeader(absl::Seconds(10));
+  ASSERT_TRUE(leader.ok());
+  // A service whose spec is 3 MiB: every task carries the spec, so the orchestrator's
+  // transaction that creates its tasks is several times gRPC's default 4 MiB message.
+  // Nothing matches its constraint, so its tasks stay pending and no node pulls an image.
+  constexpr int kReplicas = 8;
+  grpc::ClientContext ctx;
+  SetTimeout(ctx);
+  api::CreateServiceRequest req;
+  req.mutable_spec()->mutable_annotations()->set_name("big");
+  api::ContainerSpec* c = req.mutable_spec()->mutable_task_template()->mutable_container();
+  c->set_image("busybox");
+  c->add_env("BIG=" + std::string(3 << 20, 'x'));
+  req.mutable_spec()->mutable_task_template()->mutable_placement()->add_constraints(
+      "node.labels.nowhere==true");
+  req.mutable_spec()->mutable_replicated()->set_replicas(kReplicas);
+  api::CreateServiceResponse resp;
+  grpc::Status s = cluster_.control(*leader).CreateService(&ctx, req, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+
+  // Every manager gets every task, and the swarm still takes writes afterwards.
+  for (int i = 1; i <= 3; ++i) {
+    int tasks = 0;
+    for (absl::Time end = absl::Now() + absl::Seconds(20); absl::Now() < end;
+         absl::SleepFor(absl::Milliseconds(200))) {
+      grpc::ClientContext lctx;
+      SetTimeout(lctx);
+      api::ListTasksRequest lreq;
+      lreq.mutable_filters()->add_service_ids(resp.service().id());
+      api::ListTasksResponse tasks_resp;
+      if (cluster_.control(i).ListTasks(&lctx, lreq, &tasks_resp).ok()) {
+        tasks = tasks_resp.tasks_size();
+      }
+      if (tasks == kReplicas) break;
+    }
+    EXPECT_EQ(tasks, kReplicas) << "manager " << i;
+  }
+  for (int i = 1; i <= 3; ++i) {
+    s = CreateService(cluster_.control(i), "after-" + std::to_string(i));
+    EXPECT_TRUE(s.ok()) << "via " << i << ": " << s.error_message();
+  }
+}
+
 TEST_F(SwarmdTest, KillingTheLeaderOf3_InterruptsTheControlApiForUnder3Seconds) {
   KillTheLeader(3);
 }

@@ -254,9 +254,8 @@ void SchedulerComponent::WriteDecisions(const std::vector<Write>& writes) {
     absl::Status s = store_->Update([&](store::WriteTx& tx) {
       next = begin;
       changed.clear();
-      size_t bytes = 0;
       while (next < writes.size() && next - begin < options_.max_writes_per_transaction &&
-             bytes < options_.max_transaction_bytes) {
+             tx.bytes() < store::kMaxTransactionBytes) {
         const Write& w = writes[next++];
         const TaskPtr current = tx.GetTask(w.task->id());
         if (current == nullptr ||
@@ -279,7 +278,6 @@ void SchedulerComponent::WriteDecisions(const std::vector<Write>& writes) {
           status->set_err(w.message);
         }
         *status->mutable_timestamp() = now;
-        bytes += t.ByteSizeLong();
         tx.Update(std::move(action));
       }
       return absl::OkStatus();

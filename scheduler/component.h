@@ -12,7 +12,7 @@
 // and an empty status.err; for a task that fits nowhere, status.message and status.err with
 // the explanation ("no suitable node (...)") and status.timestamp, only when the explanation
 // changed, so retries cause no write storm. Writes go in transactions of at most
-// max_writes_per_transaction tasks and max_transaction_bytes. A transaction that fails (a
+// max_writes_per_transaction tasks and store::kMaxTransactionBytes. A transaction that fails (a
 // task changed under us: "update out of sequence", or lost leadership) is not retried as is:
 // its tasks are read again and rescheduled in the next batch.
 //
@@ -57,10 +57,8 @@ struct SchedulerOptions {
   absl::Duration batch_window = absl::Milliseconds(50);
   // A batch this large is scheduled without waiting for the window to close.
   size_t max_batch = 10000;
-  // Task writes per transaction at most, and their encoded size at most (a Raft proposal is
-  // limited to 16 MiB).
+  // Task writes per transaction at most.
   size_t max_writes_per_transaction = 1000;
-  size_t max_transaction_bytes = 8 << 20;
 };
 
 class SchedulerComponent final : public manager::leader::Component {

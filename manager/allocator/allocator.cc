@@ -390,10 +390,13 @@ void Allocator::Round() {
 }
 
 void Allocator::Write(std::vector<Change>& changes, Todo* retry) {
-  for (size_t begin = 0; begin < changes.size(); begin += kBatch) {
-    const size_t end = std::min(changes.size(), begin + kBatch);
+  for (size_t begin = 0, end = 0; begin < changes.size(); begin = end) {
     const absl::Status s = store_->Update([&](store::WriteTx& tx) {
-      for (size_t i = begin; i < end; ++i) tx.Update(changes[i].object);
+      for (end = begin;
+           end < changes.size() && end - begin < kBatch && tx.bytes() < store::kMaxTransactionBytes;
+           ++end) {
+        tx.Update(changes[end].object);
+      }
       return absl::OkStatus();
     });
     for (size_t i = begin; i < end; ++i) {

@@ -531,8 +531,7 @@ void Dispatcher::FlushWrites() {
   std::vector<std::pair<std::string, uint64_t>> registered;
   std::vector<std::pair<std::string, absl::Status>> failed;
   const size_t per_tx = std::max<size_t>(1, options_.max_writes_per_transaction);
-  for (size_t begin = 0; begin < writes.size(); begin += per_tx) {
-    const size_t end = std::min(writes.size(), begin + per_tx);
+  for (size_t begin = 0, end = 0; begin < writes.size(); begin = end) {
     // What the last attempt decided, for the log and the sessions.
     std::vector<std::pair<size_t, absl::Status>> ignored;
     std::vector<size_t> missing_nodes;
@@ -544,7 +543,10 @@ void Dispatcher::FlushWrites() {
         missing_nodes.clear();
         transitions.clear();
         const google::protobuf::Timestamp now = ToTimestamp(clock_->Now());
-        for (size_t i = begin; i < end; ++i) {
+        for (end = begin; end < writes.size() && end - begin < per_tx &&
+                          tx.bytes() < store::kMaxTransactionBytes;
+             ++end) {
+          const size_t i = end;
           const Write& w = writes[i];
           if (w.node != nullptr) {
             store::Ptr<api::Node> cur = tx.GetNode(w.node_id);

@@ -198,10 +198,13 @@ absl::Status Orchestrator::Write(const Plan& plan) {
   if (plan.service) {
     writes.push_back([&plan](store::WriteTx& tx) { tx.UpdateObject(*plan.service); });
   }
-  for (size_t begin = 0; begin < writes.size(); begin += kMaxWritesPerTransaction) {
-    const size_t end = std::min(writes.size(), begin + kMaxWritesPerTransaction);
+  for (size_t next = 0; next < writes.size();) {
     RETURN_IF_ERROR(store_->Update([&](store::WriteTx& tx) {
-      for (size_t i = begin; i < end; ++i) writes[i](tx);
+      const size_t begin = next;
+      while (next < writes.size() && next - begin < kMaxWritesPerTransaction &&
+             tx.bytes() < store::kMaxTransactionBytes) {
+        writes[next++](tx);
+      }
       return absl::OkStatus();
     }));
   }

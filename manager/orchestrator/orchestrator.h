@@ -8,9 +8,9 @@
 // when a time its last plan asked for has come (a restart or update delay, a monitor period),
 // after a failed write, and every kResync as a safety net. Each round reads all it needs in one
 // View, then writes each service's plan as one transaction (split into transactions of at most
-// kMaxWritesPerTransaction writes for very large services; reconciling again finishes what a
-// failed part left). A write that lost a race ("update out of sequence") is retried with fresh
-// state in the next round.
+// kMaxWritesPerTransaction writes and store::kMaxTransactionBytes for very large services;
+// reconciling again finishes what a failed part left). A write that lost a race ("update out of
+// sequence") is retried with fresh state in the next round.
 //
 // Thread-safety: Start and Stop from one thread (the leader runtime); the work runs on the
 // component's thread "orchestrator".

@@ -324,6 +324,7 @@ void WriteTx::Add(api::StoreActionKind kind, api::StoreAction object) {
       *m->mutable_updated_at() = ts;
     }
   }
+  bytes_ += object.ByteSizeLong();
   actions_.push_back(std::move(object));
 }
 

@@ -139,13 +139,24 @@ class WriteTx : public ReadTx {
   template <typename T>
   void RemoveObject(const T& obj);
 
+  // The size of the objects written so far, for writers that split a large piece of work
+  // into transactions of at most kMaxTransactionBytes.
+  size_t bytes() const { return bytes_; }
+
  private:
   friend class MemoryStore;
   WriteTx(const MemoryStore* store, absl::Time now) : ReadTx(store), now_(now) {}
   void Add(api::StoreActionKind kind, api::StoreAction object);
   absl::Time now_;
   std::vector<api::StoreAction> actions_;
+  size_t bytes_ = 0;
 };
+
+// Writers of many objects (the orchestrator, scheduler, allocator and dispatcher) start a new
+// transaction once one holds this much: a transaction is one Raft proposal, and with objects
+// as large as a spec can make them (a task carries its service's spec, up to 4 MiB), a count
+// of objects alone could make a proposal over Raft's limit, which would never commit.
+inline constexpr size_t kMaxTransactionBytes = 4 << 20;
 
 namespace internal {
 api::StoreAction WrapMessage(const google::protobuf::Message& object);
@@ -184,7 +195,7 @@ class MemoryStore final : public raft::StateMachine {
 
   // Reads committed state.
   void View(const std::function<void(const ReadTx&)>& fn) const;
-  // Runs fn; when it returns OK, replicates the writes it recorded as one transaction and
+  // Runs fn (once); when it returns OK, replicates the writes it recorded as one transaction and
   // returns once this manager applied it: OK, or why it failed (the function's own error,
   // FAILED_PRECONDITION "update out of sequence", ALREADY_EXISTS for a taken name, NOT_FOUND,
   // or the proposer's error).

@@ -39,9 +39,9 @@
 // that exist when the ingress network is allocated get its first addresses, whatever else
 // arrived in the same round), then services, then tasks (a task needs its networks and its
 // service allocated).
-// Each phase's writes go in transactions of at most kBatch objects (and
-// store::kMaxTransactionBytes). A write that fails (a
-// race: "update out of sequence") gives back what was taken for it and is retried shortly.
+// Each phase's writes go in transactions of at most kBatch objects and
+// store::kMaxTransactionBytes. A write that fails (a race: "update out of sequence") gives
+// back what was taken for it and is retried shortly.
 // Something that cannot be allocated (an exhausted pool, an overlapping subnet, a taken port)
 // is logged and retried when something is released; a task stays NEW with the reason in
 // status.err, which `service ps` shows; a node stays without its ingress address (logged once

@@ -29,10 +29,9 @@
 // Task status. Reports are checked by CheckTaskStatus (task_status.h) and written in batches,
 // together with the queued node states: a write after a quiet spell goes at once, then what
 // is queued until batch_window after the previous flush (or max_batch reports, whichever comes
-// first) goes into as few transactions as possible
-// (max_writes_per_transaction objects and store::kMaxTransactionBytes each, one write per
-// object: of several reports of a
-// task, the furthest state); a transaction that lost a race ("update out of sequence") is
+// first) goes into as few transactions as possible (max_writes_per_transaction objects and
+// store::kMaxTransactionBytes each, one write per object: of several reports of a task, the
+// furthest state); a transaction that lost a race ("update out of sequence") is
 // rebuilt from fresh reads and tried again. Per node, reports are rate limited
 // (updates_per_second, burst update_burst); beyond that the call fails with RESOURCE_EXHAUSTED
 // and the agent sends them again later. The call returns once its reports are written (or

@@ -115,8 +115,9 @@ namespace internal {
 api::StoreAction WrapMessage(const google::protobuf::Message& o) {
   api::StoreAction a;
   const google::protobuf::FieldDescriptor* f = TargetFieldOfType(o.GetDescriptor());
-  if (f == nullptr)
+  if (f == nullptr) {
     raft::Fatal("store: " + o.GetDescriptor()->full_name() + " is not a store object");
+  }
   a.GetReflection()->MutableMessage(&a, f)->CopyFrom(o);
   return a;
 }

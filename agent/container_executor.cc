@@ -6,6 +6,8 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -69,6 +71,7 @@ absl::StatusOr<rt::ContainerSpec> ContainerSpecOf(const api::Task& task, const D
   s.env.assign(c.env().begin(), c.env().end());
   if (!c.dir().empty()) s.working_dir = c.dir();
   s.user = c.user();
+  s.groups.assign(c.groups().begin(), c.groups().end());
   s.hostname = c.hostname();
   s.read_only_rootfs = c.read_only();
   s.cap_add.assign(c.capability_add().begin(), c.capability_add().end());
@@ -125,6 +128,10 @@ absl::StatusOr<rt::ContainerSpec> ContainerSpecOf(const api::Task& task, const D
     s.rlimits.push_back(
         {resource, static_cast<uint64_t>(u.soft()), static_cast<uint64_t>(u.hard())});
   }
+  // Sorted, so that a container made again from the same task gets them in the same order.
+  s.sysctls.assign(c.sysctls().begin(), c.sysctls().end());
+  std::sort(s.sysctls.begin(), s.sysctls.end());
+  s.oom_score_adj = static_cast<int>(c.oom_score_adj());
   const api::Resources& limits = task.spec().resources().limits();
   s.resources.nano_cpus = limits.nano_cpus();
   s.resources.memory_bytes = limits.memory_bytes();

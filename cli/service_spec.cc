@@ -497,6 +497,10 @@ absl::Status ApplyContainerScalars(const ServiceFlags& f, api::ContainerSpec* c)
   if (f.tty) c->set_tty(*f.tty);
   if (f.init) c->set_init(*f.init);
   if (f.read_only) c->set_read_only(*f.read_only);
+  if (f.oom_score_adj) {
+    ASSIGN_OR_RETURN(int64_t v, ParseInt("oom-score-adj", *f.oom_score_adj));
+    c->set_oom_score_adj(v);
+  }
   return absl::OkStatus();
 }
 

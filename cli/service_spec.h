@@ -49,6 +49,7 @@ struct ServiceFlags {
   std::optional<bool> tty;
   std::optional<bool> init;
   std::optional<bool> read_only;
+  std::optional<std::string> oom_score_adj;
 
   std::optional<std::string> limit_cpu;
   std::optional<std::string> limit_memory;

@@ -107,6 +107,7 @@ TEST(BuildServiceSpec, EverythingCommon) {
   f.tty = true;
   f.init = true;
   f.read_only = false;
+  f.oom_score_adj = "-500";
   f.health_cmd = "redis-cli ping";
   f.health_interval = "5s";
   f.health_retries = "3";
@@ -145,6 +146,7 @@ TEST(BuildServiceSpec, EverythingCommon) {
   EXPECT_TRUE(c.tty());
   EXPECT_TRUE(c.init());
   EXPECT_FALSE(c.read_only());
+  EXPECT_EQ(c.oom_score_adj(), -500);
   EXPECT_THAT(c.healthcheck().test(), ElementsAre("CMD-SHELL", "redis-cli ping"));
   EXPECT_EQ(Seconds(c.healthcheck().interval()), 5);
   EXPECT_EQ(c.healthcheck().retries(), 3);

@@ -27,6 +27,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "agent/runtime/seccomp.h"
 #include "common/errno_status.h"
@@ -162,6 +163,7 @@ class Child {
     int fifo = open(r_.paths.exec_fifo.c_str(), O_PATH | O_CLOEXEC);
     if (fifo < 0) Fail(errno, absl::StrCat("opening ", r_.paths.exec_fifo));
     PivotRoot();
+    SetKernelParameters();  // before MaskPaths makes /proc/sys read-only
     MaskPaths();
     if (spec_.read_only_rootfs &&
         mount(nullptr, "/", nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr) != 0) {
@@ -460,6 +462,27 @@ class Child {
     if (chdir("/") != 0) Fail(errno, "entering /");
   }
 
+  // The sysctls (namespaced: Runtime::Create checked) and the OOM score adjustment.
+  void SetKernelParameters() {
+    for (const auto& [key, value] : spec_.sysctls) {
+      WriteProcFile(absl::StrCat("/proc/sys/", absl::StrReplaceAll(key, {{".", "/"}})), value,
+                    absl::StrCat("setting sysctl ", key));
+    }
+    if (spec_.oom_score_adj != 0) {
+      WriteProcFile("/proc/self/oom_score_adj", std::to_string(spec_.oom_score_adj),
+                    "setting the OOM score adjustment");
+    }
+  }
+
+  void WriteProcFile(const std::string& path, const std::string& value, const std::string& what) {
+    int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) Fail(errno, what);
+    if (write(fd, value.data(), value.size()) != static_cast<ssize_t>(value.size())) {
+      Fail(errno, what);
+    }
+    close(fd);
+  }
+
   void MaskPaths() {
     for (const char* p : kMaskedPaths) {
       struct stat st;
@@ -493,6 +516,7 @@ class Child {
   }
 
   void ResolveUser() {
+    ResolveGroups();
     if (spec_.user.empty()) return;
     std::vector<std::string> parts = absl::StrSplit(spec_.user, absl::MaxSplits(':', 1));
     long uid = -1, gid = -1;
@@ -517,6 +541,16 @@ class Child {
     }
     uid_ = static_cast<uid_t>(uid);
     gid_ = static_cast<gid_t>(gid < 0 ? 0 : gid);
+  }
+
+  // --group: names from the container's /etc/group, or GIDs.
+  void ResolveGroups() {
+    for (const std::string& g : spec_.groups) {
+      long gid = -1;
+      if (!absl::SimpleAtoi(g, &gid)) gid = LookupId("/etc/group", g);
+      if (gid < 0) Fail(ENOENT, absl::StrCat("looking up group ", g));
+      groups_.push_back(static_cast<gid_t>(gid));
+    }
   }
 
   void ChangeDirectory() {
@@ -571,12 +605,13 @@ class Child {
       }
     }
     if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) Fail(errno, "setting keepcaps");
+    // The primary group (another user's) and --group's.
+    std::vector<gid_t> groups = groups_;
+    if (uid_ != 0 || gid_ != 0) groups.insert(groups.begin(), gid_);
+    if (setgroups(groups.size(), groups.data()) != 0) Fail(errno, "setting supplementary groups");
     if (uid_ != 0 || gid_ != 0) {
-      if (setgroups(1, &gid_) != 0) Fail(errno, "setting supplementary groups");
       if (setresgid(gid_, gid_, gid_) != 0) Fail(errno, absl::StrCat("setting gid ", gid_));
       if (setresuid(uid_, uid_, uid_) != 0) Fail(errno, absl::StrCat("setting uid ", uid_));
-    } else if (setgroups(0, nullptr) != 0) {
-      Fail(errno, "clearing supplementary groups");
     }
     cap_t caps = cap_init();
     // Root keeps the set in effective/permitted/inheritable; another user starts with none,
@@ -601,6 +636,7 @@ class Child {
   bool unshare_cgroup_ns_;
   uid_t uid_ = 0;
   gid_t gid_ = 0;
+  std::vector<gid_t> groups_;  // supplementary, from --group
 };
 
 std::string NormalizeCap(std::string name) {

@@ -29,6 +29,7 @@
 #include "common/id.h"
 #include "common/random.h"
 #include "common/status_macros.h"
+#include "common/sysctl.h"
 
 namespace swarm::agent::runtime {
 namespace {
@@ -283,6 +284,16 @@ absl::StatusOr<std::string> Runtime::Create(ContainerSpec spec) {
   }
   if (spec.args.empty()) {
     return absl::InvalidArgumentError("creating a container: no command given or in the image");
+  }
+  for (const auto& [key, value] : spec.sysctls) {
+    if (absl::Status s = CheckContainerSysctl(key, spec.network == NetworkMode::kHost); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("creating a container: ", s.message()));
+    }
+  }
+  if (spec.oom_score_adj < -1000 || spec.oom_score_adj > 1000) {
+    return absl::InvalidArgumentError(absl::StrCat("creating a container: OOM score adjustment ",
+                                                   spec.oom_score_adj,
+                                                   " is out of range [-1000, 1000]"));
   }
   bool has_path = false;
   for (const auto& e : spec.env) has_path |= absl::StartsWith(e, "PATH=");

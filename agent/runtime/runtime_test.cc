@@ -20,6 +20,7 @@
 #include "agent/runtime/health.h"
 #include "agent/runtime/logs.h"
 #include "agent/runtime/testing/test_image.h"
+#include "common/files.h"
 #include "gtest/gtest.h"
 
 namespace swarm::agent::runtime {
@@ -173,6 +174,44 @@ TEST_F(RuntimeTest, Run_RlimitsApply) {
   ContainerSpec spec = Spec({"sh", "-c", "ulimit -n; ulimit -Hn"});
   spec.rlimits.push_back({RLIMIT_NOFILE, 100, 200});
   EXPECT_EQ(Run(spec).stdout_text, "100\n200\n");
+}
+
+TEST_F(RuntimeTest, Run_SupplementaryGroupsApplyToRootAndOtherUsers) {
+  ContainerSpec spec = Spec({"id", "-G"});
+  spec.groups = {"nogroup", "1234"};
+  // (The kernel keeps the list sorted; id -G prints the primary group first.)
+  EXPECT_EQ(Run(spec).stdout_text, "0 1234 65534\n");
+  spec.user = "nobody";
+  EXPECT_EQ(Run(spec).stdout_text, "65534 1234\n");
+  spec.groups = {"no-such-group"};
+  auto id = runtime_->Create(spec);
+  EXPECT_TRUE(absl::StrContains(id.status().message(), "looking up group no-such-group"))
+      << id.status();
+}
+
+TEST_F(RuntimeTest, Run_SysctlsAndOomScoreApplyInsideTheContainerOnly) {
+  const std::string host_somaxconn = ReadFile("/proc/sys/net/core/somaxconn").value_or("");
+  const std::string host_shmmni = ReadFile("/proc/sys/kernel/shmmni").value_or("");
+  ContainerSpec spec = Spec({"sh", "-c",
+                             "cat /proc/sys/net/core/somaxconn /proc/sys/kernel/shmmni "
+                             "/proc/self/oom_score_adj"});
+  spec.sysctls = {{"net.core.somaxconn", "1234"}, {"kernel.shmmni", "2345"}};
+  spec.oom_score_adj = 567;
+  Result r = Run(spec);
+  EXPECT_EQ(r.stdout_text, "1234\n2345\n567\n") << r.stderr_text << r.exit.error;
+  EXPECT_EQ(ReadFile("/proc/sys/net/core/somaxconn").value_or(""), host_somaxconn);
+  EXPECT_EQ(ReadFile("/proc/sys/kernel/shmmni").value_or(""), host_shmmni);
+
+  // What would change the host is refused before anything runs.
+  ContainerSpec host = Spec({"true"});
+  host.sysctls = {{"vm.swappiness", "1"}};
+  auto id = runtime_->Create(host);
+  EXPECT_TRUE(absl::StrContains(id.status().message(), "sysctl vm.swappiness is not namespaced"))
+      << id.status();
+  host.sysctls = {{"net.core.somaxconn", "1"}};
+  host.network = NetworkMode::kHost;
+  id = runtime_->Create(host);
+  EXPECT_TRUE(absl::StrContains(id.status().message(), "would change the host")) << id.status();
 }
 
 int CountLines(const std::string& path) {

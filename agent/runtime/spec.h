@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "agent/runtime/cgroups.h"
@@ -70,6 +71,8 @@ struct ContainerSpec {
   std::vector<std::string> env;  // "KEY=value"
   std::string working_dir = "/";
   std::string user;  // "uid[:gid]" or "name[:group]", resolved in the container's /etc
+  // Supplementary groups (`--group`): names (resolved in the container's /etc/group) or GIDs.
+  std::vector<std::string> groups;
   std::string hostname;
   bool read_only_rootfs = false;
   std::vector<std::string> cap_add;   // "CAP_NET_ADMIN" or "NET_ADMIN"; "ALL"
@@ -79,6 +82,10 @@ struct ContainerSpec {
   std::vector<MountSpec> mounts;
   std::vector<FileSpec> files;  // secrets and configs
   std::vector<RlimitSpec> rlimits;
+  // Namespaced kernel parameters ("net.core.somaxconn", "1024"), written in /proc/sys inside
+  // the container (net.* need a network namespace of the container's own).
+  std::vector<std::pair<std::string, std::string>> sysctls;
+  int oom_score_adj = 0;  // -1000..1000; 0 leaves the value the process inherits
   Resources resources;
   NetworkMode network = NetworkMode::kNone;
   std::string netns_path;

@@ -16,6 +16,7 @@
 #include "common/ip.h"
 #include "common/network_modes.h"
 #include "common/status_macros.h"
+#include "common/sysctl.h"
 #include "common/task_template.h"
 #include "manager/allocator/ipam.h"
 #include "manager/ca/ca.h"
@@ -396,7 +397,7 @@ absl::Status ValidateContainerSpec(const api::ContainerSpec& c) {
   }
   for (const auto& [key, value] : c.sysctls()) {
     if (key.empty()) return Invalid("a sysctl needs a name, e.g. net.core.somaxconn=1024");
-  }
+  }  // which ones a container may set depends on its network: ValidateTaskSpec
   if (c.oom_score_adj() < -1000 || c.oom_score_adj() > 1000) {
     return Invalid(
         absl::StrCat("OOM score adjustment ", c.oom_score_adj(), " is out of range [-1000, 1000]"));
@@ -510,6 +511,9 @@ absl::Status ValidateTaskSpec(const api::TaskSpec& t, const api::ServiceSpec& sp
             "mode=host,... (or, on the host network, no --publish: its ports are the node's)"));
       }
     }
+  }
+  for (const auto& [key, value] : t.container().sysctls()) {
+    RETURN_IF_ERROR(CheckContainerSysctl(key, networks.count(kHostNetwork) > 0));
   }
   RETURN_IF_ERROR(ValidateDriver(t.log_driver(), "log driver"));
   return absl::OkStatus();

@@ -351,6 +351,20 @@ TEST(ValidationTest, ServiceSpec_ContainerDetails) {
                       "DNS server \"dns.google\" is not an IP address"));
   EXPECT_TRUE(Invalid(ServiceWith([](auto* s) { Container(s)->set_oom_score_adj(2000); }),
                       "out of range [-1000, 1000]"));
+  // Only namespaced sysctls, and net.* only with a network namespace of the container's own.
+  EXPECT_TRUE(Invalid(
+      ServiceWith([](auto* s) { (*Container(s)->mutable_sysctls())["vm.swappiness"] = "10"; }),
+      "sysctl vm.swappiness is not namespaced"));
+  EXPECT_TRUE(Invalid(ServiceWith([](auto* s) {
+                        (*Container(s)->mutable_sysctls())["net.core.somaxconn"] = "1024";
+                        s->mutable_task_template()->add_networks()->set_target("host");
+                      }),
+                      "sysctl net.core.somaxconn would change the host"));
+  EXPECT_TRUE(ServiceWith([](auto* s) {
+                (*Container(s)->mutable_sysctls())["net.core.somaxconn"] = "1024";
+                (*Container(s)->mutable_sysctls())["kernel.shmmax"] = "1000000";
+                (*Container(s)->mutable_sysctls())["fs.mqueue.msg_max"] = "20";
+              }).ok());
   EXPECT_TRUE(
       Invalid(ServiceWith([](auto* s) { Container(s)->mutable_healthcheck()->add_test("CURL"); }),
               "must start with NONE, CMD or CMD-SHELL"));

@@ -177,11 +177,12 @@ void ShimLog(const std::string& dir, const std::string& line) {
   close(out[1]);
   close(err[1]);
   close(null_in);
-  WriteAll(ready_fd, absl::StrCat("ok ", created->pid, " ", getpid(), "\n"));
-  close(ready_fd);
-
+  // The log exists before Create returns: a reader that starts right after Start (`run`
+  // following its container's output) must not find it missing.
   LogWriter log(log_path, log_max_size, log_max_files, Clock::Real());
   if (absl::Status s = log.Open(); !s.ok()) ShimLog(dir, s.ToString());
+  WriteAll(ready_fd, absl::StrCat("ok ", created->pid, " ", getpid(), "\n"));
+  close(ready_fd);
   fcntl(out[0], F_SETFL, O_NONBLOCK);
   fcntl(err[0], F_SETFL, O_NONBLOCK);
 

@@ -81,6 +81,15 @@ absl::StatusOr<rt::ContainerSpec> ContainerSpecOf(const api::Task& task, const D
   for (const api::NetworkAttachmentConfig& n : task.spec().networks()) {
     if (n.target() == kHostNetwork) s.network = rt::NetworkMode::kHost;
   }
+  // /etc/hosts: the hostname at the task's address on its first network other than ingress
+  // (as Docker), and --host's entries.
+  rt::EtcHostsSpec& hosts = s.etc_hosts.emplace();
+  hosts.entries.assign(c.hosts().begin(), c.hosts().end());
+  for (const api::NetworkAttachment& a : task.networks()) {
+    if (a.network().spec().ingress() || a.addresses().empty()) continue;
+    hosts.address = a.addresses(0).substr(0, a.addresses(0).find('/'));
+    break;
+  }
   for (const api::Mount& m : c.mounts()) {
     rt::MountSpec ms;
     switch (m.type()) {

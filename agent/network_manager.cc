@@ -28,6 +28,14 @@ constexpr char kLog[] = "network";
 constexpr char kLbTable[] = "swarmd_lb";
 constexpr char kIngressTable[] = "swarmd_ingress";  // in the sandbox
 constexpr char kPortsTable[] = "swarmd_ports";      // in the host's namespace
+
+// A service's --dns, --dns-search and --dns-option.
+net::dns::ResolvConf ServiceResolvConf(const api::Task& task) {
+  const api::ContainerSpec::DNSConfig& d = task.spec().container().dns_config();
+  return {{d.nameservers().begin(), d.nameservers().end()},
+          {d.search().begin(), d.search().end()},
+          {d.options().begin(), d.options().end()}};
+}
 constexpr char kSandboxName[] = "ingress-sbox";
 // The sandbox's place among an ingress network's local attachments (not a task ID).
 constexpr char kSandboxKey[] = "ingress-sandbox";
@@ -158,9 +166,9 @@ absl::StatusOr<std::unique_ptr<NetworkManager>> NetworkManager::Start(Options op
     log::Warn(kLog, "names outside the swarm will not resolve in containers",
               {{"reason", read.status()}});
   }
-  m->container_resolv_conf_ = net::dns::ContainerResolvConf(host);
   net::dns::DnsServerOptions dns_options;
   dns_options.upstreams = net::dns::UpstreamsFromResolvConf(host);
+  m->host_resolv_conf_ = std::move(host);
   m->dns_ = std::make_unique<net::dns::DnsServer>(&m->dns_table_, std::move(dns_options));
   RETURN_IF_ERROR(m->dns_->Start());
   return m;
@@ -199,7 +207,8 @@ absl::StatusOr<std::optional<NetworkManager::TaskNetwork>> NetworkManager::Attac
     }
     return s;
   }
-  return TaskNetwork{local.netns_path, container_resolv_conf_};
+  return TaskNetwork{local.netns_path,
+                     net::dns::ContainerResolvConf(host_resolv_conf_, ServiceResolvConf(task))};
 }
 
 absl::Status NetworkManager::AttachLocked(const std::string& task_id, const api::Task& task,
@@ -272,7 +281,8 @@ absl::Status NetworkManager::AttachLocked(const std::string& task_id, const api:
     if (!networks_[id].ingress) dns_networks.push_back(id);
   }
   ASSIGN_OR_RETURN(net::ScopedFd fd, net::OpenNetns(local.netns_path));
-  absl::Status added = dns_->AddContainer(task_id, fd.get(), dns_networks);
+  absl::Status added = dns_->AddContainer(
+      task_id, fd.get(), dns_networks, net::dns::UpstreamsFromResolvConf(ServiceResolvConf(task)));
   if (added.code() == absl::StatusCode::kAlreadyExists) {
     added = dns_->SetNetworks(task_id, dns_networks);
   }

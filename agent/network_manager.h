@@ -160,7 +160,7 @@ class NetworkManager {
   std::string SandboxPath() const;
 
   const Options options_;
-  std::string container_resolv_conf_;
+  network::dns::ResolvConf host_resolv_conf_;
   network::dns::DnsTable dns_table_;
   std::unique_ptr<network::dns::DnsServer> dns_;
 

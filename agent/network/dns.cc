@@ -353,7 +353,8 @@ void DnsServer::UnregisterLocked(int fd, uint64_t token) {
 }
 
 absl::Status DnsServer::AddContainer(const std::string& container_id, int netns_fd,
-                                     std::vector<std::string> networks) {
+                                     std::vector<std::string> networks,
+                                     std::vector<Upstream> upstreams) {
   {
     absl::MutexLock lock(&mu_);
     if (!running_) {
@@ -368,6 +369,7 @@ absl::Status DnsServer::AddContainer(const std::string& container_id, int netns_
   // The sockets are made on a thread inside the container's namespace and are that
   // namespace's for life; no lock is held meanwhile.
   Container c;
+  c.upstreams = std::move(upstreams);
   const sockaddr_in bind_address = ToSockaddr(*ParseIp(kServerAddress), options_.port);
   const std::string where = absl::StrCat(kServerAddress, ":", options_.port, " in container ",
                                          container_id, "'s network namespace");
@@ -644,7 +646,7 @@ void DnsServer::HandleQueryLocked(const std::string& container_id, std::string_v
                                        : BuildUdpResponse(*answer, MaxUdpResponseSize(*query)));
     return;
   }
-  if (options_.upstreams.empty() || pending_.size() >= options_.max_pending_forwards) {
+  if (UpstreamsOf(c->second).empty() || pending_.size() >= options_.max_pending_forwards) {
     ReplyLocked(container_id, client, *query, BuildMessage(ResponseTo(*query, kRcodeServFail)));
     return;
   }
@@ -665,8 +667,9 @@ void DnsServer::HandleQueryLocked(const std::string& container_id, std::string_v
 void DnsServer::SendUpstreamLocked(uint16_t id, Pending p) {
   auto c = containers_.find(p.container_id);
   if (c == containers_.end()) return;
-  for (; p.upstream < options_.upstreams.size(); ++p.upstream) {
-    const Upstream& u = options_.upstreams[p.upstream];
+  const std::vector<Upstream>& upstreams = UpstreamsOf(c->second);
+  for (; p.upstream < upstreams.size(); ++p.upstream) {
+    const Upstream& u = upstreams[p.upstream];
     const int fd = u.from_host_namespace ? host_forward_.get() : c->second.forward.get();
     const sockaddr_in to = ToSockaddr(u.address, u.port);
     if (sendto(fd, p.wire.data(), p.wire.size(), 0, reinterpret_cast<const sockaddr*>(&to),
@@ -696,7 +699,7 @@ void DnsServer::ReadForwardLocked(int fd) {
     Pending& p = it->second;
     auto c = containers_.find(p.container_id);
     if (c == containers_.end()) continue;
-    const Upstream& u = options_.upstreams[p.upstream];
+    const Upstream& u = UpstreamsOf(c->second)[p.upstream];
     const int expected_fd = u.from_host_namespace ? host_forward_.get() : c->second.forward.get();
     const sockaddr_in want = ToSockaddr(u.address, u.port);
     // Only the upstream we asked, on the socket we asked it from, may answer.

@@ -198,9 +198,12 @@ class DnsServer {
 
   // Opens 127.0.0.11:<port> (UDP and TCP) in the network namespace netns_fd (not owned; only
   // used during the call) and serves the container from now on, with the records of
-  // `networks`. The namespace's loopback must be up. AlreadyExists for a known container_id.
+  // `networks`. Names that are not ours go to `upstreams` (a service's --dns), or when there
+  // are none to the server's. The namespace's loopback must be up. AlreadyExists for a known
+  // container_id.
   absl::Status AddContainer(const std::string& container_id, int netns_fd,
-                            std::vector<std::string> networks);
+                            std::vector<std::string> networks,
+                            std::vector<Upstream> upstreams = {});
   // The container joined or left a network.
   absl::Status SetNetworks(const std::string& container_id, std::vector<std::string> networks);
   // Closes the container's sockets (and its TCP connections) before returning, and drops its
@@ -217,7 +220,8 @@ class DnsServer {
     ScopedFd udp, tcp, forward;
     uint64_t udp_token = 0, tcp_token = 0, forward_token = 0;
     std::vector<std::string> networks;
-    std::set<uint64_t> connections;  // tokens of its TCP connections
+    std::set<uint64_t> connections;   // tokens of its TCP connections
+    std::vector<Upstream> upstreams;  // its own; empty: the server's
   };
   struct Connection {
     std::string container_id;
@@ -240,6 +244,9 @@ class DnsServer {
     absl::Time deadline;
   };
 
+  const std::vector<Upstream>& UpstreamsOf(const Container& c) const {
+    return c.upstreams.empty() ? options_.upstreams : c.upstreams;
+  }
   void Run();
   void HandleEventLocked(uint64_t token, uint32_t events) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReadUdpLocked(const std::string& container_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

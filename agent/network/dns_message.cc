@@ -366,10 +366,12 @@ ResolvConf ParseResolvConf(std::string_view content) {
   return conf;
 }
 
-std::string ContainerResolvConf(const ResolvConf& host) {
+std::string ContainerResolvConf(const ResolvConf& host, const ResolvConf& service) {
   std::string out = "nameserver 127.0.0.11\n";
-  if (!host.search.empty()) absl::StrAppend(&out, "search ", absl::StrJoin(host.search, " "), "\n");
-  absl::StrAppend(&out, "options ndots:0\n");
+  const std::vector<std::string>& search = service.search.empty() ? host.search : service.search;
+  if (!search.empty()) absl::StrAppend(&out, "search ", absl::StrJoin(search, " "), "\n");
+  absl::StrAppend(&out, "options ",
+                  service.options.empty() ? "ndots:0" : absl::StrJoin(service.options, " "), "\n");
   return out;
 }
 

@@ -130,9 +130,11 @@ struct ResolvConf {
 ResolvConf ParseResolvConf(std::string_view content);
 
 // A container's resolv.conf: the embedded server (127.0.0.11) as the only nameserver, the
-// host's search domains, and `options ndots:0` so that a single-label name such as a service
-// name is asked as is first, before the search domains are tried.
-std::string ContainerResolvConf(const ResolvConf& host);
+// service's search domains (--dns-search) or else the host's, and the service's options
+// (--dns-option) or else `options ndots:0`, so that a single-label name such as a service
+// name is asked as is first, before the search domains are tried. (The service's nameservers,
+// --dns, are the embedded server's upstreams for the container, not lines here.)
+std::string ContainerResolvConf(const ResolvConf& host, const ResolvConf& service = {});
 
 }  // namespace swarm::agent::network::dns
 

@@ -179,6 +179,12 @@ TEST(DnsMessageTest, ResolvConf_KeepsSearchDomainsAndPointsAt127_0_0_11) {
   EXPECT_EQ(ContainerResolvConf(host),
             "nameserver 127.0.0.11\nsearch corp.example lab.example\noptions ndots:0\n");
   EXPECT_EQ(ContainerResolvConf(ResolvConf{}), "nameserver 127.0.0.11\noptions ndots:0\n");
+  // A service's --dns-search and --dns-option replace the host's and the default.
+  ResolvConf service;
+  service.search = {"svc.example"};
+  service.options = {"ndots:2", "timeout:1"};
+  EXPECT_EQ(ContainerResolvConf(host, service),
+            "nameserver 127.0.0.11\nsearch svc.example\noptions ndots:2 timeout:1\n");
 }
 
 // Fuzz-style: random bytes and mutations of valid messages never crash the parser, and

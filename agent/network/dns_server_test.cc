@@ -417,6 +417,28 @@ TEST_F(DnsServerTest, Forward_DeadUpstreamIsServFailAndTheNextOneIsTried) {
   EXPECT_GE(absl::Now() - start, absl::Milliseconds(250));  // after the timeout, not before
 }
 
+TEST_F(DnsServerTest, Forward_AContainersOwnUpstreamsReplaceTheServers) {
+  auto servers = FakeUpstream::Start(ns_.get(), "127.0.0.2");
+  ASSERT_TRUE(servers.ok()) << servers.status();
+  auto own = FakeUpstream::Start(ns_.get(), "127.0.0.4");  // a service's --dns
+  ASSERT_TRUE(own.ok()) << own.status();
+  StartServer({"127.0.0.2"});
+  ASSERT_TRUE(server_->RemoveContainer("c1").ok());
+  absl::Status added =
+      server_->AddContainer("c1", ns_.get(), {"front"}, {{.address = Ip("127.0.0.4")}});
+  ASSERT_TRUE(added.ok()) << added;
+  auto r = AskUdp(ns_.get(), Query("example.org"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_THAT(Addresses(*r), ElementsAre("192.0.2.1"));
+  EXPECT_THAT((*own)->asked(), ElementsAre("example.org"));
+  EXPECT_THAT((*servers)->asked(), ElementsAre());
+  // Our names still come from the swarm.
+  auto web = AskUdp(ns_.get(), Query("web"));
+  ASSERT_TRUE(web.ok()) << web.status();
+  EXPECT_EQ(web->header.rcode, kRcodeNoError);
+  EXPECT_THAT((*own)->asked(), ElementsAre("example.org"));
+}
+
 TEST_F(DnsServerTest, RemoveContainer_ClosesItsSocketsAtOnce) {
   StartServer({});
   ASSERT_TRUE(server_->RemoveContainer("c1").ok());

@@ -251,6 +251,28 @@ absl::StatusOr<const std::string*> Runtime::SeccompProgram(const std::vector<std
   return slot.get();
 }
 
+namespace {
+
+// What EtcHostsSpec says /etc/hosts holds (Docker's layout).
+absl::StatusOr<std::string> EtcHosts(const ContainerSpec& spec) {
+  std::string out;
+  if (spec.network == NetworkMode::kHost) {
+    ASSIGN_OR_RETURN(out, ReadFile("/etc/hosts"));
+    if (!out.empty() && out.back() != '\n') out += '\n';
+  } else {
+    out =
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
+        "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n";
+  }
+  if (!spec.etc_hosts->address.empty()) {
+    absl::StrAppend(&out, spec.etc_hosts->address, "\t", spec.hostname, "\n");
+  }
+  for (const std::string& e : spec.etc_hosts->entries) absl::StrAppend(&out, e, "\n");
+  return out;
+}
+
+}  // namespace
+
 absl::StatusOr<std::string> Runtime::Create(ContainerSpec spec) {
   // Step 1: fill in what the image says and the caller left out.
   if (spec.lower_dirs.empty()) {
@@ -302,6 +324,10 @@ absl::StatusOr<std::string> Runtime::Create(ContainerSpec spec) {
   }
   std::string id = NewId(SecureRandom::Get());
   if (spec.hostname.empty()) spec.hostname = id.substr(0, 12);
+  if (spec.etc_hosts) {
+    ASSIGN_OR_RETURN(std::string hosts, EtcHosts(spec));
+    spec.files.push_back({.target = "/etc/hosts", .data = std::move(hosts), .mode = 0444});
+  }
 
   // Step 2: the container's directory and what it records.
   std::string dir = ContainerDir(id);

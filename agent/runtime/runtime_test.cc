@@ -214,6 +214,20 @@ TEST_F(RuntimeTest, Run_SysctlsAndOomScoreApplyInsideTheContainerOnly) {
   EXPECT_TRUE(absl::StrContains(id.status().message(), "would change the host")) << id.status();
 }
 
+TEST_F(RuntimeTest, EtcHosts_HostnameAtTheAddressAndExtraEntries) {
+  ContainerSpec spec = Spec({"cat", "/etc/hosts"});
+  spec.hostname = "web-1";
+  spec.etc_hosts = EtcHostsSpec{"10.0.1.5", {"10.0.0.9 db db.local"}};
+  Result r = Run(spec);
+  EXPECT_TRUE(absl::StartsWith(r.stdout_text, "127.0.0.1\tlocalhost\n")) << r.stdout_text;
+  EXPECT_TRUE(absl::EndsWith(r.stdout_text, "\n10.0.1.5\tweb-1\n10.0.0.9 db db.local\n"))
+      << r.stdout_text;
+  // On the host's network: the host's own entries first.
+  spec.network = NetworkMode::kHost;
+  spec.etc_hosts = EtcHostsSpec{"", {"10.0.0.9 db"}};
+  EXPECT_EQ(Run(spec).stdout_text, ReadFile("/etc/hosts").value_or("") + "10.0.0.9 db\n");
+}
+
 int CountLines(const std::string& path) {
   std::ifstream in(path);
   std::string line;

@@ -58,6 +58,14 @@ struct HealthCheckSpec {
   int retries = 3;
 };
 
+// The container's /etc/hosts, made by Runtime::Create: localhost (or, on the host's network,
+// the host's own /etc/hosts), the container's hostname at `address` when there is one, then
+// `entries` ("IP name [aliases...]", `--host`).
+struct EtcHostsSpec {
+  std::string address;  // without a prefix length
+  std::vector<std::string> entries;
+};
+
 struct ContainerSpec {
   std::string name;   // optional, for people
   std::string image;  // reference resolved through the image store when lower_dirs is empty
@@ -80,7 +88,8 @@ struct ContainerSpec {
   bool no_new_privileges = true;
   bool seccomp_unconfined = false;
   std::vector<MountSpec> mounts;
-  std::vector<FileSpec> files;  // secrets and configs
+  std::vector<FileSpec> files;            // secrets and configs
+  std::optional<EtcHostsSpec> etc_hosts;  // unset: the image's /etc/hosts
   std::vector<RlimitSpec> rlimits;
   // Namespaced kernel parameters ("net.core.somaxconn", "1024"), written in /proc/sys inside
   // the container (net.* need a network namespace of the container's own).

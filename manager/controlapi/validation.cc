@@ -395,6 +395,13 @@ absl::Status ValidateContainerSpec(const api::ContainerSpec& c) {
       return Invalid(absl::StrCat("DNS server ", Quote(ns), " is not an IP address"));
     }
   }
+  for (const std::string& h : c.hosts()) {
+    std::vector<std::string> f = absl::StrSplit(h, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+    if (f.size() < 2 || !ParseIp(f[0])) {
+      return Invalid(absl::StrCat("host entry ", Quote(h),
+                                  " must be an IP address and a name (--host name:ip)"));
+    }
+  }
   for (const auto& [key, value] : c.sysctls()) {
     if (key.empty()) return Invalid("a sysctl needs a name, e.g. net.core.somaxconn=1024");
   }  // which ones a container may set depends on its network: ValidateTaskSpec

@@ -351,6 +351,9 @@ TEST(ValidationTest, ServiceSpec_ContainerDetails) {
                       "DNS server \"dns.google\" is not an IP address"));
   EXPECT_TRUE(Invalid(ServiceWith([](auto* s) { Container(s)->set_oom_score_adj(2000); }),
                       "out of range [-1000, 1000]"));
+  EXPECT_TRUE(Invalid(ServiceWith([](auto* s) { Container(s)->add_hosts("db 10.0.0.5"); }),
+                      "host entry \"db 10.0.0.5\" must be an IP address and a name"));
+  EXPECT_TRUE(ServiceWith([](auto* s) { Container(s)->add_hosts("10.0.0.5 db db.local"); }).ok());
   // Only namespaced sysctls, and net.* only with a network namespace of the container's own.
   EXPECT_TRUE(Invalid(
       ServiceWith([](auto* s) { (*Container(s)->mutable_sysctls())["vm.swappiness"] = "10"; }),

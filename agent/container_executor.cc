@@ -201,7 +201,8 @@ class ContainerController final : public Controller {
       spec.netns_path = network_->netns_path;
       spec.files.push_back({.target = "/etc/resolv.conf", .data = network_->resolv_conf});
     }
-    RETURN_IF_ERROR(executor_->EnsureImage(spec.image));
+    RETURN_IF_ERROR(
+        executor_->EnsureImage(spec.image, task.spec().container().pull_options().registry_auth()));
     ASSIGN_OR_RETURN(id_, options_.runtime->Create(std::move(spec)));
     return absl::OkStatus();
   }
@@ -367,7 +368,8 @@ std::unique_ptr<Controller> ContainerExecutor::NewController(const api::Task& ta
   return std::make_unique<ContainerController>(this, task, deps);
 }
 
-absl::Status ContainerExecutor::EnsureImage(const std::string& ref) {
+absl::Status ContainerExecutor::EnsureImage(const std::string& ref,
+                                            const std::string& registry_auth) {
   absl::Mutex* image_mu;
   {
     absl::MutexLock lock(&pulls_mu_);
@@ -377,7 +379,9 @@ absl::Status ContainerExecutor::EnsureImage(const std::string& ref) {
   }
   absl::MutexLock lock(image_mu);
   if (options_.images->Get(ref).ok()) return absl::OkStatus();
-  rt::RegistryClient registry(*options_.images, options_.registry);
+  ASSIGN_OR_RETURN(rt::RegistryOptions registry_options,
+                   rt::WithServiceCredentials(options_.registry, ref, registry_auth));
+  rt::RegistryClient registry(*options_.images, std::move(registry_options));
   if (absl::StatusOr<std::string> pulled = registry.Pull(ref); !pulled.ok()) {
     return absl::NotFoundError(
         absl::StrCat("image ", ref,

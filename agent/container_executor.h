@@ -50,9 +50,10 @@ class ContainerExecutor final : public Executor {
   absl::StatusOr<std::string> LogPath(const api::Task& task) override;
 
   const Options& options() const { return options_; }
-  // Makes sure the image is in the image store, pulling it when it is not. Tasks that need
+  // Makes sure the image is in the image store, pulling it when it is not, with the service's
+  // registry_auth (--with-registry-auth; empty: the node's own credentials). Tasks that need
   // the same image at once wait for one pull.
-  absl::Status EnsureImage(const std::string& ref);
+  absl::Status EnsureImage(const std::string& ref, const std::string& registry_auth = "");
 
  private:
   const Options options_;

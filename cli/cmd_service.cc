@@ -490,6 +490,8 @@ void AddServiceFlags(CommandTree& t, CLI::App* cmd, ServiceFlags* f, bool update
   t.Bool(cmd, "--init", &f->init, "Use an init inside each service container");
   t.Bool(cmd, "--read-only", &f->read_only, "Mount the container's root filesystem as read only");
   t.Opt(cmd, "--oom-score-adj", &f->oom_score_adj, "Tune host's OOM preferences (-1000 to 1000)");
+  t.Flag(cmd, "--with-registry-auth", &f->with_registry_auth,
+         "Send registry authentication details to swarm agents");
   t.Opt(cmd, "--limit-cpu", &f->limit_cpu, "Limit CPUs");
   t.Opt(cmd, "--limit-memory", &f->limit_memory, "Limit Memory");
   t.Opt(cmd, "--limit-pids", &f->limit_pids, "Limit maximum number of processes (0 = unlimited)");

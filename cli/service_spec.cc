@@ -6,6 +6,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "agent/runtime/reference.h"
+#include "common/registry_auth.h"
 #include "common/status_macros.h"
 #include "google/protobuf/duration.pb.h"
 
@@ -519,6 +521,28 @@ absl::Status ApplyLogDriver(const ServiceFlags& f, api::TaskSpec* task) {
 }
 
 // Everything create and update share; create has already set the mode, image and args.
+// --with-registry-auth: the login for the image's registry from Docker's config.json
+// ($DOCKER_CONFIG, or ~/.docker), encoded as Docker sends it; none without one, as Docker.
+absl::Status ApplyRegistryAuth(const ServiceFlagEnv& env, api::ContainerSpec* c) {
+  ASSIGN_OR_RETURN(agent::runtime::Reference ref, agent::runtime::ParseReference(c->image()));
+  const std::string dir = env.getenv("DOCKER_CONFIG")
+                              .value_or(absl::StrCat(env.getenv("HOME").value_or(""), "/.docker"));
+  const std::string path = dir + "/config.json";
+  absl::StatusOr<std::string> config = env.read_file(path);
+  std::optional<RegistryAuth> auth;
+  if (config.ok()) {
+    ASSIGN_OR_RETURN(auth, RegistryAuthFromDockerConfig(*config, path, ref.registry));
+  } else if (!absl::IsNotFound(config.status())) {
+    return config.status();
+  }
+  if (auth) {
+    c->mutable_pull_options()->set_registry_auth(EncodeRegistryAuth(*auth));
+  } else {
+    c->clear_pull_options();
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Apply(const ServiceFlags& f, const ServiceFlagEnv& env, bool create,
                    api::ServiceSpec* spec) {
   if (!create && f.name) {
@@ -559,6 +583,7 @@ absl::Status Apply(const ServiceFlags& f, const ServiceFlagEnv& env, bool create
       {"rollback", f.rollback_parallelism, f.rollback_delay, f.rollback_failure_action,
        f.rollback_monitor, f.rollback_max_failure_ratio, f.rollback_order, true},
       spec, &api::ServiceSpec::has_rollback_config, &api::ServiceSpec::mutable_rollback_config));
+  if (f.with_registry_auth) RETURN_IF_ERROR(ApplyRegistryAuth(env, c));
   if (f.force) task->set_force_update(task->force_update() + 1);
   return absl::OkStatus();
 }

@@ -35,6 +35,8 @@ struct ServiceFlags {
   std::optional<std::string> update_image;  // --image
   std::optional<std::string> update_args;   // --args (shell-split)
   bool force = false;                       // --force: redeploy even without changes
+  // --with-registry-auth: send the login `docker login` stored for the image's registry.
+  bool with_registry_auth = false;
 
   std::optional<std::string> name;
   std::optional<std::string> mode;  // replicated | global | replicated-job | global-job
@@ -137,7 +139,7 @@ struct ServiceFlags {
 struct ServiceFlagEnv {
   // The client's environment (-e KEY, --env-file lines without a value).
   EnvLookup getenv;
-  // Reads an --env-file.
+  // Reads an --env-file, and Docker's config.json for --with-registry-auth.
   std::function<absl::StatusOr<std::string>(const std::string& path)> read_file;
   // Resolves a network name or ID to its ID, or returns "" when unknown. Optional; update
   // uses it to match --network-rm and duplicate --network-add values against attachments,

@@ -6,6 +6,8 @@
 
 #include <map>
 
+#include "common/registry_auth.h"
+
 namespace swarm::cli {
 namespace {
 
@@ -197,6 +199,46 @@ TEST(BuildServiceSpec, EverythingCommon) {
   ASSERT_TRUE(spec->has_rollback_config());
   EXPECT_EQ(spec->rollback_config().parallelism(), 2u);
   EXPECT_EQ(spec->rollback_config().failure_action(), api::UPDATE_FAILURE_ACTION_CONTINUE);
+}
+
+TEST(BuildServiceSpec, WithRegistryAuthSendsTheImageRegistrysDockerLogin) {
+  ServiceFlagEnv env = TestEnv();
+  env.getenv = [](const std::string& name) -> std::optional<std::string> {
+    if (name == "DOCKER_CONFIG") return "/cfg";
+    return std::nullopt;
+  };
+  env.read_file = [](const std::string& path) -> absl::StatusOr<std::string> {
+    if (path != "/cfg/config.json") return absl::NotFoundError(path);
+    // "alice:secret" and "hub:pw"
+    return R"({"auths": {"registry.example:5000": {"auth": "YWxpY2U6c2VjcmV0"},
+                         "https://index.docker.io/v1/": {"auth": "aHViOnB3"}}})";
+  };
+  ServiceFlags f;
+  f.image = "registry.example:5000/team/app:1.2";
+  f.with_registry_auth = true;
+  auto spec = BuildServiceSpec(f, env);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  auto auth = DecodeRegistryAuth(spec->task_template().container().pull_options().registry_auth());
+  ASSERT_TRUE(auth.ok()) << auth.status();
+  EXPECT_EQ(auth->username, "alice");
+  EXPECT_EQ(auth->password, "secret");
+
+  // An image of a registry without a login gets none; without the flag nothing is read.
+  f.image = "other.example/app";
+  spec = BuildServiceSpec(f, env);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_FALSE(spec->task_template().container().has_pull_options());
+  f.image = "busybox";
+  f.with_registry_auth = false;
+  spec = BuildServiceSpec(f, env);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_FALSE(spec->task_template().container().has_pull_options());
+  f.with_registry_auth = true;
+  spec = BuildServiceSpec(f, env);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(DecodeRegistryAuth(spec->task_template().container().pull_options().registry_auth())
+                ->username,
+            "hub");
 }
 
 TEST(BuildServiceSpec, Modes) {

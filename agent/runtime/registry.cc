@@ -19,6 +19,7 @@
 #include "absl/synchronization/mutex.h"
 #include "agent/runtime/reference.h"
 #include "common/errno_status.h"
+#include "common/registry_auth.h"
 #include "common/status_macros.h"
 
 namespace swarm::agent::runtime {
@@ -429,6 +430,21 @@ absl::StatusOr<std::string> RegistryClient::Pull(const std::string& text) {
   std::vector<std::string> tags;
   tags.push_back(ref.String());
   return store_.ImportImage(blobs[0].digest, layers, digest, tags);
+}
+
+absl::StatusOr<RegistryOptions> WithServiceCredentials(RegistryOptions options,
+                                                       const std::string& ref,
+                                                       const std::string& registry_auth) {
+  if (registry_auth.empty()) return options;
+  ASSIGN_OR_RETURN(Reference parsed, ParseReference(ref));
+  absl::StatusOr<RegistryAuth> auth = DecodeRegistryAuth(registry_auth);
+  if (!auth.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the service's credentials for ", parsed.registry,
+        " do not decode: ", auth.status().message(), " (update the service --with-registry-auth)"));
+  }
+  options.credentials[parsed.registry] = {auth->username, auth->password};
+  return options;
 }
 
 }  // namespace swarm::agent::runtime

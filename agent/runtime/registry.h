@@ -41,6 +41,13 @@ struct RegistryOptions {
   std::function<bool(const PullProgress&)> progress;
 };
 
+// `options` with the credentials of a service's registry_auth (`--with-registry-auth`, as
+// common/registry_auth.h encodes them) for the registry of `ref`; unchanged when it is empty.
+// INVALID_ARGUMENT when it does not decode.
+absl::StatusOr<RegistryOptions> WithServiceCredentials(RegistryOptions options,
+                                                       const std::string& ref,
+                                                       const std::string& registry_auth);
+
 class RegistryClient {
  public:
   RegistryClient(ImageStore& store, RegistryOptions options);

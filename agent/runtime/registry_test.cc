@@ -15,12 +15,14 @@
 
 #include <fstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "agent/runtime/fsutil.h"
 #include "agent/runtime/logs.h"
 #include "agent/runtime/runtime.h"
 #include "agent/runtime/testing/local_registry.h"
 #include "agent/runtime/testing/test_image.h"
+#include "common/registry_auth.h"
 #include "gtest/gtest.h"
 
 namespace swarm::agent::runtime {
@@ -260,6 +262,27 @@ TEST_F(RegistryAuthTest, Pull_BasicAuthWithAndWithoutCredentials) {
   auto id = RegistryClient(**store, alice).Pull(ref);
   ASSERT_TRUE(id.ok()) << id.status();
   EXPECT_TRUE((*store)->Get(ref).ok());
+}
+
+TEST_F(RegistryAuthTest, Pull_WithAServicesRegistryAuth) {
+  auto store = ImageStore::Open(dir_ + "/state/service-images");
+  ASSERT_TRUE(store.ok());
+  const std::string ref = absl::StrCat(registry_, "/private/busybox:latest");
+  RegistryOptions node;
+  node.insecure_registries = {registry_};
+  // What `swarmctl service create --with-registry-auth` sends after `docker login`.
+  auto with = WithServiceCredentials(node, ref, EncodeRegistryAuth({"alice", "secret", registry_}));
+  ASSERT_TRUE(with.ok()) << with.status();
+  auto id = RegistryClient(**store, *with).Pull(ref);
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_TRUE((*store)->Get(ref).ok());
+
+  auto garbled = WithServiceCredentials(node, ref, "%%%");
+  EXPECT_EQ(garbled.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(garbled.status().message(), "--with-registry-auth"));
+  auto none = WithServiceCredentials(node, ref, "");
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->credentials.empty());
 }
 
 }  // namespace

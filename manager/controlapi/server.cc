@@ -222,22 +222,25 @@ bool CommonFiltersMatch(const Filters& f, const T& o) {
 
 // ---- redaction ----
 
-void RedactSpec(api::ServiceSpec* spec) {
-  if (spec->task_template().has_container()) {
-    spec->mutable_task_template()
-        ->mutable_container()
-        ->mutable_pull_options()
-        ->clear_registry_auth();
-    if (spec->task_template().container().pull_options().ByteSizeLong() == 0) {
-      spec->mutable_task_template()->mutable_container()->clear_pull_options();
+// Registry credentials (--with-registry-auth) go to the agents, never back to a caller.
+void RedactSpec(api::TaskSpec* spec) {
+  if (spec->has_container()) {
+    spec->mutable_container()->mutable_pull_options()->clear_registry_auth();
+    if (spec->container().pull_options().ByteSizeLong() == 0) {
+      spec->mutable_container()->clear_pull_options();
     }
   }
 }
 
 api::Service Redacted(api::Service s) {
-  RedactSpec(s.mutable_spec());
-  if (s.has_previous_spec()) RedactSpec(s.mutable_previous_spec());
+  RedactSpec(s.mutable_spec()->mutable_task_template());
+  if (s.has_previous_spec()) RedactSpec(s.mutable_previous_spec()->mutable_task_template());
   return s;
+}
+
+api::Task Redacted(api::Task t) {
+  RedactSpec(t.mutable_spec());
+  return t;
 }
 
 api::Secret Redacted(api::Secret s) {
@@ -844,7 +847,7 @@ grpc::Status Server::GetTask(grpc::ServerContext* ctx, const api::GetTaskRequest
         s = id.status();
         return;
       }
-      *resp->mutable_task() = *tx.GetTask(*id);
+      *resp->mutable_task() = Redacted(*tx.GetTask(*id));
     });
     return s;
   });
@@ -887,7 +890,7 @@ grpc::Status Server::ListTasks(grpc::ServerContext* ctx, const api::ListTasksReq
           store::Ptr<api::Service> svc = tx.GetService(t->service_id());
           if (!svc || svc->spec_version().index() != t->spec_version().index()) continue;
         }
-        *resp->add_tasks() = *t;
+        *resp->add_tasks() = Redacted(*t);
       }
     });
     return absl::OkStatus();

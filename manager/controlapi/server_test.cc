@@ -540,6 +540,21 @@ TEST_F(ServerTest, GetService_InsertsDefaultsAndNeverReturnsRegistryAuth) {
   ASSERT_OK(Call(&Server::ListServices, api::ListServicesRequest(), &list));
   ASSERT_EQ(list.services_size(), 1);
   EXPECT_FALSE(list.services(0).spec().task_template().container().has_pull_options());
+  // Nor do its tasks, which carry it to the agents.
+  api::Task t = MakeTask("task1", svc->id(), "n1", 1);
+  *t.mutable_spec() = spec.task_template();
+  Put(t);
+  api::GetTaskRequest treq;
+  treq.set_task_id("task1");
+  api::GetTaskResponse tresp;
+  ASSERT_OK(Call(&Server::GetTask, treq, &tresp));
+  EXPECT_FALSE(tresp.task().spec().container().has_pull_options());
+  api::ListTasksResponse tasks;
+  ASSERT_OK(Call(&Server::ListTasks, api::ListTasksRequest(), &tasks));
+  ASSERT_GE(tasks.tasks_size(), 1);
+  for (const api::Task& listed : tasks.tasks()) {
+    EXPECT_FALSE(listed.spec().container().has_pull_options()) << listed.id();
+  }
 }
 
 TEST_F(ServerTest, UpdateService_StaleVersionIsOutOfSequence) {

@@ -69,6 +69,7 @@ absl::StatusOr<rt::ContainerSpec> ContainerSpecOf(const api::Task& task, const D
   if (!c.command().empty()) s.entrypoint.emplace(c.command().begin(), c.command().end());
   s.args.assign(c.args().begin(), c.args().end());
   s.env.assign(c.env().begin(), c.env().end());
+  s.init = c.init();
   if (!c.dir().empty()) s.working_dir = c.dir();
   s.user = c.user();
   s.groups.assign(c.groups().begin(), c.groups().end());

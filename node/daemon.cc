@@ -1467,6 +1467,7 @@ absl::Status Daemon::OpenRuntime(const NodeState& st) {
   ro.root = (dir / "runtime").string();
   ro.images = images_.get();
   ro.shim_launcher = config_.shim_launcher;
+  ro.init_program = agent::runtime::ShimProgramBesideExecutable();
   ro.run_root = (fs::path(config_.exec_root) / "runtime").string();
   ASSIGN_OR_RETURN(runtime_, agent::runtime::Runtime::Open(std::move(ro)));
   runtime_->TidyUpAtDaemonStart();

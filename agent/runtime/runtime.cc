@@ -253,6 +253,9 @@ absl::StatusOr<const std::string*> Runtime::SeccompProgram(const std::vector<std
 
 namespace {
 
+// Where --init's program is in the container, as Docker's docker-init.
+constexpr std::string_view kInitPath = "/sbin/docker-init";
+
 // What EtcHostsSpec says /etc/hosts holds (Docker's layout).
 absl::StatusOr<std::string> EtcHosts(const ContainerSpec& spec) {
   std::string out;
@@ -316,6 +319,18 @@ absl::StatusOr<std::string> Runtime::Create(ContainerSpec spec) {
     return absl::InvalidArgumentError(absl::StrCat("creating a container: OOM score adjustment ",
                                                    spec.oom_score_adj,
                                                    " is out of range [-1000, 1000]"));
+  }
+  if (spec.init) {
+    if (options_.init_program.empty()) {
+      return absl::FailedPreconditionError(
+          "creating a container with --init: this node has no init program (swarm-shim is not "
+          "installed beside swarmd)");
+    }
+    spec.mounts.push_back({.type = MountSpec::Type::kBind,
+                           .source = options_.init_program,
+                           .target = std::string(kInitPath),
+                           .read_only = true});
+    spec.args.insert(spec.args.begin(), {std::string(kInitPath), "--"});
   }
   bool has_path = false;
   for (const auto& e : spec.env) has_path |= absl::StartsWith(e, "PATH=");

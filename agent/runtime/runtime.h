@@ -77,6 +77,9 @@ class Runtime {
     std::string run_root;
     // Forks the shims (the daemon's, started early while it is small); null: forked here.
     ShimLauncher* shim_launcher = nullptr;
+    // The static swarm-shim, mounted as /sbin/docker-init for ContainerSpec::init (init.h);
+    // empty: containers that ask for an init are refused.
+    std::string init_program;
   };
 
   // Creates the state directory if needed. Containers from an earlier daemon are found

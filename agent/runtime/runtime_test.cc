@@ -46,8 +46,10 @@ class RuntimeTest : public ::testing::Test {
     forked_launcher_ = std::move(*forked);
   }
   static void TearDownTestSuite() {
-    program_launcher_.reset();
+    // The forked launcher holds the other's socket (it was forked after it): it goes first,
+    // or the other would never read EOF.
     forked_launcher_.reset();
+    program_launcher_.reset();
     ASSERT_TRUE(RemoveAll(suite_dir_).ok());
   }
 
@@ -406,6 +408,38 @@ TEST_F(RuntimeTest, Stop_GracePeriodThenKill) {
   ASSERT_TRUE(exit.ok());
   EXPECT_EQ(exit->reason, ExitRecord::Reason::kExited);
   EXPECT_EQ(exit->exit_code, 3);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+}
+
+TEST_F(RuntimeTest, Init_TheCommandIsNotPid1AndStopsAtSigterm) {
+  ContainerSpec spec = Spec({"sh", "-c", "echo $$; exit 7"});
+  spec.init = true;
+  // Without an init program the runtime says what is missing.
+  EXPECT_EQ(runtime_->Create(spec).status().code(), absl::StatusCode::kFailedPrecondition);
+  runtime_.reset();
+  char init[PATH_MAX];
+  ASSERT_NE(realpath("node/swarm-shim", init), nullptr);
+  auto rt = Runtime::Open({.root = state_, .cgroup_parent = cgroup_parent_, .init_program = init});
+  ASSERT_TRUE(rt.ok()) << rt.status();
+  runtime_ = std::move(*rt);
+
+  Result r = Run(spec);
+  EXPECT_EQ(r.stdout_text, "2\n") << r.stderr_text << r.exit.error;  // the init is PID 1
+  EXPECT_EQ(r.exit.reason, ExitRecord::Reason::kExited);
+  EXPECT_EQ(r.exit.exit_code, 7);
+
+  // sleep as PID 1 ignores SIGTERM (Stop_GracePeriodThenKill); behind the init it gets it.
+  ContainerSpec sleeper = Spec({"sleep", "1000"});
+  sleeper.init = true;
+  auto id = runtime_->Create(sleeper);
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(runtime_->Start(*id).ok());
+  absl::SleepFor(absl::Milliseconds(200));  // the init has started sleep
+  const absl::Time start = absl::Now();
+  auto exit = runtime_->Stop(*id, absl::Seconds(10));
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  EXPECT_EQ(exit->reason, ExitRecord::Reason::kExited);
+  EXPECT_EQ(exit->exit_code, 128 + SIGTERM);
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
 }
 

@@ -85,11 +85,12 @@ void from_json(const nlohmann::json& j, FileSpec& f) {
   f = {j.at("target"), FromBytes(j.at("data")), j.at("mode"), j.at("uid"), j.at("gid")};
 }
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ContainerSpec, name, image, lower_dirs, args, entrypoint, env,
-                                   working_dir, user, groups, hostname, read_only_rootfs, cap_add,
-                                   cap_drop, no_new_privileges, seccomp_unconfined, mounts, files,
-                                   rlimits, sysctls, oom_score_adj, resources, network, netns_path,
-                                   user_namespace, userns_host_id, userns_size, stop_signal,
-                                   stop_grace_ms, log_max_size_bytes, log_max_files, healthcheck)
+                                   init, working_dir, user, groups, hostname, read_only_rootfs,
+                                   cap_add, cap_drop, no_new_privileges, seccomp_unconfined, mounts,
+                                   files, rlimits, sysctls, oom_score_adj, resources, network,
+                                   netns_path, user_namespace, userns_host_id, userns_size,
+                                   stop_signal, stop_grace_ms, log_max_size_bytes, log_max_files,
+                                   healthcheck)
 
 namespace {
 

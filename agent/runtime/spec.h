@@ -77,6 +77,9 @@ struct ContainerSpec {
   // Replaces the image's entry point (`--entrypoint`); the image's cmd is then not used.
   std::optional<std::vector<std::string>> entrypoint;
   std::vector<std::string> env;  // "KEY=value"
+  // `--init`: a minimal init (init.h) runs as PID 1 in front of args, reaping zombies and
+  // passing signals on.
+  bool init = false;
   std::string working_dir = "/";
   std::string user;  // "uid[:gid]" or "name[:group]", resolved in the container's /etc
   // Supplementary groups (`--group`): names (resolved in the container's /etc/group) or GIDs.

@@ -70,6 +70,7 @@ absl::StatusOr<rt::ContainerSpec> ContainerSpecOf(const api::Task& task, const D
   s.args.assign(c.args().begin(), c.args().end());
   s.env.assign(c.env().begin(), c.env().end());
   s.init = c.init();
+  s.tty = c.tty();
   if (!c.dir().empty()) s.working_dir = c.dir();
   s.user = c.user();
   s.groups.assign(c.groups().begin(), c.groups().end());

@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/capability.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -174,6 +175,7 @@ class Child {
     std::string path = ResolveCommand(spec_.args);
     SetRlimits();
     if (setsid() < 0) Fail(errno, "creating a session");
+    if (spec_.tty && ioctl(0, TIOCSCTTY, 0) != 0) Fail(errno, "taking the terminal");
     if (!configured_first) AwaitConfigured();
     // In our cgroup now: a cgroup namespace made here is rooted at it (v1; on v2 clone3 made
     // one already).

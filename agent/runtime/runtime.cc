@@ -332,11 +332,15 @@ absl::StatusOr<std::string> Runtime::Create(ContainerSpec spec) {
                            .read_only = true});
     spec.args.insert(spec.args.begin(), {std::string(kInitPath), "--"});
   }
-  bool has_path = false;
-  for (const auto& e : spec.env) has_path |= absl::StartsWith(e, "PATH=");
+  bool has_path = false, has_term = false;
+  for (const auto& e : spec.env) {
+    has_path |= absl::StartsWith(e, "PATH=");
+    has_term |= absl::StartsWith(e, "TERM=");
+  }
   if (!has_path) {
     spec.env.push_back("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
   }
+  if (spec.tty && !has_term) spec.env.push_back("TERM=xterm");  // as Docker
   std::string id = NewId(SecureRandom::Get());
   if (spec.hostname.empty()) spec.hostname = id.substr(0, 12);
   if (spec.etc_hosts) {

@@ -443,6 +443,24 @@ TEST_F(RuntimeTest, Init_TheCommandIsNotPid1AndStopsAtSigterm) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
 }
 
+TEST_F(RuntimeTest, Tty_StdioIsATerminalAndItsOutputIsLogged) {
+  ContainerSpec spec =
+      Spec({"sh", "-c", "[ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo tty; echo $TERM; echo e >&2"});
+  spec.tty = true;
+  Result r = Run(spec);
+  // One stream, with the terminal's line endings, as Docker's logs of a tty container.
+  EXPECT_EQ(r.stdout_text, "tty\r\nxterm\r\ne\r\n") << r.exit.error;
+  EXPECT_EQ(r.stderr_text, "");
+  EXPECT_EQ(r.exit.exit_code, 0);
+  // A shell reading the terminal waits for input instead of ending at once, as with -t.
+  ContainerSpec shell = Spec({"sh"});
+  shell.tty = true;
+  auto id = runtime_->Create(shell);
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(runtime_->Start(*id).ok());
+  EXPECT_TRUE(absl::IsDeadlineExceeded(runtime_->Wait(*id, absl::Milliseconds(500)).status()));
+}
+
 TEST_F(RuntimeTest, Lifecycle_CreatedRunningExitedRemovedLeavesNothing) {
   auto id = runtime_->Create(Spec({"sleep", "1000"}));
   ASSERT_TRUE(id.ok());

@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdlib.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -85,7 +86,7 @@ void from_json(const nlohmann::json& j, FileSpec& f) {
   f = {j.at("target"), FromBytes(j.at("data")), j.at("mode"), j.at("uid"), j.at("gid")};
 }
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ContainerSpec, name, image, lower_dirs, args, entrypoint, env,
-                                   init, working_dir, user, groups, hostname, read_only_rootfs,
+                                   init, tty, working_dir, user, groups, hostname, read_only_rootfs,
                                    cap_add, cap_drop, no_new_privileges, seccomp_unconfined, mounts,
                                    files, rlimits, sysctls, oom_score_adj, resources, network,
                                    netns_path, user_namespace, userns_host_id, userns_size,
@@ -165,19 +166,34 @@ void ShimLog(const std::string& dir, const std::string& line) {
     WriteAll(ready_fd, absl::StrCat("error ", msg, "\n"));
     _exit(1);
   };
-  int out[2], err[2];
-  if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
-    fail_early(ErrnoToStatus(errno, "creating stdio pipes"));
+  // The container's output: two pipes, or with a terminal its master (err stays closed).
+  int out[2] = {-1, -1}, err[2] = {-1, -1};
+  int open_pipes = 2;
+  int null_in = -1;
+  if (request.spec->tty) {
+    out[0] = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    char name[64];
+    if (out[0] < 0 || grantpt(out[0]) != 0 || unlockpt(out[0]) != 0 ||
+        ptsname_r(out[0], name, sizeof name) != 0 ||
+        (out[1] = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0) {
+      fail_early(ErrnoToStatus(errno, "creating the container's terminal"));
+    }
+    request.stdin_fd = request.stdout_fd = request.stderr_fd = out[1];
+    open_pipes = 1;
+  } else {
+    if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
+      fail_early(ErrnoToStatus(errno, "creating stdio pipes"));
+    }
+    null_in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    request.stdin_fd = null_in;
+    request.stdout_fd = out[1];
+    request.stderr_fd = err[1];
   }
-  int null_in = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  request.stdin_fd = null_in;
-  request.stdout_fd = out[1];
-  request.stderr_fd = err[1];
   absl::StatusOr<CreatedProcess> created = CreateContainerProcess(request);
   if (!created.ok()) fail_early(created.status());
-  close(out[1]);
-  close(err[1]);
-  close(null_in);
+  for (int fd : {out[1], err[1], null_in}) {
+    if (fd >= 0) close(fd);
+  }
   // The log exists before Create returns: a reader that starts right after Start (`run`
   // following its container's output) must not find it missing.
   LogWriter log(log_path, log_max_size, log_max_files, Clock::Real());
@@ -185,13 +201,12 @@ void ShimLog(const std::string& dir, const std::string& line) {
   WriteAll(ready_fd, absl::StrCat("ok ", created->pid, " ", getpid(), "\n"));
   close(ready_fd);
   fcntl(out[0], F_SETFL, O_NONBLOCK);
-  fcntl(err[0], F_SETFL, O_NONBLOCK);
+  if (err[0] >= 0) fcntl(err[0], F_SETFL, O_NONBLOCK);
 
   ExitRecord record;
   int handshake = created->handshake;
   bool exited = false;
   int status = 0;
-  int open_pipes = 2;
   char buf[65536];
   sigset_t chld;
   sigemptyset(&chld);
@@ -237,7 +252,7 @@ void ShimLog(const std::string& dir, const std::string& line) {
       ssize_t n = read(fds[i].fd, buf, sizeof buf);
       if (n > 0) {
         (void)log.Write(i == 0 ? "stdout" : "stderr", std::string_view(buf, n));
-      } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+      } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {  // a terminal's end: EIO
         close(fds[i].fd);
         (i == 0 ? out[0] : err[0]) = -1;
         --open_pipes;

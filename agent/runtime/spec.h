@@ -80,6 +80,8 @@ struct ContainerSpec {
   // `--init`: a minimal init (init.h) runs as PID 1 in front of args, reaping zombies and
   // passing signals on.
   bool init = false;
+  // `--tty`: stdin, stdout and stderr are a pseudo-terminal (its output is logged as stdout).
+  bool tty = false;
   std::string working_dir = "/";
   std::string user;  // "uid[:gid]" or "name[:group]", resolved in the container's /etc
   // Supplementary groups (`--group`): names (resolved in the container's /etc/group) or GIDs.

@@ -412,9 +412,10 @@ absl::Status ValidateContainerSpec(const api::ContainerSpec& c) {
   if (c.privileges().has_seccomp() && !api::SeccompMode_IsValid(c.privileges().seccomp().mode())) {
     return Invalid("unknown seccomp mode");
   }
-  if (c.privileges().seccomp().mode() == api::SECCOMP_MODE_CUSTOM &&
-      c.privileges().seccomp().profile().empty()) {
-    return Invalid("a custom seccomp mode needs a profile");
+  if (c.privileges().seccomp().mode() == api::SECCOMP_MODE_CUSTOM) {
+    // Refused rather than run with the default profile in its place.
+    return Invalid(
+        "custom seccomp profiles are not supported: use the default profile or unconfined");
   }
   return absl::OkStatus();
 }

@@ -354,6 +354,12 @@ TEST(ValidationTest, ServiceSpec_ContainerDetails) {
   EXPECT_TRUE(Invalid(ServiceWith([](auto* s) { Container(s)->add_hosts("db 10.0.0.5"); }),
                       "host entry \"db 10.0.0.5\" must be an IP address and a name"));
   EXPECT_TRUE(ServiceWith([](auto* s) { Container(s)->add_hosts("10.0.0.5 db db.local"); }).ok());
+  EXPECT_TRUE(Invalid(ServiceWith([](auto* s) {
+                        auto* seccomp = Container(s)->mutable_privileges()->mutable_seccomp();
+                        seccomp->set_mode(api::SECCOMP_MODE_CUSTOM);
+                        seccomp->set_profile(R"({"defaultAction": "SCMP_ACT_ALLOW"})");
+                      }),
+                      "custom seccomp profiles are not supported"));
   // Only namespaced sysctls, and net.* only with a network namespace of the container's own.
   EXPECT_TRUE(Invalid(
       ServiceWith([](auto* s) { (*Container(s)->mutable_sysctls())["vm.swappiness"] = "10"; }),

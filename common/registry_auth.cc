@@ -1,6 +1,7 @@
 #include "common/registry_auth.h"
 
 #include <nlohmann/json.hpp>
+#include <utility>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -27,10 +28,28 @@ absl::StatusOr<RegistryAuth> DecodeRegistryAuth(const std::string& encoded) {
     return absl::InvalidArgumentError("the registry credentials are not a JSON object");
   }
   RegistryAuth auth;
-  auth.username = j.value("username", "");
-  auth.password = j.value("password", "");
-  auth.server_address = j.value("serveraddress", "");
+  for (auto [key, field] : {std::pair<const char*, std::string*>{"username", &auth.username},
+                            {"password", &auth.password},
+                            {"serveraddress", &auth.server_address}}) {
+    if (!j.contains(key)) continue;
+    if (!j[key].is_string()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the registry credentials' ", key, " is not a string"));
+    }
+    *field = j[key].get<std::string>();
+  }
   return auth;
+}
+
+bool IsLoginFor(const std::string& server_address, const std::string& registry) {
+  absl::string_view key = server_address;
+  if (!absl::ConsumePrefix(&key, "https://")) absl::ConsumePrefix(&key, "http://");
+  absl::ConsumeSuffix(&key, "/");
+  if (registry == "docker.io") {
+    // docker login keys Docker Hub by its v1 URL.
+    return key == "index.docker.io/v1" || key == "docker.io" || key == "index.docker.io";
+  }
+  return key == registry;
 }
 
 absl::StatusOr<std::optional<RegistryAuth>> RegistryAuthFromDockerConfig(
@@ -38,20 +57,15 @@ absl::StatusOr<std::optional<RegistryAuth>> RegistryAuthFromDockerConfig(
   const nlohmann::json config =
       nlohmann::json::parse(config_json, nullptr, /*allow_exceptions=*/false);
   if (!config.is_object()) return absl::InvalidArgumentError(absl::StrCat(path, " is not JSON"));
-  // docker login keys Docker Hub by its v1 URL and other registries by host, with or without
-  // a scheme.
-  auto matches = [&](const std::string& full) {
-    absl::string_view key = full;
-    if (!absl::ConsumePrefix(&key, "https://")) absl::ConsumePrefix(&key, "http://");
-    absl::ConsumeSuffix(&key, "/");
-    if (registry == "docker.io") {
-      return key == "index.docker.io/v1" || key == "docker.io" || key == "index.docker.io";
-    }
-    return key == registry;
-  };
+  // A login kept by a credential helper leaves an empty entry here (or a credHelpers entry).
+  bool in_helper = false;
   if (config.contains("auths") && config["auths"].is_object()) {
     for (const auto& [key, entry] : config["auths"].items()) {
-      if (!matches(key) || !entry.is_object() || !entry.contains("auth")) continue;
+      if (!IsLoginFor(key, registry) || !entry.is_object()) continue;
+      if (!entry.contains("auth")) {
+        in_helper = true;
+        continue;
+      }
       std::string user_password;
       if (!entry["auth"].is_string() ||
           !absl::Base64Unescape(entry["auth"].get<std::string>(), &user_password) ||
@@ -63,12 +77,16 @@ absl::StatusOr<std::optional<RegistryAuth>> RegistryAuthFromDockerConfig(
       return RegistryAuth{user_password.substr(0, colon), user_password.substr(colon + 1), key};
     }
   }
-  for (const char* helper : {"credsStore", "credHelpers"}) {
-    if (config.contains(helper)) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          path, " keeps the credentials for ", registry, " in a credential helper (", helper,
-          "), which swarmctl cannot read: log in again with the helper removed from the file"));
+  if (config.contains("credHelpers") && config["credHelpers"].is_object()) {
+    for (const auto& [key, helper] : config["credHelpers"].items()) {
+      in_helper = in_helper || IsLoginFor(key, registry);
     }
+  }
+  if (in_helper) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        path, " keeps the login for ", registry,
+        " in a credential helper, which swarmctl cannot read: log in again with the helper "
+        "(credsStore, credHelpers) removed from the file"));
   }
   return std::nullopt;
 }

@@ -24,6 +24,10 @@ std::string EncodeRegistryAuth(const RegistryAuth& auth);
 // INVALID_ARGUMENT when `encoded` is not what EncodeRegistryAuth (or Docker) makes.
 absl::StatusOr<RegistryAuth> DecodeRegistryAuth(const std::string& encoded);
 
+// Whether a login stored for server_address (as docker login wrote it: "https://index.docker.io/
+// v1/", "registry.example:5000") is one for `registry` (a reference's: "docker.io", host[:port]).
+bool IsLoginFor(const std::string& server_address, const std::string& registry);
+
 // The credentials Docker's config.json (as `docker login` writes it, with the password in the
 // file rather than a credential helper) holds for `registry` ("docker.io" or a host[:port]);
 // nullopt when it holds none. An error names the file and what is wrong with it.

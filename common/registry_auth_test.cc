@@ -22,6 +22,16 @@ TEST(RegistryAuthTest, EncodeDecodeRoundTripAndDockersPaddedForm) {
   EXPECT_EQ(DecodeRegistryAuth("%%%").status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(DecodeRegistryAuth(absl::WebSafeBase64Escape("[1]")).status().code(),
             absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(DecodeRegistryAuth(absl::WebSafeBase64Escape(R"({"username": 1})")).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(RegistryAuthTest, IsLoginFor_DockerHubsAliasesAndExactHosts) {
+  EXPECT_TRUE(IsLoginFor("https://index.docker.io/v1/", "docker.io"));
+  EXPECT_TRUE(IsLoginFor("docker.io", "docker.io"));
+  EXPECT_TRUE(IsLoginFor("https://registry.example:5000", "registry.example:5000"));
+  EXPECT_FALSE(IsLoginFor("registry.example", "registry.example:5000"));
+  EXPECT_FALSE(IsLoginFor("https://index.docker.io/v1/", "registry.example"));
 }
 
 TEST(RegistryAuthTest, DockerConfig_FindsTheRegistrysLoginOrSaysWhy) {
@@ -41,11 +51,17 @@ TEST(RegistryAuthTest, DockerConfig_FindsTheRegistrysLoginOrSaysWhy) {
   ASSERT_TRUE(none.ok());
   EXPECT_FALSE(none->has_value());
 
-  auto helper =
-      RegistryAuthFromDockerConfig(R"({"auths": {"r.example": {}}, "credsStore": "desktop"})",
-                                   "/home/u/.docker/config.json", "r.example");
+  const std::string helpers =
+      R"({"auths": {"r.example": {}}, "credsStore": "desktop", "credHelpers": {"h.example": "x"}})";
+  auto helper = RegistryAuthFromDockerConfig(helpers, "/home/u/.docker/config.json", "r.example");
   EXPECT_EQ(helper.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(helper.status().message().find("credential helper"), std::string::npos);
+  EXPECT_EQ(RegistryAuthFromDockerConfig(helpers, "c.json", "h.example").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  // A registry the helpers hold no login for simply has none (Docker Desktop sets credsStore).
+  auto other = RegistryAuthFromDockerConfig(helpers, "c.json", "other.example");
+  ASSERT_TRUE(other.ok()) << other.status();
+  EXPECT_FALSE(other->has_value());
   EXPECT_EQ(RegistryAuthFromDockerConfig("{", "c.json", "r").status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(RegistryAuthFromDockerConfig(R"({"auths": {"r": {"auth": "nocolon"}}})", "c.json", "r")

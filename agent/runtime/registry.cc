@@ -443,6 +443,9 @@ absl::StatusOr<RegistryOptions> WithServiceCredentials(RegistryOptions options,
         "the service's credentials for ", parsed.registry,
         " do not decode: ", auth.status().message(), " (update the service --with-registry-auth)"));
   }
+  // Never to another registry: a service whose image now names a different one (an update that
+  // kept the old login) must not hand that login to it.
+  if (!IsLoginFor(auth->server_address, parsed.registry)) return options;
   options.credentials[parsed.registry] = {auth->username, auth->password};
   return options;
 }

@@ -42,7 +42,8 @@ struct RegistryOptions {
 };
 
 // `options` with the credentials of a service's registry_auth (`--with-registry-auth`, as
-// common/registry_auth.h encodes them) for the registry of `ref`; unchanged when it is empty.
+// common/registry_auth.h encodes them) for the registry of `ref`; unchanged when it is empty
+// or is a login for another registry.
 // INVALID_ARGUMENT when it does not decode.
 absl::StatusOr<RegistryOptions> WithServiceCredentials(RegistryOptions options,
                                                        const std::string& ref,

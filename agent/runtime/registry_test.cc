@@ -283,6 +283,11 @@ TEST_F(RegistryAuthTest, Pull_WithAServicesRegistryAuth) {
   auto none = WithServiceCredentials(node, ref, "");
   ASSERT_TRUE(none.ok());
   EXPECT_TRUE(none->credentials.empty());
+  // A login for another registry is not handed to this one.
+  auto elsewhere =
+      WithServiceCredentials(node, ref, EncodeRegistryAuth({"alice", "secret", "other.example"}));
+  ASSERT_TRUE(elsewhere.ok());
+  EXPECT_TRUE(elsewhere->credentials.empty());
 }
 
 }  // namespace

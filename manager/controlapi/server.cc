@@ -224,7 +224,7 @@ bool CommonFiltersMatch(const Filters& f, const T& o) {
 
 // Registry credentials (--with-registry-auth) go to the agents, never back to a caller.
 void RedactSpec(api::TaskSpec* spec) {
-  if (spec->has_container()) {
+  if (!spec->container().pull_options().registry_auth().empty()) {
     spec->mutable_container()->mutable_pull_options()->clear_registry_auth();
     if (spec->container().pull_options().ByteSizeLong() == 0) {
       spec->mutable_container()->clear_pull_options();

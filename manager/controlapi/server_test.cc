@@ -9,6 +9,7 @@
 
 #include "common/grpc_status.h"
 #include "common/id.h"
+#include "common/registry_auth.h"
 #include "common/tls.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -19,6 +20,9 @@
 
 namespace swarm::manager::controlapi {
 namespace {
+
+// What swarmctl --with-registry-auth sends.
+const std::string kRegistryAuth = EncodeRegistryAuth({"alice", "secret", "registry.example"});
 
 using grpc::StatusCode;
 
@@ -518,13 +522,13 @@ TEST_F(ServerTest, CreateService_JobsStartAtIterationZero) {
 TEST_F(ServerTest, GetService_InsertsDefaultsAndNeverReturnsRegistryAuth) {
   api::ServiceSpec spec = ServiceSpec("private");
   spec.mutable_task_template()->mutable_container()->mutable_pull_options()->set_registry_auth(
-      "c2VjcmV0");
+      kRegistryAuth);
   auto svc = CreateService(spec);
   ASSERT_TRUE(svc.ok());
   EXPECT_FALSE(svc->spec().task_template().container().has_pull_options());
   EXPECT_EQ(
       StoredService(svc->id()).spec().task_template().container().pull_options().registry_auth(),
-      "c2VjcmV0");
+      kRegistryAuth);
   api::GetServiceRequest req;
   req.set_service_id("private");
   api::GetServiceResponse resp;
@@ -667,7 +671,7 @@ TEST_F(ServerTest, UpdateService_RebalanceMarksReplicatedServicesOnly) {
 TEST_F(ServerTest, UpdateService_RegistryAuthIsKeptWhenNotResent) {
   api::ServiceSpec spec = ServiceSpec("private");
   spec.mutable_task_template()->mutable_container()->mutable_pull_options()->set_registry_auth(
-      "token");
+      kRegistryAuth);
   auto svc = CreateService(spec);
   ASSERT_TRUE(svc.ok());
   api::ServiceSpec next = svc->spec();  // as Get returned it: no credentials
@@ -678,7 +682,7 @@ TEST_F(ServerTest, UpdateService_RegistryAuthIsKeptWhenNotResent) {
   ASSERT_OK(UpdateService(same, next));
   EXPECT_EQ(
       StoredService(svc->id()).spec().task_template().container().pull_options().registry_auth(),
-      "token");
+      kRegistryAuth);
 }
 
 TEST_F(ServerTest, UpdateService_JobsRunAgainWhenTheirSpecChanges) {

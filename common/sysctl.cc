@@ -1,5 +1,7 @@
 #include "common/sysctl.h"
 
+#include <filesystem>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
@@ -26,6 +28,15 @@ absl::Status CheckContainerSysctl(const std::string& key, bool host_network) {
       " is not namespaced: a container may set only net.*, fs.mqueue.*, "
       "kernel.domainname and the IPC parameters kernel.msgmax, kernel.msgmnb, kernel.msgmni, "
       "kernel.sem, kernel.shmall, kernel.shmmax, kernel.shmmni and kernel.shm_rmid_forced"));
+}
+
+absl::Status CheckContainerMountTarget(const std::string& target) {
+  const std::string normal = std::filesystem::path(target).lexically_normal().string();
+  if (normal == "/proc" || normal == "/proc/" || absl::StartsWith(normal, "/proc/")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot mount at ", target, ": /proc belongs to the container's runtime"));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace swarm

@@ -18,6 +18,10 @@ namespace swarm {
 // OK, or INVALID_ARGUMENT saying why the container may not set `key`.
 absl::Status CheckContainerSysctl(const std::string& key, bool host_network);
 
+// Nothing may be mounted over the container's /proc (runc refuses it too): the runtime writes
+// sysctls and oom_score_adj there, and a mount could send those writes elsewhere.
+absl::Status CheckContainerMountTarget(const std::string& target);
+
 }  // namespace swarm
 
 #endif  // SWARM_COMMON_SYSCTL_H_

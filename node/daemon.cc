@@ -890,8 +890,10 @@ absl::StatusOr<api::JoinSwarmResponse> Daemon::Join(const api::JoinSwarmRequest&
     // 1. Learn the root CA over TLS that trusts nothing yet, and check it against the token.
     api::GetRootCACertificateResponse root_resp;
     {
-      auto ch = grpc::CreateCustomChannel(remote, tls::UnverifiedChannelCredentials(),
-                                          tls::ChannelArguments(tls::kManagerRole));
+      // Nothing vouches for this server yet: gRPC's own limit on what it may send back.
+      grpc::ChannelArguments args = tls::ChannelArguments(tls::kManagerRole);
+      args.SetMaxReceiveMessageSize(GRPC_DEFAULT_MAX_RECV_MESSAGE_LENGTH);
+      auto ch = grpc::CreateCustomChannel(remote, tls::UnverifiedChannelCredentials(), args);
       grpc::ClientContext ctx;
       ctx.set_deadline(Deadline(kRpcTimeout));
       api::GetRootCACertificateRequest r;

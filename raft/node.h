@@ -44,7 +44,6 @@
 #include "raft/disk_storage.h"
 #include "raft/raw_node.h"
 #include "raft/snapshot_io.h"
-#include "raft/transport.h"
 #include "raft/storage.h"
 #include "raft/transport.h"
 
@@ -136,6 +135,8 @@ class Node {
   // takes messages of up to kMaxMessageBytes; snapshots are streamed in chunks and have no
   // limit.
   static constexpr size_t kMaxProposalBytes = 16 << 20;
+  static_assert(kMaxProposalBytes + (1 << 20) <= kMaxMessageBytes,
+                "an entry of the largest proposal must fit in one transport message");
 
   // Opens the log in config.state_dir and restores the state machine; DATA_LOSS when the log
   // cannot be trusted.

@@ -30,8 +30,9 @@ class Peer;
 // The largest request one member sends another (one entry is at most 16 MiB, see
 // Node::kMaxProposalBytes, and goes alone when larger than a batch). A gRPC server that hosts
 // the Raft service must accept requests this large: with gRPC's default 4 MiB, a larger entry
-// would be refused on every attempt and never commit, and nothing after it either.
-inline constexpr int kMaxMessageBytes = 64 << 20;
+// would be refused on every attempt and never commit, and nothing after it either. (No larger:
+// the server's other services take requests this large from their callers too.)
+inline constexpr int kMaxMessageBytes = 20 << 20;
 
 class Transport {
  public:

@@ -310,6 +310,11 @@ absl::StatusOr<std::string> Runtime::Create(ContainerSpec spec) {
   if (spec.args.empty()) {
     return absl::InvalidArgumentError("creating a container: no command given or in the image");
   }
+  for (const MountSpec& m : spec.mounts) {
+    if (absl::Status s = CheckContainerMountTarget(m.target); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("creating a container: ", s.message()));
+    }
+  }
   for (const auto& [key, value] : spec.sysctls) {
     if (absl::Status s = CheckContainerSysctl(key, spec.network == NetworkMode::kHost); !s.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("creating a container: ", s.message()));

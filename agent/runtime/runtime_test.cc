@@ -214,6 +214,12 @@ TEST_F(RuntimeTest, Run_SysctlsAndOomScoreApplyInsideTheContainerOnly) {
   host.network = NetworkMode::kHost;
   id = runtime_->Create(host);
   EXPECT_TRUE(absl::StrContains(id.status().message(), "would change the host")) << id.status();
+  // Nor can a mount redirect the writes.
+  ContainerSpec over = Spec({"true"});
+  over.mounts.push_back({.type = MountSpec::Type::kTmpfs, .target = "/proc/sys/net"});
+  id = runtime_->Create(over);
+  EXPECT_TRUE(absl::StrContains(id.status().message(), "cannot mount at /proc/sys/net"))
+      << id.status();
 }
 
 TEST_F(RuntimeTest, EtcHosts_HostnameAtTheAddressAndExtraEntries) {

@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "common/ip.h"
 #include "common/network_modes.h"
+#include "common/registry_auth.h"
 #include "common/status_macros.h"
 #include "common/sysctl.h"
 #include "common/task_template.h"
@@ -254,6 +255,7 @@ absl::Status ValidateMounts(const google::protobuf::RepeatedPtrField<api::Mount>
     if (m.target().front() != '/') {
       return Invalid(absl::StrCat("mount target ", Quote(m.target()), " must be an absolute path"));
     }
+    RETURN_IF_ERROR(CheckContainerMountTarget(m.target()));
     if (!targets.insert(m.target()).second) {
       return Invalid(absl::StrCat("duplicate mount point: ", m.target()));
     }
@@ -411,6 +413,13 @@ absl::Status ValidateContainerSpec(const api::ContainerSpec& c) {
   }
   if (c.privileges().has_seccomp() && !api::SeccompMode_IsValid(c.privileges().seccomp().mode())) {
     return Invalid("unknown seccomp mode");
+  }
+  if (!c.pull_options().registry_auth().empty()) {
+    if (absl::StatusOr<RegistryAuth> auth = DecodeRegistryAuth(c.pull_options().registry_auth());
+        !auth.ok()) {
+      return Invalid(
+          absl::StrCat("pull_options.registry_auth does not decode: ", auth.status().message()));
+    }
   }
   if (c.privileges().seccomp().mode() == api::SECCOMP_MODE_CUSTOM) {
     // Refused rather than run with the default profile in its place.
@@ -633,6 +642,14 @@ absl::Status ValidateImageReference(const std::string& image) {
 }
 
 absl::Status ValidateServiceSpec(const api::ServiceSpec& spec) {
+  // Every task carries the spec, and a store transaction holds up to 4 MiB of objects plus
+  // one more: with specs up to 4 MiB, no transaction comes near Raft's 16 MiB proposal limit.
+  if (const size_t size = spec.ByteSizeLong(); size > kMaxServiceSpecBytes) {
+    return Invalid(absl::StrCat("the service spec is ", size, " bytes; at most ",
+                                kMaxServiceSpecBytes >> 20,
+                                " MiB is allowed (keep large data in configs, secrets or the "
+                                "image)"));
+  }
   RETURN_IF_ERROR(ValidateServiceName(spec.annotations().name()));
   RETURN_IF_ERROR(ValidateLabels(spec.annotations().labels(), "service label"));
   if (spec.mode_case() == api::ServiceSpec::MODE_NOT_SET) {

@@ -25,6 +25,8 @@ namespace swarm::manager::controlapi {
 // Largest secret and config payloads (Docker's limits).
 inline constexpr size_t kMaxSecretSize = 500 * 1024;
 inline constexpr size_t kMaxConfigSize = 1000 * 1024;
+// The largest service spec (serialized): gRPC's default message size.
+inline constexpr size_t kMaxServiceSpecBytes = 4 << 20;
 // Shortest validity of node certificates (`swarm update --cert-expiry`).
 inline constexpr absl::Duration kMinNodeCertExpiry = absl::Hours(1);
 // Smallest CPU and memory amounts a task may ask for (SwarmKit's).

@@ -360,6 +360,20 @@ TEST(ValidationTest, ServiceSpec_ContainerDetails) {
                         seccomp->set_profile(R"({"defaultAction": "SCMP_ACT_ALLOW"})");
                       }),
                       "custom seccomp profiles are not supported"));
+  EXPECT_TRUE(Invalid(
+      ServiceWith([](auto* s) { Container(s)->mutable_pull_options()->set_registry_auth("%%%"); }),
+      "pull_options.registry_auth does not decode"));
+  EXPECT_TRUE(Invalid(ServiceWith([](auto* s) {
+                        Container(s)->add_env("BIG=" + std::string(kMaxServiceSpecBytes, 'x'));
+                      }),
+                      "at most 4 MiB is allowed"));
+  EXPECT_TRUE(Invalid(ServiceWith([](auto* s) {
+                        api::Mount* m = Container(s)->add_mounts();
+                        m->set_type(api::MOUNT_TYPE_BIND);
+                        m->set_source("/srv/x");
+                        m->set_target("/proc/../proc/sys/net");
+                      }),
+                      "cannot mount at /proc/../proc/sys/net"));
   // Only namespaced sysctls, and net.* only with a network namespace of the container's own.
   EXPECT_TRUE(Invalid(
       ServiceWith([](auto* s) { (*Container(s)->mutable_sysctls())["vm.swappiness"] = "10"; }),

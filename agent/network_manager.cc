@@ -281,8 +281,12 @@ absl::Status NetworkManager::AttachLocked(const std::string& task_id, const api:
     if (!networks_[id].ingress) dns_networks.push_back(id);
   }
   ASSIGN_OR_RETURN(net::ScopedFd fd, net::OpenNetns(local.netns_path));
-  absl::Status added = dns_->AddContainer(
-      task_id, fd.get(), dns_networks, net::dns::UpstreamsFromResolvConf(ServiceResolvConf(task)));
+  // A service's --dns servers are asked from the container's namespace, as Docker does (the
+  // node's own resolvers on its loopback are the ones asked from the host's).
+  std::vector<net::dns::Upstream> upstreams =
+      net::dns::UpstreamsFromResolvConf(ServiceResolvConf(task));
+  for (net::dns::Upstream& u : upstreams) u.from_host_namespace = false;
+  absl::Status added = dns_->AddContainer(task_id, fd.get(), dns_networks, std::move(upstreams));
   if (added.code() == absl::StatusCode::kAlreadyExists) {
     added = dns_->SetNetworks(task_id, dns_networks);
   }

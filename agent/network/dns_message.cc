@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -370,8 +371,12 @@ std::string ContainerResolvConf(const ResolvConf& host, const ResolvConf& servic
   std::string out = "nameserver 127.0.0.11\n";
   const std::vector<std::string>& search = service.search.empty() ? host.search : service.search;
   if (!search.empty()) absl::StrAppend(&out, "search ", absl::StrJoin(search, " "), "\n");
-  absl::StrAppend(&out, "options ",
-                  service.options.empty() ? "ndots:0" : absl::StrJoin(service.options, " "), "\n");
+  std::vector<std::string> options = service.options;
+  if (std::none_of(options.begin(), options.end(),
+                   [](const std::string& o) { return absl::StartsWith(o, "ndots:"); })) {
+    options.push_back("ndots:0");
+  }
+  absl::StrAppend(&out, "options ", absl::StrJoin(options, " "), "\n");
   return out;
 }
 

@@ -131,8 +131,9 @@ ResolvConf ParseResolvConf(std::string_view content);
 
 // A container's resolv.conf: the embedded server (127.0.0.11) as the only nameserver, the
 // service's search domains (--dns-search) or else the host's, and the service's options
-// (--dns-option) or else `options ndots:0`, so that a single-label name such as a service
-// name is asked as is first, before the search domains are tried. (The service's nameservers,
+// (--dns-option) with `ndots:0` unless they set ndots, so that a single-label name such as a
+// service name is asked as is first, before the search domains are tried. (The service's
+// nameservers,
 // --dns, are the embedded server's upstreams for the container, not lines here.)
 std::string ContainerResolvConf(const ResolvConf& host, const ResolvConf& service = {});
 

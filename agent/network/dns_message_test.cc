@@ -185,6 +185,9 @@ TEST(DnsMessageTest, ResolvConf_KeepsSearchDomainsAndPointsAt127_0_0_11) {
   service.options = {"ndots:2", "timeout:1"};
   EXPECT_EQ(ContainerResolvConf(host, service),
             "nameserver 127.0.0.11\nsearch svc.example\noptions ndots:2 timeout:1\n");
+  service.options = {"timeout:1"};
+  EXPECT_EQ(ContainerResolvConf(host, service),
+            "nameserver 127.0.0.11\nsearch svc.example\noptions timeout:1 ndots:0\n");
 }
 
 // Fuzz-style: random bytes and mutations of valid messages never crash the parser, and

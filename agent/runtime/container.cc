@@ -464,15 +464,11 @@ class Child {
     if (chdir("/") != 0) Fail(errno, "entering /");
   }
 
-  // The sysctls (namespaced: Runtime::Create checked) and the OOM score adjustment.
+  // The sysctls (namespaced: Runtime::Create checked).
   void SetKernelParameters() {
     for (const auto& [key, value] : spec_.sysctls) {
       WriteProcFile(absl::StrCat("/proc/sys/", absl::StrReplaceAll(key, {{".", "/"}})), value,
                     absl::StrCat("setting sysctl ", key));
-    }
-    if (spec_.oom_score_adj != 0) {
-      WriteProcFile("/proc/self/oom_score_adj", std::to_string(spec_.oom_score_adj),
-                    "setting the OOM score adjustment");
     }
   }
 
@@ -647,12 +643,12 @@ std::string NormalizeCap(std::string name) {
   return name;
 }
 
-absl::Status WriteIdMap(pid_t pid, const char* file, unsigned host_id, unsigned size) {
+// Writes text to the process's /proc/<pid>/<file> (the parent configuring its child).
+absl::Status WriteProcessFile(pid_t pid, const char* file, const std::string& text) {
   std::string path = absl::StrCat("/proc/", pid, "/", file);
-  std::string line = absl::StrCat("0 ", host_id, " ", size, "\n");
   int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
   if (fd < 0) return ErrnoToStatus(errno, absl::StrCat("opening ", path));
-  ssize_t n = write(fd, line.data(), line.size());
+  ssize_t n = write(fd, text.data(), text.size());
   int err = errno;
   close(fd);
   if (n < 0) return ErrnoToStatus(err, absl::StrCat("writing ", path));
@@ -751,14 +747,22 @@ absl::StatusOr<CreatedProcess> CreateContainerProcess(const CreateRequest& reque
     return s;
   };
 
-  // Step 1: cgroup (v1) and id maps, then let the child go on.
+  // Step 1: cgroup (v1), id maps and OOM score, then let the child go on.
   if (!v2 && request.cgroup != nullptr) {
     if (absl::Status s = request.cgroup->AddProcess(created.pid); !s.ok()) return fail(s);
   }
   if (spec.user_namespace) {
-    absl::Status s = WriteIdMap(created.pid, "uid_map", spec.userns_host_id, spec.userns_size);
-    if (s.ok()) s = WriteIdMap(created.pid, "gid_map", spec.userns_host_id, spec.userns_size);
+    const std::string map = absl::StrCat("0 ", spec.userns_host_id, " ", spec.userns_size, "\n");
+    absl::Status s = WriteProcessFile(created.pid, "uid_map", map);
+    if (s.ok()) s = WriteProcessFile(created.pid, "gid_map", map);
     if (!s.ok()) return fail(s);
+  }
+  // Always, as Docker (a container must not inherit the daemon's own score), and from here:
+  // lowering it needs CAP_SYS_RESOURCE, which a child in a user namespace does not have.
+  if (absl::Status s =
+          WriteProcessFile(created.pid, "oom_score_adj", std::to_string(spec.oom_score_adj));
+      !s.ok()) {
+    return fail(s);
   }
   // The child may have failed already (it sets up while we work): its message is still
   // queued, so a failed send is reported only when there is none.

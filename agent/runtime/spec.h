@@ -99,7 +99,7 @@ struct ContainerSpec {
   // Namespaced kernel parameters ("net.core.somaxconn", "1024"), written in /proc/sys inside
   // the container (net.* need a network namespace of the container's own).
   std::vector<std::pair<std::string, std::string>> sysctls;
-  int oom_score_adj = 0;  // -1000..1000; 0 leaves the value the process inherits
+  int oom_score_adj = 0;  // -1000..1000, whatever the daemon's own is
   Resources resources;
   NetworkMode network = NetworkMode::kNone;
   std::string netns_path;

@@ -522,7 +522,7 @@ absl::Status ApplyLogDriver(const ServiceFlags& f, api::TaskSpec* task) {
 
 // Everything create and update share; create has already set the mode, image and args.
 // --with-registry-auth: the login for the image's registry from Docker's config.json
-// ($DOCKER_CONFIG, or ~/.docker), encoded as Docker sends it; none without one, as Docker.
+// ($DOCKER_CONFIG, or ~/.docker), encoded as Docker sends it.
 absl::Status ApplyRegistryAuth(const ServiceFlagEnv& env, api::ContainerSpec* c) {
   ASSIGN_OR_RETURN(agent::runtime::Reference ref, agent::runtime::ParseReference(c->image()));
   const std::string dir = env.getenv("DOCKER_CONFIG")
@@ -535,11 +535,8 @@ absl::Status ApplyRegistryAuth(const ServiceFlagEnv& env, api::ContainerSpec* c)
   } else if (!absl::IsNotFound(config.status())) {
     return config.status();
   }
-  if (auth) {
-    c->mutable_pull_options()->set_registry_auth(EncodeRegistryAuth(*auth));
-  } else {
-    c->clear_pull_options();
-  }
+  // Without a login, an empty one (as Docker's "{}"): it replaces what an update would keep.
+  c->mutable_pull_options()->set_registry_auth(EncodeRegistryAuth(auth.value_or(RegistryAuth{})));
   return absl::OkStatus();
 }
 

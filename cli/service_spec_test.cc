@@ -223,11 +223,15 @@ TEST(BuildServiceSpec, WithRegistryAuthSendsTheImageRegistrysDockerLogin) {
   EXPECT_EQ(auth->username, "alice");
   EXPECT_EQ(auth->password, "secret");
 
-  // An image of a registry without a login gets none; without the flag nothing is read.
+  // An image of a registry without a login gets an empty one (replacing an older login on
+  // update, as Docker's "{}"); without the flag nothing is read.
   f.image = "other.example/app";
   spec = BuildServiceSpec(f, env);
   ASSERT_TRUE(spec.ok()) << spec.status();
-  EXPECT_FALSE(spec->task_template().container().has_pull_options());
+  auto none = DecodeRegistryAuth(spec->task_template().container().pull_options().registry_auth());
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(none->username, "");
+  EXPECT_EQ(none->server_address, "");
   f.image = "busybox";
   f.with_registry_auth = false;
   spec = BuildServiceSpec(f, env);

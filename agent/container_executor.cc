@@ -201,7 +201,10 @@ class ContainerController final : public Controller {
     if (network_) {
       spec.network = rt::NetworkMode::kPath;
       spec.netns_path = network_->netns_path;
-      spec.files.push_back({.target = "/etc/resolv.conf", .data = network_->resolv_conf});
+      spec.files.push_back({.target = "/etc/resolv.conf",
+                            .data = network_->resolv_conf,
+                            .mode = 0644,
+                            .read_only = false});
     }
     RETURN_IF_ERROR(
         executor_->EnsureImage(spec.image, task.spec().container().pull_options().registry_auth()));

@@ -451,7 +451,7 @@ class Child {
       }
       Mount(tmp, InRoot(f.target, false), nullptr, MS_BIND);
       Mount("", InRoot(f.target, false), nullptr,
-            MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV);
+            MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV | (f.read_only ? MS_RDONLY : 0));
     }
   }
 

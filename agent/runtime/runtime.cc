@@ -350,7 +350,8 @@ absl::StatusOr<std::string> Runtime::Create(ContainerSpec spec) {
   if (spec.hostname.empty()) spec.hostname = id.substr(0, 12);
   if (spec.etc_hosts) {
     ASSIGN_OR_RETURN(std::string hosts, EtcHosts(spec));
-    spec.files.push_back({.target = "/etc/hosts", .data = std::move(hosts), .mode = 0444});
+    spec.files.push_back(
+        {.target = "/etc/hosts", .data = std::move(hosts), .mode = 0644, .read_only = false});
   }
 
   // Step 2: the container's directory and what it records.

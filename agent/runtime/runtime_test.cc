@@ -230,6 +230,11 @@ TEST_F(RuntimeTest, EtcHosts_HostnameAtTheAddressAndExtraEntries) {
   EXPECT_TRUE(absl::StartsWith(r.stdout_text, "127.0.0.1\tlocalhost\n")) << r.stdout_text;
   EXPECT_TRUE(absl::EndsWith(r.stdout_text, "\n10.0.1.5\tweb-1\n10.0.0.9 db db.local\n"))
       << r.stdout_text;
+  // Root in the container may edit it, as in Docker (a secret stays read-only).
+  ContainerSpec edit =
+      Spec({"sh", "-c", "echo '10.0.0.7 cache' >> /etc/hosts && tail -1 /etc/hosts"});
+  edit.etc_hosts = EtcHostsSpec{};
+  EXPECT_EQ(Run(edit).stdout_text, "10.0.0.7 cache\n");
   // On the host's network: the host's own entries first.
   spec.network = NetworkMode::kHost;
   spec.etc_hosts = EtcHostsSpec{"", {"10.0.0.9 db"}};

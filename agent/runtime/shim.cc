@@ -76,14 +76,12 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(HealthCheckSpec, test, interval_ms, timeout_m
                                    retries)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ContainerPaths, dir, upper, work, rootfs, exec_fifo, staging)
 void to_json(nlohmann::json& j, const FileSpec& f) {
-  j = {{"target", f.target},
-       {"data", Bytes(f.data)},
-       {"mode", f.mode},
-       {"uid", f.uid},
-       {"gid", f.gid}};
+  j = {{"target", f.target}, {"data", Bytes(f.data)}, {"mode", f.mode},
+       {"uid", f.uid},       {"gid", f.gid},          {"read_only", f.read_only}};
 }
 void from_json(const nlohmann::json& j, FileSpec& f) {
-  f = {j.at("target"), FromBytes(j.at("data")), j.at("mode"), j.at("uid"), j.at("gid")};
+  f = {j.at("target"), FromBytes(j.at("data")), j.at("mode"), j.at("uid"),
+       j.at("gid"),    j.at("read_only")};
 }
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ContainerSpec, name, image, lower_dirs, args, entrypoint, env,
                                    init, tty, working_dir, user, groups, hostname, read_only_rootfs,

@@ -29,13 +29,15 @@ struct MountSpec {
   int64_t tmpfs_size_bytes = 0;  // 0 = the kernel's default (half of RAM)
 };
 
-// A secret or config: a file that exists only on a tmpfs inside the container.
+// A secret or config, or a file the container gets from the node (/etc/hosts,
+// /etc/resolv.conf): it exists only on a tmpfs inside the container.
 struct FileSpec {
   std::string target;  // absolute path inside the container, e.g. /run/secrets/db_password
   std::string data;
   mode_t mode = 0444;
   uid_t uid = 0;
   gid_t gid = 0;
+  bool read_only = true;  // secrets and configs; the container may edit its /etc/hosts
 };
 
 struct RlimitSpec {

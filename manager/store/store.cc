@@ -325,8 +325,12 @@ void WriteTx::Add(api::StoreActionKind kind, api::StoreAction object) {
       *m->mutable_updated_at() = ts;
     }
   }
-  bytes_ += object.ByteSizeLong();
   actions_.push_back(std::move(object));
+}
+
+size_t WriteTx::bytes() const {
+  for (; sized_ < actions_.size(); ++sized_) bytes_ += actions_[sized_].ByteSizeLong();
+  return bytes_;
 }
 
 void WriteTx::Create(api::StoreAction object) {

@@ -140,8 +140,9 @@ class WriteTx : public ReadTx {
   void RemoveObject(const T& obj);
 
   // The size of the objects written so far, for writers that split a large piece of work
-  // into transactions of at most kMaxTransactionBytes.
-  size_t bytes() const { return bytes_; }
+  // into transactions of at most kMaxTransactionBytes. (Sized when asked: writers of one
+  // object never pay for it.)
+  size_t bytes() const;
 
  private:
   friend class MemoryStore;
@@ -149,7 +150,8 @@ class WriteTx : public ReadTx {
   void Add(api::StoreActionKind kind, api::StoreAction object);
   absl::Time now_;
   std::vector<api::StoreAction> actions_;
-  size_t bytes_ = 0;
+  mutable size_t sized_ = 0;  // actions_[0, sized_) are counted in bytes_
+  mutable size_t bytes_ = 0;
 };
 
 // Writers of many objects (the orchestrator, scheduler, allocator and dispatcher) start a new

@@ -28,6 +28,11 @@ constexpr char kLog[] = "network";
 constexpr char kLbTable[] = "swarmd_lb";
 constexpr char kIngressTable[] = "swarmd_ingress";  // in the sandbox
 constexpr char kPortsTable[] = "swarmd_ports";      // in the host's namespace
+constexpr char kSandboxName[] = "ingress-sbox";
+// The sandbox's place among an ingress network's local attachments (not a task ID).
+constexpr char kSandboxKey[] = "ingress-sandbox";
+// Priority of the rules that route replies to routing-mesh clients (before main's 32766).
+constexpr uint32_t kIngressRulePriority = 100;
 
 // A service's --dns, --dns-search and --dns-option.
 net::dns::ResolvConf ServiceResolvConf(const api::Task& task) {
@@ -36,11 +41,6 @@ net::dns::ResolvConf ServiceResolvConf(const api::Task& task) {
           {d.search().begin(), d.search().end()},
           {d.options().begin(), d.options().end()}};
 }
-constexpr char kSandboxName[] = "ingress-sbox";
-// The sandbox's place among an ingress network's local attachments (not a task ID).
-constexpr char kSandboxKey[] = "ingress-sandbox";
-// Priority of the rules that route replies to routing-mesh clients (before main's 32766).
-constexpr uint32_t kIngressRulePriority = 100;
 
 // "10.0.0.5/24" or "10.0.0.5" -> the address.
 std::optional<IpAddress> HostPart(const std::string& text) {

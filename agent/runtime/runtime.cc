@@ -69,6 +69,27 @@ bool PollReadable(int fd, absl::Duration timeout, int wake_fd = -1) {
   }
 }
 
+// Where --init's program is in the container, as Docker's docker-init.
+constexpr std::string_view kInitPath = "/sbin/docker-init";
+
+// What EtcHostsSpec says /etc/hosts holds (Docker's layout).
+absl::StatusOr<std::string> EtcHosts(const ContainerSpec& spec) {
+  std::string out;
+  if (spec.network == NetworkMode::kHost) {
+    ASSIGN_OR_RETURN(out, ReadFile("/etc/hosts"));
+    if (!out.empty() && out.back() != '\n') out += '\n';
+  } else {
+    out =
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
+        "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n";
+  }
+  if (!spec.etc_hosts->address.empty()) {
+    absl::StrAppend(&out, spec.etc_hosts->address, "\t", spec.hostname, "\n");
+  }
+  for (const std::string& e : spec.etc_hosts->entries) absl::StrAppend(&out, e, "\n");
+  return out;
+}
+
 }  // namespace
 
 std::string StatusName(ContainerStatus status) {
@@ -250,31 +271,6 @@ absl::StatusOr<const std::string*> Runtime::SeccompProgram(const std::vector<std
   slot = std::make_unique<std::string>(std::move(program));
   return slot.get();
 }
-
-namespace {
-
-// Where --init's program is in the container, as Docker's docker-init.
-constexpr std::string_view kInitPath = "/sbin/docker-init";
-
-// What EtcHostsSpec says /etc/hosts holds (Docker's layout).
-absl::StatusOr<std::string> EtcHosts(const ContainerSpec& spec) {
-  std::string out;
-  if (spec.network == NetworkMode::kHost) {
-    ASSIGN_OR_RETURN(out, ReadFile("/etc/hosts"));
-    if (!out.empty() && out.back() != '\n') out += '\n';
-  } else {
-    out =
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
-        "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n";
-  }
-  if (!spec.etc_hosts->address.empty()) {
-    absl::StrAppend(&out, spec.etc_hosts->address, "\t", spec.hostname, "\n");
-  }
-  for (const std::string& e : spec.etc_hosts->entries) absl::StrAppend(&out, e, "\n");
-  return out;
-}
-
-}  // namespace
 
 absl::StatusOr<std::string> Runtime::Create(ContainerSpec spec) {
   // Step 1: fill in what the image says and the caller left out.
